@@ -1,0 +1,54 @@
+/**
+ * A batch of received datagrams: one slab of bytes plus parallel typed arrays
+ * describing each datagram. Every source (dgram, native recvmmsg, libpcap,
+ * capture file) fills one of these and hands it to the pipeline synchronously;
+ * the pipeline copies what it keeps before returning, because the source
+ * reuses the slab and the arrays for the next batch. Nothing here is
+ * allocated per datagram.
+ *
+ * Slot i of a batch:
+ *   slab[offsets[i] .. offsets[i] + lengths[i])  the UDP payload (VXLAN header + inner frame)
+ *   wireLengths[i]    the datagram's real length; larger than lengths[i] only when the
+ *                     source could not hold it all (a capture file's snaplen, MSG_TRUNC)
+ *   tsSec[i], tsNsec[i]  receive time, UTC seconds + nanoseconds
+ *   srcAddr[16*i .. 16*i+16)  outer source address, IPv6 form; IPv4 as ::ffff:a.b.c.d
+ *   srcPort[i]        outer UDP source port
+ */
+export const ADDR_BYTES = 16;
+
+export class Batch {
+  count = 0;
+  readonly offsets: Uint32Array;
+  readonly lengths: Uint32Array;
+  readonly wireLengths: Uint32Array;
+  readonly tsSec: Uint32Array;
+  readonly tsNsec: Uint32Array;
+  readonly srcAddr: Uint8Array;
+  readonly srcPort: Uint16Array;
+
+  constructor(
+    readonly capacity: number,
+    public slab: Buffer,
+  ) {
+    this.offsets = new Uint32Array(capacity);
+    this.lengths = new Uint32Array(capacity);
+    this.wireLengths = new Uint32Array(capacity);
+    this.tsSec = new Uint32Array(capacity);
+    this.tsNsec = new Uint32Array(capacity);
+    this.srcAddr = new Uint8Array(capacity * ADDR_BYTES);
+    this.srcPort = new Uint16Array(capacity);
+  }
+}
+
+/** Writes an IPv4 address (four octets) into slot i as ::ffff:a.b.c.d. */
+export function setSrcV4(batch: Batch, i: number, a: number, b: number, c: number, d: number): void {
+  const o = i * ADDR_BYTES;
+  const s = batch.srcAddr;
+  s.fill(0, o, o + 10);
+  s[o + 10] = 0xff;
+  s[o + 11] = 0xff;
+  s[o + 12] = a;
+  s[o + 13] = b;
+  s[o + 14] = c;
+  s[o + 15] = d;
+}
