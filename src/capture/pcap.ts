@@ -1,0 +1,49 @@
+/**
+ * Classic pcap, nanosecond variant (what Wireshark calls "Nanosecond libpcap").
+ *
+ *  File header (24 bytes, little-endian as written by us):
+ *   0  magic 0xa1b23c4d (ns)   4  version 2.4   8  thiszone 0   12 sigfigs 0
+ *   16 snaplen                 20 linktype (1 = LINKTYPE_ETHERNET)
+ *  Record header (16 bytes):
+ *   0  ts_sec   4  ts_nsec   8  incl_len   12 orig_len
+ */
+export const PCAP_MAGIC_NS = 0xa1b23c4d;
+export const PCAP_MAGIC_US = 0xa1b2c3d4;
+export const LINKTYPE_ETHERNET = 1;
+export const FILE_HEADER_LEN = 24;
+export const RECORD_HEADER_LEN = 16;
+/** Largest snaplen libpcap accepts; also bounds any record we will write. */
+export const MAX_SNAPLEN = 262144;
+
+export function writeFileHeader(dst: Buffer, off: number, snaplen: number, linktype = LINKTYPE_ETHERNET): number {
+  dst.writeUInt32LE(PCAP_MAGIC_NS, off);
+  dst.writeUInt16LE(2, off + 4);
+  dst.writeUInt16LE(4, off + 6);
+  dst.writeInt32LE(0, off + 8);
+  dst.writeUInt32LE(0, off + 12);
+  dst.writeUInt32LE(snaplen, off + 16);
+  dst.writeUInt32LE(linktype, off + 20);
+  return off + FILE_HEADER_LEN;
+}
+
+/**
+ * Writes one record header and copies the frame after it; returns the offset past it.
+ * The caller guarantees room for RECORD_HEADER_LEN + inclLen bytes.
+ */
+export function writeRecord(
+  dst: Buffer,
+  off: number,
+  src: Buffer,
+  srcOff: number,
+  inclLen: number,
+  origLen: number,
+  sec: number,
+  nsec: number,
+): number {
+  dst.writeUInt32LE(sec, off);
+  dst.writeUInt32LE(nsec, off + 4);
+  dst.writeUInt32LE(inclLen, off + 8);
+  dst.writeUInt32LE(origLen, off + 12);
+  src.copy(dst, off + RECORD_HEADER_LEN, srcOff, srcOff + inclLen);
+  return off + RECORD_HEADER_LEN + inclLen;
+}
