@@ -1,0 +1,74 @@
+/**
+ * Outer source addresses travel as 16 bytes (IPv4 as ::ffff:a.b.c.d) in the batch.
+ * These helpers convert at the edges: config, names, JSON. Never per packet.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+
+export function isV4Mapped(b: Uint8Array, off: number): boolean {
+  for (let i = 0; i < 10; i++) if (b[off + i] !== 0) return false;
+  return b[off + 10] === 0xff && b[off + 11] === 0xff;
+}
+
+/** 16 bytes → "10.0.0.5" for mapped IPv4, else the RFC 5952 compressed IPv6 text. */
+export function formatAddr(b: Uint8Array, off: number): string {
+  if (isV4Mapped(b, off)) return `${b[off + 12]}.${b[off + 13]}.${b[off + 14]}.${b[off + 15]}`;
+  const words: number[] = [];
+  for (let i = 0; i < 16; i += 2) words.push((b[off + i]! << 8) | b[off + i + 1]!);
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = words.map((w) => w.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+/** Text → 16 bytes at out[off]; false when the text is not an IP address. */
+export function parseAddr(text: string, out: Uint8Array, off: number): boolean {
+  if (isIPv4(text)) {
+    out.fill(0, off, off + 10);
+    out[off + 10] = 0xff;
+    out[off + 11] = 0xff;
+    const parts = text.split('.');
+    for (let i = 0; i < 4; i++) out[off + 12 + i] = Number(parts[i]);
+    return true;
+  }
+  if (!isIPv6(text)) return false;
+  let s = text;
+  const zone = s.indexOf('%');
+  if (zone >= 0) s = s.slice(0, zone);
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  let tail: number[] = [];
+  if (v4) {
+    const p = v4[1]!.split('.').map(Number);
+    tail = [(p[0]! << 8) | p[1]!, (p[2]! << 8) | p[3]!];
+    s = s.slice(0, -v4[1]!.length);
+    if (s.endsWith(':') && !s.endsWith('::')) s = s.slice(0, -1);
+  }
+  const [head, rest] = s.includes('::') ? s.split('::') : [s, null];
+  const words = (x: string | undefined): number[] => (x ? x.split(':').filter((w) => w !== '').map((w) => parseInt(w, 16)) : []);
+  const left = words(head);
+  const right = [...words(rest ?? undefined), ...tail];
+  const all = rest === null ? [...left, ...tail] : [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  for (let i = 0; i < 8; i++) {
+    out[off + 2 * i] = all[i]! >> 8;
+    out[off + 2 * i + 1] = all[i]! & 0xff;
+  }
+  return true;
+}
+
+/** A form of an address that is safe inside a file name: dots stay, colons become dashes. */
+export function addrForName(text: string): string {
+  return text.replace(/:/g, '-');
+}

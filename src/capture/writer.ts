@@ -1,0 +1,379 @@
+/**
+ * One session's pcap output: records are copied once into large chunks, chunks queue
+ * up (bounded) and are written in order by one asynchronous drain loop; files rotate
+ * by size, age or packet count and are renamed from .pcap.part to .pcap when closed.
+ *
+ *   append() ──▶ [current chunk] ──full/flush──▶ [queue: WRITE WRITE CLOSE WRITE …] ──drain──▶ fs
+ *     (sync, hot path: no allocation,                (one op per chunk or file,        (async,
+ *      no I/O, drops when memory is out)               never per packet)                in order)
+ *
+ * Rotation is decided in append() from counts kept there, so file boundaries are exact
+ * and the record that would overflow a file starts the next one. A chunk belongs to one
+ * file and holds only whole records, so every write ends on a record boundary: when a
+ * write fails the file is cut back to its last whole record, closed and renamed.
+ */
+import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { RotationConfig } from '../config.js';
+import { DROP_QUEUE_FULL, DROP_WRITE_ERROR } from '../drops.js';
+import type { ChunkPool } from './chunks.js';
+import { captureFileName, PART_SUFFIX } from './naming.js';
+import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from './pcap.js';
+
+export const FILE_MODE = 0o640;
+export const DIR_MODE = 0o750;
+/** Chunks gathered into one writev. */
+const MAX_IOV = 16;
+
+/** A file as it is being written, and as reported once finished. */
+export interface CaptureFile {
+  readonly session: string;
+  readonly seq: number;
+  /** Final path (.pcap); while open the data lives at path + '.part'. */
+  readonly path: string;
+  /** Bytes appended (file header included), whether or not they reached the disk yet. */
+  bytes: number;
+  packets: number;
+  firstSec: number;
+  firstNsec: number;
+  lastSec: number;
+  lastNsec: number;
+}
+
+export interface WriterEvents {
+  /** A file was closed and renamed to its final name. */
+  fileClosed(file: CaptureFile): void;
+  /** A file system operation failed; the writer has already recovered what it could. */
+  writeError(file: CaptureFile, op: string, err: NodeJS.ErrnoException): void;
+}
+
+export interface WriterOptions {
+  readonly session: string;
+  readonly dir: string;
+  readonly rotation: RotationConfig;
+  /** Bytes of chunks this session may hold (queued + being filled). */
+  readonly queueSize: number;
+  /** Hands out the sequence number of the next file (unique per session, across restarts). */
+  readonly nextSeq: () => number;
+  readonly pool: ChunkPool;
+  readonly events: WriterEvents;
+  /** Per-reason drop counters of the session (see drops.ts); the writer bumps its own reasons. */
+  readonly drops: Float64Array;
+}
+
+const WRITE = 0;
+const CLOSE = 1;
+
+interface Op {
+  kind: typeof WRITE | typeof CLOSE;
+  file: OpenFile;
+  chunk: Buffer | null;
+  len: number;
+  packets: number;
+}
+
+interface OpenFile extends CaptureFile {
+  handle: FileHandle | null;
+  /** Bytes and packets that reached the file; always a record boundary. */
+  durable: number;
+  durablePackets: number;
+  failed: boolean;
+}
+
+export class SessionWriter {
+  /** Packets and bytes (file headers included) that reached the disk. */
+  writtenPackets = 0;
+  writtenBytes = 0;
+  filesClosed = 0;
+
+  private file: OpenFile | null = null;
+  private chunk: Buffer | null = null;
+  private chunkLen = 0;
+  private chunkPackets = 0;
+  private chunksHeld = 0;
+  private readonly maxChunks: number;
+  private readonly ops: Op[] = [];
+  private draining = false;
+  private closed = false;
+  private idleWaiters: Array<() => void> = [];
+  private readonly rotateSize: number;
+  private readonly rotatePackets: number;
+  private readonly rotateSeconds: number;
+  private readonly snaplen: number;
+
+  constructor(private readonly opts: WriterOptions) {
+    this.maxChunks = Math.max(2, Math.floor(opts.queueSize / opts.pool.chunkSize));
+    this.rotateSize = opts.rotation.rotateSize;
+    this.rotatePackets = opts.rotation.rotatePackets;
+    this.rotateSeconds = opts.rotation.rotateSeconds;
+    this.snaplen = opts.rotation.snaplen;
+  }
+
+  /** The file being written, if any. */
+  get current(): CaptureFile | null {
+    return this.file;
+  }
+
+  /** Bytes this session holds in memory waiting for the disk. */
+  get heldBytes(): number {
+    return this.chunksHeld * this.opts.pool.chunkSize;
+  }
+
+  /**
+   * Appends one frame. `len` bytes are available at src[off]; `origLen` is the frame's
+   * real length on the wire. Returns false when the packet was dropped (counted).
+   */
+  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number): boolean {
+    if (this.closed) {
+      this.opts.drops[DROP_WRITE_ERROR]!++;
+      return false;
+    }
+    const incl = len < this.snaplen ? len : this.snaplen;
+    const recLen = RECORD_HEADER_LEN + incl;
+    let f = this.file;
+    if (f !== null && this.rotationDue(f, recLen, sec)) {
+      this.closeCurrent();
+      f = null;
+    }
+    const need = f === null ? recLen + FILE_HEADER_LEN : recLen;
+    if (this.chunk === null || this.chunkLen + need > this.chunk.length) {
+      if (!this.nextChunk()) {
+        this.opts.drops[DROP_QUEUE_FULL]!++;
+        return false;
+      }
+    }
+    const chunk = this.chunk!;
+    if (f === null) {
+      f = this.openFile(sec, nsec);
+      this.chunkLen = writeFileHeader(chunk, this.chunkLen, this.snaplen);
+    } else if (sec < f.lastSec || (sec === f.lastSec && nsec < f.lastNsec)) {
+      // Readers expect time to move forward within a file; a clock step back is clamped.
+      sec = f.lastSec;
+      nsec = f.lastNsec;
+    }
+    this.chunkLen = writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
+    this.chunkPackets++;
+    f.bytes += recLen;
+    f.packets++;
+    f.lastSec = sec;
+    f.lastNsec = nsec;
+    return true;
+  }
+
+  /** Hands the partly filled chunk to the disk, so buffered records reach the file. */
+  flush(): void {
+    if (this.chunk !== null && this.chunkLen > 0) this.queueChunk();
+    this.kick();
+  }
+
+  /** Time-based rotation for a session that may be idle: `nowSec` is wall-clock seconds. */
+  tick(nowSec: number): void {
+    const f = this.file;
+    if (f !== null && this.rotateSeconds > 0 && nowSec - f.firstSec >= this.rotateSeconds) this.rotate();
+  }
+
+  /** Closes the current file now; the next packet starts a new one. */
+  rotate(): void {
+    if (this.file !== null) this.closeCurrent();
+    this.kick();
+  }
+
+  /** Writes everything queued, closes and renames the current file. Idempotent. */
+  async close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.rotate();
+    }
+    await this.idle();
+  }
+
+  /** Resolves once every queued operation has completed. */
+  idle(): Promise<void> {
+    if (!this.draining && this.ops.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private rotationDue(f: OpenFile, recLen: number, sec: number): boolean {
+    return (
+      (this.rotateSize > 0 && f.bytes + recLen > this.rotateSize && f.packets > 0) ||
+      (this.rotatePackets > 0 && f.packets >= this.rotatePackets) ||
+      (this.rotateSeconds > 0 && sec - f.firstSec >= this.rotateSeconds)
+    );
+  }
+
+  private openFile(sec: number, nsec: number): OpenFile {
+    const seq = this.opts.nextSeq();
+    const f: OpenFile = {
+      session: this.opts.session,
+      seq,
+      path: join(this.opts.dir, captureFileName(this.opts.session, sec, seq)),
+      bytes: FILE_HEADER_LEN,
+      packets: 0,
+      firstSec: sec,
+      firstNsec: nsec,
+      lastSec: sec,
+      lastNsec: nsec,
+      handle: null,
+      durable: 0,
+      durablePackets: 0,
+      failed: false,
+    };
+    this.file = f;
+    return f;
+  }
+
+  private closeCurrent(): void {
+    const f = this.file!;
+    if (this.chunkLen > 0) this.queueChunk();
+    this.file = null;
+    this.ops.push({ kind: CLOSE, file: f, chunk: null, len: 0, packets: 0 });
+  }
+
+  /** Queues the current chunk (if it holds anything) and takes a fresh one; false when memory is out. */
+  private nextChunk(): boolean {
+    if (this.chunk !== null) {
+      if (this.chunkLen > 0) this.queueChunk();
+      else return true;
+    }
+    if (this.chunksHeld >= this.maxChunks) return false;
+    const chunk = this.opts.pool.take();
+    if (chunk === null) return false;
+    this.chunk = chunk;
+    this.chunksHeld++;
+    this.chunkLen = 0;
+    this.chunkPackets = 0;
+    return true;
+  }
+
+  private queueChunk(): void {
+    this.ops.push({ kind: WRITE, file: this.file!, chunk: this.chunk, len: this.chunkLen, packets: this.chunkPackets });
+    this.chunk = null;
+    this.chunkLen = 0;
+    this.chunkPackets = 0;
+    this.kick();
+  }
+
+  private kick(): void {
+    if (!this.draining && this.ops.length > 0) {
+      this.draining = true;
+      void this.drain();
+    }
+  }
+
+  private releaseChunk(op: Op): void {
+    this.opts.pool.give(op.chunk!);
+    this.chunksHeld--;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.ops.length > 0) {
+      const op = this.ops[0]!;
+      if (op.kind === CLOSE) {
+        this.ops.shift();
+        await this.finish(op.file);
+        continue;
+      }
+      let n = 1;
+      while (n < this.ops.length && n < MAX_IOV && this.ops[n]!.kind === WRITE && this.ops[n]!.file === op.file) n++;
+      const batch = this.ops.splice(0, n);
+      await this.writeOps(op.file, batch);
+    }
+    this.draining = false;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private async writeOps(f: OpenFile, batch: Op[]): Promise<void> {
+    if (f.failed) {
+      for (const op of batch) this.discard(op);
+      return;
+    }
+    try {
+      if (f.handle === null) {
+        await mkdir(this.opts.dir, { recursive: true, mode: DIR_MODE });
+        f.handle = await open(f.path + PART_SUFFIX, 'wx', FILE_MODE);
+        await f.handle.chmod(FILE_MODE);
+      }
+      let bufs = batch.map((op) => op.chunk!.subarray(0, op.len));
+      let left = bufs.reduce((s, b) => s + b.length, 0);
+      while (left > 0) {
+        const { bytesWritten } = await f.handle.writev(bufs);
+        left -= bytesWritten;
+        if (left > 0) bufs = skipBytes(bufs, bytesWritten);
+      }
+    } catch (err) {
+      await this.fail(f, 'write', err as NodeJS.ErrnoException);
+      for (const op of batch) this.discard(op);
+      return;
+    }
+    for (const op of batch) {
+      f.durable += op.len;
+      f.durablePackets += op.packets;
+      this.writtenBytes += op.len;
+      this.writtenPackets += op.packets;
+      this.releaseChunk(op);
+    }
+  }
+
+  /** A queued chunk that will never reach its file: its packets are counted as dropped. */
+  private discard(op: Op): void {
+    this.opts.drops[DROP_WRITE_ERROR]! += op.packets;
+    this.releaseChunk(op);
+  }
+
+  /**
+   * After a failed open or write: cut the file back to its last whole record, close it,
+   * rename it, and make the next packet start a new file.
+   */
+  private async fail(f: OpenFile, op: string, err: NodeJS.ErrnoException): Promise<void> {
+    f.failed = true;
+    if (this.file === f) {
+      if (this.chunk !== null && this.chunkLen > 0) {
+        this.opts.drops[DROP_WRITE_ERROR]! += this.chunkPackets;
+        this.chunkLen = 0;
+        this.chunkPackets = 0;
+      }
+      this.file = null;
+    }
+    this.opts.events.writeError(f, op, err);
+    if (f.handle !== null) {
+      try {
+        await f.handle.truncate(f.durable);
+      } catch {
+        // The file may be gone with its folder; whatever is left is still whole records.
+      }
+      await this.finish(f);
+    }
+  }
+
+  private async finish(f: OpenFile): Promise<void> {
+    if (f.handle === null) return; // never opened (every write failed before open)
+    const handle = f.handle;
+    f.handle = null;
+    try {
+      await handle.close();
+      await rename(f.path + PART_SUFFIX, f.path);
+    } catch (err) {
+      this.opts.events.writeError(f, 'close', err as NodeJS.ErrnoException);
+      return;
+    }
+    // What the finished file really holds, which is less than appended after a write error.
+    f.bytes = f.durable;
+    f.packets = f.durablePackets;
+    this.filesClosed++;
+    this.opts.events.fileClosed(f);
+  }
+}
+
+function skipBytes(bufs: Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (n >= b.length) n -= b.length;
+    else {
+      out.push(n > 0 ? b.subarray(n) : b);
+      n = 0;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,373 @@
+/**
+ * Configuration: defaults < config file (YAML or JSON) < MIRRORCAP_* environment < flags,
+ * resolved once into a frozen Config. Every option is declared once in OPTIONS; the flag
+ * parser, the environment reader, the file reader, validation and `--help` all read that table.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
+
+export class ConfigError extends Error {
+  readonly code = 'ERR_MIRRORCAP_CONFIG';
+  override readonly name = 'ConfigError';
+}
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface RotationConfig {
+  /** Close the file before it would grow past this many bytes; 0 = off. */
+  readonly rotateSize: number;
+  /** Close the file once its first packet is this many seconds old; 0 = off. */
+  readonly rotateSeconds: number;
+  /** Close the file after this many packets; 0 = off. */
+  readonly rotatePackets: number;
+  /** Finished files kept per session, oldest deleted first; 0 = keep all. */
+  readonly ring: number;
+  readonly snaplen: number;
+}
+
+export interface SessionConfig extends RotationConfig {
+  readonly vni: number;
+  readonly name: string;
+  /** Outer source address this session is bound to (session-key vni+src), or null for any. */
+  readonly source: string | null;
+}
+
+export type SessionKey = 'vni' | 'vni+src';
+
+export interface Config extends RotationConfig {
+  readonly listen: Endpoint;
+  readonly http: Endpoint;
+  readonly out: string;
+  readonly sessionKey: SessionKey;
+  readonly strict: boolean;
+  readonly recvBuffer: number;
+  readonly flushInterval: number;
+  readonly queueSize: number;
+  readonly maxBuffer: number;
+  readonly maxSessions: number;
+  readonly logLevel: string;
+  readonly configFile: string | null;
+  readonly sessions: readonly SessionConfig[];
+}
+
+type Kind = 'size' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path';
+
+interface OptionSpec {
+  readonly name: string;
+  readonly key: keyof Config;
+  readonly kind: Kind;
+  readonly default: string;
+  readonly help: string;
+  readonly values?: readonly string[];
+  readonly min?: number;
+  readonly max?: number;
+  /** Also valid inside a session entry of the config file. */
+  readonly perSession?: boolean;
+  /** 0 is allowed below min and means "off". */
+  readonly zeroOff?: boolean;
+}
+
+export const MAX_VNI = 0xffffff;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { name: 'listen', key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
+  { name: 'http', key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
+  { name: 'out', key: 'out', kind: 'path', default: './captures', help: 'output folder; one subfolder per session' },
+  { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size (0 = off)', perSession: true },
+  { name: 'rotate-seconds', key: 'rotateSeconds', kind: 'duration', default: '300', min: 1, zeroOff: true, help: 'start a new file when the current one is this old (0 = off)', perSession: true },
+  { name: 'rotate-packets', key: 'rotatePackets', kind: 'count', default: '0', help: 'start a new file after this many packets (0 = off)', perSession: true },
+  { name: 'ring', key: 'ring', kind: 'count', default: '0', help: 'finished files kept per session, oldest deleted first (0 = keep all)', perSession: true },
+  { name: 'snaplen', key: 'snaplen', kind: 'count', default: '65535', min: 64, max: 262144, help: 'bytes of each inner frame written; longer frames are cut (orig_len keeps the real length)', perSession: true },
+  { name: 'session-key', key: 'sessionKey', kind: 'enum', default: 'vni', values: ['vni', 'vni+src'], help: 'what makes a session: the VNI, or the VNI and the outer source address' },
+  { name: 'strict', key: 'strict', kind: 'bool', default: 'false', help: 'drop VNIs not listed in the config file (reason="unknown_vni") instead of creating vni-<n> sessions' },
+  { name: 'recv-buffer', key: 'recvBuffer', kind: 'size', default: '32MiB', help: 'socket receive buffer to ask the kernel for' },
+  { name: 'flush-interval', key: 'flushInterval', kind: 'duration', default: '1s', min: 0.01, help: 'buffered records reach the file at least this often' },
+  { name: 'queue-size', key: 'queueSize', kind: 'size', default: '32MiB', min: 1024 * 1024, help: 'bytes a session may hold waiting for the disk; beyond it packets drop (reason="queue_full")' },
+  { name: 'max-buffer', key: 'maxBuffer', kind: 'size', default: '192MiB', min: 4 * 1024 * 1024, help: 'bytes all sessions together may hold waiting for the disk' },
+  { name: 'max-sessions', key: 'maxSessions', kind: 'count', default: '1024', min: 1, max: 1 << 20, help: 'most sessions at once; packets for more are dropped (reason="session_limit")' },
+  { name: 'log-level', key: 'logLevel', kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'log level of the JSON lines on stdout' },
+  { name: 'config', key: 'configFile', kind: 'path', default: '', help: 'YAML or JSON file with any of these options and a sessions list' },
+];
+
+const BY_NAME = new Map(OPTIONS.map((o) => [o.name, o]));
+
+export function envName(option: string): string {
+  return `MIRRORCAP_${option.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/** Where a raw value came from, for error messages. */
+type Origin = string;
+
+interface Raw {
+  value: unknown;
+  origin: Origin;
+}
+
+function fail(what: string, value: unknown, origin: Origin, expected: string): never {
+  const shown = typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
+  throw new ConfigError(`invalid ${what} ${shown} (from ${origin}): expected ${expected}`);
+}
+
+function expectation(o: OptionSpec): string {
+  const range = (lo: number | undefined, hi: number | undefined, fmt: (n: number) => string): string =>
+    (lo !== undefined && hi !== undefined
+      ? ` from ${fmt(lo)} to ${fmt(hi)}`
+      : lo !== undefined
+        ? ` of at least ${fmt(lo)}`
+        : '') + (o.zeroOff ? ', or 0 for off' : '');
+  switch (o.kind) {
+    case 'size':
+      return `a size such as 100MiB, 512KiB, 1GiB or a number of bytes${range(o.min, o.max, formatSize)}`;
+    case 'duration':
+      return `a duration such as 300, 30s, 500ms, 5m or 1h${range(o.min, o.max, formatDuration)}`;
+    case 'count':
+      return `a whole number${range(o.min ?? 0, o.max, String)}`;
+    case 'bool':
+      return 'true or false';
+    case 'enum':
+      return `one of ${o.values!.join(', ')}`;
+    case 'endpoint':
+      return 'HOST:PORT with an IP address, e.g. 0.0.0.0:4789 or [::]:4789, port 0-65535';
+    case 'path':
+      return 'a path';
+  }
+}
+
+function parseEndpoint(text: string): Endpoint | null {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]*):(\d+)$/.exec(text) ?? /^()(\d+)$/.exec(text);
+  if (!m) return null;
+  const host = m[1] === '' ? '0.0.0.0' : m[1]!;
+  const port = Number(m[2]);
+  if (port > 65535) return null;
+  if (host !== 'localhost' && isIP(host) === 0) return null;
+  if (m[0].startsWith('[') && isIP(host) !== 6) return null;
+  return { host, port };
+}
+
+function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
+  const { value, origin } = raw;
+  const text = typeof value === 'string' ? value.trim() : typeof value === 'number' || typeof value === 'boolean' ? String(value) : null;
+  if (text === null) fail(what, value, origin, expectation(o));
+  const inRange = (n: number): boolean =>
+    (o.zeroOff === true && n === 0) || ((o.min === undefined || n >= o.min) && (o.max === undefined || n <= o.max));
+  switch (o.kind) {
+    case 'size': {
+      const n = parseSize(text);
+      if (!Number.isFinite(n) || !inRange(n)) fail(what, value, origin, expectation(o));
+      return n;
+    }
+    case 'duration': {
+      const n = parseDuration(text);
+      if (!Number.isFinite(n) || !inRange(n)) fail(what, value, origin, expectation(o));
+      return n;
+    }
+    case 'count': {
+      const n = /^\d+$/.test(text) ? Number(text) : NaN;
+      if (!Number.isSafeInteger(n) || !inRange(n)) fail(what, value, origin, expectation(o));
+      return n;
+    }
+    case 'bool': {
+      const t = text.toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(t)) return true;
+      if (['false', '0', 'no', 'off'].includes(t)) return false;
+      return fail(what, value, origin, expectation(o));
+    }
+    case 'enum':
+      if (!o.values!.includes(text)) fail(what, value, origin, expectation(o));
+      return text;
+    case 'endpoint': {
+      const ep = parseEndpoint(text);
+      if (!ep) fail(what, value, origin, expectation(o));
+      return ep;
+    }
+    case 'path':
+      if (text === '' && o.name !== 'config') fail(what, value, origin, 'a non-empty path');
+      return text === '' ? null : text;
+  }
+}
+
+/** kebab-case, camelCase and snake_case keys all name the same option in a config file. */
+function normalizeKey(key: string): string {
+  return key.replace(/([a-z0-9])([A-Z])/g, '$1-$2').replace(/_/g, '-').toLowerCase();
+}
+
+/**
+ * Parses argv (after the subcommand) into raw option values. `--name value`, `--name=value`,
+ * and for booleans `--name`, `--no-name`, `--name=false`. Positional arguments are returned.
+ */
+export function parseFlags(
+  argv: readonly string[],
+  extra: readonly OptionSpec[] = [],
+): { flags: Map<string, Raw>; positional: string[] } {
+  const flags = new Map<string, Raw>();
+  const positional: string[] = [];
+  const specs = new Map([...BY_NAME, ...extra.map((o) => [o.name, o] as const)]);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--') || arg === '--') {
+      if (arg === '--') {
+        positional.push(...argv.slice(i + 1));
+        break;
+      }
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    let name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+    let value: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
+    let spec = specs.get(name);
+    if (!spec && name.startsWith('no-') && specs.get(name.slice(3))?.kind === 'bool' && value === undefined) {
+      name = name.slice(3);
+      spec = specs.get(name);
+      value = 'false';
+    }
+    if (!spec) throw new ConfigError(`unknown option --${name} (see mirrorcap --help)`);
+    if (value === undefined) {
+      if (spec.kind === 'bool') value = 'true';
+      else {
+        const next = argv[i + 1];
+        if (next === undefined) throw new ConfigError(`option --${name} needs a value: ${expectation(spec)}`);
+        value = next;
+        i++;
+      }
+    }
+    flags.set(name, { value, origin: `--${name}` });
+  }
+  return { flags, positional };
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new ConfigError(`config file ${path} must hold a mapping of option names to values`);
+  }
+  return doc as Record<string, unknown>;
+}
+
+const SESSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+/** Session names become folder and file names: no separators, no dot-only names, nothing outside --out. */
+export function isValidSessionName(name: string): boolean {
+  return SESSION_NAME.test(name) && !/^\.+$/.test(name);
+}
+
+function resolveSessions(list: unknown, origin: Origin, base: RotationConfig, sessionKey: SessionKey): SessionConfig[] {
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) fail('sessions', list, origin, 'a list of {vni, name} entries');
+  const seenNames = new Set<string>();
+  const seenKeys = new Set<string>();
+  const perSession = OPTIONS.filter((o) => o.perSession);
+  return list.map((entry: unknown, i) => {
+    const at = `sessions[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      fail(at, entry, origin, 'a mapping such as {vni: 123, name: web-prod}');
+    }
+    const fields = new Map(Object.entries(entry as Record<string, unknown>).map(([k, v]) => [normalizeKey(k), v]));
+    const vni = fields.get('vni');
+    if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > MAX_VNI) {
+      fail(`${at}.vni`, vni, origin, `an integer from 0 to ${MAX_VNI}`);
+    }
+    const name = fields.get('name');
+    if (typeof name !== 'string' || !isValidSessionName(name)) {
+      fail(`${at}.name`, name, origin, 'a name of letters, digits, "-", "_" and "." (not only dots, at most 128)');
+    }
+    if (seenNames.has(name)) fail(`${at}.name`, name, origin, 'a name no other session uses');
+    seenNames.add(name);
+    let source: string | null = null;
+    if (fields.has('source')) {
+      const s = fields.get('source');
+      if (typeof s !== 'string' || isIP(s) === 0) fail(`${at}.source`, s, origin, 'an IPv4 or IPv6 address');
+      if (sessionKey !== 'vni+src') fail(`${at}.source`, s, origin, 'no source unless session-key is vni+src');
+      source = s;
+    }
+    const key = `${vni}/${source ?? '*'}`;
+    if (seenKeys.has(key)) fail(`${at}.vni`, vni, origin, `a VNI${source ? ' and source' : ''} no other session uses`);
+    seenKeys.add(key);
+    const overrides: Record<string, unknown> = {};
+    for (const [k, v] of fields) {
+      if (k === 'vni' || k === 'name' || k === 'source') continue;
+      const spec = perSession.find((o) => o.name === k);
+      if (!spec) {
+        throw new ConfigError(
+          `unknown key "${k}" in ${at} (from ${origin}); a session takes vni, name, source, ${perSession.map((o) => o.name).join(', ')}`,
+        );
+      }
+      overrides[spec.key] = convert(spec, { value: v, origin }, `${at}.${k}`);
+    }
+    return Object.freeze({ ...base, ...overrides, vni, name, source }) as SessionConfig;
+  });
+}
+
+/**
+ * Resolves the configuration. `env` is usually process.env; `flags` come from parseFlags.
+ * Throws ConfigError (one line naming the key, the value and what is allowed) on any bad value.
+ */
+export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv): Config {
+  const envRaw = (o: OptionSpec): Raw | undefined => {
+    const v = env[envName(o.name)];
+    return v === undefined ? undefined : { value: v, origin: envName(o.name) };
+  };
+  const configSpec = BY_NAME.get('config')!;
+  const configRaw = flags.get('config') ?? envRaw(configSpec);
+  const configFile = configRaw ? (convert(configSpec, configRaw) as string | null) : null;
+  const file: Record<string, unknown> = configFile ? readConfigFile(configFile) : {};
+  const fileOrigin = `config file ${configFile}`;
+  const fileValues = new Map<string, unknown>();
+  let sessionsRaw: unknown;
+  for (const [k, v] of Object.entries(file)) {
+    const name = normalizeKey(k);
+    if (name === 'sessions') sessionsRaw = v;
+    else if (BY_NAME.has(name) && name !== 'config') fileValues.set(name, v);
+    else throw new ConfigError(`unknown key "${k}" in ${fileOrigin}; known keys: sessions, ${OPTIONS.filter((o) => o.name !== 'config').map((o) => o.name).join(', ')}`);
+  }
+
+  const out: Record<string, unknown> = {};
+  for (const o of OPTIONS) {
+    if (o.name === 'config') continue;
+    const raw: Raw =
+      flags.get(o.name) ??
+      envRaw(o) ??
+      (fileValues.has(o.name) ? { value: fileValues.get(o.name), origin: fileOrigin } : { value: o.default, origin: 'default' });
+    out[o.key] = convert(o, raw);
+  }
+  out.configFile = configFile;
+  const base: RotationConfig = {
+    rotateSize: out.rotateSize as number,
+    rotateSeconds: out.rotateSeconds as number,
+    rotatePackets: out.rotatePackets as number,
+    ring: out.ring as number,
+    snaplen: out.snaplen as number,
+  };
+  out.sessions = Object.freeze(resolveSessions(sessionsRaw, fileOrigin, base, out.sessionKey as SessionKey));
+  return Object.freeze(out) as unknown as Config;
+}
+
+/** `mirrorcap --help`, generated from OPTIONS so it cannot drift. */
+export function optionsHelp(specs: readonly OptionSpec[] = OPTIONS): string {
+  const rows = specs.map((o) => {
+    const flag = o.kind === 'bool' ? `--${o.name}` : `--${o.name} ${o.kind === 'enum' ? o.values!.join('|') : o.kind.toUpperCase()}`;
+    const def = o.default === '' ? '' : ` (default ${o.default})`;
+    return `  ${flag.padEnd(34)} ${o.help}${def}\n  ${''.padEnd(34)} env ${envName(o.name)}`;
+  });
+  return rows.join('\n');
+}
+
+export type { OptionSpec, Raw };

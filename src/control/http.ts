@@ -1,0 +1,107 @@
+/**
+ * The control plane: one HTTP server for Prometheus, the NLB health check and the JSON API.
+ * It only reads counters; it never sits on the packet path.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Endpoint } from '../config.js';
+import type { Logger } from './log.js';
+
+export interface Readiness {
+  readonly ready: boolean;
+  /** Why not ready, for the 503 body: e.g. "source not listening". */
+  readonly reasons: readonly string[];
+}
+
+export interface ControlHandlers {
+  readonly metricsContentType: string;
+  metrics(): Promise<string>;
+  readiness(): Readiness;
+  sessions(): unknown;
+  files(): unknown;
+}
+
+type Route = (res: ServerResponse) => Promise<void> | void;
+
+export class ControlServer {
+  port = 0;
+  private server: Server | null = null;
+  private readonly routes: ReadonlyMap<string, Route>;
+
+  constructor(
+    private readonly endpoint: Endpoint,
+    handlers: ControlHandlers,
+    private readonly log: Logger,
+  ) {
+    this.routes = new Map<string, Route>([
+      ['/metrics', async (res) => send(res, 200, handlers.metricsContentType, await handlers.metrics())],
+      ['/healthz', (res) => sendJson(res, 200, { status: 'ok' })],
+      [
+        '/readyz',
+        (res) => {
+          const r = handlers.readiness();
+          sendJson(res, r.ready ? 200 : 503, r.ready ? { ready: true } : { ready: false, reasons: r.reasons });
+        },
+      ],
+      ['/api/sessions', (res) => sendJson(res, 200, handlers.sessions())],
+      ['/api/files', (res) => sendJson(res, 200, handlers.files())],
+    ]);
+  }
+
+  async start(): Promise<void> {
+    const server = createServer((req, res) => void this.handle(req, res));
+    // A slow or abusive client must not hold the server: bounded headers, requests, sockets.
+    server.headersTimeout = 5_000;
+    server.requestTimeout = 10_000;
+    server.keepAliveTimeout = 5_000;
+    server.maxConnections = 256;
+    server.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.endpoint.port, this.endpoint.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.port = (server.address() as AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (server === null) return;
+    this.server = null;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const route = this.routes.get(path);
+    try {
+      if (route === undefined) sendJson(res, 404, { error: 'not found', path });
+      else if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('Allow', 'GET, HEAD');
+        sendJson(res, 405, { error: 'method not allowed' });
+      } else await route(res);
+    } catch (err) {
+      this.log.error({ err, path }, 'http handler failed');
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
+      else res.destroy();
+    }
+  }
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value, null, 2)}\n`);
+}

@@ -1,0 +1,95 @@
+/**
+ * Prometheus metrics, pulled: components bump plain numbers, and every metric here reads
+ * them in collect() at scrape time. Nothing on the packet path touches prom-client.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { ChunkPool } from '../capture/chunks.js';
+import { DROP_REASONS, PIPELINE_DROPS, SESSION_DROPS } from '../drops.js';
+import type { Pipeline } from '../pipeline.js';
+import type { Session } from '../session/session.js';
+import type { Source } from '../source/source.js';
+
+export interface MetricsView {
+  readonly pipeline: Pipeline;
+  readonly sessions: readonly Session[];
+  readonly source: Source | null;
+  readonly pool: ChunkPool;
+  readonly deletedFiles: () => number;
+  readonly recvBufferBytes: () => number;
+  /** Refreshes counters that need I/O to read (e.g. /proc/net/udp). */
+  readonly refresh: () => Promise<void>;
+}
+
+type Labels = Record<string, string>;
+type Emit = (labels: Labels, value: number) => void;
+
+const PREFIX = 'mirrorcap_';
+
+export interface Metrics {
+  readonly register: Registry;
+  /** The text exposition, after refreshing what needs I/O to read. */
+  scrape(): Promise<string>;
+}
+
+export function createMetrics(view: MetricsView, version: string): Metrics {
+  const register = new Registry();
+  collectDefaultMetrics({ register });
+
+  const sessionLabels = (s: Session): Labels => ({ session: s.name, vni: String(s.vni) });
+  const counter = (name: string, help: string, labelNames: string[], fill: (emit: Emit) => void): void => {
+    new Counter({
+      name: PREFIX + name,
+      help,
+      labelNames,
+      registers: [register],
+      collect() {
+        this.reset();
+        fill((labels, value) => this.inc(labels, value));
+      },
+    });
+  };
+  const gauge = (name: string, help: string, labelNames: string[], fill: (emit: Emit) => void): void => {
+    new Gauge({
+      name: PREFIX + name,
+      help,
+      labelNames,
+      registers: [register],
+      collect() {
+        this.reset();
+        fill((labels, value) => this.set(labels, value));
+      },
+    });
+  };
+  const perSession = (read: (s: Session) => number) => (emit: Emit) => {
+    for (const s of view.sessions) emit(sessionLabels(s), read(s));
+  };
+
+  gauge('build_info', 'Version of mirrorcap and Node.js running; always 1.', ['version', 'node'], (emit) => emit({ version, node: process.version }, 1));
+  counter('datagrams_total', 'UDP datagrams received.', [], (emit) => emit({}, view.pipeline.datagrams));
+  counter('packets_total', 'VXLAN packets accepted into a session.', ['session', 'vni'], perSession((s) => s.packets));
+  counter('bytes_total', 'Bytes of inner frames accepted into a session (original lengths).', ['session', 'vni'], perSession((s) => s.bytes));
+  counter('written_packets_total', 'Packets written to pcap files.', ['session', 'vni'], perSession((s) => s.writer.writtenPackets));
+  counter('written_bytes_total', 'Bytes written to pcap files, file and record headers included.', ['session', 'vni'], perSession((s) => s.writer.writtenBytes));
+  counter('dropped_packets_total', 'Datagrams or packets not written, by reason.', ['reason', 'session', 'vni'], (emit) => {
+    for (const r of PIPELINE_DROPS) emit({ reason: DROP_REASONS[r]! }, view.pipeline.drops[r]!);
+    for (const s of view.sessions) {
+      for (const r of SESSION_DROPS) emit({ reason: DROP_REASONS[r]!, ...sessionLabels(s) }, s.drops[r]!);
+    }
+  });
+  counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.writer.filesClosed));
+  counter('files_deleted_total', 'Finished capture files deleted to keep the ring.', ['reason'], (emit) => emit({ reason: 'ring' }, view.deletedFiles()));
+  counter('socket_drops_total', 'Datagrams the kernel dropped because the socket buffer was full.', [], (emit) => emit({}, view.source?.stats.kernelDrops ?? 0));
+  gauge('current_file_bytes', 'Size of the file each session is writing (buffered bytes included).', ['session', 'vni'], perSession((s) => s.writer.current?.bytes ?? 0));
+  gauge('sessions', 'Sessions known.', [], (emit) => emit({}, view.sessions.length));
+  gauge('session_packets_per_second', 'Packets per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.packetsPerSecond));
+  gauge('session_bits_per_second', 'Inner-frame bits per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.bitsPerSecond));
+  gauge('buffer_bytes', 'Memory held for records waiting for the disk.', [], (emit) => emit({}, view.pool.allocatedBytes));
+  gauge('receive_buffer_bytes', 'Socket receive buffer the kernel granted.', [], (emit) => emit({}, view.recvBufferBytes()));
+  return {
+    register,
+    async scrape() {
+      await view.refresh();
+      return register.metrics();
+    },
+  };
+}

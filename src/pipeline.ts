@@ -1,0 +1,49 @@
+/**
+ * The hot path: one call per batch, one loop over its datagrams.
+ *
+ *   datagram ──▶ VXLAN check ──▶ session (VNI [+ source]) ──▶ writer.append
+ *        └─ short / bad_vxlan / unknown_vni / session_limit: counted here
+ *
+ * No allocation, no events, no logging per datagram; counters are plain numbers.
+ */
+import { DROP_BAD_VXLAN, DROP_SHORT, newDropCounters } from './drops.js';
+import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, vxlanHasVni, vxlanVni } from './decode/vxlan.js';
+import type { Router } from './session/router.js';
+import { ADDR_BYTES, type Batch } from './source/batch.js';
+
+export class Pipeline {
+  /** Datagrams seen, and those dropped before they belonged to a session, by reason. */
+  datagrams = 0;
+  readonly drops = newDropCounters();
+
+  constructor(private readonly router: Router) {}
+
+  /** The BatchSink every source calls. */
+  readonly process = (batch: Batch): void => {
+    const { slab, offsets, lengths, wireLengths, tsSec, tsNsec, srcAddr } = batch;
+    const n = batch.count;
+    this.datagrams += n;
+    for (let i = 0; i < n; i++) {
+      const off = offsets[i]!;
+      const len = lengths[i]!;
+      if (len < VXLAN_MIN_DATAGRAM) {
+        this.drops[DROP_SHORT]!++;
+        continue;
+      }
+      if (!vxlanHasVni(slab, off)) {
+        this.drops[DROP_BAD_VXLAN]!++;
+        continue;
+      }
+      const session = this.router.lookup(vxlanVni(slab, off), srcAddr, i * ADDR_BYTES);
+      if (session === null) {
+        this.drops[this.router.missReason]!++;
+        continue;
+      }
+      const frameLen = len - VXLAN_HEADER_LEN;
+      const origLen = wireLengths[i]! - VXLAN_HEADER_LEN;
+      session.packets++;
+      session.bytes += origLen;
+      session.writer.append(slab, off + VXLAN_HEADER_LEN, frameLen, origLen, tsSec[i]!, tsNsec[i]!);
+    }
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * One mirror session: where its packets go and what it has counted. Counters are plain
+ * numbers bumped on the hot path; metrics and the API read them when asked.
+ */
+import type { SessionConfig } from '../config.js';
+import type { SessionWriter } from '../capture/writer.js';
+
+/** Seconds of history behind the pps / bits-per-second gauges. */
+export const RATE_WINDOW_SECONDS = 10;
+
+export class Session {
+  /** Packets and inner-frame bytes (original lengths) routed to this session. */
+  packets = 0;
+  bytes = 0;
+  packetsPerSecond = 0;
+  bitsPerSecond = 0;
+  /** Per-second samples of (packets, bytes), a ring of RATE_WINDOW_SECONDS + 1 entries. */
+  private readonly samples = new Float64Array((RATE_WINDOW_SECONDS + 1) * 2);
+  private sampleCount = 0;
+
+  constructor(
+    readonly config: SessionConfig,
+    /** Per-reason drop counters (drops.ts), shared with the writer, which counts its own reasons. */
+    readonly drops: Float64Array,
+    readonly writer: SessionWriter,
+  ) {}
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  get vni(): number {
+    return this.config.vni;
+  }
+
+  /** Called once a second: updates the rates over the last RATE_WINDOW_SECONDS. */
+  sampleRates(): void {
+    const slots = RATE_WINDOW_SECONDS + 1;
+    const at = (this.sampleCount % slots) * 2;
+    this.samples[at] = this.packets;
+    this.samples[at + 1] = this.bytes;
+    this.sampleCount++;
+    const span = Math.min(this.sampleCount - 1, RATE_WINDOW_SECONDS);
+    if (span === 0) return;
+    const old = ((this.sampleCount - 1 - span) % slots) * 2;
+    this.packetsPerSecond = (this.packets - this.samples[old]!) / span;
+    this.bitsPerSecond = ((this.bytes - this.samples[old + 1]!) * 8) / span;
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * The portable source: node:dgram. Node hands us one Buffer per datagram; we copy each
+ * into a slab right away and deliver batches on setImmediate, so everything downstream
+ * sees the same batches as with the native source. Timestamps come from WallClock.
+ */
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { parseAddr } from '../addr.js';
+import { ADDR_BYTES, Batch } from './batch.js';
+import { WallClock } from './clock.js';
+import { udpSocketDrops } from './procnet.js';
+import type { BatchSink, Source, SourceStats } from './source.js';
+
+export interface DgramSourceOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly recvBuffer: number;
+}
+
+const SLAB_BYTES = 4 * 1024 * 1024;
+const BATCH_CAPACITY = 1024;
+
+export class DgramSource implements Source {
+  readonly kind = 'dgram';
+  readonly stats: SourceStats = { datagrams: 0, batches: 0, kernelDrops: 0 };
+  ready = false;
+  /** What the kernel granted for SO_RCVBUF (the usable half of what getsockopt reports). */
+  grantedRecvBuffer = 0;
+  port = 0;
+  private socket: Socket | null = null;
+  private sink: BatchSink | null = null;
+  private readonly batch = new Batch(BATCH_CAPACITY, Buffer.allocUnsafeSlow(SLAB_BYTES));
+  private used = 0;
+  private scheduled = false;
+  private readonly clock = new WallClock();
+  private clockTimer: NodeJS.Timeout | null = null;
+  private lastAddrText = '';
+  private readonly lastAddr = new Uint8Array(ADDR_BYTES);
+
+  constructor(private readonly opts: DgramSourceOptions) {}
+
+  async start(sink: BatchSink): Promise<void> {
+    this.sink = sink;
+    const ipv6 = isIPv6(this.opts.host);
+    const socket = createSocket({ type: ipv6 ? 'udp6' : 'udp4', ipv6Only: false });
+    this.socket = socket;
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(this.opts.port, this.opts.host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    // A socket error after bind (rare for UDP) must not crash the process.
+    socket.on('error', () => {
+      this.ready = false;
+    });
+    try {
+      socket.setRecvBufferSize(this.opts.recvBuffer);
+    } catch {
+      // The kernel refused the size; what we got is reported below.
+    }
+    this.grantedRecvBuffer = Math.floor(socket.getRecvBufferSize() / 2);
+    this.port = socket.address().port;
+    socket.on('message', this.onMessage);
+    this.clockTimer = setInterval(() => this.clock.resync(), 1000).unref();
+    this.ready = true;
+  }
+
+  /** /proc/net/udp's drops for our port; called at scrape time. */
+  async refreshKernelDrops(): Promise<void> {
+    const drops = await udpSocketDrops(this.port, isIPv6(this.opts.host));
+    if (drops !== null) this.stats.kernelDrops = drops;
+  }
+
+  async close(): Promise<void> {
+    const socket = this.socket;
+    if (socket === null) return;
+    this.socket = null;
+    this.ready = false;
+    if (this.clockTimer) clearInterval(this.clockTimer);
+    socket.off('message', this.onMessage);
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+    this.flush();
+  }
+
+  private readonly onMessage = (msg: Buffer, rinfo: RemoteInfo): void => {
+    const b = this.batch;
+    if (b.count === BATCH_CAPACITY || this.used + msg.length > SLAB_BYTES) this.flush();
+    const i = b.count++;
+    msg.copy(b.slab, this.used);
+    b.offsets[i] = this.used;
+    b.lengths[i] = msg.length;
+    b.wireLengths[i] = msg.length;
+    this.used += msg.length;
+    this.clock.sample();
+    b.tsSec[i] = this.clock.sec;
+    b.tsNsec[i] = this.clock.nsec;
+    if (rinfo.address !== this.lastAddrText) {
+      this.lastAddrText = rinfo.address;
+      parseAddr(rinfo.address, this.lastAddr, 0);
+    }
+    b.srcAddr.set(this.lastAddr, i * ADDR_BYTES);
+    b.srcPort[i] = rinfo.port;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  };
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const b = this.batch;
+    if (b.count === 0) return;
+    this.stats.datagrams += b.count;
+    this.stats.batches++;
+    this.sink!(b);
+    b.count = 0;
+    this.used = 0;
+  };
+}
