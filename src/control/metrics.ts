@@ -34,6 +34,11 @@ export interface Metrics {
 export function createMetrics(view: MetricsView, version: string): Metrics {
   const register = new Registry();
   collectDefaultMetrics({ register });
+  // Gauges named like counters; promtool flags them, and the same numbers are exported
+  // without the suffix (nodejs_active_handles, ... by type).
+  for (const misnamed of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    register.removeSingleMetric(misnamed);
+  }
 
   const sessionLabels = (s: Session): Labels => ({ session: s.name, vni: String(s.vni) });
   const counter = (name: string, help: string, labelNames: string[], fill: (emit: Emit) => void): void => {

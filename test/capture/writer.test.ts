@@ -1,0 +1,183 @@
+/** The writer's rotation, ring, bounds and timestamps, checked on disk with capinfos / tshark. */
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { Catalog } from '../../src/capture/catalog.js';
+import { ChunkPool, DEFAULT_CHUNK_SIZE } from '../../src/capture/chunks.js';
+import { SessionWriter, type CaptureFile } from '../../src/capture/writer.js';
+import type { RotationConfig } from '../../src/config.js';
+import { DROP_QUEUE_FULL, newDropCounters } from '../../src/drops.js';
+import { udpFrame } from '../lib/frames.js';
+import { capinfos, tsharkFrames } from '../lib/tshark.js';
+
+const T0 = 1_790_000_000; // 2026-09-21T14:13:20Z
+
+interface Rig {
+  dir: string;
+  writer: SessionWriter;
+  closed: CaptureFile[];
+  drops: Float64Array;
+  catalog: Catalog;
+  deleted: string[];
+}
+
+async function rig(t: Test, rotation: Partial<RotationConfig>, opts: { queueSize?: number; pool?: ChunkPool } = {}): Promise<Rig> {
+  const out = await mkdtemp(join(tmpdir(), 'mirrorcap-writer-'));
+  t.teardown(() => rm(out, { recursive: true, force: true }));
+  const dir = join(out, 's1');
+  const closed: CaptureFile[] = [];
+  const deleted: string[] = [];
+  const drops = newDropCounters();
+  const full: RotationConfig = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535, ...rotation };
+  const catalog = new Catalog(out, { deleted: (f) => deleted.push(f.path), deleteFailed: () => undefined });
+  const writer = new SessionWriter({
+    session: 's1',
+    dir,
+    rotation: full,
+    queueSize: opts.queueSize ?? 32 * 1024 * 1024,
+    nextSeq: () => catalog.nextSeq('s1'),
+    pool: opts.pool ?? new ChunkPool(DEFAULT_CHUNK_SIZE, 256 * 1024 * 1024),
+    drops,
+    events: {
+      fileClosed: (f) => {
+        closed.push({ ...f });
+        catalog.add(f, full.ring);
+      },
+      writeError: (_f, op, err) => t.fail(`unexpected ${op} error ${err.code}`),
+    },
+  });
+  return { dir, writer, closed, drops, catalog, deleted };
+}
+
+const files = async (dir: string): Promise<string[]> => (await readdir(dir)).sort();
+
+t.test('files are named <session>-<UTC start>-<seq>.pcap and renamed from .part on close', async (t) => {
+  const { dir, writer } = await rig(t, {});
+  const f = udpFrame(100, 1, 1);
+  writer.append(f, 0, f.length, f.length, T0, 5);
+  writer.flush();
+  await writer.idle();
+  t.same(await files(dir), ['s1-20260921T141320Z-000000.pcap.part'], 'open file carries .part');
+  t.equal((await stat(dir)).mode & 0o777, 0o750, 'folder mode 0750');
+  t.equal((await stat(join(dir, 's1-20260921T141320Z-000000.pcap.part'))).mode & 0o777, 0o640, 'file mode 0640');
+  t.equal(tsharkFrames(join(dir, 's1-20260921T141320Z-000000.pcap.part')).length, 1, 'a flushed record is readable while the file is open');
+  await writer.close();
+  await writer.close();
+  t.same(await files(dir), ['s1-20260921T141320Z-000000.pcap'], 'closed file renamed; close() is idempotent');
+});
+
+t.test('rotation by size: no file grows past rotate-size', async (t) => {
+  const { dir, writer, closed } = await rig(t, { rotateSize: 4096 });
+  const f = udpFrame(1000, 1, 1);
+  for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0, i);
+  await writer.close();
+  const names = await files(dir);
+  t.equal(names.length, 3, '4 + 4 + 2 records of 1016 bytes');
+  t.same(closed.map((c) => c.packets), [4, 4, 2]);
+  for (const n of names) {
+    t.ok((await stat(join(dir, n))).size <= 4096, `${n} within 4096 bytes`);
+  }
+  t.same(names.map((n) => n.slice(-12)), ['-000000.pcap', '-000001.pcap', '-000002.pcap'], 'sequence numbers count up');
+  t.same(names.map((n) => capinfos(join(dir, n)).packets), [4, 4, 2], 'capinfos agrees');
+});
+
+t.test('rotation by packet count', async (t) => {
+  const { dir, writer } = await rig(t, { rotatePackets: 10 });
+  const f = udpFrame(60, 1, 1);
+  for (let i = 0; i < 35; i++) writer.append(f, 0, f.length, f.length, T0, i);
+  await writer.close();
+  t.same((await files(dir)).map((n) => capinfos(join(dir, n)).packets), [10, 10, 10, 5]);
+});
+
+t.test('rotation by age: packet time, and tick() for a session gone quiet', async (t) => {
+  const { dir, writer, closed } = await rig(t, { rotateSeconds: 60 });
+  const f = udpFrame(60, 1, 1);
+  for (let s = 0; s < 150; s += 10) writer.append(f, 0, f.length, f.length, T0 + s, 0);
+  t.equal(closed.length, 0, 'nothing closed before the drain');
+  writer.tick(T0 + 179);
+  t.not(writer.current, null, 'tick leaves a file younger than rotate-seconds');
+  writer.tick(T0 + 180);
+  t.equal(writer.current, null, 'tick closes a file as old as rotate-seconds');
+  await writer.idle();
+  t.same(closed.map((c) => [c.firstSec - T0, c.lastSec - T0, c.packets]), [[0, 50, 6], [60, 110, 6], [120, 140, 3]]);
+  t.same((await files(dir)).map((n) => n.slice(3, 19)), ['20260921T141320Z', '20260921T141420Z', '20260921T141520Z'], 'each name has its UTC start');
+});
+
+t.test('snaplen cuts the record, orig_len keeps the real length; a larger origLen is kept', async (t) => {
+  const { dir, writer } = await rig(t, { snaplen: 128 });
+  const big = udpFrame(1000, 1, 1);
+  const small = udpFrame(100, 1, 2);
+  writer.append(big, 0, big.length, big.length, T0, 1);
+  writer.append(small, 0, small.length, 1500, T0, 2);
+  await writer.close();
+  const [name] = await files(dir);
+  t.equal(capinfos(join(dir, name!)).snaplen, 128, 'snaplen in the file header');
+  const got = tsharkFrames(join(dir, name!));
+  t.same(got.map((g) => [g.capLen, g.len]), [[128, 1000], [100, 1500]]);
+  t.ok(got[0]!.raw.equals(big.subarray(0, 128)), 'the first 128 bytes are written');
+});
+
+t.test('timestamps never go backwards within a file', async (t) => {
+  const { dir, writer } = await rig(t, {});
+  const f = udpFrame(60, 1, 1);
+  writer.append(f, 0, f.length, f.length, T0 + 5, 500);
+  writer.append(f, 0, f.length, f.length, T0 + 4, 900); // a clock step back
+  writer.append(f, 0, f.length, f.length, T0 + 5, 400);
+  writer.append(f, 0, f.length, f.length, T0 + 6, 1);
+  await writer.close();
+  const [name] = await files(dir);
+  t.same(tsharkFrames(join(dir, name!)).map((g) => g.epoch), [`${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 6}.000000001`]);
+});
+
+t.test('a full queue drops and counts, memory stays bounded, everything else is written', async (t) => {
+  const pool = new ChunkPool(DEFAULT_CHUNK_SIZE, 4 * DEFAULT_CHUNK_SIZE);
+  const { dir, writer, drops } = await rig(t, {}, { queueSize: 64 * 1024 * 1024, pool });
+  const f = udpFrame(1400, 1, 1);
+  let accepted = 0;
+  // No await in the loop: the disk gets no chance to drain, as under a burst.
+  for (let i = 0; i < 2000; i++) if (writer.append(f, 0, f.length, f.length, T0, i)) accepted++;
+  t.ok(pool.allocatedBytes <= 4 * DEFAULT_CHUNK_SIZE, 'the pool never exceeds its limit');
+  t.equal(accepted + drops[DROP_QUEUE_FULL]!, 2000, 'every packet is either accepted or counted as queue_full');
+  t.ok(drops[DROP_QUEUE_FULL]! > 0, 'some were dropped');
+  await writer.close();
+  const [name] = await files(dir);
+  t.equal(capinfos(join(dir, name!)).packets, accepted, 'every accepted packet is in the file');
+  t.equal(writer.writtenPackets, accepted);
+});
+
+t.test('the per-session queue size bounds a session even when the pool has room', async (t) => {
+  const pool = new ChunkPool(DEFAULT_CHUNK_SIZE, 64 * DEFAULT_CHUNK_SIZE);
+  const { writer, drops } = await rig(t, {}, { queueSize: 2 * DEFAULT_CHUNK_SIZE, pool });
+  const f = udpFrame(1400, 1, 1);
+  for (let i = 0; i < 2000; i++) writer.append(f, 0, f.length, f.length, T0, i);
+  t.ok(writer.heldBytes <= 2 * DEFAULT_CHUNK_SIZE, 'held bytes within queue-size');
+  t.ok(drops[DROP_QUEUE_FULL]! > 0);
+  await writer.close();
+});
+
+t.test('ring keeps the newest N finished files of the session', async (t) => {
+  const { dir, writer, deleted } = await rig(t, { rotatePackets: 1, ring: 2 });
+  const f = udpFrame(60, 1, 1);
+  for (let i = 0; i < 5; i++) {
+    writer.append(f, 0, f.length, f.length, T0 + i, 0);
+    await writer.idle();
+  }
+  await writer.close();
+  await new Promise((r) => setTimeout(r, 50));
+  const left = await files(dir);
+  t.same(left.map((n) => n.slice(-11, -5)), ['000003', '000004'], 'the two newest remain');
+  t.equal(deleted.length, 3, 'three deletions reported');
+});
+
+t.test('sequence numbers continue after files from an earlier run', async (t) => {
+  const first = await rig(t, { rotatePackets: 1 });
+  const f = udpFrame(60, 1, 1);
+  for (let i = 0; i < 3; i++) first.writer.append(f, 0, f.length, f.length, T0, 0);
+  await first.writer.close();
+  const again = new Catalog(join(first.dir, '..'), { deleted: () => undefined, deleteFailed: () => undefined });
+  await again.scan();
+  t.equal(again.nextSeq('s1'), 3);
+  t.equal(again.filesOf('s1').length, 3);
+  t.same(await readFile(join(first.dir, (await files(first.dir))[0]!)).then((b) => b.readUInt32LE(0).toString(16)), 'a1b23c4d');
+});

@@ -1,0 +1,174 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { ConfigError, OPTIONS, envName, parseFlags, resolveConfig, type Config } from '../src/config.js';
+import { parseDuration, parseSize } from '../src/units.js';
+import { MAIN } from './lib/appliance.js';
+
+const resolve = (argv: string[], env: NodeJS.ProcessEnv = {}): Config => resolveConfig(parseFlags(argv).flags, env);
+
+async function file(name: string, text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-config-'));
+  const path = join(dir, name);
+  await writeFile(path, text);
+  return path;
+}
+
+t.test('sizes and durations', async (t) => {
+  t.equal(parseSize('100MiB'), 100 * 1024 * 1024);
+  t.equal(parseSize('512KiB'), 512 * 1024);
+  t.equal(parseSize('1GiB'), 1024 ** 3);
+  t.equal(parseSize('1.5 GiB'), 1.5 * 1024 ** 3);
+  t.equal(parseSize('10MB'), 10_000_000);
+  t.equal(parseSize('4096'), 4096);
+  t.ok(Number.isNaN(parseSize('12XB')));
+  t.ok(Number.isNaN(parseSize('-1MiB')));
+  t.equal(parseDuration('300'), 300);
+  t.equal(parseDuration('500ms'), 0.5);
+  t.equal(parseDuration('5m'), 300);
+  t.equal(parseDuration('1h'), 3600);
+  t.ok(Number.isNaN(parseDuration('soon')));
+});
+
+t.test('defaults: work with no configuration at all', async (t) => {
+  const c = resolve([]);
+  t.same(c.listen, { host: '0.0.0.0', port: 4789 });
+  t.same(c.http, { host: '0.0.0.0', port: 9789 });
+  t.equal(c.out, './captures');
+  t.equal(c.rotateSize, 100 * 1024 * 1024);
+  t.equal(c.rotateSeconds, 300);
+  t.equal(c.rotatePackets, 0);
+  t.equal(c.ring, 0);
+  t.equal(c.snaplen, 65535);
+  t.equal(c.sessionKey, 'vni');
+  t.equal(c.strict, false);
+  t.equal(c.recvBuffer, 32 * 1024 * 1024);
+  t.equal(c.flushInterval, 1);
+  t.equal(c.logLevel, 'info');
+  t.same(c.sessions, []);
+  t.ok(Object.isFrozen(c), 'the config is frozen');
+});
+
+t.test('flags > environment > file > defaults', async (t) => {
+  const path = await file('c.yaml', 'rotate-size: 1GiB\nring: 3\nsnaplen: 200\nout: /from/file\n');
+  const env = { MIRRORCAP_RING: '5', MIRRORCAP_SNAPLEN: '300', MIRRORCAP_CONFIG: path };
+  const c = resolve(['--snaplen', '400'], env);
+  t.equal(c.rotateSize, 1024 ** 3, 'file beats default');
+  t.equal(c.ring, 5, 'env beats file');
+  t.equal(c.snaplen, 400, 'flag beats env');
+  t.equal(c.out, '/from/file');
+  t.equal(c.rotateSeconds, 300, 'default where nobody says');
+  t.equal(resolve(['--config', path], {}).ring, 3, '--config names the file too');
+});
+
+t.test('flag forms: --k v, --k=v, booleans, [v6]:port', async (t) => {
+  t.equal(resolve(['--strict']).strict, true);
+  t.equal(resolve(['--strict=false']).strict, false);
+  t.equal(resolve(['--no-strict'], { MIRRORCAP_STRICT: 'true' }).strict, false);
+  t.equal(resolve([], { MIRRORCAP_STRICT: 'yes' }).strict, true);
+  t.same(resolve(['--listen=[::]:4790']).listen, { host: '::', port: 4790 });
+  t.same(resolve(['--listen', '127.0.0.1:0']).listen, { host: '127.0.0.1', port: 0 });
+  t.equal(resolve(['--rotate-seconds', '1h']).rotateSeconds, 3600);
+  t.equal(resolve(['--rotate-size', '0']).rotateSize, 0, '0 turns size rotation off');
+  t.equal(resolve(['--session-key', 'vni+src']).sessionKey, 'vni+src');
+});
+
+t.test('JSON config files, camelCase and snake_case keys', async (t) => {
+  const path = await file('c.json', JSON.stringify({ rotateSize: '2MiB', rotate_packets: 7, sessions: [{ vni: 9, name: 'x', rotateSize: '8MiB' }] }));
+  const c = resolve(['--config', path]);
+  t.equal(c.rotateSize, 2 * 1024 * 1024);
+  t.equal(c.rotatePackets, 7);
+  t.equal(c.sessions[0]!.rotateSize, 8 * 1024 * 1024, 'a session overrides rotation');
+  t.equal(c.sessions[0]!.rotatePackets, 7, 'and inherits the rest');
+});
+
+t.test('sessions from the config file', async (t) => {
+  const path = await file('c.yaml', 'snaplen: 1000\nsessions:\n  - { vni: 123, name: web-prod, snaplen: 256, ring: 4 }\n  - vni: 7\n    name: db.primary\n');
+  const c = resolve(['--config', path]);
+  t.same(c.sessions.map((s) => [s.vni, s.name, s.snaplen, s.ring, s.source]), [[123, 'web-prod', 256, 4, null], [7, 'db.primary', 1000, 0, null]]);
+  const src = await file('s.yaml', 'session-key: vni+src\nsessions:\n  - { vni: 1, name: a, source: 10.0.0.5 }\n  - { vni: 1, name: b }\n');
+  t.same(resolve(['--config', src]).sessions.map((s) => s.source), ['10.0.0.5', null]);
+});
+
+/** Every bad value: ConfigError, one line, naming the key, the value and what is allowed. */
+const BAD_FLAGS: Array<[string[], RegExp]> = [
+  [['--rotate-size', '12XB'], /invalid rotate-size "12XB" \(from --rotate-size\): expected a size/],
+  [['--rotate-size', '100'], /invalid rotate-size "100".*at least 4KiB, or 0 for off/],
+  [['--rotate-seconds', 'soon'], /invalid rotate-seconds "soon".*expected a duration/],
+  [['--rotate-packets', '-1'], /invalid rotate-packets "-1".*whole number/],
+  [['--ring', '2.5'], /invalid ring "2.5".*whole number/],
+  [['--snaplen', '10'], /invalid snaplen "10".*from 64 to 262144/],
+  [['--snaplen', '300000'], /invalid snaplen "300000"/],
+  [['--session-key', 'src'], /invalid session-key "src".*one of vni, vni\+src/],
+  [['--strict=maybe'], /invalid strict "maybe".*true or false/],
+  [['--listen', '4789:0.0.0.0'], /invalid listen "4789:0.0.0.0".*HOST:PORT/],
+  [['--listen', 'example.com:4789'], /invalid listen "example.com:4789"/],
+  [['--listen', '0.0.0.0:70000'], /invalid listen "0.0.0.0:70000"/],
+  [['--http', '[::1]'], /invalid http "\[::1\]"/],
+  [['--recv-buffer', 'lots'], /invalid recv-buffer "lots"/],
+  [['--flush-interval', '0'], /invalid flush-interval "0".*at least 10ms/],
+  [['--queue-size', '1KiB'], /invalid queue-size "1KiB".*at least 1MiB/],
+  [['--max-sessions', '0'], /invalid max-sessions "0"/],
+  [['--log-level', 'loud'], /invalid log-level "loud".*one of fatal, error, warn, info, debug, trace, silent/],
+  [['--out', ''], /invalid out "".*non-empty path/],
+  [['--bogus', '1'], /unknown option --bogus/],
+  [['--snaplen'], /option --snaplen needs a value/],
+];
+
+t.test('every bad flag value is a one-line ConfigError naming key, value, allowed', async (t) => {
+  for (const [argv, re] of BAD_FLAGS) {
+    t.throws(() => resolve(argv), { name: 'ConfigError', code: 'ERR_MIRRORCAP_CONFIG', message: re }, argv.join(' '));
+  }
+});
+
+t.test('bad environment values name the variable', async (t) => {
+  t.throws(() => resolve([], { MIRRORCAP_RING: 'many' }), { message: /invalid ring "many" \(from MIRRORCAP_RING\)/ });
+  t.throws(() => resolve([], { MIRRORCAP_LISTEN: 'x' }), { message: /\(from MIRRORCAP_LISTEN\)/ });
+});
+
+t.test('bad config files', async (t) => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['a.yaml', 'ring: [1\n', /is not valid YAML/],
+    ['b.json', '{"ring": ', /is not valid JSON/],
+    ['c.yaml', '- 1\n- 2\n', /must hold a mapping/],
+    ['d.yaml', 'rotate_sise: 1MiB\n', /unknown key "rotate_sise".*known keys: sessions, listen/],
+    ['e.yaml', 'snaplen: lots\n', /invalid snaplen "lots" \(from config file .*e.yaml\)/],
+    ['f.yaml', 'sessions: { vni: 1 }\n', /invalid sessions .*a list/],
+    ['g.yaml', 'sessions:\n  - { vni: 16777216, name: a }\n', /invalid sessions\[0\]\.vni 16777216.*0 to 16777215/],
+    ['h.yaml', 'sessions:\n  - { vni: "1", name: a }\n', /invalid sessions\[0\]\.vni "1"/],
+    ['i.yaml', 'sessions:\n  - { vni: 1, name: ../etc }\n', /invalid sessions\[0\]\.name "..\/etc"/],
+    ['j.yaml', 'sessions:\n  - { vni: 1, name: a/b }\n', /invalid sessions\[0\]\.name "a\/b"/],
+    ['k.yaml', 'sessions:\n  - { vni: 1, name: ".." }\n', /invalid sessions\[0\]\.name "\.\."/],
+    ['l.yaml', 'sessions:\n  - { vni: 1, name: a }\n  - { vni: 2, name: a }\n', /sessions\[1\]\.name "a".*no other session uses/],
+    ['m.yaml', 'sessions:\n  - { vni: 1, name: a }\n  - { vni: 1, name: b }\n', /sessions\[1\]\.vni 1.*no other session uses/],
+    ['n.yaml', 'sessions:\n  - { vni: 1, name: a, source: 10.0.0.1 }\n', /sessions\[0\]\.source.*no source unless session-key is vni\+src/],
+    ['o.yaml', 'sessions:\n  - { vni: 1, name: a, colour: red }\n', /unknown key "colour" in sessions\[0\]/],
+    ['p.yaml', 'sessions:\n  - { vni: 1, name: a, snaplen: 1 }\n', /invalid sessions\[0\]\.snaplen 1/],
+    ['q.yaml', 'sessions:\n  - { vni: 1 }\n', /invalid sessions\[0\]\.name undefined|invalid sessions\[0\]\.name/],
+  ];
+  for (const [name, text, re] of cases) {
+    const path = await file(name, text);
+    t.throws(() => resolve(['--config', path]), { name: 'ConfigError', message: re }, `${name}: ${text.trim()}`);
+  }
+  t.throws(() => resolve(['--config', '/nonexistent/mirrorcap.yaml']), { message: /cannot read config file \/nonexistent\/mirrorcap.yaml/ });
+  t.ok(new ConfigError('x') instanceof Error);
+});
+
+t.test('the CLI: bad value exits 2 with one line on stderr; --help documents every option', async (t) => {
+  const bad = spawnSync(process.execPath, [MAIN, '--rotate-size', '12XB'], { encoding: 'utf8' });
+  t.equal(bad.status, 2, 'exit status 2');
+  t.equal(bad.stderr.trim().split('\n').length, 1, 'one line');
+  t.match(bad.stderr, /rotate-size "12XB".*expected a size/);
+  const env = spawnSync(process.execPath, [MAIN], { encoding: 'utf8', env: { ...process.env, MIRRORCAP_SNAPLEN: 'big' } });
+  t.equal(env.status, 2);
+  t.match(env.stderr, /MIRRORCAP_SNAPLEN/);
+  t.equal(spawnSync(process.execPath, [MAIN, 'frobnicate'], { encoding: 'utf8' }).status, 2, 'unknown command exits 2');
+  const help = spawnSync(process.execPath, [MAIN, '--help'], { encoding: 'utf8' });
+  t.equal(help.status, 0);
+  for (const o of OPTIONS) {
+    t.match(help.stdout, `--${o.name}`, `--help names --${o.name}`);
+    t.match(help.stdout, envName(o.name), `--help names ${envName(o.name)}`);
+  }
+});
