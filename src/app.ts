@@ -21,9 +21,6 @@ import { Session } from './session/session.js';
 import { DgramSource } from './source/dgram.js';
 import type { Source } from './source/source.js';
 
-/** How often the output folder is checked for writability (for /readyz). */
-const WRITABLE_CHECK_MS = 5_000;
-
 export interface AppSummary {
   readonly datagrams: number;
   readonly packets: number;
@@ -42,7 +39,6 @@ export class App {
   readonly metrics: Metrics;
   readonly control: ControlServer;
   private readonly sessionsByName = new Map<string, Session>();
-  private outputError: string | null = null;
   private timers: NodeJS.Timeout[] = [];
   private closing: Promise<AppSummary> | null = null;
 
@@ -100,7 +96,8 @@ export class App {
   async start(): Promise<void> {
     const { config, log } = this;
     await mkdir(config.out, { recursive: true, mode: DIR_MODE });
-    await this.checkOutput();
+    const unwritable = await this.outputProblem();
+    if (unwritable !== null) throw new Error(unwritable);
     await this.catalog.scan();
     await this.control.start();
     await this.source.start(this.pipeline.process);
@@ -114,7 +111,6 @@ export class App {
     this.timers.push(
       setInterval(() => this.flushAll(), config.flushInterval * 1000),
       setInterval(() => this.housekeeping(), 1000),
-      setInterval(() => void this.checkOutput(), WRITABLE_CHECK_MS),
     );
     log.info(
       {
@@ -163,10 +159,12 @@ export class App {
     };
   }
 
-  readiness(): Readiness {
+  /** Asked live on every /readyz: the NLB should stop sending the moment we cannot write. */
+  async readiness(): Promise<Readiness> {
     const reasons: string[] = [];
     if (!this.source.ready) reasons.push('source not receiving');
-    if (this.outputError !== null) reasons.push(this.outputError);
+    const output = await this.outputProblem();
+    if (output !== null) reasons.push(output);
     return { ready: reasons.length === 0, reasons };
   }
 
@@ -216,12 +214,12 @@ export class App {
     }
   }
 
-  private async checkOutput(): Promise<void> {
+  private async outputProblem(): Promise<string | null> {
     try {
       await access(this.config.out, fsConstants.W_OK);
-      this.outputError = null;
+      return null;
     } catch (err) {
-      this.outputError = `output folder ${this.config.out} not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      return `output folder ${this.config.out} not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
     }
   }
 

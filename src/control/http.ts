@@ -16,7 +16,7 @@ export interface Readiness {
 export interface ControlHandlers {
   readonly metricsContentType: string;
   metrics(): Promise<string>;
-  readiness(): Readiness;
+  readiness(): Promise<Readiness>;
   sessions(): unknown;
   files(): unknown;
 }
@@ -38,8 +38,8 @@ export class ControlServer {
       ['/healthz', (res) => sendJson(res, 200, { status: 'ok' })],
       [
         '/readyz',
-        (res) => {
-          const r = handlers.readiness();
+        async (res) => {
+          const r = await handlers.readiness();
           sendJson(res, r.ready ? 200 : 503, r.ready ? { ready: true } : { ready: false, reasons: r.reasons });
         },
       ],

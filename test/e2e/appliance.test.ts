@@ -3,7 +3,7 @@
  * several VNIs with inner frames from 60 to 9001 bytes, SIGTERM, then the files read by
  * tshark and capinfos (not by our code) and compared byte for byte with what was sent.
  */
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -19,7 +19,7 @@ t.test('VXLAN in, one folder of valid pcap files per session out', async (t) => 
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-e2e-'));
   const configFile = join(out, 'mirrorcap.yaml');
   await writeFile(configFile, 'sessions:\n  - { vni: 100, name: web-prod }\n');
-  const app = await startAppliance(['--out', join(out, 'captures'), '--config', configFile]);
+  const app = await startAppliance(['--out', join(out, 'captures'), '--config', configFile, '--rotate-packets', '20']);
   t.teardown(() => app.proc.kill('SIGKILL'));
 
   const sent = new Map<number, Buffer[]>(VNIS.map((v) => [v, []]));
@@ -58,6 +58,13 @@ t.test('VXLAN in, one folder of valid pcap files per session out', async (t) => 
     t.same(api && { vni: api.vni, packets: api.packets, bytes: api.bytes }, { vni, packets: frames.length, bytes }, `/api/sessions agrees for ${labels.session}`);
   }
   t.equal(metricValue(metrics, 'mirrorcap_dropped_packets_total', { reason: 'bad_vxlan' }), 0, 'nothing dropped');
+  const finished = JSON.parse((await httpGet(app.httpPort, '/api/files')).body) as Array<{ session: string; path: string; packets: number; bytes: number; first: string; last: string }>;
+  t.equal(finished.length, 2 * VNIS.length, '/api/files: two finished files per session (20 + 20 of 44 packets)');
+  for (const f of finished) {
+    t.equal(f.packets, 20, `${f.path}: 20 packets`);
+    t.equal(capinfos(f.path).packets, 20, `${f.path}: capinfos agrees`);
+    t.match(f.first, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/, 'first timestamp in ISO form with nanoseconds');
+  }
 
   t.equal(await app.stop('SIGTERM'), 0, 'SIGTERM exits 0');
   const after = Date.now();
@@ -75,7 +82,9 @@ t.test('VXLAN in, one folder of valid pcap files per session out', async (t) => 
       t.equal(info.snaplen, 65535, `${f}: snaplen in the header`);
       return tsharkFrames(join(dir, f));
     });
+    t.equal(files.length, 3, `${session}: 44 packets rotated at 20 make 3 files`);
     t.equal(got.length, frames.length, `${session}: tshark reads every packet sent`);
+    t.ok(got.some((g) => Number(g.epoch.split('.')[1]) % 1_000_000 !== 0), `${session}: timestamps finer than milliseconds`);
     let bad = 0;
     let prev = '0';
     for (let i = 0; i < frames.length; i++) {
@@ -87,4 +96,18 @@ t.test('VXLAN in, one folder of valid pcap files per session out', async (t) => 
     }
     t.equal(bad, 0, `${session}: every frame byte-identical, in order, timestamps in range and non-decreasing`);
   }
+});
+
+t.test('/readyz answers 503 with the reason when the output folder cannot be written', async (t) => {
+  const out = await mkdtemp(join(tmpdir(), 'mirrorcap-ready-'));
+  const captures = join(out, 'captures');
+  const app = await startAppliance(['--out', captures]);
+  t.teardown(() => app.proc.kill('SIGKILL'));
+  t.equal((await httpGet(app.httpPort, '/readyz')).status, 200);
+  await rm(captures, { recursive: true });
+  const r = await httpGet(app.httpPort, '/readyz');
+  t.equal(r.status, 503);
+  t.match(JSON.parse(r.body), { ready: false, reasons: [/output folder .* not writable: ENOENT/] });
+  t.equal((await httpGet(app.httpPort, '/healthz')).status, 200, 'still alive');
+  t.equal(await app.stop(), 0);
 });

@@ -1,0 +1,80 @@
+import t from 'tap';
+import { parseAddr } from '../../src/addr.js';
+import type { RotationConfig, SessionConfig } from '../../src/config.js';
+import { DROP_SESSION_LIMIT, DROP_UNKNOWN_VNI } from '../../src/drops.js';
+import { Router, type RouterOptions } from '../../src/session/router.js';
+import type { Session } from '../../src/session/session.js';
+
+const defaults: RotationConfig = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535 };
+const configured = (vni: number, name: string, extra: Partial<SessionConfig> = {}): SessionConfig => ({ ...defaults, vni, name, source: null, ...extra });
+
+function router(opts: Partial<RouterOptions>): { r: Router; made: SessionConfig[] } {
+  const made: SessionConfig[] = [];
+  const r = new Router(
+    { sessionKey: 'vni', strict: false, maxSessions: 100, configured: [], defaults, ...opts },
+    (config) => {
+      made.push(config);
+      return { config, name: config.name, vni: config.vni } as unknown as Session;
+    },
+  );
+  return { r, made };
+}
+
+const addrs = new Uint8Array(16 * 4);
+parseAddr('10.0.0.1', addrs, 0);
+parseAddr('10.0.0.2', addrs, 16);
+parseAddr('2001:db8::7', addrs, 32);
+
+t.test('by VNI: configured names, automatic vni-<n>, one session per VNI whatever the source', async (t) => {
+  const { r, made } = router({ configured: [configured(123, 'web-prod')] });
+  t.equal(made.length, 1, 'configured sessions exist before any packet');
+  t.equal(r.lookup(123, addrs, 0)?.name, 'web-prod');
+  t.equal(r.lookup(5, addrs, 0)?.name, 'vni-5');
+  t.equal(r.lookup(5, addrs, 16), r.lookup(5, addrs, 0), 'the source does not matter');
+  t.equal(r.lookup(123, addrs, 16)?.name, 'web-prod');
+  t.equal(r.sessions.length, 2);
+});
+
+t.test('strict: unknown VNIs are refused with unknown_vni', async (t) => {
+  const { r } = router({ strict: true, configured: [configured(1, 'a')] });
+  t.equal(r.lookup(2, addrs, 0), null);
+  t.equal(r.missReason, DROP_UNKNOWN_VNI);
+  t.equal(r.lookup(1, addrs, 0)?.name, 'a');
+});
+
+t.test('max-sessions: the next new key is refused with session_limit', async (t) => {
+  const { r } = router({ maxSessions: 2 });
+  t.ok(r.lookup(1, addrs, 0));
+  t.ok(r.lookup(2, addrs, 0));
+  t.equal(r.lookup(3, addrs, 0), null);
+  t.equal(r.missReason, DROP_SESSION_LIMIT);
+  t.ok(r.lookup(1, addrs, 0), 'existing sessions still route');
+});
+
+t.test('by VNI + source: exact sources, templates, automatic names with the address', async (t) => {
+  const { r, made } = router({
+    sessionKey: 'vni+src',
+    configured: [configured(1, 'pinned', { source: '10.0.0.2' }), configured(1, 'web', { snaplen: 128 })],
+  });
+  t.equal(made.length, 1, 'only the pinned session exists up front');
+  t.equal(r.lookup(1, addrs, 16)?.name, 'pinned');
+  const fromTemplate = r.lookup(1, addrs, 0);
+  t.equal(fromTemplate?.name, 'web-10.0.0.1', 'template name + source');
+  t.equal(fromTemplate?.config.snaplen, 128, 'template settings apply');
+  t.equal(fromTemplate?.config.source, '10.0.0.1');
+  t.equal(r.lookup(9, addrs, 32)?.name, 'vni-9-2001-db8--7', 'IPv6 colons become dashes');
+  t.equal(r.lookup(9, addrs, 0)?.name, 'vni-9-10.0.0.1');
+  t.not(r.lookup(9, addrs, 0), r.lookup(9, addrs, 32), 'one session per source');
+  // alternate between keys so the one-entry cache is missed every time
+  for (let i = 0; i < 10; i++) {
+    t.equal(r.lookup(1, addrs, (i % 2) * 16)?.name, i % 2 ? 'pinned' : 'web-10.0.0.1');
+  }
+  t.equal(r.sessions.length, 4);
+});
+
+t.test('vni+src strict: a template admits any source of its VNI, nothing else', async (t) => {
+  const { r } = router({ sessionKey: 'vni+src', strict: true, configured: [configured(1, 'web')] });
+  t.equal(r.lookup(1, addrs, 0)?.name, 'web-10.0.0.1');
+  t.equal(r.lookup(2, addrs, 0), null);
+  t.equal(r.missReason, DROP_UNKNOWN_VNI);
+});
