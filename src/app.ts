@@ -8,7 +8,9 @@ import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Catalog, type FinishedFile } from './capture/catalog.js';
 import { ChunkPool, DEFAULT_CHUNK_SIZE } from './capture/chunks.js';
+import { DiskGuard } from './capture/disk.js';
 import { PART_SUFFIX } from './capture/naming.js';
+import { PostRotate } from './capture/post-rotate.js';
 import { DIR_MODE, SessionWriter, type CaptureFile } from './capture/writer.js';
 import type { Config, SessionConfig } from './config.js';
 import { ControlServer, type Readiness } from './control/http.js';
@@ -16,10 +18,14 @@ import type { Logger } from './control/log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
 import { DROP_REASONS, newDropCounters, SESSION_DROPS } from './drops.js';
 import { Pipeline } from './pipeline.js';
+import { AllowList } from './session/allow.js';
 import { Router } from './session/router.js';
 import { Session } from './session/session.js';
 import { DgramSource } from './source/dgram.js';
 import type { Source } from './source/source.js';
+
+/** At shutdown, post-rotate commands get this long to finish before we exit anyway. */
+const POST_ROTATE_GRACE_MS = 4_000;
 
 export interface AppSummary {
   readonly datagrams: number;
@@ -30,15 +36,19 @@ export interface AppSummary {
   readonly filesClosed: number;
 }
 
+/** A source as the app sees it: the common interface plus what some kinds can tell. */
+export type AppSource = Source & { grantedRecvBuffer?: number; port?: number; refreshKernelDrops?: () => Promise<void> };
+
 export class App {
   readonly pool: ChunkPool;
   readonly catalog: Catalog;
+  readonly disk: DiskGuard;
   readonly router: Router;
   readonly pipeline: Pipeline;
-  readonly source: Source & { grantedRecvBuffer?: number; port?: number; refreshKernelDrops?: () => Promise<void> };
+  readonly source: AppSource;
+  readonly postRotate: PostRotate | null;
   readonly metrics: Metrics;
   readonly control: ControlServer;
-  private readonly sessionsByName = new Map<string, Session>();
   private timers: NodeJS.Timeout[] = [];
   private closing: Promise<AppSummary> | null = null;
 
@@ -48,10 +58,23 @@ export class App {
     readonly version: string,
   ) {
     this.pool = new ChunkPool(DEFAULT_CHUNK_SIZE, config.maxBuffer);
-    this.catalog = new Catalog(config.out, {
+    this.catalog = new Catalog(config.out, config.maxTotalBytes, {
       deleted: (file, reason) => log.info({ event: 'file_deleted', path: file.path, reason, bytes: file.bytes }, 'file deleted'),
       deleteFailed: (file, err) => log.error({ event: 'delete_failed', path: file.path, code: err.code, err: err.message }, 'could not delete file'),
     });
+    this.disk = new DiskGuard(config.out, config.minFreeBytes, {
+      paused: (free, min) =>
+        log.warn({ event: 'disk_full', freeBytes: free, minFreeBytes: min }, 'free disk space below min-free-bytes: writing paused, packets dropped as disk_full'),
+      resumed: (free, min) => log.info({ event: 'disk_ok', freeBytes: free, minFreeBytes: min }, 'free disk space back above min-free-bytes: writing resumed'),
+      failed: (err) => log.error({ event: 'disk_check_failed', code: err.code, err: err.message }, 'cannot read free space of the output folder'),
+    });
+    this.postRotate =
+      config.postRotate === null
+        ? null
+        : new PostRotate(config.postRotate, {
+            failed: (path, why) => log.error({ event: 'post_rotate_failed', path, why }, 'post-rotate command failed'),
+            skipped: (path) => log.error({ event: 'post_rotate_skipped', path }, 'post-rotate queue full: command not run for this file'),
+          });
     this.router = new Router(
       {
         sessionKey: config.sessionKey,
@@ -62,7 +85,7 @@ export class App {
       },
       (sc) => this.createSession(sc),
     );
-    this.pipeline = new Pipeline(this.router);
+    this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null);
     this.source = new DgramSource({ host: config.listen.host, port: config.listen.port, recvBuffer: config.recvBuffer });
     this.metrics = createMetrics(
       {
@@ -70,7 +93,9 @@ export class App {
         sessions: this.router.sessions,
         source: this.source,
         pool: this.pool,
-        deletedFiles: () => this.catalog.deletedFiles,
+        catalog: this.catalog,
+        disk: this.disk,
+        postRotate: this.postRotate,
         recvBufferBytes: () => this.source.grantedRecvBuffer ?? 0,
         refresh: async () => this.source.refreshKernelDrops?.(),
       },
@@ -85,6 +110,7 @@ export class App {
         sessions: () => this.sessionsJson(),
         files: () => this.catalog.all().map(fileJson),
       },
+      config.httpToken,
       log,
     );
   }
@@ -99,6 +125,7 @@ export class App {
     const unwritable = await this.outputProblem();
     if (unwritable !== null) throw new Error(unwritable);
     await this.catalog.scan();
+    await this.disk.check();
     await this.control.start();
     await this.source.start(this.pipeline.process);
     const granted = this.source.grantedRecvBuffer ?? 0;
@@ -120,10 +147,17 @@ export class App {
         udpPort: this.source.port,
         httpPort: this.control.port,
         recvBuffer: granted,
-        config,
+        minFreeBytes: this.disk.minFreeBytes,
+        config: describeConfig(config),
       },
       'mirrorcap started',
     );
+  }
+
+  /** Closes every session's current file now; the next packets start new ones (SIGUSR1). */
+  rotateAll(): void {
+    for (const s of this.sessions) s.writer.rotate();
+    this.log.info({ event: 'rotate_all', sessions: this.sessions.length }, 'closed every current file on request');
   }
 
   /** Stops receiving, writes every queued record, closes and renames every file. Idempotent. */
@@ -137,6 +171,9 @@ export class App {
     this.timers = [];
     await this.source.close();
     await Promise.all(this.sessions.map((s) => s.writer.close()));
+    if (this.postRotate !== null && !(await this.postRotate.idle(POST_ROTATE_GRACE_MS))) {
+      this.log.warn({ event: 'post_rotate_pending' }, 'post-rotate commands still running at exit; they continue on their own');
+    }
     await this.control.close();
     const summary = this.summary();
     this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');
@@ -165,32 +202,38 @@ export class App {
     if (!this.source.ready) reasons.push('source not receiving');
     const output = await this.outputProblem();
     if (output !== null) reasons.push(output);
+    if (this.disk.full) reasons.push(`disk free ${this.disk.freeBytes} bytes is below min-free-bytes ${this.disk.minFreeBytes}`);
     return { ready: reasons.length === 0, reasons };
   }
 
   private createSession(sc: SessionConfig): Session {
-    const dir = join(this.config.out, sc.name);
     const drops = newDropCounters();
     const session: Session = new Session(
       sc,
       drops,
       new SessionWriter({
         session: sc.name,
-        dir,
+        dir: join(this.config.out, sc.name),
         rotation: sc,
         queueSize: this.config.queueSize,
         nextSeq: () => this.catalog.nextSeq(sc.name),
         pool: this.pool,
         drops,
+        disk: this.disk,
         events: {
           fileClosed: (file) => this.fileClosed(session, file),
-          writeError: (file, op, err) =>
-            this.log.error({ event: 'write_error', session: sc.name, path: file.path + PART_SUFFIX, op, code: err.code, err: err.message }, 'capture file write failed'),
+          writeError: (file, op, err) => {
+            const code = err.code ?? 'UNKNOWN';
+            session.writeErrors.set(code, (session.writeErrors.get(code) ?? 0) + 1);
+            this.log.error(
+              { event: 'write_error', session: sc.name, path: file.path + PART_SUFFIX, op, code, err: err.message },
+              'capture file write failed; the file is closed at its last whole record',
+            );
+          },
         },
       }),
     );
-    this.sessionsByName.set(sc.name, session);
-    this.log.info({ event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source, dir }, 'session created');
+    this.log.info({ event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source }, 'session created');
     return session;
   }
 
@@ -200,6 +243,7 @@ export class App {
       { event: 'file_rotated', session: session.name, path: file.path, packets: file.packets, bytes: file.bytes },
       'file rotated',
     );
+    this.postRotate?.run(file.path);
   }
 
   private flushAll(): void {
@@ -212,6 +256,7 @@ export class App {
       s.sampleRates();
       s.writer.tick(now);
     }
+    void this.disk.check();
   }
 
   private async outputProblem(): Promise<string | null> {
@@ -239,12 +284,18 @@ export class App {
         writtenPackets: s.writer.writtenPackets,
         writtenBytes: s.writer.writtenBytes,
         dropped,
+        writeErrors: Object.fromEntries(s.writeErrors),
         bufferedBytes: s.writer.heldBytes,
         currentFile: cur === null ? null : { path: cur.path + PART_SUFFIX, bytes: cur.bytes, packets: cur.packets, first: isoNs(cur.firstSec, cur.firstNsec) },
         finishedFiles: this.catalog.filesOf(s.name).length,
       };
     });
   }
+}
+
+/** The config as logged: secrets out, prefixes as text. */
+function describeConfig(config: Config): Record<string, unknown> {
+  return { ...config, allow: config.allow.map((c) => c.text), httpToken: config.httpToken === null ? null : '[redacted]' };
 }
 
 function isoNs(sec: number, nsec: number): string {

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
+import { parseCidr, type Cidr } from './session/allow.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 
 export class ConfigError extends Error {
@@ -51,11 +52,21 @@ export interface Config extends RotationConfig {
   readonly maxBuffer: number;
   readonly maxSessions: number;
   readonly logLevel: string;
+  /** Outer sources allowed to send; empty = any. */
+  readonly allow: readonly Cidr[];
+  /** Budget for the finished files of all sessions together; 0 = none. */
+  readonly maxTotalBytes: number;
+  /** Free space below which writing pauses; null = min(1 GiB, 5 % of the filesystem). */
+  readonly minFreeBytes: number | null;
+  /** Bearer token the /api routes require; null = open. */
+  readonly httpToken: string | null;
+  /** Command run with each finished file's path as its argument; null = none. */
+  readonly postRotate: string | null;
   readonly configFile: string | null;
   readonly sessions: readonly SessionConfig[];
 }
 
-type Kind = 'size' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path';
+type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path' | 'cidrs' | 'text';
 
 interface OptionSpec {
   readonly name: string;
@@ -91,6 +102,11 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'queue-size', key: 'queueSize', kind: 'size', default: '32MiB', min: 1024 * 1024, help: 'bytes a session may hold waiting for the disk; beyond it packets drop (reason="queue_full")' },
   { name: 'max-buffer', key: 'maxBuffer', kind: 'size', default: '192MiB', min: 4 * 1024 * 1024, help: 'bytes all sessions together may hold waiting for the disk' },
   { name: 'max-sessions', key: 'maxSessions', kind: 'count', default: '1024', min: 1, max: 1 << 20, help: 'most sessions at once; packets for more are dropped (reason="session_limit")' },
+  { name: 'allow', key: 'allow', kind: 'cidrs', default: '', help: 'outer source addresses allowed to send, CIDR[,CIDR...]; others drop (reason="source_denied") (default: any)' },
+  { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first (0 = none)' },
+  { name: 'min-free-bytes', key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
+  { name: 'http-token', key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
+  { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
   { name: 'log-level', key: 'logLevel', kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'log level of the JSON lines on stdout' },
   { name: 'config', key: 'configFile', kind: 'path', default: '', help: 'YAML or JSON file with any of these options and a sessions list' },
 ];
@@ -124,6 +140,12 @@ function expectation(o: OptionSpec): string {
   switch (o.kind) {
     case 'size':
       return `a size such as 100MiB, 512KiB, 1GiB or a number of bytes${range(o.min, o.max, formatSize)}`;
+    case 'size-auto':
+      return 'auto, or a size such as 1GiB, 500MiB or a number of bytes';
+    case 'cidrs':
+      return 'comma-separated addresses or prefixes such as 10.0.0.0/16,fd00::/8';
+    case 'text':
+      return 'a string';
     case 'duration':
       return `a duration such as 300, 30s, 500ms, 5m or 1h${range(o.min, o.max, formatDuration)}`;
     case 'count':
@@ -152,7 +174,14 @@ function parseEndpoint(text: string): Endpoint | null {
 
 function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
   const { value, origin } = raw;
-  const text = typeof value === 'string' ? value.trim() : typeof value === 'number' || typeof value === 'boolean' ? String(value) : null;
+  const text =
+    typeof value === 'string'
+      ? value.trim()
+      : typeof value === 'number' || typeof value === 'boolean'
+        ? String(value)
+        : Array.isArray(value) && o.kind === 'cidrs' && value.every((v) => typeof v === 'string')
+          ? value.join(',')
+          : null;
   if (text === null) fail(what, value, origin, expectation(o));
   const inRange = (n: number): boolean =>
     (o.zeroOff === true && n === 0) || ((o.min === undefined || n >= o.min) && (o.max === undefined || n <= o.max));
@@ -162,6 +191,20 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
       if (!Number.isFinite(n) || !inRange(n)) fail(what, value, origin, expectation(o));
       return n;
     }
+    case 'size-auto': {
+      if (text === 'auto') return null;
+      const n = parseSize(text);
+      if (!Number.isFinite(n)) fail(what, value, origin, expectation(o));
+      return n;
+    }
+    case 'cidrs': {
+      if (text === '') return Object.freeze([]);
+      const list = text.split(',').map((part) => parseCidr(part));
+      if (list.some((c) => c === null)) fail(what, value, origin, expectation(o));
+      return Object.freeze(list as Cidr[]);
+    }
+    case 'text':
+      return text === '' ? null : text;
     case 'duration': {
       const n = parseDuration(text);
       if (!Number.isFinite(n) || !inRange(n)) fail(what, value, origin, expectation(o));

@@ -1,13 +1,14 @@
 /**
  * The hot path: one call per batch, one loop over its datagrams.
  *
- *   datagram ──▶ VXLAN check ──▶ session (VNI [+ source]) ──▶ writer.append
- *        └─ short / bad_vxlan / unknown_vni / session_limit: counted here
+ *   datagram ──▶ allowed source? ──▶ VXLAN check ──▶ session (VNI [+ source]) ──▶ writer.append
+ *        └─ source_denied / short / bad_vxlan / unknown_vni / session_limit: counted here
  *
  * No allocation, no events, no logging per datagram; counters are plain numbers.
  */
-import { DROP_BAD_VXLAN, DROP_SHORT, newDropCounters } from './drops.js';
+import { DROP_BAD_VXLAN, DROP_SHORT, DROP_SOURCE_DENIED, newDropCounters } from './drops.js';
 import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, vxlanHasVni, vxlanVni } from './decode/vxlan.js';
+import type { AllowList } from './session/allow.js';
 import type { Router } from './session/router.js';
 import { ADDR_BYTES, type Batch } from './source/batch.js';
 
@@ -16,14 +17,23 @@ export class Pipeline {
   datagrams = 0;
   readonly drops = newDropCounters();
 
-  constructor(private readonly router: Router) {}
+  constructor(
+    private readonly router: Router,
+    /** Null when every source is allowed. */
+    private readonly allow: AllowList | null,
+  ) {}
 
   /** The BatchSink every source calls. */
   readonly process = (batch: Batch): void => {
     const { slab, offsets, lengths, wireLengths, tsSec, tsNsec, srcAddr } = batch;
     const n = batch.count;
+    const allow = this.allow;
     this.datagrams += n;
     for (let i = 0; i < n; i++) {
+      if (allow !== null && !allow.allows(srcAddr, i * ADDR_BYTES)) {
+        this.drops[DROP_SOURCE_DENIED]!++;
+        continue;
+      }
       const off = offsets[i]!;
       const len = lengths[i]!;
       if (len < VXLAN_MIN_DATAGRAM) {

@@ -13,6 +13,8 @@ export interface FinishedFile {
   readonly session: string;
   readonly path: string;
   readonly seq: number;
+  /** UTC second the file started (from its name): the age the budget goes by. */
+  readonly start: number;
   readonly bytes: number;
   /** Unknown (null) for files an earlier run wrote. */
   readonly packets: number | null;
@@ -20,18 +22,24 @@ export interface FinishedFile {
   readonly last: readonly [sec: number, nsec: number] | null;
 }
 
+export type DeleteReason = 'ring' | 'budget';
+
 export interface CatalogEvents {
-  deleted(file: FinishedFile, reason: 'ring'): void;
+  deleted(file: FinishedFile, reason: DeleteReason): void;
   deleteFailed(file: FinishedFile, err: NodeJS.ErrnoException): void;
 }
 
 export class Catalog {
   private readonly bySession = new Map<string, FinishedFile[]>();
   private readonly seqs = new Map<string, number>();
-  deletedFiles = 0;
+  readonly deleted: Record<DeleteReason, number> = { ring: 0, budget: 0 };
+  /** Bytes of all finished files listed. */
+  totalBytes = 0;
 
   constructor(
     private readonly outDir: string,
+    /** Budget for all finished files together; 0 = none. */
+    private readonly maxTotalBytes: number,
     private readonly events: CatalogEvents,
   ) {}
 
@@ -52,11 +60,15 @@ export class Catalog {
         if (!parsed || parsed.part) continue;
         const path = join(dir, name);
         const st = await stat(path).catch(() => null);
-        if (st?.isFile()) found.push({ session, path, seq: parsed.seq, bytes: st.size, packets: null, first: null, last: null });
+        if (st?.isFile()) {
+          found.push({ session, path, seq: parsed.seq, start: stampSeconds(parsed.stamp), bytes: st.size, packets: null, first: null, last: null });
+          this.totalBytes += st.size;
+        }
       }
-      found.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      found.sort(olderFirst);
       if (found.length > 0) this.bySession.set(session, found);
     }
+    this.trimBudget();
   }
 
   /** The next file sequence number of a session: one past the highest it ever used. */
@@ -76,6 +88,7 @@ export class Catalog {
       session: file.session,
       path: file.path,
       seq: file.seq,
+      start: file.firstSec,
       bytes: file.bytes,
       packets: file.packets,
       first: [file.firstSec, file.firstNsec],
@@ -84,8 +97,23 @@ export class Catalog {
     let list = this.bySession.get(file.session);
     if (!list) this.bySession.set(file.session, (list = []));
     list.push(entry);
+    this.totalBytes += entry.bytes;
     if (ring > 0) {
       while (list.length > ring) this.delete(list.shift()!, 'ring');
+    }
+    this.trimBudget();
+  }
+
+  /** Deletes the oldest finished files, whatever their session, until the total fits. */
+  private trimBudget(): void {
+    if (this.maxTotalBytes <= 0) return;
+    while (this.totalBytes > this.maxTotalBytes) {
+      let oldest: FinishedFile[] | null = null;
+      for (const list of this.bySession.values()) {
+        if (list.length > 0 && (oldest === null || olderFirst(list[0]!, oldest[0]!) < 0)) oldest = list;
+      }
+      if (oldest === null) return;
+      this.delete(oldest.shift()!, 'budget');
     }
   }
 
@@ -97,10 +125,12 @@ export class Catalog {
     return [...this.bySession.values()].flat();
   }
 
-  private delete(file: FinishedFile, reason: 'ring'): void {
+  /** Forgets the file at once (so budgets count right) and removes it from disk. */
+  private delete(file: FinishedFile, reason: DeleteReason): void {
+    this.totalBytes -= file.bytes;
     unlink(file.path).then(
       () => {
-        this.deletedFiles++;
+        this.deleted[reason]++;
         this.events.deleted(file, reason);
       },
       (err: NodeJS.ErrnoException) => {
@@ -109,4 +139,14 @@ export class Catalog {
       },
     );
   }
+}
+
+function olderFirst(a: FinishedFile, b: FinishedFile): number {
+  return a.start - b.start || a.seq - b.seq || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+}
+
+/** "20261126T164500Z" → UTC seconds. */
+function stampSeconds(stamp: string): number {
+  const n = (from: number, len: number): number => Number(stamp.slice(from, from + len));
+  return Date.UTC(n(0, 4), n(4, 2) - 1, n(6, 2), n(9, 2), n(11, 2), n(13, 2)) / 1000;
 }

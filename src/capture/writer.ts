@@ -12,10 +12,10 @@
  * file and holds only whole records, so every write ends on a record boundary: when a
  * write fails the file is cut back to its last whole record, closed and renamed.
  */
-import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RotationConfig } from '../config.js';
-import { DROP_QUEUE_FULL, DROP_WRITE_ERROR } from '../drops.js';
+import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR } from '../drops.js';
 import type { ChunkPool } from './chunks.js';
 import { captureFileName, PART_SUFFIX } from './naming.js';
 import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from './pcap.js';
@@ -59,10 +59,14 @@ export interface WriterOptions {
   readonly events: WriterEvents;
   /** Per-reason drop counters of the session (see drops.ts); the writer bumps its own reasons. */
   readonly drops: Float64Array;
+  /** Shared low-disk state: while full, packets are dropped as disk_full. */
+  readonly disk: { readonly full: boolean };
 }
 
 const WRITE = 0;
 const CLOSE = 1;
+/** After a failed write, a new file is tried no sooner than this. */
+const RETRY_AFTER_ERROR_SEC = 1;
 
 interface Op {
   kind: typeof WRITE | typeof CLOSE;
@@ -95,6 +99,8 @@ export class SessionWriter {
   private readonly ops: Op[] = [];
   private draining = false;
   private closed = false;
+  /** Wall-clock second before which no new file is opened, after a write error. */
+  private retryAt = 0;
   private idleWaiters: Array<() => void> = [];
   private readonly rotateSize: number;
   private readonly rotatePackets: number;
@@ -128,12 +134,23 @@ export class SessionWriter {
       this.opts.drops[DROP_WRITE_ERROR]!++;
       return false;
     }
+    if (this.opts.disk.full) {
+      this.opts.drops[DROP_DISK_FULL]!++;
+      return false;
+    }
     const incl = len < this.snaplen ? len : this.snaplen;
     const recLen = RECORD_HEADER_LEN + incl;
     let f = this.file;
     if (f !== null && this.rotationDue(f, recLen, sec)) {
       this.closeCurrent();
       f = null;
+    }
+    if (f === null && this.retryAt > 0) {
+      if (Date.now() / 1000 < this.retryAt) {
+        this.opts.drops[DROP_WRITE_ERROR]!++;
+        return false;
+      }
+      this.retryAt = 0;
     }
     const need = f === null ? recLen + FILE_HEADER_LEN : recLen;
     if (this.chunk === null || this.chunkLen + need > this.chunk.length) {
@@ -292,16 +309,20 @@ export class SessionWriter {
     try {
       if (f.handle === null) {
         await mkdir(this.opts.dir, { recursive: true, mode: DIR_MODE });
-        f.handle = await open(f.path + PART_SUFFIX, 'wx', FILE_MODE);
+        // Readable too: relinkIfRemoved() may have to copy the file out of its own handle.
+        f.handle = await open(f.path + PART_SUFFIX, 'wx+', FILE_MODE);
         await f.handle.chmod(FILE_MODE);
       }
+      // Positioned writes: the file's content is defined by `durable`, never by a file offset.
       let bufs = batch.map((op) => op.chunk!.subarray(0, op.len));
-      let left = bufs.reduce((s, b) => s + b.length, 0);
-      while (left > 0) {
-        const { bytesWritten } = await f.handle.writev(bufs);
-        left -= bytesWritten;
-        if (left > 0) bufs = skipBytes(bufs, bytesWritten);
+      let pos = f.durable;
+      const end = pos + bufs.reduce((s, b) => s + b.length, 0);
+      while (pos < end) {
+        const { bytesWritten } = await f.handle.writev(bufs, pos);
+        pos += bytesWritten;
+        if (pos < end) bufs = skipBytes(bufs, bytesWritten);
       }
+      await this.relinkIfRemoved(f, end);
     } catch (err) {
       await this.fail(f, 'write', err as NodeJS.ErrnoException);
       for (const op of batch) this.discard(op);
@@ -328,6 +349,7 @@ export class SessionWriter {
    */
   private async fail(f: OpenFile, op: string, err: NodeJS.ErrnoException): Promise<void> {
     f.failed = true;
+    this.retryAt = Date.now() / 1000 + RETRY_AFTER_ERROR_SEC;
     if (this.file === f) {
       if (this.chunk !== null && this.chunkLen > 0) {
         this.opts.drops[DROP_WRITE_ERROR]! += this.chunkPackets;
@@ -347,12 +369,54 @@ export class SessionWriter {
     }
   }
 
+  /**
+   * On Linux, writing to a file whose name (or folder) was deleted succeeds and the data
+   * vanishes at close. Checked once per write batch: if the open file has no name left,
+   * its first `length` bytes are copied from the open handle into a new file at the same
+   * path, so nothing written is lost, and the event is reported.
+   */
+  private async relinkIfRemoved(f: OpenFile, length: number): Promise<void> {
+    const old = f.handle!;
+    if ((await old.stat()).nlink > 0) return;
+    await mkdir(this.opts.dir, { recursive: true, mode: DIR_MODE });
+    const fresh = await open(f.path + PART_SUFFIX, 'wx+', FILE_MODE);
+    try {
+      await fresh.chmod(FILE_MODE);
+      const buf = Buffer.allocUnsafe(1024 * 1024);
+      for (let pos = 0; pos < length; ) {
+        const { bytesRead } = await old.read(buf, 0, Math.min(buf.length, length - pos), pos);
+        if (bytesRead === 0) break;
+        await fresh.write(buf, 0, bytesRead, pos);
+        pos += bytesRead;
+      }
+    } catch (err) {
+      await fresh.close();
+      throw err;
+    }
+    await old.close();
+    f.handle = fresh;
+    const err: NodeJS.ErrnoException = new Error('the open file was deleted; its contents were rewritten from the open handle');
+    err.code = 'ENOENT';
+    this.opts.events.writeError(f, 'relink', err);
+  }
+
   private async finish(f: OpenFile): Promise<void> {
     if (f.handle === null) return; // never opened (every write failed before open)
+    try {
+      await this.relinkIfRemoved(f, f.durable);
+    } catch (err) {
+      await f.handle.truncate(f.durable).catch(() => undefined);
+      this.opts.events.writeError(f, 'relink', err as NodeJS.ErrnoException);
+    }
     const handle = f.handle;
     f.handle = null;
     try {
       await handle.close();
+      if (f.durable === 0) {
+        // Not even the file header made it: an empty file is not a pcap, leave none behind.
+        await unlink(f.path + PART_SUFFIX);
+        return;
+      }
       await rename(f.path + PART_SUFFIX, f.path);
     } catch (err) {
       this.opts.events.writeError(f, 'close', err as NodeJS.ErrnoException);

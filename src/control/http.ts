@@ -3,6 +3,7 @@
  * It only reads counters; it never sits on the packet path.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Endpoint } from '../config.js';
 import type { Logger } from './log.js';
@@ -31,6 +32,8 @@ export class ControlServer {
   constructor(
     private readonly endpoint: Endpoint,
     handlers: ControlHandlers,
+    /** Bearer token for /api/*; null leaves them open. Metrics and health are always open. */
+    private readonly apiToken: string | null,
     private readonly log: Logger,
   ) {
     this.routes = new Map<string, Route>([
@@ -85,7 +88,10 @@ export class ControlServer {
     const route = this.routes.get(path);
     try {
       if (route === undefined) sendJson(res, 404, { error: 'not found', path });
-      else if (req.method !== 'GET' && req.method !== 'HEAD') {
+      else if (path.startsWith('/api/') && !this.authorized(req)) {
+        res.setHeader('WWW-Authenticate', 'Bearer realm="mirrorcap"');
+        sendJson(res, 401, { error: 'unauthorized: send Authorization: Bearer <http-token>' });
+      } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('Allow', 'GET, HEAD');
         sendJson(res, 405, { error: 'method not allowed' });
       } else await route(res);
@@ -94,6 +100,14 @@ export class ControlServer {
       if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
       else res.destroy();
     }
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    if (this.apiToken === null) return true;
+    const header = req.headers.authorization ?? '';
+    const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
+    const want = Buffer.from(this.apiToken);
+    return given.length === want.length && timingSafeEqual(given, want);
   }
 }
 

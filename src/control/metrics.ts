@@ -3,7 +3,10 @@
  * them in collect() at scrape time. Nothing on the packet path touches prom-client.
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Catalog } from '../capture/catalog.js';
 import type { ChunkPool } from '../capture/chunks.js';
+import type { DiskGuard } from '../capture/disk.js';
+import type { PostRotate } from '../capture/post-rotate.js';
 import { DROP_REASONS, PIPELINE_DROPS, SESSION_DROPS } from '../drops.js';
 import type { Pipeline } from '../pipeline.js';
 import type { Session } from '../session/session.js';
@@ -14,7 +17,9 @@ export interface MetricsView {
   readonly sessions: readonly Session[];
   readonly source: Source | null;
   readonly pool: ChunkPool;
-  readonly deletedFiles: () => number;
+  readonly catalog: Catalog;
+  readonly disk: DiskGuard;
+  readonly postRotate: PostRotate | null;
   readonly recvBufferBytes: () => number;
   /** Refreshes counters that need I/O to read (e.g. /proc/net/udp). */
   readonly refresh: () => Promise<void>;
@@ -82,13 +87,30 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     }
   });
   counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.writer.filesClosed));
-  counter('files_deleted_total', 'Finished capture files deleted to keep the ring.', ['reason'], (emit) => emit({ reason: 'ring' }, view.deletedFiles()));
+  counter('files_deleted_total', 'Finished capture files deleted, by reason: ring (per session) or budget (max-total-bytes).', ['reason'], (emit) => {
+    for (const [reason, n] of Object.entries(view.catalog.deleted)) emit({ reason }, n);
+  });
+  counter('write_errors_total', 'Failed capture file operations, by errno code.', ['session', 'vni', 'code'], (emit) => {
+    for (const s of view.sessions) for (const [code, n] of s.writeErrors) emit({ ...sessionLabels(s), code }, n);
+  });
+  counter('post_rotate_total', 'Post-rotate commands finished, by result.', ['result'], (emit) => {
+    const p = view.postRotate;
+    if (p === null) return;
+    emit({ result: 'ok' }, p.ok);
+    emit({ result: 'failed' }, p.failed);
+    emit({ result: 'skipped' }, p.skipped);
+  });
   counter('socket_drops_total', 'Datagrams the kernel dropped because the socket buffer was full.', [], (emit) => emit({}, view.source?.stats.kernelDrops ?? 0));
   gauge('current_file_bytes', 'Size of the file each session is writing (buffered bytes included).', ['session', 'vni'], perSession((s) => s.writer.current?.bytes ?? 0));
   gauge('sessions', 'Sessions known.', [], (emit) => emit({}, view.sessions.length));
   gauge('session_packets_per_second', 'Packets per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.packetsPerSecond));
   gauge('session_bits_per_second', 'Inner-frame bits per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.bitsPerSecond));
   gauge('buffer_bytes', 'Memory held for records waiting for the disk.', [], (emit) => emit({}, view.pool.allocatedBytes));
+  gauge('disk_free_bytes', 'Free space on the output filesystem (available to us).', [], (emit) => emit({}, view.disk.freeBytes));
+  gauge('disk_min_free_bytes', 'Free space below which writing pauses (min-free-bytes).', [], (emit) => emit({}, view.disk.minFreeBytes));
+  gauge('disk_used_bytes', 'Bytes of our capture files: finished, plus the open ones.', [], (emit) =>
+    emit({}, view.catalog.totalBytes + view.sessions.reduce((n, s) => n + (s.writer.current?.bytes ?? 0), 0)),
+  );
   gauge('receive_buffer_bytes', 'Socket receive buffer the kernel granted.', [], (emit) => emit({}, view.recvBufferBytes()));
   return {
     register,

@@ -12,6 +12,8 @@ export class Session {
   /** Packets and inner-frame bytes (original lengths) routed to this session. */
   packets = 0;
   bytes = 0;
+  /** Failed file operations by errno code (ENOSPC, EIO, ...); errors are rare, a Map is fine. */
+  readonly writeErrors = new Map<string, number>();
   packetsPerSecond = 0;
   bitsPerSecond = 0;
   /** Per-second samples of (packets, bytes), a ring of RATE_WINDOW_SECONDS + 1 entries. */

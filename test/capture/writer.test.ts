@@ -1,4 +1,5 @@
 /** The writer's rotation, ring, bounds and timestamps, checked on disk with capinfos / tshark. */
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import { Catalog } from '../../src/capture/catalog.js';
 import { ChunkPool, DEFAULT_CHUNK_SIZE } from '../../src/capture/chunks.js';
 import { SessionWriter, type CaptureFile } from '../../src/capture/writer.js';
 import type { RotationConfig } from '../../src/config.js';
-import { DROP_QUEUE_FULL, newDropCounters } from '../../src/drops.js';
+import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR, newDropCounters } from '../../src/drops.js';
 import { udpFrame } from '../lib/frames.js';
 import { capinfos, tsharkFrames } from '../lib/tshark.js';
 
@@ -20,17 +21,23 @@ interface Rig {
   drops: Float64Array;
   catalog: Catalog;
   deleted: string[];
+  errors: string[];
 }
 
-async function rig(t: Test, rotation: Partial<RotationConfig>, opts: { queueSize?: number; pool?: ChunkPool } = {}): Promise<Rig> {
+async function rig(
+  t: Test,
+  rotation: Partial<RotationConfig>,
+  opts: { queueSize?: number; pool?: ChunkPool; disk?: { full: boolean }; maxTotalBytes?: number; expectErrors?: boolean } = {},
+): Promise<Rig> {
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-writer-'));
   t.teardown(() => rm(out, { recursive: true, force: true }));
   const dir = join(out, 's1');
   const closed: CaptureFile[] = [];
   const deleted: string[] = [];
+  const errors: string[] = [];
   const drops = newDropCounters();
   const full: RotationConfig = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535, ...rotation };
-  const catalog = new Catalog(out, { deleted: (f) => deleted.push(f.path), deleteFailed: () => undefined });
+  const catalog = new Catalog(out, opts.maxTotalBytes ?? 0, { deleted: (f) => deleted.push(f.path), deleteFailed: () => undefined });
   const writer = new SessionWriter({
     session: 's1',
     dir,
@@ -39,15 +46,19 @@ async function rig(t: Test, rotation: Partial<RotationConfig>, opts: { queueSize
     nextSeq: () => catalog.nextSeq('s1'),
     pool: opts.pool ?? new ChunkPool(DEFAULT_CHUNK_SIZE, 256 * 1024 * 1024),
     drops,
+    disk: opts.disk ?? { full: false },
     events: {
       fileClosed: (f) => {
         closed.push({ ...f });
         catalog.add(f, full.ring);
       },
-      writeError: (_f, op, err) => t.fail(`unexpected ${op} error ${err.code}`),
+      writeError: (_f, op, err) => {
+        errors.push(`${op}:${err.code}`);
+        if (!opts.expectErrors) t.fail(`unexpected ${op} error ${err.code}`);
+      },
     },
   });
-  return { dir, writer, closed, drops, catalog, deleted };
+  return { dir, writer, closed, drops, catalog, deleted, errors };
 }
 
 const files = async (dir: string): Promise<string[]> => (await readdir(dir)).sort();
@@ -175,9 +186,110 @@ t.test('sequence numbers continue after files from an earlier run', async (t) =>
   const f = udpFrame(60, 1, 1);
   for (let i = 0; i < 3; i++) first.writer.append(f, 0, f.length, f.length, T0, 0);
   await first.writer.close();
-  const again = new Catalog(join(first.dir, '..'), { deleted: () => undefined, deleteFailed: () => undefined });
+  const again = new Catalog(join(first.dir, '..'), 0, { deleted: () => undefined, deleteFailed: () => undefined });
   await again.scan();
   t.equal(again.nextSeq('s1'), 3);
   t.equal(again.filesOf('s1').length, 3);
   t.same(await readFile(join(first.dir, (await files(first.dir))[0]!)).then((b) => b.readUInt32LE(0).toString(16)), 'a1b23c4d');
+});
+
+t.test('while the disk is below min-free, packets are dropped as disk_full; writing resumes after', async (t) => {
+  const disk = { full: false };
+  const { dir, writer, drops } = await rig(t, {}, { disk });
+  const f = udpFrame(60, 1, 1);
+  t.ok(writer.append(f, 0, f.length, f.length, T0, 1));
+  disk.full = true;
+  for (let i = 0; i < 5; i++) t.notOk(writer.append(f, 0, f.length, f.length, T0, 2));
+  t.equal(drops[DROP_DISK_FULL], 5);
+  disk.full = false;
+  t.ok(writer.append(f, 0, f.length, f.length, T0, 3));
+  await writer.close();
+  t.equal(capinfos(join(dir, (await files(dir))[0]!)).packets, 2);
+});
+
+t.test('max-total-bytes: the oldest finished files go first, whatever their session', async (t) => {
+  const out = await mkdtemp(join(tmpdir(), 'mirrorcap-budget-'));
+  t.teardown(() => rm(out, { recursive: true, force: true }));
+  const deleted: string[] = [];
+  const catalog = new Catalog(out, 2500, { deleted: (f, reason) => deleted.push(`${reason}:${f.session}:${f.seq}`), deleteFailed: () => undefined });
+  const file = (session: string, seq: number, start: number): CaptureFile => ({
+    session, seq, path: join(out, `${session}-${seq}.pcap`), bytes: 1000, packets: 1, firstSec: start, firstNsec: 0, lastSec: start, lastNsec: 0,
+  });
+  catalog.add(file('a', 0, T0 + 10), 0);
+  catalog.add(file('b', 0, T0 + 5), 0);
+  catalog.add(file('a', 1, T0 + 20), 0);
+  t.equal(catalog.totalBytes, 2000, 'within budget: nothing deleted');
+  catalog.add(file('b', 1, T0 + 30), 0);
+  t.equal(catalog.totalBytes, 2000, 'back under budget at once');
+  t.same(catalog.all().map((f) => `${f.session}:${f.seq}`).sort(), ['a:1', 'b:1']);
+  await new Promise((r) => setTimeout(r, 20));
+  t.same(deleted, [], 'files that were already gone are not reported as deleted');
+  t.same(catalog.deleted, { ring: 0, budget: 0 });
+});
+
+t.test('the folder removed under an open file: nothing written is lost, the file is rewritten in place', async (t) => {
+  const { dir, writer, errors, drops } = await rig(t, {}, { expectErrors: true });
+  const f = udpFrame(500, 1, 1);
+  for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0, i);
+  writer.flush();
+  await writer.idle();
+  await rm(dir, { recursive: true });
+  for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0 + 1, i);
+  writer.flush();
+  await writer.idle();
+  t.same(errors, ['relink:ENOENT'], 'the event is reported once');
+  for (let i = 0; i < 3; i++) writer.append(f, 0, f.length, f.length, T0 + 2, i);
+  await rm(dir, { recursive: true }); // and again, between the last write and the close
+  await writer.close();
+  t.equal(drops[DROP_WRITE_ERROR], 0, 'no packet lost');
+  const left = await files(dir);
+  t.equal(left.length, 1, `the file is back under its name (${left.join(', ')})`);
+  t.equal(capinfos(join(dir, left[0]!)).packets, 23, 'with every packet');
+});
+
+t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are counted, writing resumes when space returns', async (t) => {
+  const mnt = await mkdtemp(join(tmpdir(), 'mirrorcap-tmpfs-'));
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+  if (mounted.status !== 0) {
+    t.pass(`skipped: cannot mount a small tmpfs here (not root?): ${mounted.stderr}`);
+    return;
+  }
+  t.teardown(() => {
+    spawnSync('umount', [mnt]);
+  });
+  const dir = join(mnt, 's1');
+  const errors: string[] = [];
+  const closed: CaptureFile[] = [];
+  const drops = newDropCounters();
+  const catalog = new Catalog(mnt, 0, { deleted: () => undefined, deleteFailed: () => undefined });
+  const writer = new SessionWriter({
+    session: 's1',
+    dir,
+    rotation: { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535 },
+    queueSize: 32 * 1024 * 1024,
+    nextSeq: () => catalog.nextSeq('s1'),
+    pool: new ChunkPool(DEFAULT_CHUNK_SIZE, 64 * 1024 * 1024),
+    drops,
+    disk: { full: false },
+    events: { fileClosed: (f) => closed.push({ ...f }), writeError: (_f, op, err) => errors.push(`${op}:${err.code}`) },
+  });
+  const f = udpFrame(1400, 1, 1);
+  let accepted = 0;
+  for (let i = 0; i < 1500; i++) if (writer.append(f, 0, f.length, f.length, T0, i)) accepted++; // ~2.1 MB into 1 MiB
+  await writer.idle();
+  t.ok(errors.includes('write:ENOSPC'), `ENOSPC reported (${errors.join(', ')})`);
+  const first = await files(dir);
+  t.equal(first.length, 1, 'the failed file was closed and renamed');
+  const info = capinfos(join(dir, first[0]!));
+  t.ok(info.packets > 0, `capinfos opens it: ${info.packets} whole records`);
+  t.equal(tsharkFrames(join(dir, first[0]!)).length, info.packets, 'tshark reads every record, none torn');
+  t.equal(info.packets + drops[DROP_WRITE_ERROR]!, accepted, 'every accepted packet is either in the file or counted as write_error');
+  t.equal(writer.writtenPackets, info.packets);
+  await rm(join(dir, first[0]!));
+  await new Promise((r) => setTimeout(r, 1100));
+  for (let i = 0; i < 5; i++) t.ok(writer.append(f, 0, f.length, f.length, T0 + 5, i));
+  await writer.close();
+  const after = (await files(dir)).filter((n) => n !== first[0]);
+  t.equal(after.length, 1);
+  t.equal(capinfos(join(dir, after[0]!)).packets, 5, 'writing resumed in a new file once space returned');
 });
