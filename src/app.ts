@@ -24,6 +24,12 @@ import { Session } from './session/session.js';
 import { DgramSource } from './source/dgram.js';
 import type { Source } from './source/source.js';
 
+/** Options a reload cannot apply to a running appliance. */
+const RESTART_KEYS = [
+  'listen', 'http', 'out', 'sessionKey', 'recvBuffer', 'flushInterval', 'queueSize', 'maxBuffer', 'maxSessions',
+  'allow', 'maxTotalBytes', 'minFreeBytes', 'httpToken', 'postRotate',
+] as const satisfies ReadonlyArray<keyof Config>;
+
 /** At shutdown, post-rotate commands get this long to finish before we exit anyway. */
 const POST_ROTATE_GRACE_MS = 4_000;
 
@@ -53,9 +59,11 @@ export class App {
   private closing: Promise<AppSummary> | null = null;
 
   constructor(
-    readonly config: Config,
+    public config: Config,
     private readonly log: Logger,
     readonly version: string,
+    /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
+    private readonly rereadConfig: () => Config = () => config,
   ) {
     this.pool = new ChunkPool(DEFAULT_CHUNK_SIZE, config.maxBuffer);
     this.catalog = new Catalog(config.out, config.maxTotalBytes, {
@@ -91,6 +99,7 @@ export class App {
       {
         pipeline: this.pipeline,
         sessions: this.router.sessions,
+        activeSessions: () => this.router.activeSessions,
         source: this.source,
         pool: this.pool,
         catalog: this.catalog,
@@ -158,6 +167,30 @@ export class App {
   rotateAll(): void {
     for (const s of this.sessions) s.writer.rotate();
     this.log.info({ event: 'rotate_all', sessions: this.sessions.length }, 'closed every current file on request');
+  }
+
+  /**
+   * SIGHUP: re-reads the config file and applies its sessions and rotation settings between
+   * two batches, so no packet is lost. An invalid file changes nothing. Options that need a
+   * new socket or folder (listen, http, out, ...) are reported as needing a restart.
+   */
+  reload(): void {
+    let next: Config;
+    try {
+      next = this.rereadConfig();
+    } catch (err) {
+      this.log.error({ event: 'reload_failed', err: (err as Error).message }, 'config reload failed; keeping the running configuration');
+      return;
+    }
+    const { updated, retired } = this.router.reconfigure({ strict: next.strict, configured: next.sessions, defaults: next });
+    for (const s of retired) s.writer.rotate();
+    const restartNeeded = RESTART_KEYS.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
+    this.log.level = next.logLevel;
+    this.config = { ...next, ...Object.fromEntries(restartNeeded.map((k) => [k, this.config[k]])) } as Config;
+    this.log.info(
+      { event: 'reload', sessions: next.sessions.length, updated: updated.map((s) => s.name), retired: retired.map((s) => s.name), restartNeeded },
+      restartNeeded.length > 0 ? `config reloaded; ${restartNeeded.join(', ')} take effect after a restart` : 'config reloaded',
+    );
   }
 
   /** Stops receiving, writes every queued record, closes and renames every file. Idempotent. */

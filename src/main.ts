@@ -43,16 +43,19 @@ function usageError(message: string): never {
 
 async function run(argv: string[]): Promise<void> {
   let config;
+  let flags;
   try {
-    const { flags, positional } = parseFlags(argv);
-    if (positional.length > 0) usageError(`unexpected argument "${positional[0]}" (see mirrorcap --help)`);
+    const parsed = parseFlags(argv);
+    flags = parsed.flags;
+    if (parsed.positional.length > 0) usageError(`unexpected argument "${parsed.positional[0]}" (see mirrorcap --help)`);
     config = resolveConfig(flags, process.env);
   } catch (err) {
     if (err instanceof ConfigError) usageError(err.message);
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const app = new App(config, log, version);
+  const env = { ...process.env };
+  const app = new App(config, log, version, () => resolveConfig(flags, env));
   installSignals(app, log);
   try {
     await app.start();
@@ -86,6 +89,8 @@ function installSignals(app: App, log: Logger): void {
       },
     );
   };
+  process.on('SIGHUP', () => app.reload());
+  process.on('SIGUSR1', () => app.rotateAll());
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('uncaughtException', (err) => {

@@ -102,10 +102,10 @@ export class SessionWriter {
   /** Wall-clock second before which no new file is opened, after a write error. */
   private retryAt = 0;
   private idleWaiters: Array<() => void> = [];
-  private readonly rotateSize: number;
-  private readonly rotatePackets: number;
-  private readonly rotateSeconds: number;
-  private readonly snaplen: number;
+  private rotateSize: number;
+  private rotatePackets: number;
+  private rotateSeconds: number;
+  private snaplen: number;
 
   constructor(private readonly opts: WriterOptions) {
     this.maxChunks = Math.max(2, Math.floor(opts.queueSize / opts.pool.chunkSize));
@@ -187,6 +187,20 @@ export class SessionWriter {
   tick(nowSec: number): void {
     const f = this.file;
     if (f !== null && this.rotateSeconds > 0 && nowSec - f.firstSec >= this.rotateSeconds) this.rotate();
+  }
+
+  /**
+   * New rotation settings, effective for the current file; a new snaplen closes the current
+   * file, because a file's header states one snaplen for all its records.
+   */
+  setRotation(r: RotationConfig): void {
+    this.rotateSize = r.rotateSize;
+    this.rotatePackets = r.rotatePackets;
+    this.rotateSeconds = r.rotateSeconds;
+    if (r.snaplen !== this.snaplen) {
+      this.rotate();
+      this.snaplen = r.snaplen;
+    }
   }
 
   /** Closes the current file now; the next packet starts a new one. */

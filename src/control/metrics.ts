@@ -15,6 +15,7 @@ import type { Source } from '../source/source.js';
 export interface MetricsView {
   readonly pipeline: Pipeline;
   readonly sessions: readonly Session[];
+  readonly activeSessions: () => number;
   readonly source: Source | null;
   readonly pool: ChunkPool;
   readonly catalog: Catalog;
@@ -102,7 +103,7 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   });
   counter('socket_drops_total', 'Datagrams the kernel dropped because the socket buffer was full.', [], (emit) => emit({}, view.source?.stats.kernelDrops ?? 0));
   gauge('current_file_bytes', 'Size of the file each session is writing (buffered bytes included).', ['session', 'vni'], perSession((s) => s.writer.current?.bytes ?? 0));
-  gauge('sessions', 'Sessions known.', [], (emit) => emit({}, view.sessions.length));
+  gauge('sessions', 'Sessions receiving (retired ones keep their counters but are not counted).', [], (emit) => emit({}, view.activeSessions()));
   gauge('session_packets_per_second', 'Packets per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.packetsPerSecond));
   gauge('session_bits_per_second', 'Inner-frame bits per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.bitsPerSecond));
   gauge('buffer_bytes', 'Memory held for records waiting for the disk.', [], (emit) => emit({}, view.pool.allocatedBytes));

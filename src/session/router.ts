@@ -1,8 +1,12 @@
 /**
  * VNI (optionally VNI + outer source address) → session. Configured sessions exist from
  * the start; unknown keys get an automatic session (vni-<n>, or vni-<n>-<source>) unless
- * strict mode is on, and never more than maxSessions. Lookups on the hot path allocate
- * nothing: a one-entry cache, then a Map keyed by a number.
+ * strict mode is on, and never more than maxSessions at once. Lookups on the hot path
+ * allocate nothing: a one-entry cache, then a Map keyed by a number.
+ *
+ * reconfigure() applies a reloaded config between two batches: every routed key is asked
+ * again which session it belongs to; sessions that keep their name get the new settings,
+ * the others are retired (their file closed) and the key is admitted afresh.
  */
 import { addrForName, formatAddr, parseAddr } from '../addr.js';
 import type { RotationConfig, SessionConfig, SessionKey } from '../config.js';
@@ -12,28 +16,36 @@ import type { Session } from './session.js';
 
 export type SessionFactory = (config: SessionConfig) => Session;
 
-export interface RouterOptions {
-  readonly sessionKey: SessionKey;
+/** What can change on reload. */
+export interface RoutingRules {
   readonly strict: boolean;
-  readonly maxSessions: number;
   readonly configured: readonly SessionConfig[];
   readonly defaults: RotationConfig;
+}
+
+export interface RouterOptions extends RoutingRules {
+  readonly sessionKey: SessionKey;
+  readonly maxSessions: number;
 }
 
 interface Entry {
   readonly session: Session;
   readonly vni: number;
-  /** Outer source (16 bytes) for vni+src keys. */
+  /** Outer source (16 bytes) for vni+src keys; null matches any source (vni keys). */
   readonly addr: Uint8Array | null;
 }
 
 export class Router {
   /** Why the last lookup returned null: a DROP_* code. */
   missReason = DROP_UNKNOWN_VNI;
+  /** Every session ever made, routed or retired, in order of creation; names are unique. */
   readonly sessions: Session[] = [];
+  private readonly byName = new Map<string, Session>();
   private readonly byKey = new Map<number, Entry[]>();
-  /** vni+src sessions configured without a source: a template for every source of that VNI. */
-  private readonly templates = new Map<number, SessionConfig>();
+  private active = 0;
+  private rules!: RoutingRules;
+  /** vni-keyed configured sessions, and vni+src templates (configured without a source). */
+  private readonly byVni = new Map<number, SessionConfig>();
   private readonly withSource: boolean;
   private lastVni = -1;
   private readonly lastAddr = new Uint8Array(ADDR_BYTES);
@@ -44,17 +56,13 @@ export class Router {
     private readonly create: SessionFactory,
   ) {
     this.withSource = opts.sessionKey === 'vni+src';
-    for (const c of opts.configured) {
-      if (this.withSource && c.source === null) this.templates.set(c.vni, c);
-      else {
-        let addr: Uint8Array | null = null;
-        if (c.source !== null) {
-          addr = new Uint8Array(ADDR_BYTES);
-          parseAddr(c.source, addr, 0);
-        }
-        this.add(c, addr);
-      }
-    }
+    this.setRules(opts);
+    this.addConfigured();
+  }
+
+  /** Sessions currently receiving. */
+  get activeSessions(): number {
+    return this.active;
   }
 
   lookup(vni: number, addr: Uint8Array, addrOff: number): Session | null {
@@ -82,51 +90,119 @@ export class Router {
     return found;
   }
 
-  /** A key seen for the first time: make its session if the rules allow. Not per packet. */
+  /**
+   * Applies new rules. Returns the sessions retired (their keys now route elsewhere or are
+   * refused); the caller closes their files. Sessions that keep their name are updated.
+   */
+  reconfigure(rules: RoutingRules): { updated: Session[]; retired: Session[] } {
+    this.setRules(rules);
+    const updated: Session[] = [];
+    const retired: Session[] = [];
+    for (const [hash, bucket] of [...this.byKey]) {
+      for (const e of [...bucket]) {
+        const want = this.describe(e.vni, e.addr ?? ZERO_ADDR, 0);
+        if (want !== null && want.name === e.session.name) {
+          e.session.reconfigure(want);
+          updated.push(e.session);
+        } else {
+          this.unroute(hash, e);
+          retired.push(e.session);
+        }
+      }
+    }
+    this.addConfigured();
+    return { updated, retired };
+  }
+
+  private setRules(rules: RoutingRules): void {
+    this.rules = rules;
+    this.byVni.clear();
+    for (const c of rules.configured) if (!this.withSource || c.source === null) this.byVni.set(c.vni, c);
+    this.lastSession = null;
+  }
+
+  /** Configured sessions are routed before any packet (vni+src templates wait for sources). */
+  private addConfigured(): void {
+    for (const c of this.rules.configured) {
+      if (this.withSource && c.source === null) continue;
+      let addr: Uint8Array | null = null;
+      if (c.source !== null) {
+        addr = new Uint8Array(ADDR_BYTES);
+        parseAddr(c.source, addr, 0);
+      }
+      if (!this.isRouted(c.vni, addr)) this.route(c, addr);
+    }
+  }
+
+  /** A key seen for the first time: route it to its session if the rules allow. Not per packet. */
   private admit(vni: number, addr: Uint8Array, addrOff: number): Session | null {
-    const template = this.withSource ? this.templates.get(vni) : undefined;
-    if (this.opts.strict && template === undefined) {
+    const config = this.describe(vni, addr, addrOff);
+    if (config === null) {
       this.missReason = DROP_UNKNOWN_VNI;
       return null;
     }
-    if (this.sessions.length >= this.opts.maxSessions) {
+    if (this.active >= this.opts.maxSessions) {
       this.missReason = DROP_SESSION_LIMIT;
       return null;
     }
-    let key: Uint8Array | null = null;
-    let name = `vni-${vni}`;
-    let base: RotationConfig = this.opts.defaults;
-    if (this.withSource) {
-      key = addr.slice(addrOff, addrOff + ADDR_BYTES);
-      const src = addrForName(formatAddr(addr, addrOff));
-      name = template ? `${template.name}-${src}` : `${name}-${src}`;
-      if (template) base = template;
-    }
-    const { rotateSize, rotateSeconds, rotatePackets, ring, snaplen } = base;
-    const config: SessionConfig = Object.freeze({
-      vni,
-      name,
-      source: key === null ? null : formatAddr(key, 0),
-      rotateSize,
-      rotateSeconds,
-      rotatePackets,
-      ring,
-      snaplen,
-    });
-    return this.add(config, key);
+    return this.route(config, this.withSource ? addr.slice(addrOff, addrOff + ADDR_BYTES) : null);
   }
 
-  private add(config: SessionConfig, addr: Uint8Array | null): Session {
-    const session = this.create(config);
-    const h = addr === null ? config.vni : keyHash(config.vni, addr, 0);
-    const bucket = this.byKey.get(h);
+  /** Which session a key belongs to under the current rules; null when strict refuses it. */
+  private describe(vni: number, addr: Uint8Array, addrOff: number): SessionConfig | null {
+    if (this.withSource) {
+      const src = formatAddr(addr, addrOff);
+      const exact = this.rules.configured.find((c) => c.vni === vni && c.source === src);
+      if (exact) return exact;
+    }
+    const configured = this.byVni.get(vni);
+    if (!this.withSource && configured) return configured;
+    if (configured === undefined && this.rules.strict) return null;
+    const base: RotationConfig = configured ?? this.rules.defaults;
+    let name = configured?.name ?? `vni-${vni}`;
+    let source: string | null = null;
+    if (this.withSource) {
+      source = formatAddr(addr, addrOff);
+      name = `${name}-${addrForName(source)}`;
+    }
+    const { rotateSize, rotateSeconds, rotatePackets, ring, snaplen } = base;
+    return Object.freeze({ vni, name, source, rotateSize, rotateSeconds, rotatePackets, ring, snaplen });
+  }
+
+  private isRouted(vni: number, addr: Uint8Array | null): boolean {
+    const bucket = this.byKey.get(addr === null ? vni : keyHash(vni, addr, 0));
+    return bucket?.some((e) => e.vni === vni && (e.addr === null || (addr !== null && equalAddr(e.addr, addr, 0)))) ?? false;
+  }
+
+  /** Routes a key to the session of that name, reviving a retired one or making a new one. */
+  private route(config: SessionConfig, addr: Uint8Array | null): Session {
+    let session = this.byName.get(config.name);
+    if (session === undefined) {
+      session = this.create(config);
+      this.byName.set(config.name, session);
+      this.sessions.push(session);
+    } else {
+      session.reconfigure(config);
+    }
+    const hash = addr === null ? config.vni : keyHash(config.vni, addr, 0);
     const entry: Entry = { session, vni: config.vni, addr };
+    const bucket = this.byKey.get(hash);
     if (bucket) bucket.push(entry);
-    else this.byKey.set(h, [entry]);
-    this.sessions.push(session);
+    else this.byKey.set(hash, [entry]);
+    this.active++;
     return session;
   }
+
+  private unroute(hash: number, entry: Entry): void {
+    const bucket = this.byKey.get(hash)!;
+    bucket.splice(bucket.indexOf(entry), 1);
+    if (bucket.length === 0) this.byKey.delete(hash);
+    this.active--;
+    this.lastSession = null;
+  }
 }
+
+const ZERO_ADDR = new Uint8Array(ADDR_BYTES);
 
 function equalAddr(a: Uint8Array, b: Uint8Array, off: number): boolean {
   for (let i = 0; i < ADDR_BYTES; i++) if (a[i] !== b[off + i]) return false;

@@ -21,7 +21,7 @@ export class Session {
   private sampleCount = 0;
 
   constructor(
-    readonly config: SessionConfig,
+    public config: SessionConfig,
     /** Per-reason drop counters (drops.ts), shared with the writer, which counts its own reasons. */
     readonly drops: Float64Array,
     readonly writer: SessionWriter,
@@ -33,6 +33,12 @@ export class Session {
 
   get vni(): number {
     return this.config.vni;
+  }
+
+  /** New settings from a reloaded config; the writer applies them (snaplen from a new file). */
+  reconfigure(config: SessionConfig): void {
+    this.config = config;
+    this.writer.setRotation(config);
   }
 
   /** Called once a second: updates the rates over the last RATE_WINDOW_SECONDS. */

@@ -14,7 +14,19 @@ function router(opts: Partial<RouterOptions>): { r: Router; made: SessionConfig[
     { sessionKey: 'vni', strict: false, maxSessions: 100, configured: [], defaults, ...opts },
     (config) => {
       made.push(config);
-      return { config, name: config.name, vni: config.vni } as unknown as Session;
+      const session = {
+        config,
+        get name() {
+          return session.config.name;
+        },
+        get vni() {
+          return session.config.vni;
+        },
+        reconfigure(c: SessionConfig) {
+          session.config = c;
+        },
+      };
+      return session as unknown as Session;
     },
   );
   return { r, made };
@@ -77,4 +89,36 @@ t.test('vni+src strict: a template admits any source of its VNI, nothing else', 
   t.equal(r.lookup(1, addrs, 0)?.name, 'web-10.0.0.1');
   t.equal(r.lookup(2, addrs, 0), null);
   t.equal(r.missReason, DROP_UNKNOWN_VNI);
+});
+
+t.test('reconfigure: renamed, added, removed and strict sessions, between two lookups', async (t) => {
+  const { r, made } = router({ configured: [configured(1, 'one'), configured(2, 'two')] });
+  t.equal(r.lookup(3, addrs, 0)?.name, 'vni-3');
+  t.equal(r.lookup(4, addrs, 0)?.name, 'vni-4');
+  const oneBefore = r.lookup(1, addrs, 0);
+  const { updated, retired } = r.reconfigure({
+    strict: false,
+    defaults: { ...defaults, ring: 9 },
+    configured: [configured(1, 'one', { ring: 5 }), configured(2, 'deux'), configured(3, 'three')],
+  });
+  t.same(retired.map((s) => s.name).sort(), ['two', 'vni-3'], 'renamed and newly configured keys retire their old session');
+  t.same(updated.map((s) => s.name).sort(), ['one', 'vni-4']);
+  t.equal(r.lookup(1, addrs, 0), oneBefore, 'a session that keeps its name is the same object');
+  t.equal(r.lookup(1, addrs, 0)?.config.ring, 5, 'with the new settings');
+  t.equal(r.lookup(4, addrs, 0)?.config.ring, 9, 'automatic sessions take the new defaults');
+  t.equal(r.lookup(2, addrs, 0)?.name, 'deux');
+  t.equal(r.lookup(3, addrs, 0)?.name, 'three');
+  t.equal(r.activeSessions, 4);
+
+  const back = r.reconfigure({ strict: false, defaults, configured: [configured(1, 'one')] });
+  t.same(back.retired.map((s) => s.name).sort(), ['deux', 'three']);
+  t.equal(r.lookup(3, addrs, 0)?.name, 'vni-3', 'an unconfigured VNI goes back to its automatic session');
+  t.equal(made.filter((c) => c.name === 'vni-3').length, 1, 'which is revived, not made twice');
+
+  const strict = r.reconfigure({ strict: true, defaults, configured: [configured(1, 'one')] });
+  t.same(strict.retired.map((s) => s.name).sort(), ['vni-3', 'vni-4'], 'strict retires every automatic session');
+  t.equal(r.lookup(4, addrs, 0), null, 'strict now refuses unknown VNIs');
+  t.equal(r.missReason, DROP_UNKNOWN_VNI);
+  t.equal(r.activeSessions, 1);
+  t.equal(new Set(r.sessions.map((s) => s.name)).size, r.sessions.length, 'names stay unique');
 });
