@@ -47,30 +47,17 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   }
 
   const sessionLabels = (s: Session): Labels => ({ session: s.name, vni: String(s.vni) });
-  const counter = (name: string, help: string, labelNames: string[], fill: (emit: Emit) => void): void => {
-    new Counter({
-      name: PREFIX + name,
-      help,
-      labelNames,
-      registers: [register],
-      collect() {
-        this.reset();
-        fill((labels, value) => this.inc(labels, value));
-      },
-    });
+  /** A metric whose samples are all re-read from the pipeline's numbers at every scrape. */
+  const pulled = (type: 'counter' | 'gauge', name: string, help: string, labelNames: string[], fill: (emit: Emit) => void): void => {
+    const common = { name: PREFIX + name, help, labelNames, registers: [register] };
+    if (type === 'counter') {
+      new Counter({ ...common, collect() { this.reset(); fill((labels, value) => this.inc(labels, value)); } });
+    } else {
+      new Gauge({ ...common, collect() { this.reset(); fill((labels, value) => this.set(labels, value)); } });
+    }
   };
-  const gauge = (name: string, help: string, labelNames: string[], fill: (emit: Emit) => void): void => {
-    new Gauge({
-      name: PREFIX + name,
-      help,
-      labelNames,
-      registers: [register],
-      collect() {
-        this.reset();
-        fill((labels, value) => this.set(labels, value));
-      },
-    });
-  };
+  const counter = (...args: [string, string, string[], (emit: Emit) => void]): void => pulled('counter', ...args);
+  const gauge = (...args: [string, string, string[], (emit: Emit) => void]): void => pulled('gauge', ...args);
   const perSession = (read: (s: Session) => number) => (emit: Emit) => {
     for (const s of view.sessions) emit(sessionLabels(s), read(s));
   };
