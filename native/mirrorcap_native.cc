@@ -90,11 +90,30 @@ std::string Where(const std::string& host, uint32_t port) {
   return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
-// Opens a non-blocking UDP socket for the address family of ss; returns fd or -errno.
-int OpenUdp(const sockaddr_storage& ss) {
-  int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  if (ss.ss_family == AF_INET6) {
+// The constructors' shared half: (host, port) -> a non-blocking UDP socket of the
+// address's family, and the parsed address. On failure a JS exception is pending and
+// the result is -1.
+int OpenUdp(const Napi::CallbackInfo& info, const char* usage, uint32_t minPort, sockaddr_storage* ss,
+            socklen_t* len, std::string* where) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return -1;
+  }
+  std::string host = info[0].As<Napi::String>();
+  uint32_t port = info[1].As<Napi::Number>().Uint32Value();
+  *where = Where(host, port);
+  if (port < minPort || port > 65535 || !ParseAddress(host, port, ss, len)) {
+    Napi::TypeError::New(env, std::string(usage) + ": not a numeric address and port: " + *where)
+        .ThrowAsJavaScriptException();
+    return -1;
+  }
+  int fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ErrnoError(env, "socket", errno, *where).ThrowAsJavaScriptException();
+    return -1;
+  }
+  if (ss->ss_family == AF_INET6) {
     // Dual-stack regardless of net.ipv6.bindv6only, so [::] also takes IPv4.
     int off = 0;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
@@ -102,20 +121,30 @@ int OpenUdp(const sockaddr_storage& ss) {
   return fd;
 }
 
-// SO_*BUFFORCE passes rmem_max/wmem_max when we have CAP_NET_ADMIN; otherwise the
-// plain option is capped by the sysctl. Returns what the kernel granted (Linux
-// doubles the request to account for its bookkeeping) or -errno. A request of 0 or
-// less only reads the current size.
-int64_t SetBuffer(int fd, int forceOpt, int opt, int bytes, bool* forced) {
-  *forced = false;
-  if (bytes > 0) {
-    *forced = setsockopt(fd, SOL_SOCKET, forceOpt, &bytes, sizeof(bytes)) == 0;
-    if (!*forced && setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof(bytes)) != 0) return -errno;
-  }
+// setRecvBuffer/setSendBuffer(bytes) -> { granted, forced }. SO_*BUFFORCE passes
+// rmem_max/wmem_max when we have CAP_NET_ADMIN; otherwise the plain option is capped by
+// the sysctl. granted is what the kernel reports (Linux doubles the request to account
+// for its bookkeeping). A request of 0 or less only reads the current size.
+Napi::Value SetBuffer(const Napi::CallbackInfo& info, int fd, int forceOpt, int opt, const char* name) {
+  Napi::Env env = info.Env();
+  int bytes = info[0].ToNumber().Int32Value();
+  bool forced = false;
   int granted = 0;
   socklen_t len = sizeof(granted);
-  if (getsockopt(fd, SOL_SOCKET, opt, &granted, &len) != 0) return -errno;
-  return granted;
+  int err = fd < 0 ? EBADF : 0;
+  if (err == 0 && bytes > 0) {
+    forced = setsockopt(fd, SOL_SOCKET, forceOpt, &bytes, sizeof(bytes)) == 0;
+    if (!forced && setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof(bytes)) != 0) err = errno;
+  }
+  if (err == 0 && getsockopt(fd, SOL_SOCKET, opt, &granted, &len) != 0) err = errno;
+  if (err != 0) {
+    ErrnoError(env, name, err, "").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("granted", Napi::Number::New(env, granted));
+  out.Set("forced", Napi::Boolean::New(env, forced));
+  return out;
 }
 
 Napi::Value LocalAddress(Napi::Env env, int fd) {
@@ -184,26 +213,12 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
 
   // new Receiver(host: string, port: number, reusePort: boolean)
   explicit Receiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Receiver>(info) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsString() || !info[1].IsNumber()) {
-      Napi::TypeError::New(env, "Receiver(host, port, reusePort)").ThrowAsJavaScriptException();
-      return;
-    }
-    std::string host = info[0].As<Napi::String>();
-    uint32_t port = info[1].As<Napi::Number>().Uint32Value();
-    bool reusePort = info[2].ToBoolean();
     sockaddr_storage ss;
     socklen_t len;
-    if (port > 65535 || !ParseAddress(host, port, &ss, &len)) {
-      Napi::TypeError::New(env, "Receiver: not a numeric address and port: " + Where(host, port))
-          .ThrowAsJavaScriptException();
-      return;
-    }
-    int fd = OpenUdp(ss);
-    if (fd < 0) {
-      ErrnoError(env, "socket", -fd, Where(host, port)).ThrowAsJavaScriptException();
-      return;
-    }
+    std::string where;
+    int fd = OpenUdp(info, "Receiver(host, port, reusePort)", 0, &ss, &len, &where);
+    if (fd < 0) return;
+    bool reusePort = info[2].ToBoolean();
     int on = 1;
     const char* failed = nullptr;
     if (reusePort && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) failed = "setsockopt(SO_REUSEPORT)";
@@ -213,7 +228,7 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
     if (failed != nullptr) {
       int err = errno;
       close(fd);
-      ErrnoError(env, failed, err, Where(host, port)).ThrowAsJavaScriptException();
+      ErrnoError(info.Env(), failed, err, where).ThrowAsJavaScriptException();
       return;
     }
     fd_ = fd;
@@ -227,20 +242,8 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
  private:
   Napi::Value Address(const Napi::CallbackInfo& info) { return LocalAddress(info.Env(), fd_); }
 
-  // setRecvBuffer(bytes) -> { granted, forced }
   Napi::Value SetRecvBuffer(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    bool forced = false;
-    int64_t granted = fd_ < 0 ? -EBADF
-                              : SetBuffer(fd_, SO_RCVBUFFORCE, SO_RCVBUF, info[0].ToNumber().Int32Value(), &forced);
-    if (granted < 0) {
-      ErrnoError(env, "setsockopt(SO_RCVBUF)", static_cast<int>(-granted), "").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("granted", Napi::Number::New(env, static_cast<double>(granted)));
-    out.Set("forced", Napi::Boolean::New(env, forced));
-    return out;
+    return SetBuffer(info, fd_, SO_RCVBUFFORCE, SO_RCVBUF, "setsockopt(SO_RCVBUF)");
   }
 
   // The socket's drop counter right now (SO_MEMINFO), for scrape time: SO_RXQ_OVFL only
@@ -523,29 +526,15 @@ class Sender : public Napi::ObjectWrap<Sender> {
   // new Sender(host: string, port: number): a socket connected to one destination, so
   // the kernel resolves the route once instead of per datagram.
   explicit Sender(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sender>(info) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsString() || !info[1].IsNumber()) {
-      Napi::TypeError::New(env, "Sender(host, port)").ThrowAsJavaScriptException();
-      return;
-    }
-    std::string host = info[0].As<Napi::String>();
-    uint32_t port = info[1].As<Napi::Number>().Uint32Value();
     sockaddr_storage ss;
     socklen_t len;
-    if (port == 0 || port > 65535 || !ParseAddress(host, port, &ss, &len)) {
-      Napi::TypeError::New(env, "Sender: not a numeric address and port: " + Where(host, port))
-          .ThrowAsJavaScriptException();
-      return;
-    }
-    int fd = OpenUdp(ss);
-    if (fd < 0) {
-      ErrnoError(env, "socket", -fd, Where(host, port)).ThrowAsJavaScriptException();
-      return;
-    }
+    std::string where;
+    int fd = OpenUdp(info, "Sender(host, port)", 1, &ss, &len, &where);
+    if (fd < 0) return;
     if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
       int err = errno;
       close(fd);
-      ErrnoError(env, "connect", err, Where(host, port)).ThrowAsJavaScriptException();
+      ErrnoError(info.Env(), "connect", err, where).ThrowAsJavaScriptException();
       return;
     }
     fd_ = fd;
@@ -564,20 +553,8 @@ class Sender : public Napi::ObjectWrap<Sender> {
  private:
   Napi::Value Address(const Napi::CallbackInfo& info) { return LocalAddress(info.Env(), fd_); }
 
-  // setSendBuffer(bytes) -> { granted, forced }
   Napi::Value SetSendBuffer(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    bool forced = false;
-    int64_t granted = fd_ < 0 ? -EBADF
-                              : SetBuffer(fd_, SO_SNDBUFFORCE, SO_SNDBUF, info[0].ToNumber().Int32Value(), &forced);
-    if (granted < 0) {
-      ErrnoError(env, "setsockopt(SO_SNDBUF)", static_cast<int>(-granted), "").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("granted", Napi::Number::New(env, static_cast<double>(granted)));
-    out.Set("forced", Napi::Boolean::New(env, forced));
-    return out;
+    return SetBuffer(info, fd_, SO_SNDBUFFORCE, SO_SNDBUF, "setsockopt(SO_SNDBUF)");
   }
 
   // send(slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, first: number, count: number)
