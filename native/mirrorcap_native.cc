@@ -416,15 +416,27 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
       }
       if (n == 0) return;
       Fill(static_cast<uint32_t>(n));
-      onBatch_.MakeCallback(Value(), {Napi::Number::New(env, n)}, *asyncContext_);
-      if (env.IsExceptionPending()) {
-        // A throwing sink is a bug in JS: surface it as an uncaught exception, as a
-        // throwing dgram 'message' listener would be.
-        napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-      }
+      bool completed = CallOnBatch(env, static_cast<uint32_t>(n));
       if (slot->owner == nullptr) return;  // closed or collected inside the callback
+      if (!completed) return;
       if (static_cast<uint32_t>(n) < capacity_) return;  // the queue ran dry
     }
+  }
+
+  // Plain Node-API on purpose: node-addon-api's error wrappers abort the process when
+  // the callback fails because a worker is being terminated.
+  bool CallOnBatch(napi_env env, uint32_t n) {
+    napi_value arg;
+    napi_value result;
+    napi_create_uint32(env, n, &arg);
+    if (napi_make_callback(env, *asyncContext_, Value(), onBatch_.Value(), 1, &arg, &result) == napi_ok) return true;
+    napi_value err;
+    if (napi_get_and_clear_last_exception(env, &err) == napi_ok) {
+      // A throwing sink is a bug in JS: it becomes an uncaught exception, as a throwing
+      // dgram 'message' listener would. During termination this is refused, harmlessly.
+      napi_fatal_exception(env, err);
+    }
+    return false;
   }
 
   void Fill(uint32_t n) {

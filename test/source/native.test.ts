@@ -356,17 +356,21 @@ function suite(binding: NativeBinding): void {
     t.match(!bad.ok && bad.reason, /failed to load: .*(invalid ELF|too short)/);
   });
 
-  t.test('runs in worker threads; terminating a worker releases its socket', async (t) => {
+  t.test('runs in worker threads; a worker that ends releases its socket', async (t) => {
     const url = new URL('../../src/source/native.js', import.meta.url).href;
     const code = `
-      const { parentPort } = require('node:worker_threads');
+      const { parentPort, workerData } = require('node:worker_threads');
       import(${JSON.stringify(url)}).then(async ({ NativeSource }) => {
         const src = new NativeSource({ host: '127.0.0.1', port: 0, recvBufferBytes: 0 });
-        await src.start((b) => parentPort.postMessage({ got: b.count, port: b.srcPort[0] }));
+        await src.start((b) => {
+          parentPort.postMessage({ got: b.count });
+          if (workerData === 'terminate inside the batch callback') for (;;);
+        });
         parentPort.postMessage({ port: src.address().port });
+        if (workerData === 'process.exit') setTimeout(() => process.exit(0), 200);
       });`;
-    for (const ending of ['terminate', 'exit'] as const) {
-      const w = new Worker(ending === 'exit' ? code + 'setTimeout(() => process.exit(0), 200);' : code, { eval: true });
+    for (const ending of ['terminate', 'process.exit', 'terminate inside the batch callback']) {
+      const w = new Worker(code, { eval: true, workerData: ending });
       const msgs: Array<{ port?: number; got?: number }> = [];
       const port = await new Promise<number>((resolve, reject) => {
         w.on('message', (m: { port?: number; got?: number }) => (msgs.push(m), m.got === undefined && resolve(m.port!)));
@@ -376,8 +380,8 @@ function suite(binding: NativeBinding): void {
       burst(sender, [42, 42, 42]);
       await sleep(50);
       t.equal(msgs.filter((m) => m.got !== undefined).reduce((a, m) => a + m.got!, 0), 3, `${ending}: the worker received`);
-      const exit = ending === 'terminate' ? w.terminate() : new Promise((r) => w.on('exit', r));
-      t.equal(await exit, ending === 'terminate' ? 1 : 0, `${ending}: the worker ended cleanly`);
+      const exit = ending === 'process.exit' ? new Promise((r) => w.on('exit', r)) : w.terminate();
+      t.equal(await exit, ending === 'process.exit' ? 0 : 1, `${ending}: the worker ended without aborting`);
       sender.close();
       const again = new NativeSource({ host: '127.0.0.1', port, recvBufferBytes: 0 });
       await again.start(() => {});
