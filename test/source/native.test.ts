@@ -17,7 +17,8 @@ import {
 import type { NativeBinding, NativeSender, NativeSourceOptions } from '../../src/source/native.js';
 
 const load = loadNative();
-t.ok(load.ok, `the addon loads here (${load.ok ? load.path : load.reason})`);
+// On Linux npm ci builds the addon, so a missing one is a failure, not a skip.
+if (process.platform === 'linux') t.ok(load.ok, `the addon loads here (${load.ok ? load.path : load.reason})`);
 if (!load.ok) {
   t.comment(`skipping every native test: ${load.reason}`);
 } else {
