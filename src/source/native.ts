@@ -1,0 +1,305 @@
+/**
+ * The native source: recvmmsg into a Batch, kernel receive timestamps (SO_TIMESTAMPNS)
+ * and the kernel's drop counter (SO_RXQ_OVFL), from native/mirrorcap_native.cc.
+ *
+ *   kernel socket ──recvmmsg(batchSize)──▶ Batch slab/arrays (owned here, written natively)
+ *        │ readable (uv_poll, level-triggered)        │ one JS call per batch
+ *        └── at most maxBatchesPerTurn per wake-up ───▶ sink(batch)
+ *
+ * The addon holds only syscalls; sizes, turn limits and what a failure means are decided
+ * here. The loader never throws at import: loadNative() says why the addon is missing so
+ * `--source auto` can fall back to dgram with one warning.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { isIP } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import { fileURLToPath } from 'node:url';
+import { Batch } from './batch.js';
+import type { BatchSink, Source, SourceStats } from './source.js';
+
+// ---------------------------------------------------------------------------------------
+// The addon's surface, exactly as mirrorcap_native.cc defines it.
+
+export interface SocketAddress {
+  address: string;
+  port: number;
+  family: 'IPv4' | 'IPv6';
+}
+
+/** What the kernel granted for a socket buffer; Linux reports twice the request (bookkeeping). */
+export interface BufferGrant {
+  granted: number;
+  /** True when SO_*BUFFORCE worked (CAP_NET_ADMIN), so the sysctl maximum did not cap it. */
+  forced: boolean;
+}
+
+/** Memory the receiver writes into; every array belongs to JS and is pinned until close(). */
+export interface ReceiverMemory {
+  slab: Buffer;
+  slotBytes: number;
+  capacity: number;
+  lengths: Uint32Array;
+  wireLengths: Uint32Array;
+  tsSec: Uint32Array;
+  tsNsec: Uint32Array;
+  srcAddr: Uint8Array;
+  srcPort: Uint16Array;
+  /** Indexed by the COUNTER_* constants. */
+  counters: Float64Array;
+  maxBatchesPerTurn: number;
+}
+
+export interface NativeReceiver {
+  address(): SocketAddress;
+  /** bytes <= 0 only reads the current size. */
+  setRecvBuffer(bytes: number): BufferGrant;
+  /** The socket's kernel drop counter now (SO_MEMINFO); -1 once closed. */
+  socketDrops(): number;
+  /** Slot i of a batch is slab[i * slotBytes ..]; onBatch(count) runs once per recvmmsg. */
+  start(memory: ReceiverMemory, onBatch: (count: number) => void): void;
+  /** Stops polling and closes the socket at once; idempotent. */
+  close(): void;
+}
+
+export interface NativeSender {
+  address(): SocketAddress;
+  /** bytes <= 0 only reads the current size. */
+  setSendBuffer(bytes: number): BufferGrant;
+  /**
+   * sendmmsg of datagrams first .. first+count (at most 1024) from slab[offsets[i]], lengths[i];
+   * returns how many the kernel took (0 when the socket buffer is full), or -errno.
+   */
+  send(slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, first: number, count: number): number;
+  close(): void;
+}
+
+export interface NativeBinding {
+  /** Binds at once; throws an Error with code/errno/syscall (EADDRINUSE ...). Host must be numeric. */
+  Receiver: new (host: string, port: number, reusePort: boolean) => NativeReceiver;
+  /** Connected to host:port; host must be numeric. */
+  Sender: new (host: string, port: number) => NativeSender;
+}
+
+/** Slots of the receiver's counters array. */
+export const COUNTER_RXQ_OVFL = 0;
+export const COUNTER_TRUNCATED = 1;
+export const COUNTER_RECV_ERRORS = 2;
+export const COUNTER_LAST_ERRNO = 3;
+export const COUNTER_COUNT = 4;
+
+// ---------------------------------------------------------------------------------------
+// Loader
+
+export type NativeLoad =
+  | { readonly ok: true; readonly binding: NativeBinding; readonly path: string }
+  | { readonly ok: false; readonly reason: string; readonly path: string };
+
+/** dist/src/source/native.js -> native/build/Release/ at the package root. */
+export const DEFAULT_ADDON_PATH = fileURLToPath(
+  new URL('../../../native/build/Release/mirrorcap_native.node', import.meta.url),
+);
+const BUILD_LOG = fileURLToPath(new URL('../../../native/build.log', import.meta.url));
+
+const require = createRequire(import.meta.url);
+let defaultLoad: NativeLoad | undefined;
+
+/**
+ * Loads the addon once per path (the default path is cached). Never throws: a missing or
+ * broken addon comes back as { ok: false, reason } for the caller's one warning line.
+ */
+export function loadNative(path: string = DEFAULT_ADDON_PATH): NativeLoad {
+  if (path === DEFAULT_ADDON_PATH && defaultLoad !== undefined) return defaultLoad;
+  let load: NativeLoad;
+  if (process.platform !== 'linux') {
+    load = { ok: false, path, reason: `recvmmsg is Linux-only (platform ${process.platform})` };
+  } else if (!existsSync(path)) {
+    const hint = existsSync(BUILD_LOG) ? 'the build failed, see native/build.log' : 'run `npm run install` to build it';
+    load = { ok: false, path, reason: `native addon not built: ${path} is missing (${hint})` };
+  } else {
+    try {
+      load = { ok: true, path, binding: require(path) as NativeBinding };
+    } catch (err) {
+      const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      load = { ok: false, path, reason: `native addon failed to load: ${msg}` };
+    }
+  }
+  if (path === DEFAULT_ADDON_PATH) defaultLoad = load;
+  return load;
+}
+
+/** Strips [] from an IPv6 literal and resolves a name once, at start (never per packet). */
+export async function numericHost(host: string): Promise<string> {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (isIP(bare) !== 0) return bare;
+  return (await lookup(bare)).address;
+}
+
+// ---------------------------------------------------------------------------------------
+// NativeSource
+
+/**
+ * Upper bounds of the batch-size buckets (a Prometheus histogram's `le`); recvmmsg takes
+ * at most 1024 datagrams per call, so the last bucket holds everything.
+ */
+export const BATCH_SIZE_BUCKETS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/**
+ * Slot size. AWS mirror targets have an MTU of at most 9001, so no VXLAN datagram from
+ * Traffic Mirroring exceeds 8973 bytes; 9216 also covers 9216-MTU switches. A larger
+ * datagram (another tap, loopback tests) is kept truncated to its slot with its real
+ * size in wireLengths (MSG_TRUNC) and counted, never dropped silently. 65536-byte slots
+ * would make the slab 16 MiB and spread each batch over 64 KiB strides for nothing.
+ */
+export const DEFAULT_SLOT_BYTES = 9216;
+export const DEFAULT_BATCH_SIZE = 256;
+/** 8 x 256 datagrams per wake-up keeps a turn to a few milliseconds of pipeline work. */
+export const DEFAULT_MAX_BATCHES_PER_TURN = 8;
+export const MAX_BATCH_SIZE = 1024;
+
+export interface NativeSourceOptions {
+  /** Numeric address or name; `::` or `[::]` binds dual-stack. */
+  host: string;
+  port: number;
+  /** Requested SO_RCVBUF(FORCE); 0 keeps the kernel default. */
+  recvBufferBytes: number;
+  /** Datagrams per recvmmsg, 1..1024; default 256. */
+  batchSize?: number;
+  /** recvmmsg calls per event-loop wake-up; default 8. */
+  maxBatchesPerTurn?: number;
+  slotBytes?: number;
+  /** SO_REUSEPORT, for several sockets on one port (one per worker thread). */
+  reusePort?: boolean;
+  /** The addon to use; default loadNative(). */
+  binding?: NativeBinding;
+}
+
+class NativeStats implements SourceStats {
+  datagrams = 0;
+  batches = 0;
+  constructor(private readonly dropsNow: () => number) {}
+  /** The kernel's cumulative count of datagrams this socket lost to a full receive buffer. */
+  get kernelDrops(): number {
+    return this.dropsNow();
+  }
+}
+
+export class NativeSource implements Source {
+  readonly kind = 'native';
+  readonly stats: NativeStats;
+  readonly batch: Batch;
+  /** Per BATCH_SIZE_BUCKETS bucket, how many batches had that many datagrams (not cumulative). */
+  readonly batchSizeCounts = new Float64Array(BATCH_SIZE_BUCKETS.length);
+  /** Written by the addon; see COUNTER_*. */
+  readonly counters = new Float64Array(COUNTER_COUNT);
+  /** SO_RCVBUF as the kernel reports it after start() (twice the usable bytes on Linux); 0 before. */
+  grantedRecvBuffer = 0;
+  recvBufferForced = false;
+
+  private readonly binding: NativeBinding;
+  private readonly slotBytes: number;
+  private readonly maxBatchesPerTurn: number;
+  private receiver: NativeReceiver | undefined;
+  private lastDrops = 0;
+  private state: 'idle' | 'starting' | 'receiving' | 'closed' = 'idle';
+
+  constructor(private readonly opts: NativeSourceOptions) {
+    const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
+    this.slotBytes = opts.slotBytes ?? DEFAULT_SLOT_BYTES;
+    this.maxBatchesPerTurn = opts.maxBatchesPerTurn ?? DEFAULT_MAX_BATCHES_PER_TURN;
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
+      throw new RangeError(`batchSize must be an integer in 1..${MAX_BATCH_SIZE}, got ${batchSize}`);
+    }
+    if (!Number.isInteger(this.maxBatchesPerTurn) || this.maxBatchesPerTurn < 1) {
+      throw new RangeError(`maxBatchesPerTurn must be a positive integer, got ${this.maxBatchesPerTurn}`);
+    }
+    if (!Number.isInteger(this.slotBytes) || this.slotBytes < 64 || this.slotBytes > 65536) {
+      throw new RangeError(`slotBytes must be an integer in 64..65536, got ${this.slotBytes}`);
+    }
+    let binding = opts.binding;
+    if (binding === undefined) {
+      const load = loadNative();
+      if (!load.ok) throw new Error(load.reason);
+      binding = load.binding;
+    }
+    this.binding = binding;
+    this.batch = new Batch(batchSize, Buffer.allocUnsafeSlow(batchSize * this.slotBytes));
+    for (let i = 0; i < batchSize; i++) this.batch.offsets[i] = i * this.slotBytes;
+    this.stats = new NativeStats(() => this.readDrops());
+  }
+
+  get ready(): boolean {
+    return this.state === 'receiving';
+  }
+
+  /** The bound address (port 0 resolved); undefined unless receiving. */
+  address(): SocketAddress | undefined {
+    return this.state === 'receiving' ? this.receiver?.address() : undefined;
+  }
+
+  async start(sink: BatchSink): Promise<void> {
+    if (this.state !== 'idle') throw new Error(`NativeSource.start(): source is ${this.state}`);
+    this.state = 'starting';
+    let receiver: NativeReceiver | undefined;
+    try {
+      const host = await numericHost(this.opts.host);
+      if (this.state !== 'starting') return; // closed while resolving
+      receiver = new this.binding.Receiver(host, this.opts.port, this.opts.reusePort ?? false);
+      const grant = receiver.setRecvBuffer(this.opts.recvBufferBytes);
+      this.grantedRecvBuffer = grant.granted;
+      this.recvBufferForced = grant.forced;
+      const b = this.batch;
+      const stats = this.stats;
+      const sizes = this.batchSizeCounts;
+      receiver.start(
+        {
+          slab: b.slab,
+          slotBytes: this.slotBytes,
+          capacity: b.capacity,
+          lengths: b.lengths,
+          wireLengths: b.wireLengths,
+          tsSec: b.tsSec,
+          tsNsec: b.tsNsec,
+          srcAddr: b.srcAddr,
+          srcPort: b.srcPort,
+          counters: this.counters,
+          maxBatchesPerTurn: this.maxBatchesPerTurn,
+        },
+        (count) => {
+          b.count = count;
+          stats.batches++;
+          stats.datagrams += count;
+          sizes[count > 1 ? 32 - Math.clz32(count - 1) : 0]++;
+          sink(b);
+        },
+      );
+    } catch (err) {
+      receiver?.close();
+      if (this.state === 'starting') this.state = 'idle';
+      throw err;
+    }
+    this.receiver = receiver;
+    this.state = 'receiving';
+  }
+
+  /** Stops at once: the socket is closed (port free) when this resolves; idempotent. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.receiver !== undefined) {
+      this.lastDrops = this.readDrops();
+      this.receiver.close();
+      this.receiver = undefined;
+    }
+    this.state = 'closed';
+  }
+
+  /**
+   * SO_RXQ_OVFL rides on the next datagram that gets through, so right after a burst of
+   * drops it lags; SO_MEMINFO reads the same counter now. Both only grow (mod 2^32).
+   */
+  private readDrops(): number {
+    const now = this.receiver?.socketDrops() ?? -1;
+    this.lastDrops = Math.max(this.lastDrops, this.counters[COUNTER_RXQ_OVFL], now);
+    return this.lastDrops;
+  }
+}
