@@ -21,12 +21,12 @@ import { Pipeline } from './pipeline.js';
 import { AllowList } from './session/allow.js';
 import { Router } from './session/router.js';
 import { Session } from './session/session.js';
-import { DgramSource } from './source/dgram.js';
+import { createSource } from './source/select.js';
 import type { Source } from './source/source.js';
 
 /** Options a reload cannot apply to a running appliance. */
 const RESTART_KEYS = [
-  'listen', 'http', 'out', 'sessionKey', 'recvBuffer', 'flushInterval', 'queueSize', 'maxBuffer', 'maxSessions',
+  'listen', 'source', 'http', 'out', 'sessionKey', 'recvBuffer', 'flushInterval', 'queueSize', 'maxBuffer', 'maxSessions',
   'allow', 'maxTotalBytes', 'minFreeBytes', 'httpToken', 'postRotate',
 ] as const satisfies ReadonlyArray<keyof Config>;
 
@@ -42,16 +42,13 @@ export interface AppSummary {
   readonly filesClosed: number;
 }
 
-/** A source as the app sees it: the common interface plus what some kinds can tell. */
-export type AppSource = Source & { grantedRecvBuffer?: number; port?: number; refreshKernelDrops?: () => Promise<void> };
-
 export class App {
   readonly pool: ChunkPool;
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
   readonly router: Router;
   readonly pipeline: Pipeline;
-  readonly source: AppSource;
+  readonly source: Source;
   readonly postRotate: PostRotate | null;
   readonly metrics: Metrics;
   readonly control: ControlServer;
@@ -94,7 +91,7 @@ export class App {
       (sc) => this.createSession(sc),
     );
     this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null);
-    this.source = new DgramSource({ host: config.listen.host, port: config.listen.port, recvBuffer: config.recvBuffer });
+    this.source = createSource(config, log);
     this.metrics = createMetrics(
       {
         pipeline: this.pipeline,
@@ -105,8 +102,7 @@ export class App {
         catalog: this.catalog,
         disk: this.disk,
         postRotate: this.postRotate,
-        recvBufferBytes: () => this.source.grantedRecvBuffer ?? 0,
-        refresh: async () => this.source.refreshKernelDrops?.(),
+        refresh: async () => this.source.refresh?.(),
       },
       version,
     );
@@ -137,7 +133,7 @@ export class App {
     await this.disk.check();
     await this.control.start();
     await this.source.start(this.pipeline.process);
-    const granted = this.source.grantedRecvBuffer ?? 0;
+    const granted = this.source.recvBuffer;
     if (granted > 0 && granted < config.recvBuffer) {
       log.warn(
         { event: 'recv_buffer_capped', requested: config.recvBuffer, granted },

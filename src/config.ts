@@ -43,6 +43,7 @@ export type SessionKey = 'vni' | 'vni+src';
 export interface Config extends RotationConfig {
   readonly listen: Endpoint;
   readonly http: Endpoint;
+  readonly source: 'auto' | 'native' | 'dgram';
   readonly out: string;
   readonly sessionKey: SessionKey;
   readonly strict: boolean;
@@ -88,6 +89,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
+  { name: 'source', key: 'source', kind: 'enum', default: 'auto', values: ['auto', 'native', 'dgram'], help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built' },
   { name: 'http', key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
   { name: 'out', key: 'out', kind: 'path', default: './captures', help: 'output folder; one subfolder per session' },
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size (0 = off)', perSession: true },

@@ -55,7 +55,13 @@ async function run(argv: string[]): Promise<void> {
   }
   const log = createLogger(config.logLevel);
   const env = { ...process.env };
-  const app = new App(config, log, version, () => resolveConfig(flags, env));
+  let app: App;
+  try {
+    app = new App(config, log, version, () => resolveConfig(flags, env));
+  } catch (err) {
+    if (err instanceof ConfigError) usageError(err.message);
+    throw err;
+  }
   installSignals(app, log);
   try {
     await app.start();

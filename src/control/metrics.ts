@@ -2,7 +2,7 @@
  * Prometheus metrics, pulled: components bump plain numbers, and every metric here reads
  * them in collect() at scrape time. Nothing on the packet path touches prom-client.
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
 import type { Catalog } from '../capture/catalog.js';
 import type { ChunkPool } from '../capture/chunks.js';
 import type { DiskGuard } from '../capture/disk.js';
@@ -10,7 +10,7 @@ import type { PostRotate } from '../capture/post-rotate.js';
 import { DROP_REASONS, PIPELINE_DROPS, SESSION_DROPS } from '../drops.js';
 import type { Pipeline } from '../pipeline.js';
 import type { Session } from '../session/session.js';
-import type { Source } from '../source/source.js';
+import { BATCH_SIZE_BUCKETS, type Source } from '../source/source.js';
 
 export interface MetricsView {
   readonly pipeline: Pipeline;
@@ -21,7 +21,6 @@ export interface MetricsView {
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
   readonly postRotate: PostRotate | null;
-  readonly recvBufferBytes: () => number;
   /** Refreshes counters that need I/O to read (e.g. /proc/net/udp). */
   readonly refresh: () => Promise<void>;
 }
@@ -99,7 +98,11 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   gauge('disk_used_bytes', 'Bytes of our capture files: finished, plus the open ones.', [], (emit) =>
     emit({}, view.catalog.totalBytes + view.sessions.reduce((n, s) => n + (s.writer.current?.bytes ?? 0), 0)),
   );
-  gauge('receive_buffer_bytes', 'Socket receive buffer the kernel granted.', [], (emit) => emit({}, view.recvBufferBytes()));
+  gauge('receive_buffer_bytes', 'Socket receive buffer the kernel granted (usable bytes).', [], (emit) => emit({}, view.source?.recvBuffer ?? 0));
+  counter('receive_batches_total', 'Batches of datagrams handed to the pipeline (one recvmmsg, or one event-loop turn of node:dgram).', [], (emit) =>
+    emit({}, view.source?.stats.batches ?? 0),
+  );
+  register.registerMetric(batchSizeHistogram(view));
   return {
     register,
     async scrape() {
@@ -107,4 +110,32 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
       return register.metrics();
     },
   };
+}
+
+/**
+ * Datagrams per batch, from the source's bucket counts. prom-client's Histogram only
+ * observes; this one is read whole at scrape time, like every other metric here.
+ */
+function batchSizeHistogram(view: MetricsView): Metric {
+  const name = `${PREFIX}receive_batch_size`;
+  const help = 'Datagrams per receive batch.';
+  return {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get() {
+      const src = view.source;
+      const values: Array<{ metricName: string; labels: Labels; value: number }> = [];
+      let cumulative = 0;
+      BATCH_SIZE_BUCKETS.forEach((le, i) => {
+        cumulative += src?.batchSizeCounts[i] ?? 0;
+        values.push({ metricName: `${name}_bucket`, labels: { le: String(le) }, value: cumulative });
+      });
+      values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: cumulative });
+      values.push({ metricName: `${name}_sum`, labels: {}, value: src?.stats.datagrams ?? 0 });
+      values.push({ metricName: `${name}_count`, labels: {}, value: src?.stats.batches ?? 0 });
+      return { name, help, type: 'histogram', aggregator: 'sum', values };
+    },
+  } as unknown as Metric;
 }

@@ -9,7 +9,7 @@ import { parseAddr } from '../addr.js';
 import { ADDR_BYTES, Batch } from './batch.js';
 import { WallClock } from './clock.js';
 import { udpSocketDrops } from './procnet.js';
-import type { BatchSink, Source, SourceStats } from './source.js';
+import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
 
 export interface DgramSourceOptions {
   readonly host: string;
@@ -24,9 +24,9 @@ export class DgramSource implements Source {
   readonly kind = 'dgram';
   readonly stats: SourceStats = { datagrams: 0, batches: 0, kernelDrops: 0 };
   ready = false;
-  /** What the kernel granted for SO_RCVBUF (the usable half of what getsockopt reports). */
-  grantedRecvBuffer = 0;
+  recvBuffer = 0;
   port = 0;
+  readonly batchSizeCounts = newBatchSizeCounts();
   private socket: Socket | null = null;
   private sink: BatchSink | null = null;
   private readonly batch = new Batch(BATCH_CAPACITY, Buffer.allocUnsafeSlow(SLAB_BYTES));
@@ -60,7 +60,7 @@ export class DgramSource implements Source {
     } catch {
       // The kernel refused the size; what we got is reported below.
     }
-    this.grantedRecvBuffer = Math.floor(socket.getRecvBufferSize() / 2);
+    this.recvBuffer = Math.floor(socket.getRecvBufferSize() / 2);
     this.port = socket.address().port;
     socket.on('message', this.onMessage);
     this.clockTimer = setInterval(() => this.clock.resync(), 1000).unref();
@@ -68,7 +68,7 @@ export class DgramSource implements Source {
   }
 
   /** /proc/net/udp's drops for our port; called at scrape time. */
-  async refreshKernelDrops(): Promise<void> {
+  async refresh(): Promise<void> {
     const drops = await udpSocketDrops(this.port, isIPv6(this.opts.host));
     if (drops !== null) this.stats.kernelDrops = drops;
   }
@@ -114,6 +114,7 @@ export class DgramSource implements Source {
     if (b.count === 0) return;
     this.stats.datagrams += b.count;
     this.stats.batches++;
+    countBatchSize(this.batchSizeCounts, b.count);
     this.sink!(b);
     b.count = 0;
     this.used = 0;

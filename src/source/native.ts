@@ -16,7 +16,7 @@ import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { fileURLToPath } from 'node:url';
 import { Batch } from './batch.js';
-import type { BatchSink, Source, SourceStats } from './source.js';
+import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
 
 // ---------------------------------------------------------------------------------------
 // The addon's surface, exactly as mirrorcap_native.cc defines it.
@@ -139,12 +139,6 @@ export async function numericHost(host: string): Promise<string> {
 // NativeSource
 
 /**
- * Upper bounds of the batch-size buckets (a Prometheus histogram's `le`); recvmmsg takes
- * at most 1024 datagrams per call, so the last bucket holds everything.
- */
-export const BATCH_SIZE_BUCKETS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
-
-/**
  * Slot size. AWS mirror targets have an MTU of at most 9001, so no VXLAN datagram from
  * Traffic Mirroring exceeds 8973 bytes; 9216 also covers 9216-MTU switches. A larger
  * datagram (another tap, loopback tests) is kept truncated to its slot with its real
@@ -189,7 +183,7 @@ export class NativeSource implements Source {
   readonly stats: NativeStats;
   readonly batch: Batch;
   /** Per BATCH_SIZE_BUCKETS bucket, how many batches had that many datagrams (not cumulative). */
-  readonly batchSizeCounts = new Float64Array(BATCH_SIZE_BUCKETS.length);
+  readonly batchSizeCounts = newBatchSizeCounts();
   /** Written by the addon; see COUNTER_*. */
   readonly counters = new Float64Array(COUNTER_COUNT);
   /** SO_RCVBUF as the kernel reports it after start() (twice the usable bytes on Linux); 0 before. */
@@ -232,6 +226,14 @@ export class NativeSource implements Source {
     return this.state === 'receiving';
   }
 
+  get recvBuffer(): number {
+    return Math.floor(this.grantedRecvBuffer / 2);
+  }
+
+  get port(): number {
+    return this.address()?.port ?? 0;
+  }
+
   /** The bound address (port 0 resolved); undefined unless receiving. */
   address(): SocketAddress | undefined {
     return this.state === 'receiving' ? this.receiver?.address() : undefined;
@@ -269,7 +271,7 @@ export class NativeSource implements Source {
           b.count = count;
           stats.batches++;
           stats.datagrams += count;
-          sizes[count > 1 ? 32 - Math.clz32(count - 1) : 0]++;
+          countBatchSize(sizes, count);
           sink(b);
         },
       );

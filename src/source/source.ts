@@ -14,6 +14,21 @@ export interface SourceStats {
 }
 
 /**
+ * Upper bounds of the batch-size buckets (a Prometheus histogram's `le`); recvmmsg takes
+ * at most 1024 datagrams per call, so the last bucket holds everything.
+ */
+export const BATCH_SIZE_BUCKETS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+export function newBatchSizeCounts(): Float64Array {
+  return new Float64Array(BATCH_SIZE_BUCKETS.length);
+}
+
+/** Counts one batch of `n` datagrams in its bucket (not cumulative). */
+export function countBatchSize(counts: Float64Array, n: number): void {
+  counts[n > 1 ? Math.min(32 - Math.clz32(n - 1), BATCH_SIZE_BUCKETS.length - 1) : 0]!++;
+}
+
+/**
  * Where datagrams come from. One lifecycle for every kind:
  * start() resolves once the source is receiving (socket bound, interface open);
  * close() stops receiving, delivers nothing more and is idempotent.
@@ -23,6 +38,14 @@ export interface Source {
   readonly stats: SourceStats;
   /** True while the source is bound and delivering; /readyz reads it. */
   readonly ready: boolean;
+  /** Usable receive-buffer bytes the kernel granted (half what getsockopt says); 0 when not a socket. */
+  readonly recvBuffer: number;
+  /** The bound UDP port (port 0 resolved); 0 when not a socket. */
+  readonly port: number;
+  /** Per BATCH_SIZE_BUCKETS bucket, how many batches had that many datagrams. */
+  readonly batchSizeCounts: Float64Array;
+  /** Brings counters that need I/O to read up to date (called at scrape time). */
+  refresh?(): Promise<void>;
   start(sink: BatchSink): Promise<void>;
   close(): Promise<void>;
 }

@@ -3,7 +3,9 @@
  * several VNIs with inner frames from 60 to 9001 bytes, SIGTERM, then the files read by
  * tshark and capinfos (not by our code) and compared byte for byte with what was sent.
  */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { cp, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -15,12 +17,13 @@ const SIZES = [60, 61, 64, 100, 512, 1400, 1514, 3000, 8000, 9000, 9001];
 const VNIS = [100, 200, 0xffffff];
 const PER_VNI = 44;
 
-t.test('VXLAN in, one folder of valid pcap files per session out', async (t) => {
+for (const source of ['native', 'dgram']) t.test(`VXLAN in, one folder of valid pcap files per session out (--source ${source})`, async (t) => {
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-e2e-'));
   const configFile = join(out, 'mirrorcap.yaml');
   await writeFile(configFile, 'sessions:\n  - { vni: 100, name: web-prod }\n');
-  const app = await startAppliance(['--out', join(out, 'captures'), '--config', configFile, '--rotate-packets', '20']);
+  const app = await startAppliance(['--out', join(out, 'captures'), '--config', configFile, '--rotate-packets', '20', '--source', source]);
   t.teardown(() => app.proc.kill('SIGKILL'));
+  t.equal(app.logs.find((l) => l.event === 'start')?.source, source, `receiving with ${source}`);
 
   const sent = new Map<number, Buffer[]>(VNIS.map((v) => [v, []]));
   const datagrams: Buffer[] = [];
@@ -110,4 +113,27 @@ t.test('/readyz answers 503 with the reason when the output folder cannot be wri
   t.match(JSON.parse(r.body), { ready: false, reasons: [/output folder .* not writable: ENOENT/] });
   t.equal((await httpGet(app.httpPort, '/healthz')).status, 200, 'still alive');
   t.equal(await app.stop(), 0);
+});
+
+t.test('without the native addon: auto falls back to dgram with one warning; --source native exits 2', async (t) => {
+  // A copy of the built package with no native/build, as after an install where the addon failed to compile.
+  const pkg = await mkdtemp(join(tmpdir(), 'mirrorcap-noaddon-'));
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  await cp(join(root, 'dist'), join(pkg, 'dist'), { recursive: true });
+  await cp(join(root, 'package.json'), join(pkg, 'package.json'));
+  await symlink(join(root, 'node_modules'), join(pkg, 'node_modules'));
+  const main = join(pkg, 'dist', 'src', 'main.js');
+  const out = join(pkg, 'captures');
+  const app = await startAppliance(['--out', out], {}, 10_000, main);
+  t.teardown(() => app.proc.kill('SIGKILL'));
+  const warnings = app.logs.filter((l) => l.event === 'native_unavailable');
+  t.equal(warnings.length, 1, 'one warning line');
+  t.match(warnings[0]?.msg, /native addon not built.*receiving with node:dgram/);
+  t.equal(app.logs.find((l) => l.event === 'start')?.source, 'dgram');
+  await sendDatagrams(app.udpPort, [vxlanDatagram(1, udpFrame(60, 1, 1))]);
+  await waitFor(async () => metricValue((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_packets_total', { session: 'vni-1' }) === 1, 5000, 'received');
+  t.equal(await app.stop(), 0);
+  const native = spawnSync(process.execPath, [main, '--source', 'native', '--out', out, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { encoding: 'utf8', timeout: 10_000 });
+  t.equal(native.status, 2, '--source native without the addon exits 2');
+  t.match(native.stderr, /--source native: native addon not built.*use --source dgram/);
 });

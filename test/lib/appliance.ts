@@ -25,15 +25,16 @@ export interface Appliance {
 }
 
 /** Starts `mirrorcap run` on free loopback ports; resolves once it logged its start. */
-export async function startAppliance(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 10_000): Promise<Appliance> {
-  const proc = spawn(process.execPath, [MAIN, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', ...args], {
+export async function startAppliance(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 10_000, main = MAIN): Promise<Appliance> {
+  const proc = spawn(process.execPath, [main, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: LogLine[] = [];
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  // 'close', not 'exit': the last log lines may still be in the pipe when the process exits.
+  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
   const started = new Promise<LogLine>((resolve, reject) => {
     let buf = '';
     proc.stdout!.on('data', (d: Buffer) => {

@@ -1,0 +1,22 @@
+/**
+ * --source: which source the appliance receives with. `auto` takes the native recvmmsg
+ * source when the addon loaded and falls back to node:dgram, saying why once.
+ */
+import { ConfigError, type Config } from '../config.js';
+import type { Logger } from '../control/log.js';
+import { DgramSource } from './dgram.js';
+import { loadNative, NativeSource } from './native.js';
+import type { Source } from './source.js';
+
+export function createSource(config: Config, log: Logger): Source {
+  const { host, port } = config.listen;
+  const dgram = (): Source => new DgramSource({ host, port, recvBuffer: config.recvBuffer });
+  if (config.source === 'dgram') return dgram();
+  const load = loadNative();
+  if (load.ok) return new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, binding: load.binding });
+  if (config.source === 'native') {
+    throw new ConfigError(`--source native: ${load.reason}; install python3, make and g++, then run \`npm ci\` again, or use --source dgram`);
+  }
+  log.warn({ event: 'native_unavailable', reason: load.reason }, `native source unavailable (${load.reason}); receiving with node:dgram`);
+  return dgram();
+}
