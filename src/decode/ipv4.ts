@@ -46,6 +46,10 @@ const FLAG_MF = 0x2000;
 const FRAG_OFFSET_MASK = 0x1fff;
 
 export class Ipv4 extends IpView {
+  /** In bytes (the field counts 8-octet units); read by reset() because every decode needs it. */
+  fragOffset = 0;
+  moreFragments = false;
+
   reset(buf: Buffer, off: number, len: number): number {
     this.buf = buf;
     this.off = off;
@@ -59,6 +63,9 @@ export class Ipv4 extends IpView {
     if (total !== 0 && total < hl) return this.fail(ERR_IP_LENGTH, hl, total);
     this.headerLen = hl;
     this.bound(len, total);
+    const ff = u16(buf, off + OFF_FLAGS_FRAG);
+    this.fragOffset = (ff & FRAG_OFFSET_MASK) * 8;
+    this.moreFragments = (ff & FLAG_MF) !== 0;
     return OK;
   }
 
@@ -96,17 +103,8 @@ export class Ipv4 extends IpView {
     return (u16(this.buf, this.off + OFF_FLAGS_FRAG) & FLAG_DF) !== 0;
   }
 
-  get moreFragments(): boolean {
-    return (u16(this.buf, this.off + OFF_FLAGS_FRAG) & FLAG_MF) !== 0;
-  }
-
-  /** In bytes (the field is in 8-octet units). */
-  get fragOffset(): number {
-    return (u16(this.buf, this.off + OFF_FLAGS_FRAG) & FRAG_OFFSET_MASK) * 8;
-  }
-
   get isFragment(): boolean {
-    return (u16(this.buf, this.off + OFF_FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK)) !== 0;
+    return this.fragOffset !== 0 || this.moreFragments;
   }
 
   get ttl(): number {
