@@ -76,6 +76,7 @@ export class Decoder {
   readonly icmp = new Icmp(ICMP_HEADER_LEN);
   readonly icmpv6 = new Icmp(ICMPV6_HEADER_LEN);
 
+  /** What the last decode was given. */
   buf: Buffer = EMPTY;
   frameOff = 0;
   frameLen = 0;
@@ -120,7 +121,7 @@ export class Decoder {
   /** In bytes. Non-zero means no transport header in this frame (l4 is 'none'). */
   fragOffset = 0;
   moreFragments = false;
-  /** IPv4 identification, or the IPv6 fragment header's; 0 without one. */
+  /** IPv4 identification, or the IPv6 fragment header's (0 when IPv6 has none). */
   fragId = 0;
   /**
    * The bytes after the deepest header that parsed, bounded by the IP length
@@ -145,11 +146,15 @@ export class Decoder {
     return this.network(off, len, etherType);
   }
 
-  /** Forgets the last Buffer, so a decoder kept idle does not pin it. */
+  /** Forgets the last Buffer (here and in every view), so a decoder kept idle does not pin it. */
   release(): void {
     this.begin(EMPTY, 0, 0);
+    for (const v of [this.ethernet, this.vlan, this.arp, this.ipv4, this.ipv6, this.ipExt, this.tcp, this.udp, this.icmp, this.icmpv6]) {
+      v.buf = EMPTY;
+    }
   }
 
+  /** The frame is shorter than its IP header says (AWS PacketLength, a snaplen): claimedFrameLength is the real length. */
   get truncated(): boolean {
     return this.claimedFrameLength > this.frameLen;
   }

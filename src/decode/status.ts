@@ -4,13 +4,15 @@
  * place a code becomes a string, and that happens at scrape time, never per
  * packet.
  *
- * A failed decode says four things (after etherparse's length errors):
+ * A failed decode says five things (after etherparse's length errors):
  *   status    what went wrong (ERR_*)
  *   layer     where (LAYER_*); every layer before it parsed and stays valid
- *   required  what the layer needed: a byte count for ERR_SHORT, else the
- *             smallest acceptable value of the field that was wrong
- *   available what it found: bytes left, or the field's actual value
- *   limit     who set the bound on available (LIMIT_*): the end of the slice
+ *   required  what the layer needed: a byte count for ERR_SHORT, else the value
+ *             the wrong field should have had (the smallest, for a length;
+ *             the limit, for VLAN_LIMIT/EXT_LIMIT)
+ *   available what it found: bytes left, or the field's actual value (for the
+ *             limits: one more than allowed)
+ *   limit     for ERR_SHORT, who set the bound on available (LIMIT_*): the end of the slice
  *             the caller handed in, or the IP header's own length field.
  *             SLICE + an intact IP header is how a truncated capture looks;
  *             IP_LENGTH is a header that contradicts itself.

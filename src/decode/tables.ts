@@ -61,8 +61,8 @@ export const EXT_FRAGMENT = 2;
 export const EXT_AH = 3;
 
 /**
- * IPv6 next header -> EXT_* (ipext.ts). ESP (50) is deliberately absent: what follows it
- * is encrypted, so the walk stops there with ESP as the final protocol.
+ * IPv6 next header -> EXT_* (ipext.ts). IPPROTO_ESP is deliberately absent: what
+ * follows it is encrypted, so the walk stops there with ESP as the final protocol.
  */
 export const IPV6_EXT_KIND = new Uint8Array(256);
 IPV6_EXT_KIND[IPPROTO_HOPOPTS] = EXT_OPTS;

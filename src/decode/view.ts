@@ -56,7 +56,7 @@ export class IpView extends View {
   /**
    * A zero length field is how segmentation offload (GSO/TSO, Linux BIG TCP)
    * captures look and how a jumbogram looks before its option is read: the
-   * packet runs to the end of the slice, as tshark and tcpdump assume too.
+   * packet runs to the end of the slice, as tcpdump assumes (and tshark, for IPv4).
    * The caller guarantees headerLen <= len and headerLen <= claimed (if non-zero).
    */
   protected bound(len: number, claimed: number): void {

@@ -323,6 +323,7 @@ t.test('nothing carries over from one frame to the next', async (t) => {
   t.equal(formatMac(arp, d.arp.targetHardwareOff), '00:00:00:00:00:00');
   d.release();
   t.equal(d.buf.length, 0, 'release() drops the Buffer');
+  t.equal(d.arp.buf.length + d.ipv4.buf.length + d.tcp.buf.length, 0, 'and so do the views');
 });
 
 t.test('decoding at an offset inside a larger buffer', async (t) => {

@@ -16,6 +16,7 @@
  * QUIRKS with the reason, and reported as excused rather than failing.
  */
 import { execFileSync } from 'node:child_process';
+import { ETHERTYPE_MIN } from '../../src/decode/ethernet.js';
 import { formatIpv4 } from '../../src/decode/ipv4.js';
 import { formatIpv6 } from '../../src/decode/ipv6.js';
 import { Decoder, LAYER_NAMES, STATUS_NAMES } from '../../src/decode/packet.js';
@@ -325,7 +326,7 @@ class FrameCheck {
     if (failed === LAYER_ETHERNET) return this.stopAt(d, 'eth');
     this.token(d, 'eth');
     const first = d.ethernet.etherType;
-    if (first < 0x0600) {
+    if (first < ETHERTYPE_MIN) {
       this.eq(d, 'eth.len', first);
       return;
     }
