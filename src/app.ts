@@ -16,6 +16,7 @@ import type { Config, SessionConfig } from './config.js';
 import { ControlServer, type Readiness } from './control/http.js';
 import type { Logger } from './control/log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
+import { L3_NAMES, L4_NAMES, LAYER_NAMES } from './decode/packet.js';
 import { DROP_REASONS, newDropCounters, SESSION_DROPS } from './drops.js';
 import { Pipeline } from './pipeline.js';
 import { AllowList } from './session/allow.js';
@@ -317,6 +318,10 @@ export class App {
         bufferedBytes: s.writer.heldBytes,
         currentFile: cur === null ? null : { path: cur.path + PART_SUFFIX, bytes: cur.bytes, packets: cur.packets, first: isoNs(cur.firstSec, cur.firstNsec) },
         finishedFiles: this.catalog.filesOf(s.name).length,
+        truncatedPackets: s.truncated,
+        protocols: protocolsJson(s.protocols),
+        decodeErrors: Object.fromEntries([...s.decodeErrors].flatMap((n, layer) => (n > 0 ? [[LAYER_NAMES[layer]!, n]] : []))),
+        topTalkers: s.talkers.top(10),
       };
     });
   }
@@ -325,6 +330,17 @@ export class App {
 /** The config as logged: secrets out, prefixes as text. */
 function describeConfig(config: Config): Record<string, unknown> {
   return { ...config, allow: config.allow.map((c) => c.text), httpToken: config.httpToken === null ? null : '[redacted]' };
+}
+
+/** {ipv4: {tcp: n, udp: n, ...}, ipv6: {...}, ...}, non-zero entries only. */
+function protocolsJson(counts: Float64Array): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  counts.forEach((n, i) => {
+    if (n === 0) return;
+    const l3 = L3_NAMES[Math.floor(i / L4_NAMES.length)]!;
+    (out[l3] ??= {})[L4_NAMES[i % L4_NAMES.length]!] = n;
+  });
+  return out;
 }
 
 function isoNs(sec: number, nsec: number): string {

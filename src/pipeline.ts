@@ -1,12 +1,18 @@
 /**
  * The hot path: one call per batch, one loop over its datagrams.
  *
- *   datagram ──▶ allowed source? ──▶ VXLAN check ──▶ session (VNI [+ source]) ──▶ writer.append
+ *   datagram ──▶ allowed source? ──▶ VXLAN check ──▶ session (VNI [+ source]) ──▶ decode ──▶ writer.append
  *        └─ source_denied / short / bad_vxlan / unknown_vni / session_limit: counted here
+ *
+ * The inner frame is decoded once, for the session's protocol counts and talkers and for
+ * its true original length: AWS truncates mirrored frames (PacketLength, target MTU), but
+ * the inner IP header still says how long the packet was, and orig_len says it too.
  *
  * No allocation, no events, no logging per datagram; counters are plain numbers.
  */
 import { DROP_BAD_VXLAN, DROP_SHORT, DROP_SOURCE_DENIED, newDropCounters } from './drops.js';
+import { Decoder, L4_NAMES } from './decode/packet.js';
+import { OK } from './decode/status.js';
 import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, vxlanHasVni, vxlanVni } from './decode/vxlan.js';
 import type { AllowList } from './session/allow.js';
 import type { Router } from './session/router.js';
@@ -16,6 +22,7 @@ export class Pipeline {
   /** Datagrams seen, and those dropped before they belonged to a session, by reason. */
   datagrams = 0;
   readonly drops = newDropCounters();
+  private readonly decoder = new Decoder();
 
   constructor(
     private readonly router: Router,
@@ -49,11 +56,23 @@ export class Pipeline {
         this.drops[this.router.missReason]!++;
         continue;
       }
+      const frameOff = off + VXLAN_HEADER_LEN;
       const frameLen = len - VXLAN_HEADER_LEN;
-      const origLen = wireLengths[i]! - VXLAN_HEADER_LEN;
+      let origLen = wireLengths[i]! - VXLAN_HEADER_LEN;
+      const d = this.decoder;
+      d.decode(slab, frameOff, frameLen);
+      session.protocols[d.l3 * L4_NAMES.length + d.l4]!++;
+      if (d.status !== OK) session.decodeErrors[d.errorLayer]!++;
+      if (d.claimedFrameLength > origLen) origLen = d.claimedFrameLength;
+      if (origLen > frameLen) session.truncated++;
+      if (d.addrLen !== 0) {
+        session.talkers.add(slab, d.srcAddrOff, d.addrLen, origLen);
+        session.talkers.add(slab, d.dstAddrOff, d.addrLen, origLen);
+      }
       session.packets++;
       session.bytes += origLen;
-      session.writer.append(slab, off + VXLAN_HEADER_LEN, frameLen, origLen, tsSec[i]!, tsNsec[i]!);
+      session.writer.append(slab, frameOff, frameLen, origLen, tsSec[i]!, tsNsec[i]!);
     }
+    this.decoder.release();
   };
 }

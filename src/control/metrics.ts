@@ -8,6 +8,7 @@ import type { ChunkPool } from '../capture/chunks.js';
 import type { DiskGuard } from '../capture/disk.js';
 import type { PostRotate } from '../capture/post-rotate.js';
 import { DROP_REASONS, PIPELINE_DROPS, SESSION_DROPS } from '../drops.js';
+import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
 import type { Pipeline } from '../pipeline.js';
 import type { Session } from '../session/session.js';
 import { BATCH_SIZE_BUCKETS, type Source } from '../source/source.js';
@@ -73,6 +74,21 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
       for (const r of SESSION_DROPS) emit({ reason: DROP_REASONS[r]!, ...sessionLabels(s) }, s.drops[r]!);
     }
   });
+  counter('inner_packets_total', 'Inner frames by network and transport protocol.', ['session', 'vni', 'l3', 'l4'], (emit) => {
+    for (const s of view.sessions) {
+      s.protocols.forEach((n, i) => {
+        if (n > 0) emit({ ...sessionLabels(s), l3: L3_NAMES[Math.floor(i / L4_NAMES.length)]!, l4: L4_NAMES[i % L4_NAMES.length]! }, n);
+      });
+    }
+  });
+  counter('decode_errors_total', 'Inner frames the decoder could not walk to the end, by the layer that stopped it.', ['session', 'vni', 'layer'], (emit) => {
+    for (const s of view.sessions) {
+      s.decodeErrors.forEach((n, layer) => {
+        if (n > 0) emit({ ...sessionLabels(s), layer: LAYER_NAMES[layer]! }, n);
+      });
+    }
+  });
+  counter('truncated_packets_total', 'Inner frames shorter than on the wire (AWS PacketLength or MTU truncation); orig_len keeps the real length.', ['session', 'vni'], perSession((s) => s.truncated));
   counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.writer.filesClosed));
   counter('files_deleted_total', 'Finished capture files deleted, by reason: ring (per session) or budget (max-total-bytes).', ['reason'], (emit) => {
     for (const [reason, n] of Object.entries(view.catalog.deleted)) emit({ reason }, n);

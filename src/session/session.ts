@@ -4,6 +4,11 @@
  */
 import type { SessionConfig } from '../config.js';
 import type { SessionWriter } from '../capture/writer.js';
+import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
+import { TopTalkers } from './talkers.js';
+
+/** Slots of the top-talkers table: an address with more than 1/64 of the bytes is sure to be listed. */
+const TALKER_SLOTS = 64;
 
 /** Seconds of history behind the pps / bits-per-second gauges. */
 export const RATE_WINDOW_SECONDS = 10;
@@ -12,6 +17,14 @@ export class Session {
   /** Packets and inner-frame bytes (original lengths) routed to this session. */
   packets = 0;
   bytes = 0;
+  /** Inner packets by class: index l3 * L4_NAMES.length + l4 (decode/status.ts). */
+  readonly protocols = new Float64Array(L3_NAMES.length * L4_NAMES.length);
+  /** Inner frames the decoder could not walk to the end, by the layer that stopped it. */
+  readonly decodeErrors = new Float64Array(LAYER_NAMES.length);
+  /** Frames shorter than they were on the wire (AWS PacketLength / MTU truncation, or snapped). */
+  truncated = 0;
+  /** Inner IPv4/IPv6 addresses by bytes sent and received, in fixed memory. */
+  readonly talkers = new TopTalkers(TALKER_SLOTS);
   /** Failed file operations by errno code (ENOSPC, EIO, ...); errors are rare, a Map is fine. */
   readonly writeErrors = new Map<string, number>();
   packetsPerSecond = 0;

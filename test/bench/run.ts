@@ -7,7 +7,10 @@ interface Section {
   run(opts: { quick: boolean }): Promise<void>;
 }
 
-const SECTIONS: [string, () => Promise<Section>][] = [['decode', () => import('./decode.js')]];
+const SECTIONS: [string, () => Promise<Section>][] = [
+  ['decode', () => import('./decode.js')],
+  ['receive-rate', () => import('./receive-rate.js')],
+];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
