@@ -7,8 +7,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readCapture } from '../../src/capture/reader.js';
-import type { CaptureReaderOptions } from '../../src/capture/reader.js';
+import { CaptureReader } from '../../src/capture/reader.js';
+import type { CaptureReaderOptions, RecordSink } from '../../src/capture/reader.js';
 
 export const REAL_DIR = '/work/shared/pcaps/real';
 
@@ -71,64 +71,86 @@ export function tsString(sec: number, nsec: number): string {
   return `${sec}.${String(nsec).padStart(9, '0')}`;
 }
 
-/** Every record as our reader delivers it. */
-export async function ourRecords(path: string, options?: CaptureReaderOptions): Promise<Rec[]> {
+/**
+ * Every record our reader delivers, and the error that ended the read (null at a clean end).
+ * With `sectionLocal`, ifIndex is the interface's number within its pcapng section, which is
+ * what tshark 4.0 prints as frame.interface_id.
+ */
+export async function readRecords(path: string, options?: CaptureReaderOptions, sectionLocal = false): Promise<{ recs: Rec[]; err: unknown }> {
   const recs: Rec[] = [];
-  await readCapture(
-    path,
-    (buf, off, capLen, origLen, sec, nsec, linkType, ifIndex) => {
-      recs.push({ ts: tsString(sec, nsec), capLen, origLen, ifIndex, linkType, hex: buf.toString('hex', off, off + capLen) });
-    },
-    options,
-  );
+  let reader: CaptureReader;
+  try {
+    reader = await CaptureReader.open(path, options);
+  } catch (err) {
+    return { recs, err };
+  }
+  const sink: RecordSink = (buf, off, capLen, origLen, sec, nsec, linkType, ifIndex) => {
+    recs.push({
+      ts: tsString(sec, nsec),
+      capLen,
+      origLen,
+      ifIndex: sectionLocal ? reader.interfaces[ifIndex]!.sectionIndex : ifIndex,
+      linkType,
+      hex: buf.toString('hex', off, off + capLen),
+    });
+  };
+  try {
+    while (await reader.read(sink));
+    return { recs, err: null };
+  } catch (err) {
+    return { recs, err };
+  } finally {
+    await reader.close();
+  }
+}
+
+/** Every record our reader delivers; rejects if the read ends with an error. */
+export async function ourRecords(path: string, options?: CaptureReaderOptions, sectionLocal = false): Promise<Rec[]> {
+  const { recs, err } = await readRecords(path, options, sectionLocal);
+  if (err !== null) throw err;
   return recs;
+}
+
+/** Runs async jobs with at most `limit` in flight, keeping the order of results. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }
 
 /** Wireshark's encapsulation numbers (frame.encap_type) for the link types the tests use. */
 const WTAP_ENCAP_TO_LINKTYPE: Record<number, number> = { 1: 1, 7: 101, 129: 228, 130: 229, 25: 113, 210: 276, 15: 0, 174: 108 };
 
 /**
- * Every record as tshark sees it: frame fields and, with every dissector off, the hex dump of
- * each frame. `linkType` is -1 when tshark's encapsulation has no mapping here.
+ * Every record as tshark sees it: the frame fields and the frame's bytes from one
+ * `tshark -T json -x` run. `linkType` is -1 when tshark's encapsulation has no mapping here.
+ * With `allowCutShort`, a file tshark calls damaged still yields the frames it printed.
  */
-export async function tsharkRecords(path: string): Promise<Rec[]> {
-  const fields = await tool('tshark', [
-    '-r', path, '-T', 'fields',
-    '-e', 'frame.time_epoch', '-e', 'frame.cap_len', '-e', 'frame.len', '-e', 'frame.interface_id', '-e', 'frame.encap_type',
-  ]);
-  const hex = await tool('tshark', ['-r', path, '--disable-protocol', 'ALL', '-x']);
-  const dumps = parseHexDumps(hex);
-  const lines = fields.split('\n').filter((l) => l !== '');
-  if (lines.length !== dumps.length) throw new Error(`tshark gave ${lines.length} field lines but ${dumps.length} hex dumps for ${path}`);
-  return lines.map((line, i) => {
-    const [ts, cap, len, ifId, encap] = line.split('\t');
+export async function tsharkRecords(path: string, allowCutShort = false): Promise<Rec[]> {
+  const r = await run('tshark', ['-r', path, '-T', 'json', '-x', '-j', 'frame', '--disable-protocol', 'ALL']);
+  if (r.code !== 0 && !(allowCutShort && /cut short|damaged or corrupt/.test(r.stderr))) {
+    throw new Error(`tshark -r ${path} exited ${r.code}: ${r.stderr}`);
+  }
+  // A file cut short still ends its JSON array properly; an empty capture prints nothing.
+  const packets = (r.stdout.trim() === '' ? [] : JSON.parse(r.stdout)) as { _source: { layers: { frame_raw: [string]; frame: Record<string, string> } } }[];
+  return packets.map(({ _source: { layers } }) => {
+    const f = layers.frame;
     return {
-      ts: ts!,
-      capLen: Number(cap),
-      origLen: Number(len),
-      ifIndex: ifId === '' ? 0 : Number(ifId),
-      linkType: WTAP_ENCAP_TO_LINKTYPE[Number(encap)] ?? -1,
-      hex: dumps[i]!,
+      ts: f['frame.time_epoch'] ?? '',
+      capLen: Number(f['frame.cap_len']),
+      origLen: Number(f['frame.len']),
+      ifIndex: Number(f['frame.interface_id'] ?? 0),
+      linkType: WTAP_ENCAP_TO_LINKTYPE[Number(f['frame.encap_type'])] ?? -1,
+      hex: layers.frame_raw[0],
     };
   });
-}
-
-/** Parses `tshark -x` output (frames separated by blank lines) into one hex string per frame. */
-export function parseHexDumps(text: string): string[] {
-  const frames: string[] = [];
-  let cur: string[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^[0-9a-f]{4,} {2}/.exec(line);
-    if (m === null) {
-      if (cur.length > 0) frames.push(cur.join(''));
-      cur = [];
-      continue;
-    }
-    // Sixteen "xx " groups at a fixed width, then the ASCII column.
-    cur.push(line.slice(m[0].length, m[0].length + 48).replace(/ /g, ''));
-  }
-  if (cur.length > 0) frames.push(cur.join(''));
-  return frames;
 }
 
 // ---------------------------------------------------------------------------------------------

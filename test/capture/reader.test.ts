@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
 import { CaptureError, CaptureErrorCode } from '../../src/capture/errors.js';
-import { CaptureReader, readCapture } from '../../src/capture/reader.js';
-import type { CaptureReaderOptions } from '../../src/capture/reader.js';
+import { CaptureReader } from '../../src/capture/reader.js';
 import {
   buildPcap,
   buildPcapngSection,
@@ -17,6 +16,7 @@ import {
   pcapBoundaries,
   pcapngBoundaries,
   prng,
+  readRecords,
   randomFrame,
   swapPcap,
   tsString,
@@ -42,23 +42,6 @@ function expectedPcap(ns: boolean, linkType = 1): Rec[] {
     linkType,
     hex: r.data.toString('hex'),
   }));
-}
-
-/** Reads a file, returning the records delivered before any error and the error. */
-async function readAll(path: string, options?: CaptureReaderOptions): Promise<{ recs: Rec[]; err: unknown }> {
-  const recs: Rec[] = [];
-  try {
-    await readCapture(
-      path,
-      (buf, off, capLen, origLen, sec, nsec, linkType, ifIndex) => {
-        recs.push({ ts: tsString(sec, nsec), capLen, origLen, ifIndex, linkType, hex: buf.toString('hex', off, off + capLen) });
-      },
-      options,
-    );
-    return { recs, err: null };
-  } catch (err) {
-    return { recs, err };
-  }
 }
 
 t.test('classic pcap: both byte orders, µs and ns, any buffer size', async (t) => {
@@ -258,7 +241,7 @@ t.test('pcapng: a large block grows the buffer once, bounded by maxBlockLen', as
     t.equal(n, 1);
     t.ok(reader.bufferSize >= 100_012 && reader.bufferSize <= 16 << 20);
     await reader.close();
-    const small = await readAll(path, { maxBlockLen: 65536 });
+    const small = await readRecords(path, { maxBlockLen: 65536 });
     t.match(small.err, { code: CaptureErrorCode.BAD_BLOCK_LENGTH, offset: pcapngBoundaries(file)[2] });
   });
 });
@@ -288,7 +271,7 @@ t.test('classic pcap cut at every length: every whole record, then the right err
       for (let cut = 0; cut <= file.length; cut++) {
         await writeFile(path, file.subarray(0, cut));
         for (const bufferSize of [undefined, 20]) {
-          const { recs, err } = await readAll(path, bufferSize === undefined ? {} : { bufferSize });
+          const { recs, err } = await readRecords(path, bufferSize === undefined ? {} : { bufferSize });
           const what = `le=${le} cut=${cut} bufferSize=${bufferSize}`;
           if (cut < 24) {
             expectError(t, err, CaptureErrorCode.TRUNCATED_HEADER, 0, path, what);
@@ -327,7 +310,7 @@ t.test('pcapng cut at every length: every whole record, then TRUNCATED_BLOCK at 
       const path = join(dir, `cut-${le}.pcapng`);
       for (let cut = 0; cut <= file.length; cut += cut < 200 || file.length - cut < 200 ? 1 : 7) {
         await writeFile(path, file.subarray(0, cut));
-        const { recs, err } = await readAll(path, { bufferSize: 64 });
+        const { recs, err } = await readRecords(path, { bufferSize: 64 });
         const what = `le=${le} cut=${cut}`;
         if (cut < 4) {
           expectError(t, err, CaptureErrorCode.TRUNCATED_HEADER, 0, path, what);
@@ -368,7 +351,7 @@ t.test('file headers: empty, short, unknown magic, unsupported versions', async 
     }
     // A header alone is a valid, empty capture.
     await writeFile(path, good);
-    t.same(await readAll(path), { recs: [], err: null });
+    t.same(await readRecords(path), { recs: [], err: null });
   });
 });
 
@@ -385,27 +368,27 @@ t.test('classic pcap: impossible record lengths', async (t) => {
     };
     for (const [value, re] of [[0xffffffff, /captured length 4294967295 is above the record limit of 262144/], [262145, /262145/]] as const) {
       await mutate(2, 8, value);
-      const { recs, err } = await readAll(path);
+      const { recs, err } = await readRecords(path);
       t.same(recs, want.slice(0, 2));
       expectError(t, err, CaptureErrorCode.RECORD_TOO_LONG, bounds[2]!, path, `incl_len ${value}`);
       t.match((err as Error).message, re);
     }
     // A tighter limit, and strict checks against the snaplen and the original length.
     await mutate(0, 8, 60, { snaplen: 50 });
-    t.equal((await readAll(path)).err, null, 'lax: a record over the snaplen is read, as Wireshark does');
-    expectError(t, (await readAll(path, { strict: true })).err, CaptureErrorCode.RECORD_TOO_LONG, 24, path, 'strict snaplen');
-    t.match((await readAll(path, { strict: true })).err, { message: /above the snaplen of 50/ });
-    expectError(t, (await readAll(path, { maxRecordLen: 59 })).err, CaptureErrorCode.RECORD_TOO_LONG, 24, path, 'maxRecordLen');
+    t.equal((await readRecords(path)).err, null, 'lax: a record over the snaplen is read, as Wireshark does');
+    expectError(t, (await readRecords(path, { strict: true })).err, CaptureErrorCode.RECORD_TOO_LONG, 24, path, 'strict snaplen');
+    t.match((await readRecords(path, { strict: true })).err, { message: /above the snaplen of 50/ });
+    expectError(t, (await readRecords(path, { maxRecordLen: 59 })).err, CaptureErrorCode.RECORD_TOO_LONG, 24, path, 'maxRecordLen');
     await mutate(3, 12, 2);
-    t.equal((await readAll(path)).err, null, 'lax: original length below captured length is read');
-    const strict = await readAll(path, { strict: true });
+    t.equal((await readRecords(path)).err, null, 'lax: original length below captured length is read');
+    const strict = await readRecords(path, { strict: true });
     t.same(strict.recs, want.slice(0, 3));
     expectError(t, strict.err, CaptureErrorCode.BAD_RECORD_LENGTH, bounds[3]!, path, 'strict orig < cap');
     // A zero-filled tail (what a power loss can leave) is a zero-length record: strict refuses it.
     const zeroTail = Buffer.concat([buildPcap({ records }), Buffer.alloc(64)]);
     await writeFile(path, zeroTail);
-    t.equal((await readAll(path)).recs.length, 8);
-    const z = await readAll(path, { strict: true });
+    t.equal((await readRecords(path)).recs.length, 8);
+    const z = await readRecords(path, { strict: true });
     t.equal(z.recs.length, 4);
     expectError(t, z.err, CaptureErrorCode.BAD_RECORD_LENGTH, bounds[4]!, path, 'zero tail');
   });
@@ -434,7 +417,7 @@ t.test('pcapng: impossible lengths, unknown interfaces, bad headers and options'
       const b = Buffer.from(file);
       c.edit(b);
       await writeFile(path, b);
-      const { recs, err } = await readAll(path, { bufferSize: 256, strict: c.strict ?? false });
+      const { recs, err } = await readRecords(path, { bufferSize: 256, strict: c.strict ?? false });
       t.same(recs, want.slice(0, c.recs), `${c.name}: records before the fault`);
       expectError(t, err, c.code, c.at, path, c.name);
     }
@@ -454,12 +437,12 @@ t.test('pcapng: impossible lengths, unknown interfaces, bad headers and options'
     idbCases.push(['SHB shorter than its fields', shortShb.subarray(0, 24), CaptureErrorCode.BAD_BLOCK_LENGTH]);
     for (const [name, bytes, code] of idbCases) {
       await writeFile(path, bytes);
-      const { err } = await readAll(path);
+      const { err } = await readRecords(path);
       expectError(t, err, code, name.startsWith('SHB') ? 0 : 28, path, name);
     }
     const noIdb = buildPcapngSection({ blocks: [{ kind: 'spb', data: frames[0]! }] });
     await writeFile(path, noIdb);
-    expectError(t, (await readAll(path)).err, CaptureErrorCode.UNKNOWN_INTERFACE, 28, path, 'SPB without an IDB');
+    expectError(t, (await readRecords(path)).err, CaptureErrorCode.UNKNOWN_INTERFACE, 28, path, 'SPB without an IDB');
   });
 });
 
@@ -503,7 +486,7 @@ t.test('random mutations never crash the reader: it ends cleanly or with a Captu
       }
       const cut = r() % 4 === 0 ? r() % b.length : b.length;
       await writeFile(path, b.subarray(0, cut));
-      const { err } = await readAll(path, { bufferSize: 1 + (r() % 4096) });
+      const { err } = await readRecords(path, { bufferSize: 1 + (r() % 4096) });
       if (err === null) clean++;
       else if (err instanceof CaptureError && err.offset >= 0 && err.offset <= cut) failed++;
       else t.fail(`mutation ${i}: unexpected ${String(err)}`);
