@@ -18,8 +18,11 @@ export const CaptureErrorCode = {
   TRUNCATED_RECORD: 'ERR_MIRRORCAP_CAPTURE_TRUNCATED_RECORD',
   /** A captured length above the reader's limit (or, strict, above the snaplen). */
   RECORD_TOO_LONG: 'ERR_MIRRORCAP_CAPTURE_RECORD_TOO_LONG',
-  /** Strict mode only: original length zero or smaller than the captured length. */
-  BAD_RECORD_LENGTH: 'ERR_MIRRORCAP_CAPTURE_BAD_RECORD_LENGTH',
+  /**
+   * Strict mode only: a record header a writer of ours cannot have written (original length
+   * below the captured length; classic: a fraction of a second of 1 s or more, or all zeros).
+   */
+  BAD_RECORD_HEADER: 'ERR_MIRRORCAP_CAPTURE_BAD_RECORD_HEADER',
   /** The file ends inside a pcapng block. */
   TRUNCATED_BLOCK: 'ERR_MIRRORCAP_CAPTURE_TRUNCATED_BLOCK',
   /** A pcapng block length under 12, not a multiple of 4, above the limit, or too small for its fields. */

@@ -59,8 +59,9 @@ export interface CaptureReaderOptions {
   maxBlockLen?: number;
   /**
    * Also reject what a writer of ours never produces: a captured length above the file's
-   * (interface's) snaplen when it is set, an original length of 0 or below the captured length
-   * (which also catches a zero-filled tail after a power loss). Off by default because real
+   * (interface's) snaplen when it is set, an original length below the captured length, and in
+   * classic files a fraction of a second of 1 s or more or an all-zero record header (the
+   * zero-filled space a power loss can leave at the end of a file). Off by default because real
    * files break these rules and Wireshark reads them; recovery of our own files turns it on.
    */
   strict?: boolean;
@@ -164,8 +165,9 @@ export class CaptureReader {
   private closed = false;
   /** Byte order of the classic file or of the current pcapng section. */
   private le = true;
-  /** Timestamp fraction unit of a classic file, in ns. */
+  /** Timestamp fraction unit of a classic file, in ns, and the fractions in a second. */
   private nsPerTick = 1000;
+  private ticksPerSec = 1e6;
   private readonly ifaces: Iface[] = [];
   /** Index in ifaces of the current pcapng section's interface 0. */
   private sectionBase = 0;
@@ -306,6 +308,7 @@ export class CaptureReader {
     const linkType = u32(buf, 20, le) & PCAP_LINKTYPE_MASK;
     this.le = le;
     this.nsPerTick = ns ? 1 : 1000;
+    this.ticksPerSec = ns ? 1e9 : 1e6;
     this.ifaces.push(new Iface(0, 0, 0, linkType, snaplen, 10, ns ? 9 : 6, 0, this.limitFor(snaplen)));
     this.pos = FILE_HEADER_LEN;
   }
@@ -338,16 +341,21 @@ export class CaptureReader {
         this.fail(CaptureErrorCode.RECORD_TOO_LONG, pos, this.tooLong(capLen, iface));
         break;
       }
-      if (strict && (origLen < capLen || origLen === 0)) {
-        this.fail(CaptureErrorCode.BAD_RECORD_LENGTH, pos, `record of ${capLen} captured bytes claims an original length of ${origLen}`);
-        break;
+      const sec = u32(buf, pos, le);
+      const frac = u32(buf, pos + 4, le);
+      if (strict) {
+        const why = this.implausible(sec, frac, capLen, origLen);
+        if (why !== null) {
+          this.fail(CaptureErrorCode.BAD_RECORD_HEADER, pos, why);
+          break;
+        }
       }
       const recLen = RECORD_HEADER_LEN + capLen;
       if (avail < recLen) {
         this.stall(recLen, CaptureErrorCode.TRUNCATED_RECORD);
         break;
       }
-      sink(buf, pos + RECORD_HEADER_LEN, capLen, origLen, u32(buf, pos, le), u32(buf, pos + 4, le) * nsPerTick, linkType, 0);
+      sink(buf, pos + RECORD_HEADER_LEN, capLen, origLen, sec, frac * nsPerTick, linkType, 0);
       n++;
       pos += recLen;
     }
@@ -408,8 +416,8 @@ export class CaptureReader {
           this.fail(CaptureErrorCode.RECORD_TOO_LONG, pos, this.tooLong(capLen, iface));
           break;
         }
-        if (this.strict && (origLen < capLen || origLen === 0)) {
-          this.fail(CaptureErrorCode.BAD_RECORD_LENGTH, pos, `record of ${capLen} captured bytes claims an original length of ${origLen}`);
+        if (this.strict && origLen < capLen) {
+          this.fail(CaptureErrorCode.BAD_RECORD_HEADER, pos, `original length ${origLen} is below the captured length ${capLen}`);
           break;
         }
         if (NG_EPB_MIN + pad4(capLen) > len) {
@@ -512,6 +520,14 @@ export class CaptureReader {
     const section = this.sections - 1;
     this.ifaces.push(new Iface(this.ifaces.length, section, this.ifaces.length - this.sectionBase, linkType, snaplen, tsBase, tsExponent, tsOffset, this.limitFor(snaplen)));
     return true;
+  }
+
+  /** Strict mode: why a classic record header cannot come from a writer of ours, or null. */
+  private implausible(sec: number, frac: number, capLen: number, origLen: number): string | null {
+    if (origLen < capLen) return `original length ${origLen} is below the captured length ${capLen}`;
+    if (frac >= this.ticksPerSec) return `fraction of a second ${frac} is not below ${this.ticksPerSec}`;
+    if (sec === 0 && frac === 0 && capLen === 0 && origLen === 0) return 'all-zero record header (zero-filled space, as a power loss can leave)';
+    return null;
   }
 
   private tooLong(capLen: number, iface: Iface): string {

@@ -361,7 +361,7 @@ t.test('classic pcap: impossible record lengths', async (t) => {
     const want = expectedPcap(false).slice(0, 4);
     const path = join(dir, 'len.pcap');
     const bounds = pcapBoundaries(buildPcap({ records }));
-    const mutate = async (k: number, field: 8 | 12, value: number, opts: { snaplen?: number } = {}): Promise<void> => {
+    const mutate = async (k: number, field: 4 | 8 | 12, value: number, opts: { snaplen?: number } = {}): Promise<void> => {
       const file = buildPcap({ records, snaplen: opts.snaplen ?? 262144 });
       file.writeUInt32LE(value, bounds[k]! + field);
       await writeFile(path, file);
@@ -383,14 +383,21 @@ t.test('classic pcap: impossible record lengths', async (t) => {
     t.equal((await readRecords(path)).err, null, 'lax: original length below captured length is read');
     const strict = await readRecords(path, { strict: true });
     t.same(strict.recs, want.slice(0, 3));
-    expectError(t, strict.err, CaptureErrorCode.BAD_RECORD_LENGTH, bounds[3]!, path, 'strict orig < cap');
-    // A zero-filled tail (what a power loss can leave) is a zero-length record: strict refuses it.
+    expectError(t, strict.err, CaptureErrorCode.BAD_RECORD_HEADER, bounds[3]!, path, 'strict orig < cap');
+    // A fraction of a second that is not one.
+    await mutate(1, 4, 1_000_000);
+    t.equal((await readRecords(path)).err, null, 'lax: a µs fraction of 1e6 is read');
+    expectError(t, (await readRecords(path, { strict: true })).err, CaptureErrorCode.BAD_RECORD_HEADER, bounds[1]!, path, 'strict fraction');
+    // A zero-filled tail (what a power loss can leave) reads as empty records: strict refuses them,
+    // but an empty frame with a real timestamp is fine.
+    await writeFile(path, buildPcap({ records: [{ sec: 1, frac: 0, data: Buffer.alloc(0) }] }));
+    t.equal((await readRecords(path, { strict: true })).err, null);
     const zeroTail = Buffer.concat([buildPcap({ records }), Buffer.alloc(64)]);
     await writeFile(path, zeroTail);
     t.equal((await readRecords(path)).recs.length, 8);
     const z = await readRecords(path, { strict: true });
     t.equal(z.recs.length, 4);
-    expectError(t, z.err, CaptureErrorCode.BAD_RECORD_LENGTH, bounds[4]!, path, 'zero tail');
+    expectError(t, z.err, CaptureErrorCode.BAD_RECORD_HEADER, bounds[4]!, path, 'zero tail');
   });
 });
 
@@ -411,7 +418,7 @@ t.test('pcapng: impossible lengths, unknown interfaces, bad headers and options'
       { name: 'interface never described', edit: (b) => b.writeUInt32LE(2, bounds[4]! + 8), code: CaptureErrorCode.UNKNOWN_INTERFACE, at: bounds[4]!, recs: 1 },
       { name: 'byte-order magic', edit: (b) => b.writeUInt32LE(0x1a2b3c4e, 8), code: CaptureErrorCode.BAD_MAGIC, at: 0, recs: 0 },
       { name: 'major version 2', edit: (b) => b.writeUInt16LE(2, 12), code: CaptureErrorCode.UNSUPPORTED_VERSION, at: 0, recs: 0 },
-      { name: 'original length below captured', edit: (b) => b.writeUInt32LE(1, firstEpb + 24), code: CaptureErrorCode.BAD_RECORD_LENGTH, at: firstEpb, recs: 0, strict: true },
+      { name: 'original length below captured', edit: (b) => b.writeUInt32LE(1, firstEpb + 24), code: CaptureErrorCode.BAD_RECORD_HEADER, at: firstEpb, recs: 0, strict: true },
     ];
     for (const c of cases) {
       const b = Buffer.from(file);
