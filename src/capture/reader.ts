@@ -21,6 +21,14 @@
  * of the buffer is moved to the front before the next read. The buffer grows only for a unit
  * larger than itself, which the record and block limits bound (256 KiB + 16 / 16 MiB).
  *
+ * Delivery: a callback per record, not a record object, so nothing is allocated per record.
+ * Reading is pulled: each read() call delivers the whole records of one buffer-full
+ * synchronously, so a consumer that must wait (a bounded writer queue) simply waits before
+ * calling read() again.
+ *
+ *   const reader = await CaptureReader.open(path);
+ *   try { while (await reader.read(onRecord)) await writer.drained(); } finally { await reader.close(); }
+ *
  * Corruption: a file that ends inside a header, record or block, or holds an impossible length,
  * ends the read with one CaptureError naming the byte offset of that unit, after every whole
  * record before it was delivered. Nothing throws per record.
@@ -35,7 +43,9 @@ import { MAX_TSRESOL_POW10, MAX_TSRESOL_POW2, TimestampConverter } from './times
  * Receives one record, synchronously. The frame is buf[off, off + capLen). The bytes stay valid
  * until the next read() call (so a caller may collect offsets across one read() and use them
  * before calling again), never longer: the reader reuses its buffer.
- * tsSec/tsNsec are UTC; `ifIndex` is 0 for classic pcap.
+ * tsSec/tsNsec are UTC, converted exactly (tsNsec < 1e9, unless a classic file read without
+ * `strict` stores a fraction of a second of 1 s or more; it is passed on as stored); a pcapng
+ * simple packet block has no timestamp and reads as 0/0. `ifIndex` is 0 for classic pcap.
  */
 export type RecordSink = (
   buf: Buffer,

@@ -231,3 +231,27 @@ t.test('a large torn file is recovered by streaming', async (t) => {
     t.equal((await capinfosCounts([r.finalPath!])).get(r.finalPath!), r.records);
   });
 });
+
+t.test('recoverDirectory: an I/O error on one file is a failed result, the others are recovered', async (t) => {
+  await withTempDir(async (dir) => {
+    const session = join(dir, 'out', 's');
+    await mkdir(session, { recursive: true });
+    const stuck = join(session, 'a.pcap.part');
+    await writeFile(stuck, FILE.subarray(0, 100));
+    await writeFile(join(session, 'b.pcap.part'), FILE.subarray(0, 100));
+    // An immutable file cannot be opened for writing or renamed, even by root.
+    const attr = await run('chattr', ['+i', stuck]).catch(() => ({ code: -1, stderr: 'chattr not found' }));
+    if (attr.code !== 0) {
+      t.plan(0, `skipped: cannot make a file immutable here (${attr.stderr.trim()})`);
+      return;
+    }
+    try {
+      const [a, b] = await recoverDirectory(join(dir, 'out'));
+      t.match(a, { path: stuck, action: 'failed', finalPath: null, code: 'EPERM', reason: /operation not permitted/i });
+      t.match(b, { action: 'recovered', records: 1 });
+      t.ok(existsSync(stuck), 'the failed file is left for the next start');
+    } finally {
+      await run('chattr', ['-i', stuck]);
+    }
+  });
+});
