@@ -435,7 +435,7 @@ export class CaptureReader {
           break;
         }
         const ts = iface.ts;
-        ts.convert(u32(buf, pos + 12, le), u32(buf, pos + 16, le));
+        ts.convert(buf, pos + 12, le);
         sink(buf, pos + NG_EPB_DATA, capLen, origLen, ts.sec, ts.nsec, iface.linkType, iface.index);
         n++;
       } else if (type === NG_SPB) {

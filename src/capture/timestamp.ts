@@ -16,14 +16,15 @@ const TWO32 = 4294967296;
 export const MAX_TSRESOL_POW10 = 19;
 export const MAX_TSRESOL_POW2 = 63;
 
-// Scratch for the limb arithmetic below; module-level so a conversion allocates nothing.
-let quotHi = 0;
-let quotLo = 0;
+// Scratch for the limb arithmetic below, in typed arrays: a module-level `let` holding a number
+// above 2^31 would be boxed (allocated) on every store.
+const quot = new Float64Array(2);
 const prod = new Float64Array(6);
 
 /**
- * Divides the 64-bit value hi:lo by d (1 <= d <= 1e9), leaves the quotient in quotHi:quotLo
- * and returns the remainder. Each step divides r*2^16 + limb < 2^46 by d, exact in doubles.
+ * Divides the 64-bit value hi:lo by d (1 <= d <= 1e9), leaves the quotient's halves in quot[0]
+ * and quot[1] and returns the remainder. Each step divides r*2^16 + limb < 2^46 by d, exact in
+ * doubles.
  */
 function divmod64(hi: number, lo: number, d: number): number {
   let x = hi >>> 16;
@@ -38,8 +39,8 @@ function divmod64(hi: number, lo: number, d: number): number {
   x = r * TWO16 + (lo & 0xffff);
   const q0 = Math.floor(x / d);
   r = x - q0 * d;
-  quotHi = q3 * TWO16 + q2;
-  quotLo = q1 * TWO16 + q0;
+  quot[0] = q3 * TWO16 + q2;
+  quot[1] = q1 * TWO16 + q0;
   return r;
 }
 
@@ -93,8 +94,14 @@ export class TimestampConverter {
     this.toNs = toNs;
   }
 
-  /** The count of units as two unsigned 32-bit halves, as pcapng stores it. */
-  convert(hi: number, lo: number): void {
+  /**
+   * Converts the count stored at buf[off, off + 8) the way pcapng stores it: the high 32 bits,
+   * then the low 32 bits, each in the section's byte order. Reading the halves here keeps
+   * values above 2^31 out of call arguments, where they would be boxed.
+   */
+  convert(buf: Buffer, off: number, le: boolean): void {
+    let hi = le ? buf.readUInt32LE(off) : buf.readUInt32BE(off);
+    let lo = le ? buf.readUInt32LE(off + 4) : buf.readUInt32BE(off + 4);
     if (this.base === 2) {
       const p = this.exponent;
       if (p >= 32) {
@@ -109,16 +116,16 @@ export class TimestampConverter {
       }
     } else if (this.unitsPerSec !== 0) {
       this.nsec = divmod64(hi, lo, this.unitsPerSec) * this.nsPerUnit;
-      this.sec = quotHi * TWO32 + quotLo;
+      this.sec = quot[0]! * TWO32 + quot[1]!;
     } else {
       // Finer than ns: drop the sub-ns digits first (floor of floors is the floor), then split.
       for (let i = 0; i < this.toNs.length; i++) {
         divmod64(hi, lo, this.toNs[i]!);
-        hi = quotHi;
-        lo = quotLo;
+        hi = quot[0]!;
+        lo = quot[1]!;
       }
       this.nsec = divmod64(hi, lo, NS_PER_SEC);
-      this.sec = quotHi * TWO32 + quotLo;
+      this.sec = quot[0]! * TWO32 + quot[1]!;
     }
     this.sec += this.offsetSec;
   }

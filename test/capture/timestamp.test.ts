@@ -13,7 +13,7 @@ function reference(base: 10 | 2, exp: number, ts: bigint, offset: number): [numb
 
 function check(t: Test, base: 10 | 2, exp: number, ts: bigint, offset = 0): boolean {
   const conv = new TimestampConverter(base, exp, offset);
-  conv.convert(Number(ts >> 32n), Number(ts & 0xffffffffn));
+  convert(conv, ts);
   const [sec, nsec] = reference(base, exp, ts, offset);
   if (conv.sec === sec && conv.nsec === nsec) return true;
   t.fail(`${base}^-${exp} ts=${ts}: got ${conv.sec}.${conv.nsec}, want ${sec}.${nsec}`);
@@ -21,6 +21,23 @@ function check(t: Test, base: 10 | 2, exp: number, ts: bigint, offset = 0): bool
 }
 
 const MAX64 = (1n << 64n) - 1n;
+
+/** Stores the count as pcapng does, in alternating byte orders, at an odd offset, and converts it. */
+const scratch = Buffer.alloc(12);
+let flip = false;
+function convert(conv: TimestampConverter, ts: bigint): void {
+  flip = !flip;
+  const hi = Number(ts >> 32n);
+  const lo = Number(ts & 0xffffffffn);
+  if (flip) {
+    scratch.writeUInt32LE(hi, 3);
+    scratch.writeUInt32LE(lo, 7);
+  } else {
+    scratch.writeUInt32BE(hi, 3);
+    scratch.writeUInt32BE(lo, 7);
+  }
+  conv.convert(scratch, 3, flip);
+}
 
 t.test('every resolution, edge and random 64-bit counts, exact to the ns', async (t) => {
   const rand = prng(0x5eed);
@@ -45,7 +62,7 @@ t.test('realistic clocks: µs and ns since 1970 and an if_tsoffset', async (t) =
   t.ok(check(t, 10, 9, 1_700_000_000_999_999_999n, 3600));
   t.ok(check(t, 10, 6, 5_000_001n, -7200));
   const conv = new TimestampConverter(10, 9);
-  conv.convert(Number(1_700_000_000_123_456_789n >> 32n), Number(1_700_000_000_123_456_789n & 0xffffffffn));
+  convert(conv, 1_700_000_000_123_456_789n);
   t.same([conv.sec, conv.nsec], [1_700_000_000, 123_456_789]);
 });
 
