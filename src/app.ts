@@ -11,6 +11,7 @@ import { ChunkPool, DEFAULT_CHUNK_SIZE } from './capture/chunks.js';
 import { DiskGuard } from './capture/disk.js';
 import { PART_SUFFIX } from './capture/naming.js';
 import { PostRotate } from './capture/post-rotate.js';
+import { recoverDirectory } from './capture/recover.js';
 import { DIR_MODE, SessionWriter, type CaptureFile } from './capture/writer.js';
 import type { Config, SessionConfig } from './config.js';
 import { ControlServer, type Readiness } from './control/http.js';
@@ -130,6 +131,7 @@ export class App {
     await mkdir(config.out, { recursive: true, mode: DIR_MODE });
     const unwritable = await this.outputProblem();
     if (unwritable !== null) throw new Error(unwritable);
+    await this.recoverPartFiles();
     await this.catalog.scan();
     await this.disk.check();
     await this.control.start();
@@ -158,6 +160,19 @@ export class App {
       },
       'mirrorcap started',
     );
+  }
+
+  /**
+   * .part files left by a process that was killed: each is cut to its last whole record and
+   * renamed to .pcap (before the catalog is read, so they count in rings and budgets).
+   */
+  private async recoverPartFiles(): Promise<void> {
+    for (const r of await recoverDirectory(this.config.out)) {
+      const fields = { event: 'recovered', path: r.path, finalPath: r.finalPath, action: r.action, records: r.records, bytesCut: r.bytesCut, reason: r.reason };
+      if (r.action === 'recovered') this.log.info(fields, `recovered ${r.records} records from a file left open, cut ${r.bytesCut} bytes of a torn record`);
+      else if (r.action === 'failed') this.log.error({ ...fields, code: r.code }, 'could not recover a file left open; it stays .part and is tried again at the next start');
+      else this.log.warn(fields, `a file left open had no usable pcap header: ${r.action}`);
+    }
   }
 
   /** Closes every session's current file now; the next packets start new ones (SIGUSR1). */

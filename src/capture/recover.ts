@@ -22,9 +22,8 @@ import { dirname, join } from 'node:path';
 import { CaptureError } from './errors.js';
 import { FILE_HEADER_LEN } from './pcap.js';
 import { CaptureReader } from './reader.js';
+import { PART_SUFFIX, PCAP_SUFFIX } from './naming.js';
 
-export const PART_SUFFIX = '.part';
-export const CAPTURE_SUFFIX = '.pcap';
 export const CORRUPT_SUFFIX = '.corrupt';
 const RECOVERED_INFIX = '.recovered';
 const RECOVERY_BUFFER = 1 << 20;
@@ -141,7 +140,7 @@ async function findPartFiles(outDir: string): Promise<string[]> {
     if (!s.isDirectory()) continue;
     const dir = join(outDir, s.name);
     for (const f of await readdir(dir, { withFileTypes: true })) {
-      if (f.isFile() && f.name.endsWith(CAPTURE_SUFFIX + PART_SUFFIX)) found.push(join(dir, f.name));
+      if (f.isFile() && f.name.endsWith(PCAP_SUFFIX + PART_SUFFIX)) found.push(join(dir, f.name));
     }
   }
   return found.sort();
@@ -193,7 +192,7 @@ async function syncDir(dir: string): Promise<void> {
 
 /** `path` if nothing is there, else `<stem>.recovered[-n]<ext>`: an existing file is never replaced. */
 async function freeName(path: string): Promise<string> {
-  const ext = path.endsWith(CAPTURE_SUFFIX) ? CAPTURE_SUFFIX : path.endsWith(CORRUPT_SUFFIX) ? CORRUPT_SUFFIX : '';
+  const ext = path.endsWith(PCAP_SUFFIX) ? PCAP_SUFFIX : path.endsWith(CORRUPT_SUFFIX) ? CORRUPT_SUFFIX : '';
   const stem = path.slice(0, path.length - ext.length);
   for (let n = 1; ; n++) {
     const candidate = n === 1 ? path : `${stem}${RECOVERED_INFIX}${n === 2 ? '' : `-${n - 1}`}${ext}`;
