@@ -7,7 +7,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Catalog, type FinishedFile } from './capture/catalog.js';
-import { ChunkPool, DEFAULT_CHUNK_SIZE } from './capture/chunks.js';
+import { ChunkPool } from './capture/chunks.js';
 import { DiskGuard } from './capture/disk.js';
 import { PART_SUFFIX } from './capture/naming.js';
 import { PostRotate } from './capture/post-rotate.js';
@@ -64,7 +64,7 @@ export class App {
     /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
     private readonly rereadConfig: () => Config = () => config,
   ) {
-    this.pool = new ChunkPool(DEFAULT_CHUNK_SIZE, config.maxBuffer);
+    this.pool = new ChunkPool(config.maxBuffer);
     this.catalog = new Catalog(config.out, config.maxTotalBytes, {
       deleted: (file, reason) => log.info({ event: 'file_deleted', path: file.path, reason, bytes: file.bytes }, 'file deleted'),
       deleteFailed: (file, err) => log.error({ event: 'delete_failed', path: file.path, code: err.code, err: err.message }, 'could not delete file'),

@@ -102,7 +102,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'recv-buffer', key: 'recvBuffer', kind: 'size', default: '32MiB', help: 'socket receive buffer to ask the kernel for' },
   { name: 'flush-interval', key: 'flushInterval', kind: 'duration', default: '1s', min: 0.01, help: 'buffered records reach the file at least this often' },
   { name: 'queue-size', key: 'queueSize', kind: 'size', default: '32MiB', min: 1024 * 1024, help: 'bytes a session may hold waiting for the disk; beyond it packets drop (reason="queue_full")' },
-  { name: 'max-buffer', key: 'maxBuffer', kind: 'size', default: '192MiB', min: 4 * 1024 * 1024, help: 'bytes all sessions together may hold waiting for the disk' },
+  { name: 'max-buffer', key: 'maxBuffer', kind: 'size', default: '128MiB', min: 4 * 1024 * 1024, help: 'bytes all sessions together may hold waiting for the disk' },
   { name: 'max-sessions', key: 'maxSessions', kind: 'count', default: '1024', min: 1, max: 1 << 20, help: 'most sessions at once; packets for more are dropped (reason="session_limit")' },
   { name: 'allow', key: 'allow', kind: 'cidrs', default: '', help: 'outer source addresses allowed to send, CIDR[,CIDR...]; others drop (reason="source_denied") (default: any)' },
   { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first (0 = none)' },

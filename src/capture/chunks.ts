@@ -1,32 +1,41 @@
 /**
- * The memory that records wait in before they reach the disk: fixed-size chunks handed
- * out by one pool with a hard byte limit shared by every session. A writer that cannot
- * get a chunk drops the packet and counts it; memory never grows past the limit.
- * A few free chunks are kept for reuse; the rest go back to the GC after a burst.
+ * The memory that records wait in before they reach the disk: chunks handed out by one
+ * pool with a hard byte limit shared by every session. A writer that cannot get a chunk
+ * drops the packet and counts it; memory never grows past the limit.
+ *
+ * Two sizes: a busy session fills LARGE chunks (written 16 at a time, so the disk sees
+ * multi-MiB writes); a quiet one, whose chunk is flushed by the timer long before it
+ * fills, holds a SMALL one, so a thousand quiet sessions cost 32 MiB, not 256.
+ * Free chunks are kept for reuse rather than left to the GC: churning hundreds of MiB of
+ * buffers through the collector under load showed up as RSS far above the limit, while a
+ * pool that only grows to its peak holds RSS at the limit.
  */
-export const DEFAULT_CHUNK_SIZE = 256 * 1024;
+export const LARGE_CHUNK = 256 * 1024;
+export const SMALL_CHUNK = 32 * 1024;
 
 export class ChunkPool {
   /** Bytes of chunks that exist (in use or free). */
   allocatedBytes = 0;
-  private readonly free: Buffer[] = [];
+  private readonly freeLarge: Buffer[] = [];
+  private readonly freeSmall: Buffer[] = [];
 
-  constructor(
-    readonly chunkSize: number,
-    readonly maxBytes: number,
-    private readonly keepFree = 8,
-  ) {}
+  constructor(readonly maxBytes: number) {}
 
-  take(): Buffer | null {
-    const reused = this.free.pop();
+  /** A chunk of `size` (LARGE_CHUNK or SMALL_CHUNK) bytes, or null when the limit is reached. */
+  take(size: number): Buffer | null {
+    const reused = (size === LARGE_CHUNK ? this.freeLarge : this.freeSmall).pop();
     if (reused) return reused;
-    if (this.allocatedBytes + this.chunkSize > this.maxBytes) return null;
-    this.allocatedBytes += this.chunkSize;
-    return Buffer.allocUnsafeSlow(this.chunkSize);
+    if (this.allocatedBytes + size > this.maxBytes) {
+      // Free chunks of the other size are memory too: give them up before refusing.
+      const other = size === LARGE_CHUNK ? this.freeSmall : this.freeLarge;
+      while (other.length > 0 && this.allocatedBytes + size > this.maxBytes) this.allocatedBytes -= other.pop()!.length;
+      if (this.allocatedBytes + size > this.maxBytes) return null;
+    }
+    this.allocatedBytes += size;
+    return Buffer.allocUnsafeSlow(size);
   }
 
   give(chunk: Buffer): void {
-    if (this.free.length < this.keepFree) this.free.push(chunk);
-    else this.allocatedBytes -= this.chunkSize;
+    (chunk.length === LARGE_CHUNK ? this.freeLarge : this.freeSmall).push(chunk);
   }
 }

@@ -16,7 +16,7 @@ import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RotationConfig } from '../config.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR } from '../drops.js';
-import type { ChunkPool } from './chunks.js';
+import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { captureFileName, PART_SUFFIX } from './naming.js';
 import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from './pcap.js';
 
@@ -94,8 +94,10 @@ export class SessionWriter {
   private chunk: Buffer | null = null;
   private chunkLen = 0;
   private chunkPackets = 0;
-  private chunksHeld = 0;
-  private readonly maxChunks: number;
+  /** Bytes of chunks this writer holds: queued, being written, being filled. */
+  private held = 0;
+  /** Whether the next chunk is LARGE: the session filled its last one before a flush. */
+  private busy = false;
   private readonly ops: Op[] = [];
   private draining = false;
   private closed = false;
@@ -108,7 +110,6 @@ export class SessionWriter {
   private snaplen: number;
 
   constructor(private readonly opts: WriterOptions) {
-    this.maxChunks = Math.max(2, Math.floor(opts.queueSize / opts.pool.chunkSize));
     this.rotateSize = opts.rotation.rotateSize;
     this.rotatePackets = opts.rotation.rotatePackets;
     this.rotateSeconds = opts.rotation.rotateSeconds;
@@ -122,7 +123,7 @@ export class SessionWriter {
 
   /** Bytes this session holds in memory waiting for the disk. */
   get heldBytes(): number {
-    return this.chunksHeld * this.opts.pool.chunkSize;
+    return this.held;
   }
 
   /**
@@ -154,7 +155,7 @@ export class SessionWriter {
     }
     const need = f === null ? recLen + FILE_HEADER_LEN : recLen;
     if (this.chunk === null || this.chunkLen + need > this.chunk.length) {
-      if (!this.nextChunk()) {
+      if (!this.nextChunk(need)) {
         this.opts.drops[DROP_QUEUE_FULL]!++;
         return false;
       }
@@ -179,7 +180,10 @@ export class SessionWriter {
 
   /** Hands the partly filled chunk to the disk, so buffered records reach the file. */
   flush(): void {
-    if (this.chunk !== null && this.chunkLen > 0) this.queueChunk();
+    if (this.chunk !== null && this.chunkLen > 0) {
+      if (this.chunkLen < SMALL_CHUNK / 2) this.busy = false;
+      this.queueChunk();
+    }
     this.kick();
   }
 
@@ -260,17 +264,26 @@ export class SessionWriter {
     this.ops.push({ kind: CLOSE, file: f, chunk: null, len: 0, packets: 0 });
   }
 
-  /** Queues the current chunk (if it holds anything) and takes a fresh one; false when memory is out. */
-  private nextChunk(): boolean {
+  /**
+   * Queues the current chunk and takes a fresh one with room for `need` bytes; false when
+   * the session's queue or the shared pool is out of memory.
+   */
+  private nextChunk(need: number): boolean {
     if (this.chunk !== null) {
-      if (this.chunkLen > 0) this.queueChunk();
-      else return true;
+      if (this.chunkLen > 0) {
+        this.busy = true; // filled between two flushes
+        this.queueChunk();
+      } else {
+        this.giveBack(this.chunk); // empty but too small for this record
+        this.chunk = null;
+      }
     }
-    if (this.chunksHeld >= this.maxChunks) return false;
-    const chunk = this.opts.pool.take();
+    const size = this.busy || need > SMALL_CHUNK ? LARGE_CHUNK : SMALL_CHUNK;
+    if (this.held + size > this.opts.queueSize) return false;
+    const chunk = this.opts.pool.take(size);
     if (chunk === null) return false;
     this.chunk = chunk;
-    this.chunksHeld++;
+    this.held += size;
     this.chunkLen = 0;
     this.chunkPackets = 0;
     return true;
@@ -292,8 +305,12 @@ export class SessionWriter {
   }
 
   private releaseChunk(op: Op): void {
-    this.opts.pool.give(op.chunk!);
-    this.chunksHeld--;
+    this.giveBack(op.chunk!);
+  }
+
+  private giveBack(chunk: Buffer): void {
+    this.opts.pool.give(chunk);
+    this.held -= chunk.length;
   }
 
   private async drain(): Promise<void> {

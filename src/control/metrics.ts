@@ -108,7 +108,10 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   gauge('sessions', 'Sessions receiving (retired ones keep their counters but are not counted).', [], (emit) => emit({}, view.activeSessions()));
   gauge('session_packets_per_second', 'Packets per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.packetsPerSecond));
   gauge('session_bits_per_second', 'Inner-frame bits per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.bitsPerSecond));
-  gauge('buffer_bytes', 'Memory held for records waiting for the disk.', [], (emit) => emit({}, view.pool.allocatedBytes));
+  gauge('buffer_bytes', 'Memory holding records on their way to the disk.', [], (emit) =>
+    emit({}, view.sessions.reduce((n, s) => n + s.writer.heldBytes, 0)),
+  );
+  gauge('buffer_pool_bytes', 'Memory set aside for buffering: grows to the peak need, never past max-buffer.', [], (emit) => emit({}, view.pool.allocatedBytes));
   gauge('disk_free_bytes', 'Free space on the output filesystem (available to us).', [], (emit) => emit({}, view.disk.freeBytes));
   gauge('disk_min_free_bytes', 'Free space below which writing pauses (min-free-bytes).', [], (emit) => emit({}, view.disk.minFreeBytes));
   gauge('disk_used_bytes', 'Bytes of our capture files: finished, plus the open ones.', [], (emit) =>

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { Catalog } from '../../src/capture/catalog.js';
-import { ChunkPool, DEFAULT_CHUNK_SIZE } from '../../src/capture/chunks.js';
+import { ChunkPool, LARGE_CHUNK, SMALL_CHUNK } from '../../src/capture/chunks.js';
 import { SessionWriter, type CaptureFile } from '../../src/capture/writer.js';
 import type { RotationConfig } from '../../src/config.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR, newDropCounters } from '../../src/drops.js';
@@ -44,7 +44,7 @@ async function rig(
     rotation: full,
     queueSize: opts.queueSize ?? 32 * 1024 * 1024,
     nextSeq: () => catalog.nextSeq('s1'),
-    pool: opts.pool ?? new ChunkPool(DEFAULT_CHUNK_SIZE, 256 * 1024 * 1024),
+    pool: opts.pool ?? new ChunkPool(256 * 1024 * 1024),
     drops,
     disk: opts.disk ?? { full: false },
     events: {
@@ -142,13 +142,13 @@ t.test('timestamps never go backwards within a file', async (t) => {
 });
 
 t.test('a full queue drops and counts, memory stays bounded, everything else is written', async (t) => {
-  const pool = new ChunkPool(DEFAULT_CHUNK_SIZE, 4 * DEFAULT_CHUNK_SIZE);
+  const pool = new ChunkPool(4 * LARGE_CHUNK);
   const { dir, writer, drops } = await rig(t, {}, { queueSize: 64 * 1024 * 1024, pool });
   const f = udpFrame(1400, 1, 1);
   let accepted = 0;
   // No await in the loop: the disk gets no chance to drain, as under a burst.
   for (let i = 0; i < 2000; i++) if (writer.append(f, 0, f.length, f.length, T0, i)) accepted++;
-  t.ok(pool.allocatedBytes <= 4 * DEFAULT_CHUNK_SIZE, 'the pool never exceeds its limit');
+  t.ok(pool.allocatedBytes <= 4 * LARGE_CHUNK, 'the pool never exceeds its limit');
   t.equal(accepted + drops[DROP_QUEUE_FULL]!, 2000, 'every packet is either accepted or counted as queue_full');
   t.ok(drops[DROP_QUEUE_FULL]! > 0, 'some were dropped');
   await writer.close();
@@ -158,13 +158,28 @@ t.test('a full queue drops and counts, memory stays bounded, everything else is 
 });
 
 t.test('the per-session queue size bounds a session even when the pool has room', async (t) => {
-  const pool = new ChunkPool(DEFAULT_CHUNK_SIZE, 64 * DEFAULT_CHUNK_SIZE);
-  const { writer, drops } = await rig(t, {}, { queueSize: 2 * DEFAULT_CHUNK_SIZE, pool });
+  const pool = new ChunkPool(64 * LARGE_CHUNK);
+  const { writer, drops } = await rig(t, {}, { queueSize: 2 * LARGE_CHUNK, pool });
   const f = udpFrame(1400, 1, 1);
   for (let i = 0; i < 2000; i++) writer.append(f, 0, f.length, f.length, T0, i);
-  t.ok(writer.heldBytes <= 2 * DEFAULT_CHUNK_SIZE, 'held bytes within queue-size');
+  t.ok(writer.heldBytes <= 2 * LARGE_CHUNK, 'held bytes within queue-size');
   t.ok(drops[DROP_QUEUE_FULL]! > 0);
   await writer.close();
+});
+
+t.test('quiet sessions hold small chunks, busy ones large: memory follows traffic', async (t) => {
+  const pool = new ChunkPool(256 * 1024 * 1024);
+  const quiet = await Promise.all(Array.from({ length: 20 }, () => rig(t, {}, { pool })));
+  const f = udpFrame(200, 1, 1);
+  for (const r of quiet) r.writer.append(f, 0, f.length, f.length, T0, 0);
+  t.equal(pool.allocatedBytes, 20 * SMALL_CHUNK, 'one packet each: a small chunk each');
+  const busy = quiet[0]!.writer;
+  for (let i = 0; i < 1000; i++) busy.append(f, 0, f.length, f.length, T0, i);
+  t.ok(busy.heldBytes > SMALL_CHUNK * 2, 'a session that fills its chunk moves to large ones');
+  const jumbo = udpFrame(60000, 1, 1);
+  t.ok(quiet[1]!.writer.append(jumbo, 0, jumbo.length, jumbo.length, T0, 1), 'a record larger than a small chunk gets a large one');
+  for (const r of quiet) await r.writer.close();
+  t.equal(capinfos(join(quiet[1]!.dir, (await files(quiet[1]!.dir))[0]!)).packets, 2);
 });
 
 t.test('ring keeps the newest N finished files of the session', async (t) => {
@@ -268,7 +283,7 @@ t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are 
     rotation: { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535 },
     queueSize: 32 * 1024 * 1024,
     nextSeq: () => catalog.nextSeq('s1'),
-    pool: new ChunkPool(DEFAULT_CHUNK_SIZE, 64 * 1024 * 1024),
+    pool: new ChunkPool(64 * 1024 * 1024),
     drops,
     disk: { full: false },
     events: { fileClosed: (f) => closed.push({ ...f }), writeError: (_f, op, err) => errors.push(`${op}:${err.code}`) },
