@@ -1,28 +1,14 @@
 /**
- * The composition root: builds every part from the frozen Config and owns the start and
- * close order. Data flows one way: source → pipeline → sessions → writers → files;
- * the control plane only reads.
+ * The live appliance, the composition root: a source feeding the Recorder, and the control
+ * plane reading it. Owns the start and close order. Data flows one way:
+ * source → pipeline → sessions → writers → files; the control plane only reads.
  */
-import { constants as fsConstants } from 'node:fs';
-import { access, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Catalog, type FinishedFile } from './capture/catalog.js';
-import { ChunkPool } from './capture/chunks.js';
-import { DiskGuard } from './capture/disk.js';
-import { PART_SUFFIX } from './capture/naming.js';
-import { PostRotate } from './capture/post-rotate.js';
-import { recoverDirectory } from './capture/recover.js';
-import { DIR_MODE, SessionWriter, type CaptureFile } from './capture/writer.js';
-import type { Config, SessionConfig } from './config.js';
+import type { Config } from './config.js';
+import { filesJson, sessionsJson } from './control/api.js';
 import { ControlServer, type Readiness } from './control/http.js';
 import type { Logger } from './control/log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
-import { L3_NAMES, L4_NAMES, LAYER_NAMES } from './decode/packet.js';
-import { DROP_REASONS, newDropCounters, SESSION_DROPS } from './drops.js';
-import { Pipeline } from './pipeline.js';
-import { AllowList } from './session/allow.js';
-import { Router } from './session/router.js';
-import { Session } from './session/session.js';
+import { Recorder, type RecorderSummary } from './recorder.js';
 import { createSource } from './source/select.js';
 import type { Source } from './source/source.js';
 
@@ -32,30 +18,13 @@ const RESTART_KEYS = [
   'allow', 'maxTotalBytes', 'minFreeBytes', 'httpToken', 'postRotate',
 ] as const satisfies ReadonlyArray<keyof Config>;
 
-/** At shutdown, post-rotate commands get this long to finish before we exit anyway. */
-const POST_ROTATE_GRACE_MS = 4_000;
-
-export interface AppSummary {
-  readonly datagrams: number;
-  readonly packets: number;
-  readonly writtenPackets: number;
-  readonly dropped: Readonly<Record<string, number>>;
-  readonly sessions: number;
-  readonly filesClosed: number;
-}
-
 export class App {
-  readonly pool: ChunkPool;
-  readonly catalog: Catalog;
-  readonly disk: DiskGuard;
-  readonly router: Router;
-  readonly pipeline: Pipeline;
+  readonly recorder: Recorder;
   readonly source: Source;
-  readonly postRotate: PostRotate | null;
   readonly metrics: Metrics;
   readonly control: ControlServer;
   private timers: NodeJS.Timeout[] = [];
-  private closing: Promise<AppSummary> | null = null;
+  private closing: Promise<RecorderSummary> | null = null;
 
   constructor(
     public config: Config,
@@ -64,46 +33,19 @@ export class App {
     /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
     private readonly rereadConfig: () => Config = () => config,
   ) {
-    this.pool = new ChunkPool(config.maxBuffer);
-    this.catalog = new Catalog(config.out, config.maxTotalBytes, {
-      deleted: (file, reason) => log.info({ event: 'file_deleted', path: file.path, reason, bytes: file.bytes }, 'file deleted'),
-      deleteFailed: (file, err) => log.error({ event: 'delete_failed', path: file.path, code: err.code, err: err.message }, 'could not delete file'),
-    });
-    this.disk = new DiskGuard(config.out, config.minFreeBytes, {
-      paused: (free, min) =>
-        log.warn({ event: 'disk_full', freeBytes: free, minFreeBytes: min }, 'free disk space below min-free-bytes: writing paused, packets dropped as disk_full'),
-      resumed: (free, min) => log.info({ event: 'disk_ok', freeBytes: free, minFreeBytes: min }, 'free disk space back above min-free-bytes: writing resumed'),
-      failed: (err) => log.error({ event: 'disk_check_failed', code: err.code, err: err.message }, 'cannot read free space of the output folder'),
-    });
-    this.postRotate =
-      config.postRotate === null
-        ? null
-        : new PostRotate(config.postRotate, {
-            failed: (path, why) => log.error({ event: 'post_rotate_failed', path, why }, 'post-rotate command failed'),
-            skipped: (path) => log.error({ event: 'post_rotate_skipped', path }, 'post-rotate queue full: command not run for this file'),
-          });
-    this.router = new Router(
-      {
-        sessionKey: config.sessionKey,
-        strict: config.strict,
-        maxSessions: config.maxSessions,
-        configured: config.sessions,
-        defaults: config,
-      },
-      (sc) => this.createSession(sc),
-    );
-    this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null);
+    const recorder = new Recorder(config, log, { guardDisk: true });
+    this.recorder = recorder;
     this.source = createSource(config, log);
     this.metrics = createMetrics(
       {
-        pipeline: this.pipeline,
-        sessions: this.router.sessions,
-        activeSessions: () => this.router.activeSessions,
+        pipeline: recorder.pipeline,
+        sessions: recorder.router.sessions,
+        activeSessions: () => recorder.router.activeSessions,
         source: this.source,
-        pool: this.pool,
-        catalog: this.catalog,
-        disk: this.disk,
-        postRotate: this.postRotate,
+        pool: recorder.pool,
+        catalog: recorder.catalog,
+        disk: recorder.disk,
+        postRotate: recorder.postRotate,
         refresh: async () => this.source.refresh?.(),
       },
       version,
@@ -114,28 +56,19 @@ export class App {
         metricsContentType: this.metrics.register.contentType,
         metrics: () => this.metrics.scrape(),
         readiness: () => this.readiness(),
-        sessions: () => this.sessionsJson(),
-        files: () => this.catalog.all().map(fileJson),
+        sessions: () => sessionsJson(recorder.sessions, recorder.catalog),
+        files: () => filesJson(recorder.catalog),
       },
       config.httpToken,
       log,
     );
   }
 
-  get sessions(): readonly Session[] {
-    return this.router.sessions;
-  }
-
   async start(): Promise<void> {
-    const { config, log } = this;
-    await mkdir(config.out, { recursive: true, mode: DIR_MODE });
-    const unwritable = await this.outputProblem();
-    if (unwritable !== null) throw new Error(unwritable);
-    await this.recoverPartFiles();
-    await this.catalog.scan();
-    await this.disk.check();
+    const { config, log, recorder } = this;
+    await recorder.open();
     await this.control.start();
-    await this.source.start(this.pipeline.process);
+    await this.source.start(recorder.pipeline.process);
     const granted = this.source.recvBuffer;
     if (granted > 0 && granted < config.recvBuffer) {
       log.warn(
@@ -144,8 +77,8 @@ export class App {
       );
     }
     this.timers.push(
-      setInterval(() => this.flushAll(), config.flushInterval * 1000),
-      setInterval(() => this.housekeeping(), 1000),
+      setInterval(() => recorder.flushAll(), config.flushInterval * 1000),
+      setInterval(() => recorder.tick(Date.now() / 1000), 1000),
     );
     log.info(
       {
@@ -155,30 +88,17 @@ export class App {
         udpPort: this.source.port,
         httpPort: this.control.port,
         recvBuffer: granted,
-        minFreeBytes: this.disk.minFreeBytes,
+        minFreeBytes: recorder.disk.minFreeBytes,
         config: describeConfig(config),
       },
       'mirrorcap started',
     );
   }
 
-  /**
-   * .part files left by a process that was killed: each is cut to its last whole record and
-   * renamed to .pcap (before the catalog is read, so they count in rings and budgets).
-   */
-  private async recoverPartFiles(): Promise<void> {
-    for (const r of await recoverDirectory(this.config.out)) {
-      const fields = { event: 'recovered', path: r.path, finalPath: r.finalPath, action: r.action, records: r.records, bytesCut: r.bytesCut, reason: r.reason };
-      if (r.action === 'recovered') this.log.info(fields, `recovered ${r.records} records from a file left open, cut ${r.bytesCut} bytes of a torn record`);
-      else if (r.action === 'failed') this.log.error({ ...fields, code: r.code }, 'could not recover a file left open; it stays .part and is tried again at the next start');
-      else this.log.warn(fields, `a file left open had no usable pcap header: ${r.action}`);
-    }
-  }
-
   /** Closes every session's current file now; the next packets start new ones (SIGUSR1). */
   rotateAll(): void {
-    for (const s of this.sessions) s.writer.rotate();
-    this.log.info({ event: 'rotate_all', sessions: this.sessions.length }, 'closed every current file on request');
+    this.recorder.rotateAll();
+    this.log.info({ event: 'rotate_all', sessions: this.recorder.sessions.length }, 'closed every current file on request');
   }
 
   /**
@@ -194,8 +114,7 @@ export class App {
       this.log.error({ event: 'reload_failed', err: (err as Error).message }, 'config reload failed; keeping the running configuration');
       return;
     }
-    const { updated, retired } = this.router.reconfigure({ strict: next.strict, configured: next.sessions, defaults: next });
-    for (const s of retired) s.writer.rotate();
+    const { updated, retired } = this.recorder.reconfigure(next);
     const restartNeeded = RESTART_KEYS.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
     this.log.level = next.logLevel;
     this.config = { ...next, ...Object.fromEntries(restartNeeded.map((k) => [k, this.config[k]])) } as Config;
@@ -206,169 +125,35 @@ export class App {
   }
 
   /** Stops receiving, writes every queued record, closes and renames every file. Idempotent. */
-  close(): Promise<AppSummary> {
+  close(): Promise<RecorderSummary> {
     this.closing ??= this.doClose();
     return this.closing;
   }
 
-  private async doClose(): Promise<AppSummary> {
+  private async doClose(): Promise<RecorderSummary> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     await this.source.close();
-    await Promise.all(this.sessions.map((s) => s.writer.close()));
-    if (this.postRotate !== null && !(await this.postRotate.idle(POST_ROTATE_GRACE_MS))) {
-      this.log.warn({ event: 'post_rotate_pending' }, 'post-rotate commands still running at exit; they continue on their own');
-    }
+    await this.recorder.close();
     await this.control.close();
-    const summary = this.summary();
+    const summary = this.recorder.summary();
     this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');
     return summary;
-  }
-
-  summary(): AppSummary {
-    const dropped: Record<string, number> = {};
-    DROP_REASONS.forEach((r, i) => {
-      const n = this.pipeline.drops[i]! + this.sessions.reduce((sum, s) => sum + s.drops[i]!, 0);
-      if (n > 0) dropped[r] = n;
-    });
-    return {
-      datagrams: this.pipeline.datagrams,
-      packets: this.sessions.reduce((n, s) => n + s.packets, 0),
-      writtenPackets: this.sessions.reduce((n, s) => n + s.writer.writtenPackets, 0),
-      dropped,
-      sessions: this.sessions.length,
-      filesClosed: this.sessions.reduce((n, s) => n + s.writer.filesClosed, 0),
-    };
   }
 
   /** Asked live on every /readyz: the NLB should stop sending the moment we cannot write. */
   async readiness(): Promise<Readiness> {
     const reasons: string[] = [];
     if (!this.source.ready) reasons.push('source not receiving');
-    const output = await this.outputProblem();
+    const output = await this.recorder.outputProblem();
     if (output !== null) reasons.push(output);
-    if (this.disk.full) reasons.push(`disk free ${this.disk.freeBytes} bytes is below min-free-bytes ${this.disk.minFreeBytes}`);
+    const disk = this.recorder.disk;
+    if (disk.full) reasons.push(`disk free ${disk.freeBytes} bytes is below min-free-bytes ${disk.minFreeBytes}`);
     return { ready: reasons.length === 0, reasons };
-  }
-
-  private createSession(sc: SessionConfig): Session {
-    const drops = newDropCounters();
-    const session: Session = new Session(
-      sc,
-      drops,
-      new SessionWriter({
-        session: sc.name,
-        dir: join(this.config.out, sc.name),
-        rotation: sc,
-        queueSize: this.config.queueSize,
-        nextSeq: () => this.catalog.nextSeq(sc.name),
-        pool: this.pool,
-        drops,
-        disk: this.disk,
-        events: {
-          fileClosed: (file) => this.fileClosed(session, file),
-          writeError: (file, op, err) => {
-            const code = err.code ?? 'UNKNOWN';
-            session.writeErrors.set(code, (session.writeErrors.get(code) ?? 0) + 1);
-            this.log.error(
-              { event: 'write_error', session: sc.name, path: file.path + PART_SUFFIX, op, code, err: err.message },
-              'capture file write failed; the file is closed at its last whole record',
-            );
-          },
-        },
-      }),
-    );
-    this.log.info({ event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source }, 'session created');
-    return session;
-  }
-
-  private fileClosed(session: Session, file: CaptureFile): void {
-    this.catalog.add(file, session.config.ring);
-    this.log.info(
-      { event: 'file_rotated', session: session.name, path: file.path, packets: file.packets, bytes: file.bytes },
-      'file rotated',
-    );
-    this.postRotate?.run(file.path);
-  }
-
-  private flushAll(): void {
-    for (const s of this.sessions) s.writer.flush();
-  }
-
-  private housekeeping(): void {
-    const now = Date.now() / 1000;
-    for (const s of this.sessions) {
-      s.sampleRates();
-      s.writer.tick(now);
-    }
-    void this.disk.check();
-  }
-
-  private async outputProblem(): Promise<string | null> {
-    try {
-      await access(this.config.out, fsConstants.W_OK);
-      return null;
-    } catch (err) {
-      return `output folder ${this.config.out} not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
-    }
-  }
-
-  private sessionsJson(): unknown {
-    return this.sessions.map((s) => {
-      const cur = s.writer.current;
-      const dropped: Record<string, number> = {};
-      for (const r of SESSION_DROPS) dropped[DROP_REASONS[r]!] = s.drops[r]!;
-      return {
-        name: s.name,
-        vni: s.vni,
-        source: s.config.source,
-        packets: s.packets,
-        bytes: s.bytes,
-        packetsPerSecond: s.packetsPerSecond,
-        bitsPerSecond: s.bitsPerSecond,
-        writtenPackets: s.writer.writtenPackets,
-        writtenBytes: s.writer.writtenBytes,
-        dropped,
-        writeErrors: Object.fromEntries(s.writeErrors),
-        bufferedBytes: s.writer.heldBytes,
-        currentFile: cur === null ? null : { path: cur.path + PART_SUFFIX, bytes: cur.bytes, packets: cur.packets, first: isoNs(cur.firstSec, cur.firstNsec) },
-        finishedFiles: this.catalog.filesOf(s.name).length,
-        truncatedPackets: s.truncated,
-        protocols: protocolsJson(s.protocols),
-        decodeErrors: Object.fromEntries([...s.decodeErrors].flatMap((n, layer) => (n > 0 ? [[LAYER_NAMES[layer]!, n]] : []))),
-        topTalkers: s.talkers.top(10),
-      };
-    });
   }
 }
 
 /** The config as logged: secrets out, prefixes as text. */
 function describeConfig(config: Config): Record<string, unknown> {
   return { ...config, allow: config.allow.map((c) => c.text), httpToken: config.httpToken === null ? null : '[redacted]' };
-}
-
-/** {ipv4: {tcp: n, udp: n, ...}, ipv6: {...}, ...}, non-zero entries only. */
-function protocolsJson(counts: Float64Array): Record<string, Record<string, number>> {
-  const out: Record<string, Record<string, number>> = {};
-  counts.forEach((n, i) => {
-    if (n === 0) return;
-    const l3 = L3_NAMES[Math.floor(i / L4_NAMES.length)]!;
-    (out[l3] ??= {})[L4_NAMES[i % L4_NAMES.length]!] = n;
-  });
-  return out;
-}
-
-function isoNs(sec: number, nsec: number): string {
-  return `${new Date(sec * 1000).toISOString().slice(0, 19)}.${String(nsec).padStart(9, '0')}Z`;
-}
-
-function fileJson(f: FinishedFile): unknown {
-  return {
-    session: f.session,
-    path: f.path,
-    bytes: f.bytes,
-    packets: f.packets,
-    first: f.first && isoNs(f.first[0], f.first[1]),
-    last: f.last && isoNs(f.last[0], f.last[1]),
-  };
 }
