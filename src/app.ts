@@ -25,6 +25,7 @@ export class App {
   readonly control: ControlServer;
   private timers: NodeJS.Timeout[] = [];
   private closing: Promise<RecorderSummary> | null = null;
+  private started = false;
 
   constructor(
     public config: Config,
@@ -93,6 +94,7 @@ export class App {
       },
       'mirrorcap started',
     );
+    this.started = true;
   }
 
   /** Closes every session's current file now; the next packets start new ones (SIGUSR1). */
@@ -137,7 +139,7 @@ export class App {
     await this.recorder.close();
     await this.control.close();
     const summary = this.recorder.summary();
-    this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');
+    if (this.started) this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');
     return summary;
   }
 

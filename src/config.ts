@@ -43,7 +43,10 @@ export type SessionKey = 'vni' | 'vni+src';
 export interface Config extends RotationConfig {
   readonly listen: Endpoint;
   readonly http: Endpoint;
-  readonly source: 'auto' | 'native' | 'dgram';
+  /** auto, native, dgram, or pcap:<interface>. */
+  readonly source: string;
+  /** BPF filter of the interface source; null = `udp dst port <listen port>`. */
+  readonly bpf: string | null;
   readonly out: string;
   readonly sessionKey: SessionKey;
   readonly strict: boolean;
@@ -67,11 +70,12 @@ export interface Config extends RotationConfig {
   readonly sessions: readonly SessionConfig[];
 }
 
-type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path' | 'cidrs' | 'text';
+type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path' | 'cidrs' | 'text' | 'source';
 
 interface OptionSpec {
   readonly name: string;
-  readonly key: keyof Config;
+  /** Where the value goes in Config; commands' own options (decap --port, replay's) have none. */
+  readonly key?: keyof Config;
   readonly kind: Kind;
   readonly default: string;
   readonly help: string;
@@ -82,15 +86,18 @@ interface OptionSpec {
   readonly perSession?: boolean;
   /** 0 is allowed below min and means "off". */
   readonly zeroOff?: boolean;
+  /** Only the live appliance (`run`) takes it; `decap` does not. */
+  readonly liveOnly?: boolean;
 }
 
 export const MAX_VNI = 0xffffff;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const OPTIONS: readonly OptionSpec[] = [
-  { name: 'listen', key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
-  { name: 'source', key: 'source', kind: 'enum', default: 'auto', values: ['auto', 'native', 'dgram'], help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built' },
-  { name: 'http', key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
+  { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
+  { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap' },
+  { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> (default: udp dst port <listen port>)' },
+  { name: 'http', liveOnly: true, key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
   { name: 'out', key: 'out', kind: 'path', default: './captures', help: 'output folder; one subfolder per session' },
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size (0 = off)', perSession: true },
   { name: 'rotate-seconds', key: 'rotateSeconds', kind: 'duration', default: '300', min: 1, zeroOff: true, help: 'start a new file when the current one is this old (0 = off)', perSession: true },
@@ -99,15 +106,15 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'snaplen', key: 'snaplen', kind: 'count', default: '65535', min: 64, max: 262144, help: 'bytes of each inner frame written; longer frames are cut (orig_len keeps the real length)', perSession: true },
   { name: 'session-key', key: 'sessionKey', kind: 'enum', default: 'vni', values: ['vni', 'vni+src'], help: 'what makes a session: the VNI, or the VNI and the outer source address' },
   { name: 'strict', key: 'strict', kind: 'bool', default: 'false', help: 'drop VNIs not listed in the config file (reason="unknown_vni") instead of creating vni-<n> sessions' },
-  { name: 'recv-buffer', key: 'recvBuffer', kind: 'size', default: '32MiB', help: 'socket receive buffer to ask the kernel for' },
-  { name: 'flush-interval', key: 'flushInterval', kind: 'duration', default: '1s', min: 0.01, help: 'buffered records reach the file at least this often' },
+  { name: 'recv-buffer', liveOnly: true, key: 'recvBuffer', kind: 'size', default: '32MiB', help: 'socket receive buffer to ask the kernel for' },
+  { name: 'flush-interval', liveOnly: true, key: 'flushInterval', kind: 'duration', default: '1s', min: 0.01, help: 'buffered records reach the file at least this often' },
   { name: 'queue-size', key: 'queueSize', kind: 'size', default: '32MiB', min: 1024 * 1024, help: 'bytes a session may hold waiting for the disk; beyond it packets drop (reason="queue_full")' },
   { name: 'max-buffer', key: 'maxBuffer', kind: 'size', default: '128MiB', min: 4 * 1024 * 1024, help: 'bytes all sessions together may hold waiting for the disk' },
   { name: 'max-sessions', key: 'maxSessions', kind: 'count', default: '1024', min: 1, max: 1 << 20, help: 'most sessions at once; packets for more are dropped (reason="session_limit")' },
   { name: 'allow', key: 'allow', kind: 'cidrs', default: '', help: 'outer source addresses allowed to send, CIDR[,CIDR...]; others drop (reason="source_denied") (default: any)' },
   { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first (0 = none)' },
-  { name: 'min-free-bytes', key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
-  { name: 'http-token', key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
+  { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
+  { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
   { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
   { name: 'log-level', key: 'logLevel', kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'log level of the JSON lines on stdout' },
   { name: 'config', key: 'configFile', kind: 'path', default: '', help: 'YAML or JSON file with any of these options and a sessions list' },
@@ -148,6 +155,8 @@ function expectation(o: OptionSpec): string {
       return 'comma-separated addresses or prefixes such as 10.0.0.0/16,fd00::/8';
     case 'text':
       return 'a string';
+    case 'source':
+      return 'auto, native, dgram or pcap:<interface>';
     case 'duration':
       return `a duration such as 300, 30s, 500ms, 5m or 1h${range(o.min, o.max, formatDuration)}`;
     case 'count':
@@ -207,6 +216,9 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
     }
     case 'text':
       return text === '' ? null : text;
+    case 'source':
+      if (!/^(auto|native|dgram|pcap:[^\s/]{1,64})$/.test(text)) fail(what, value, origin, expectation(o));
+      return text;
     case 'duration': {
       const n = parseDuration(text);
       if (!Number.isFinite(n) || !inRange(n)) fail(what, value, origin, expectation(o));
@@ -248,11 +260,12 @@ function normalizeKey(key: string): string {
  */
 export function parseFlags(
   argv: readonly string[],
-  extra: readonly OptionSpec[] = [],
+  table: readonly OptionSpec[] = OPTIONS,
+  command = 'mirrorcap',
 ): { flags: Map<string, Raw>; positional: string[] } {
   const flags = new Map<string, Raw>();
   const positional: string[] = [];
-  const specs = new Map([...BY_NAME, ...extra.map((o) => [o.name, o] as const)]);
+  const specs = new Map(table.map((o) => [o.name, o] as const));
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (!arg.startsWith('--') || arg === '--') {
@@ -272,7 +285,7 @@ export function parseFlags(
       spec = specs.get(name);
       value = 'false';
     }
-    if (!spec) throw new ConfigError(`unknown option --${name} (see mirrorcap --help)`);
+    if (!spec) throw new ConfigError(`unknown option --${name} for ${command} (see ${command} --help)`);
     if (value === undefined) {
       if (spec.kind === 'bool') value = 'true';
       else {
@@ -355,17 +368,26 @@ function resolveSessions(list: unknown, origin: Origin, base: RotationConfig, se
           `unknown key "${k}" in ${at} (from ${origin}); a session takes vni, name, source, ${perSession.map((o) => o.name).join(', ')}`,
         );
       }
-      overrides[spec.key] = convert(spec, { value: v, origin }, `${at}.${k}`);
+      overrides[spec.key!] = convert(spec, { value: v, origin }, `${at}.${k}`);
     }
     return Object.freeze({ ...base, ...overrides, vni, name, source }) as SessionConfig;
   });
 }
 
+/** Options `mirrorcap decap` takes: everything about sessions, rotation and output. */
+export const OFFLINE_OPTIONS: readonly OptionSpec[] = OPTIONS.filter((o) => !o.liveOnly);
+
+/** The value of a command's own option (not part of Config): the flag, else its default. */
+export function resolveOption(spec: OptionSpec, flags: Map<string, Raw>): unknown {
+  return convert(spec, flags.get(spec.name) ?? { value: spec.default, origin: 'default' });
+}
+
 /**
- * Resolves the configuration. `env` is usually process.env; `flags` come from parseFlags.
+ * Resolves the configuration. `env` is usually process.env; `flags` come from parseFlags;
+ * `defaults` overrides some options' defaults for a command (decap logs only warnings).
  * Throws ConfigError (one line naming the key, the value and what is allowed) on any bad value.
  */
-export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv): Config {
+export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv, defaults: Readonly<Record<string, string>> = {}): Config {
   const envRaw = (o: OptionSpec): Raw | undefined => {
     const v = env[envName(o.name)];
     return v === undefined ? undefined : { value: v, origin: envName(o.name) };
@@ -390,8 +412,8 @@ export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv): 
     const raw: Raw =
       flags.get(o.name) ??
       envRaw(o) ??
-      (fileValues.has(o.name) ? { value: fileValues.get(o.name), origin: fileOrigin } : { value: o.default, origin: 'default' });
-    out[o.key] = convert(o, raw);
+      (fileValues.has(o.name) ? { value: fileValues.get(o.name), origin: fileOrigin } : { value: defaults[o.name] ?? o.default, origin: 'default' });
+    out[o.key!] = convert(o, raw);
   }
   out.configFile = configFile;
   const base: RotationConfig = {
@@ -416,3 +438,11 @@ export function optionsHelp(specs: readonly OptionSpec[] = OPTIONS): string {
 }
 
 export type { OptionSpec, Raw };
+
+/** A finite number above zero, for options such as replay's --speed. */
+export function positiveNumber(spec: OptionSpec, flags: Map<string, Raw>): number {
+  const raw = flags.get(spec.name) ?? { value: spec.default, origin: 'default' };
+  const n = Number(raw.value);
+  if (!Number.isFinite(n) || n <= 0) fail(spec.name, raw.value, raw.origin, 'a number above 0, such as 1, 2.5 or 0.1');
+  return n;
+}

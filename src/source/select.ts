@@ -1,10 +1,12 @@
 /**
  * --source: which source the appliance receives with. `auto` takes the native recvmmsg
- * source when the addon loaded and falls back to node:dgram, saying why once.
+ * source when the addon loaded and falls back to node:dgram, saying why once; `pcap:<iface>`
+ * captures on an interface through libpcap (the optional cap module).
  */
 import { ConfigError, type Config } from '../config.js';
 import type { Logger } from '../control/log.js';
 import { DgramSource } from './dgram.js';
+import { LibpcapSource, loadCap } from './libpcap.js';
 import { loadNative, NativeSource } from './native.js';
 import type { Source } from './source.js';
 
@@ -12,6 +14,12 @@ export function createSource(config: Config, log: Logger): Source {
   const { host, port } = config.listen;
   const dgram = (): Source => new DgramSource({ host, port, recvBuffer: config.recvBuffer });
   if (config.source === 'dgram') return dgram();
+  if (config.source.startsWith('pcap:')) {
+    const iface = config.source.slice('pcap:'.length);
+    const cap = loadCap();
+    if (!cap.ok) throw new ConfigError(`--source ${config.source}: ${cap.reason}`);
+    return new LibpcapSource({ iface, port, bpf: config.bpf, bufferBytes: config.recvBuffer }, cap.cap);
+  }
   const load = loadNative();
   if (load.ok) return new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, binding: load.binding });
   if (config.source === 'native') {

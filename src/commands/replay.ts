@@ -1,0 +1,68 @@
+/** `mirrorcap replay <capture> --target HOST:PORT`: see src/replay/replay.ts. */
+import { stat } from 'node:fs/promises';
+import { CaptureError } from '../capture/errors.js';
+import { ConfigError, MAX_VNI, optionsHelp, parseFlags, positiveNumber, resolveOption, type Endpoint, type OptionSpec } from '../config.js';
+import { replay, type Pace } from '../replay/replay.js';
+import { orUsageError, usageError } from './common.js';
+
+const TARGET: OptionSpec = { name: 'target', kind: 'endpoint', default: '127.0.0.1:4789', help: 'where to send: the mirror target (HOST:PORT, an IP address)' };
+const VNI: OptionSpec = { name: 'vni', kind: 'count', default: '1', max: MAX_VNI, help: 'VXLAN network identifier (the mirror session\'s VirtualNetworkId)' };
+const RATE: OptionSpec = { name: 'rate', kind: 'count', default: '0', min: 1, zeroOff: true, help: 'packets per second, evenly spaced' };
+const SPEED: OptionSpec = { name: 'speed', kind: 'text', default: '1', help: 'the capture\'s own timing, this many times faster (1 = as captured)' };
+const FLAT_OUT: OptionSpec = { name: 'flat-out', kind: 'bool', default: 'false', help: 'as fast as the socket takes them' };
+const LOOP: OptionSpec = { name: 'loop', kind: 'count', default: '1', min: 1, help: 'send the capture this many times' };
+const HASH: OptionSpec = { name: 'source-port-hash', kind: 'bool', default: 'false', help: 'outer UDP source port from a hash of the inner 5-tuple, as AWS does (64 ports)' };
+const REPLAY_OPTIONS = [TARGET, VNI, RATE, SPEED, FLAT_OUT, LOOP, HASH];
+
+export const REPLAY_HELP = `Usage: mirrorcap replay <capture> --target HOST:PORT [--vni N] [--rate PPS | --speed X | --flat-out] [--loop N] [--source-port-hash]
+
+Sends each frame of a capture (pcap or pcapng) as a VXLAN datagram, as AWS Traffic
+Mirroring would, to test a mirror target or a deployment before AWS sends anything.
+Prints what it sent and stops by itself at the end of the capture (or of N loops).
+
+Options:
+${optionsHelp(REPLAY_OPTIONS)}
+`;
+
+export async function replayCommand(argv: string[]): Promise<number> {
+  const { flags, positional } = orUsageError(() => parseFlags(argv, REPLAY_OPTIONS, 'mirrorcap replay'));
+  if (positional.length !== 1) usageError(`replay takes one capture file, got ${positional.length} (see mirrorcap replay --help)`);
+  const path = positional[0]!;
+  const paces = [RATE, SPEED, FLAT_OUT].filter((o) => flags.has(o.name));
+  if (paces.length > 1) usageError(`give one of --rate, --speed and --flat-out, not ${paces.map((o) => `--${o.name}`).join(' and ')}`);
+  const opts = orUsageError(() => {
+    const target = resolveOption(TARGET, flags) as Endpoint;
+    const rate = resolveOption(RATE, flags) as number;
+    const pace: Pace =
+      resolveOption(FLAT_OUT, flags) === true ? { kind: 'flat-out' } : rate > 0 ? { kind: 'rate', pps: rate } : { kind: 'speed', factor: positiveNumber(SPEED, flags) };
+    if (target.port === 0) throw new ConfigError('invalid target port 0: expected a port from 1 to 65535');
+    return {
+      path,
+      host: target.host,
+      port: target.port,
+      vni: resolveOption(VNI, flags) as number,
+      pace,
+      loops: resolveOption(LOOP, flags) as number,
+      sourcePortHash: resolveOption(HASH, flags) === true,
+    };
+  });
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => usageError(`cannot read ${path}: ${err.code ?? err.message}`));
+  if (!st.isFile()) usageError(`${path} is not a file`);
+  try {
+    const r = await replay(opts);
+    process.stdout.write(
+      `mirrorcap replay: ${path} -> ${opts.host}:${opts.port} vni ${opts.vni}\n` +
+        `  sent      ${r.sent.toLocaleString('en-US')} packets, ${r.bytes.toLocaleString('en-US')} bytes of inner frames, ${r.loops} loop${r.loops === 1 ? '' : 's'}\n` +
+        `  rate      ${Math.round(r.pps).toLocaleString('en-US')} packets/s, ${r.mbps.toFixed(1)} Mbit/s over ${r.seconds.toFixed(3)} s (${r.sender}, ${r.sourcePorts} source port${r.sourcePorts === 1 ? '' : 's'})\n` +
+        (r.skipped > 0 ? `  skipped   ${r.skipped} records without an Ethernet or IP frame\n` : '') +
+        (r.refused > 0 ? `  refused   ${r.refused} datagrams (ICMP port unreachable: is the target listening?)\n` : ''),
+    );
+    return 0;
+  } catch (err) {
+    if (err instanceof CaptureError) {
+      process.stderr.write(`mirrorcap replay: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}

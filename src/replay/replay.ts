@@ -1,0 +1,270 @@
+/**
+ * `mirrorcap replay`: every frame of a capture sent as a VXLAN datagram, the way AWS Traffic
+ * Mirroring sends it (I flag, the session's VNI), at the capture's pace, a fixed rate, or
+ * flat out. With sourcePortHash the outer UDP source port is a hash of the inner 5-tuple,
+ * as AWS does, so an NLB keeps each flow on one target and spreads flows across targets:
+ * one socket per port of a small pool, picked by the hash.
+ *
+ * The capture streams through the reader's buffer; each buffer-full is copied once into a
+ * send slab (VXLAN header + frame), then sent in paced batches. Memory stays flat.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LINK_ETHERNET, LINK_NETWORK, LinkLayer, locateNetworkLayer } from '../capture/linktype.js';
+import { CaptureReader } from '../capture/reader.js';
+import { Decoder } from '../decode/packet.js';
+import { VXLAN_HEADER_LEN, writeVxlanHeader } from '../decode/vxlan.js';
+import { openSender, type DatagramSender } from './sender.js';
+
+export type Pace = { readonly kind: 'speed'; readonly factor: number } | { readonly kind: 'rate'; readonly pps: number } | { readonly kind: 'flat-out' };
+
+export interface ReplayOptions {
+  readonly path: string;
+  readonly host: string;
+  readonly port: number;
+  readonly vni: number;
+  readonly pace: Pace;
+  readonly loops: number;
+  readonly sourcePortHash: boolean;
+  /** Largest inner frame sent; longer ones are cut, as a mirror session's PacketLength would. */
+  readonly maxFrame?: number;
+}
+
+export interface ReplaySummary {
+  readonly sent: number;
+  /** Inner frame bytes sent. */
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly pps: number;
+  readonly mbps: number;
+  readonly loops: number;
+  /** Records that could not be sent: a link type without an Ethernet or IP frame in it. */
+  readonly skipped: number;
+  /** Datagrams the target refused (ICMP port unreachable). */
+  readonly refused: number;
+  readonly sourcePorts: number;
+  readonly sender: string;
+}
+
+/** Source ports used with sourcePortHash: enough for an NLB to spread flows, few enough to open. */
+const HASH_PORTS = 64;
+/** Datagrams per send call at most. */
+const SEND_BATCH = 256;
+/** Pacing granularity: datagrams due within this window go out together. */
+const WINDOW_NS = 1_000_000;
+const SLAB_BYTES = 8 * 1024 * 1024;
+const MAX_UDP_PAYLOAD = 65507;
+/** Placeholder MACs for frames captured without an Ethernet header (raw IP, Linux cooked). */
+const SYNTH_DST = [0x02, 0, 0, 0, 0, 0x02];
+const SYNTH_SRC = [0x02, 0, 0, 0, 0, 0x01];
+const ETHERNET_LEN = 14;
+
+export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
+  const senders: DatagramSender[] = [];
+  for (let i = 0; i < (opts.sourcePortHash ? HASH_PORTS : 1); i++) senders.push(await openSender({ host: opts.host, port: opts.port, sendBufferBytes: 4 << 20 }));
+  const maxFrame = Math.min(opts.maxFrame ?? MAX_UDP_PAYLOAD - VXLAN_HEADER_LEN, MAX_UDP_PAYLOAD - VXLAN_HEADER_LEN);
+  const q = new SendQueue(Math.max(SLAB_BYTES, 2 * (maxFrame + VXLAN_HEADER_LEN)));
+  const decoder = new Decoder();
+  const link = new LinkLayer();
+  const clock = new Pacer(opts.pace);
+  let sent = 0;
+  let bytes = 0;
+  let skipped = 0;
+  try {
+    for (let loop = 0; loop < opts.loops; loop++) {
+      const reader = await CaptureReader.open(opts.path);
+      try {
+        const sink = (buf: Buffer, off: number, capLen: number, _orig: number, sec: number, nsec: number, linkType: number): void => {
+          const kind = locateNetworkLayer(linkType, buf, off, capLen, link);
+          if (kind !== LINK_ETHERNET && !(kind === LINK_NETWORK && link.etherType !== 0)) {
+            skipped++;
+            return;
+          }
+          // Frames captured without an Ethernet header get a placeholder one: mirrors carry Ethernet.
+          const l2 = kind === LINK_NETWORK ? ETHERNET_LEN : 0;
+          const from = off + link.offset;
+          const len = Math.min(l2 + capLen - link.offset, maxFrame);
+          const at = q.reserve(VXLAN_HEADER_LEN + len);
+          writeVxlanHeader(q.slab, at, opts.vni);
+          const p = at + VXLAN_HEADER_LEN;
+          if (l2 > 0) {
+            q.slab.set(SYNTH_DST, p);
+            q.slab.set(SYNTH_SRC, p + 6);
+            q.slab.writeUInt16BE(link.etherType, p + 12);
+          }
+          buf.copy(q.slab, p + l2, from, from + len - l2);
+          const frameOff = at + VXLAN_HEADER_LEN;
+          const sender = opts.sourcePortHash ? flowHash(decoder, q.slab, frameOff, len) % HASH_PORTS : 0;
+          q.push(at, VXLAN_HEADER_LEN + len, sender, clock.due(sec, nsec));
+          bytes += len;
+        };
+        while (await reader.read(sink)) {
+          sent += await q.drain(senders, clock);
+        }
+      } finally {
+        await reader.close();
+      }
+      clock.endLoop();
+    }
+    sent += await q.drain(senders, clock);
+  } finally {
+    decoder.release();
+    for (const s of senders) await s.close();
+  }
+  const seconds = clock.elapsedSeconds();
+  return {
+    sent,
+    bytes,
+    seconds,
+    pps: seconds > 0 ? sent / seconds : sent,
+    mbps: seconds > 0 ? (bytes * 8) / seconds / 1e6 : 0,
+    loops: opts.loops,
+    skipped,
+    refused: senders.reduce((n, s) => n + s.refused, 0),
+    sourcePorts: senders.length,
+    sender: senders[0]!.kind,
+  };
+}
+
+/** FNV-1a over the inner 5-tuple (addresses, protocol, ports); frames without IP hash their EtherType. */
+export function flowHash(d: Decoder, buf: Buffer, off: number, len: number): number {
+  d.decode(buf, off, len);
+  let h = 0x811c9dc5;
+  const mix = (byte: number): void => {
+    h = Math.imul(h ^ byte, 0x01000193);
+  };
+  if (d.addrLen === 0) {
+    mix(d.etherType >> 8);
+    mix(d.etherType & 0xff);
+    return h >>> 0;
+  }
+  for (let i = 0; i < d.addrLen; i++) mix(buf[d.srcAddrOff + i]!);
+  for (let i = 0; i < d.addrLen; i++) mix(buf[d.dstAddrOff + i]!);
+  mix(d.ipProto);
+  const sp = d.srcPort;
+  const dp = d.dstPort;
+  mix(sp >> 8);
+  mix(sp & 0xff);
+  mix(dp >> 8);
+  mix(dp & 0xff);
+  return h >>> 0;
+}
+
+/** When each datagram is due, in nanoseconds from the start of the replay. */
+class Pacer {
+  private readonly start = performance.now();
+  private firstSec = -1;
+  private firstNsec = 0;
+  private loopOffset = 0;
+  private lastDue = 0;
+  private count = 0;
+
+  constructor(private readonly pace: Pace) {}
+
+  /** Nanoseconds after the start; a double holds them exactly for 104 days. */
+  due(sec: number, nsec: number): number {
+    const n = this.count++;
+    switch (this.pace.kind) {
+      case 'flat-out':
+        return 0;
+      case 'rate':
+        return Math.round((n * 1e9) / this.pace.pps);
+      case 'speed': {
+        if (this.firstSec < 0) {
+          this.firstSec = sec;
+          this.firstNsec = nsec;
+        }
+        const since = (sec - this.firstSec) * 1e9 + (nsec - this.firstNsec);
+        // A capture's clock may step back: never schedule before the previous packet.
+        const due = Math.max(this.lastDue, this.loopOffset + Math.round(since / this.pace.factor));
+        this.lastDue = due;
+        return due;
+      }
+    }
+  }
+
+  /** The next loop of a capture starts where this one ended. */
+  endLoop(): void {
+    this.loopOffset = this.lastDue;
+    this.firstSec = -1;
+  }
+
+  nowNs(): number {
+    return (performance.now() - this.start) * 1e6;
+  }
+
+  elapsedSeconds(): number {
+    return this.nowNs() / 1e9;
+  }
+}
+
+/** Datagrams copied out of the reader's buffer, waiting to be sent in order. */
+class SendQueue {
+  readonly slab: Buffer;
+  private used = 0;
+  private n = 0;
+  private offsets = new Uint32Array(4096);
+  private lengths = new Uint32Array(4096);
+  private senders = new Uint16Array(4096);
+  private dues = new Float64Array(4096);
+
+  constructor(bytes: number) {
+    this.slab = Buffer.allocUnsafe(bytes);
+  }
+
+  /** Where a datagram of up to `len` bytes can be written. The caller drains when told to. */
+  reserve(len: number): number {
+    if (this.used + len > this.slab.length) throw new Error('replay send slab overflow');
+    return this.used;
+  }
+
+  push(at: number, len: number, sender: number, due: number): void {
+    if (this.n === this.offsets.length) this.grow();
+    this.offsets[this.n] = at;
+    this.lengths[this.n] = len;
+    this.senders[this.n] = sender;
+    this.dues[this.n] = due;
+    this.n++;
+    this.used = at + len;
+  }
+
+  /** Sends everything queued, paced; returns how many were sent. */
+  async drain(senders: readonly DatagramSender[], clock: Pacer): Promise<number> {
+    let sent = 0;
+    let i = 0;
+    while (i < this.n) {
+      const due = this.dues[i]!;
+      const waitMs = (due - clock.nowNs()) / 1e6;
+      if (waitMs >= 1) await sleep(Math.floor(waitMs));
+      let j = i + 1;
+      while (j < this.n && j - i < SEND_BATCH && this.senders[j] === this.senders[i] && this.dues[j]! - due < WINDOW_NS) j++;
+      const sender = senders[this.senders[i]!]!;
+      let done = 0;
+      while (done < j - i) {
+        const k = await sender.send(this.slab, this.offsets, this.lengths, i + done, j - i - done);
+        if (k === 0) await sleep(1); // socket buffer full: let it drain
+        done += k;
+      }
+      sent += j - i;
+      i = j;
+    }
+    this.n = 0;
+    this.used = 0;
+    return sent;
+  }
+
+  private grow(): void {
+    const size = this.offsets.length * 2;
+    const o = new Uint32Array(size);
+    o.set(this.offsets);
+    const l = new Uint32Array(size);
+    l.set(this.lengths);
+    const s = new Uint16Array(size);
+    s.set(this.senders);
+    const d = new Float64Array(size);
+    d.set(this.dues);
+    this.offsets = o;
+    this.lengths = l;
+    this.senders = s;
+    this.dues = d;
+  }
+}

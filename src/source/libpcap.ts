@@ -1,0 +1,158 @@
+/**
+ * The interface source, `--source pcap:<iface>`: libpcap through the optional `cap` module,
+ * for hosts where another process owns the VXLAN port or the traffic only passes by. A BPF
+ * filter keeps the kernel handing us only VXLAN; each packet's outer headers are parsed
+ * (OuterParser) and the datagram joins a batch, delivered on setImmediate like dgram's.
+ * cap gives no capture timestamp, so receive times come from WallClock.
+ */
+import { createRequire } from 'node:module';
+import { ConfigError } from '../config.js';
+import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_NULL, LINKTYPE_RAW } from '../capture/linktype.js';
+import { Batch } from './batch.js';
+import { WallClock } from './clock.js';
+import { OuterParser } from './outer.js';
+import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
+
+interface CapHandle {
+  open(device: string, filter: string, bufferSize: number, buffer: Buffer): string;
+  on(event: 'packet', listener: (nbytes: number, truncated: boolean) => void): void;
+  close(): void;
+}
+
+export interface CapModule {
+  Cap: { new (): CapHandle; deviceList(): Array<{ name: string; description?: string; addresses: Array<{ addr: string }>; flags?: string }> };
+}
+
+export type CapLoad = { readonly ok: true; readonly cap: CapModule } | { readonly ok: false; readonly reason: string };
+
+const require = createRequire(import.meta.url);
+
+export function loadCap(): CapLoad {
+  try {
+    return { ok: true, cap: require('cap') as CapModule };
+  } catch (err) {
+    return {
+      ok: false,
+      reason: `the optional "cap" module (libpcap bindings) is not installed: ${(err as Error).message.split('\n')[0]}; install libpcap-dev, then run \`npm install cap\``,
+    };
+  }
+}
+
+/** cap's names for link types, as pcap_datalink() numbers. */
+const LINK_TYPES: Readonly<Record<string, number>> = {
+  ETHERNET: LINKTYPE_ETHERNET,
+  LINKTYPE_LINUX_SLL: LINKTYPE_LINUX_SLL,
+  RAW: LINKTYPE_RAW,
+  NULL: LINKTYPE_NULL,
+};
+
+export interface LibpcapSourceOptions {
+  readonly iface: string;
+  /** VXLAN's UDP port: only datagrams to it are decapsulated. */
+  readonly port: number;
+  /** BPF filter; default `udp dst port <port>`. */
+  readonly bpf: string | null;
+  /** libpcap's kernel buffer. */
+  readonly bufferBytes: number;
+}
+
+const SLAB_BYTES = 4 * 1024 * 1024;
+const BATCH_CAPACITY = 1024;
+const SNAPLEN = 65535;
+
+export class LibpcapSource implements Source {
+  readonly kind = 'pcap';
+  readonly stats: SourceStats = { datagrams: 0, batches: 0, kernelDrops: 0 };
+  readonly batchSizeCounts = newBatchSizeCounts();
+  readonly recvBuffer = 0;
+  readonly port = 0;
+  ready = false;
+  /** Packets on the interface that were not VXLAN to our port (by reason), from OuterParser. */
+  readonly parser: OuterParser;
+  private handle: CapHandle | null = null;
+  private sink: BatchSink | null = null;
+  private readonly packet = Buffer.alloc(SNAPLEN);
+  private readonly batch = new Batch(BATCH_CAPACITY, Buffer.allocUnsafeSlow(SLAB_BYTES));
+  private used = 0;
+  private scheduled = false;
+  private linkType = LINKTYPE_ETHERNET;
+  private readonly clock = new WallClock();
+
+  constructor(
+    private readonly opts: LibpcapSourceOptions,
+    private readonly cap: CapModule,
+  ) {
+    this.parser = new OuterParser(opts.port);
+  }
+
+  async start(sink: BatchSink): Promise<void> {
+    this.sink = sink;
+    const handle = new this.cap.Cap();
+    const filter = this.opts.bpf ?? `udp dst port ${this.opts.port}`;
+    let link: string;
+    try {
+      link = handle.open(this.opts.iface, filter, this.opts.bufferBytes, this.packet);
+    } catch (err) {
+      throw explainOpenError(this.opts.iface, filter, (err as Error).message);
+    }
+    const linkType = LINK_TYPES[link];
+    if (linkType === undefined) {
+      handle.close();
+      throw new ConfigError(`--source pcap:${this.opts.iface}: link type ${link} is not one mirrorcap reads (Ethernet, Linux cooked, raw IP, BSD loopback)`);
+    }
+    this.linkType = linkType;
+    handle.on('packet', this.onPacket);
+    this.handle = handle;
+    this.ready = true;
+  }
+
+  async close(): Promise<void> {
+    const handle = this.handle;
+    if (handle === null) return;
+    this.handle = null;
+    this.ready = false;
+    handle.close();
+    this.flush();
+    this.parser.release();
+  }
+
+  private readonly onPacket = (nbytes: number): void => {
+    const b = this.batch;
+    if (b.count === BATCH_CAPACITY || this.used + nbytes > SLAB_BYTES) this.flush();
+    // The parser points the slot into the slab, so the packet is copied there first.
+    this.packet.copy(b.slab, this.used, 0, nbytes);
+    this.clock.sample();
+    if (this.parser.add(b, b.slab, this.used, nbytes, nbytes, this.linkType, this.clock.sec, this.clock.nsec)) {
+      this.used += nbytes;
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(this.flush);
+      }
+    }
+  };
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const b = this.batch;
+    if (b.count === 0) return;
+    this.stats.datagrams += b.count;
+    this.stats.batches++;
+    countBatchSize(this.batchSizeCounts, b.count);
+    this.sink!(b);
+    b.count = 0;
+    this.used = 0;
+  };
+}
+
+/** libpcap's open errors, turned into what the operator should do. */
+function explainOpenError(iface: string, filter: string, message: string): ConfigError {
+  const at = `--source pcap:${iface}`;
+  if (/no such device|doesn't exist|not exist/i.test(message)) {
+    return new ConfigError(`${at}: there is no interface "${iface}" (${message}); \`mirrorcap interfaces\` lists the ones that can be opened`);
+  }
+  if (/permission|not permitted|EPERM|EACCES/i.test(message)) {
+    return new ConfigError(`${at}: not allowed to capture on ${iface} (${message}); run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep $(command -v node), or AmbientCapabilities=CAP_NET_RAW in systemd)`);
+  }
+  if (/syntax|filter|bpf|parse/i.test(message)) return new ConfigError(`--bpf "${filter}": libpcap refused the filter: ${message}`);
+  return new ConfigError(`${at}: libpcap could not open ${iface}: ${message}`);
+}

@@ -1,0 +1,74 @@
+/**
+ * VXLAN as it appears in a packet capture (a file, or an interface through libpcap): a link
+ * header, the outer IPv4/IPv6 header, UDP to the VXLAN port, then the datagram the socket
+ * sources would have received. OuterParser finds that datagram with the decoder and puts
+ * it in a Batch slot, outer source address and all, or counts why the packet is not one.
+ */
+import { ADDR_BYTES, setSrcV4, type Batch } from './batch.js';
+import { LINK_ETHERNET, LINK_NETWORK, LINK_UNSUPPORTED, LinkLayer, locateNetworkLayer } from '../capture/linktype.js';
+import { Decoder } from '../decode/packet.js';
+import { L4_UDP, OK } from '../decode/status.js';
+
+export const SKIP_REASONS = ['unsupported_link_type', 'malformed', 'not_udp', 'other_port', 'fragment'] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number];
+const SKIP_LINK = 0;
+const SKIP_MALFORMED = 1;
+const SKIP_NOT_UDP = 2;
+const SKIP_PORT = 3;
+const SKIP_FRAGMENT = 4;
+const UDP_HEADER_LEN = 8;
+
+export class OuterParser {
+  /** Packets that were not VXLAN datagrams, by SKIP_REASONS index. */
+  readonly skipped = new Float64Array(SKIP_REASONS.length);
+  /** Link types met that we cannot read, and how often (rare: a Map is fine). */
+  readonly unsupportedLinkTypes = new Map<number, number>();
+  private readonly decoder = new Decoder();
+  private readonly link = new LinkLayer();
+
+  constructor(private readonly port: number) {}
+
+  /**
+   * Looks at one captured packet (buf[off .. off + capLen), origLen on the wire) and, if it is
+   * a datagram to the VXLAN port, fills slot batch.count with it and increments the count.
+   * `buf` must be batch.slab: the slot points into it, nothing is copied.
+   */
+  add(batch: Batch, buf: Buffer, off: number, capLen: number, origLen: number, linkType: number, sec: number, nsec: number): boolean {
+    const d = this.decoder;
+    const kind = locateNetworkLayer(linkType, buf, off, capLen, this.link);
+    let status: number;
+    if (kind === LINK_ETHERNET) status = d.decode(buf, off, capLen);
+    else if (kind === LINK_NETWORK) status = d.decodeL3(buf, off + this.link.offset, capLen - this.link.offset, this.link.etherType);
+    else if (kind === LINK_UNSUPPORTED) {
+      this.unsupportedLinkTypes.set(linkType, (this.unsupportedLinkTypes.get(linkType) ?? 0) + 1);
+      return this.skip(SKIP_LINK);
+    } else return this.skip(SKIP_MALFORMED); // shorter than its link header
+    if (d.isFragment) return this.skip(SKIP_FRAGMENT);
+    if (d.l4 !== L4_UDP) return this.skip(status === OK || d.addrLen === 0 ? SKIP_NOT_UDP : SKIP_MALFORMED);
+    if (d.dstPort !== this.port) return this.skip(SKIP_PORT);
+    const i = batch.count++;
+    batch.offsets[i] = d.payloadOff;
+    batch.lengths[i] = d.payloadLen;
+    // What the socket would have received: the UDP length says, or what the capture cut off.
+    const claimed = d.udpLength - UDP_HEADER_LEN;
+    const cut = d.payloadLen + (origLen - capLen);
+    batch.wireLengths[i] = Math.max(d.payloadLen, cut, claimed > 0 ? claimed : 0);
+    batch.tsSec[i] = sec;
+    batch.tsNsec[i] = nsec;
+    const s = d.srcAddrOff;
+    if (d.addrLen === 4) setSrcV4(batch, i, buf[s]!, buf[s + 1]!, buf[s + 2]!, buf[s + 3]!);
+    else for (let k = 0; k < ADDR_BYTES; k++) batch.srcAddr[i * ADDR_BYTES + k] = buf[s + k]!;
+    batch.srcPort[i] = d.srcPort;
+    return true;
+  }
+
+  /** Drops the decoder's reference to the last buffer. */
+  release(): void {
+    this.decoder.release();
+  }
+
+  private skip(reason: number): false {
+    this.skipped[reason]!++;
+    return false;
+  }
+}
