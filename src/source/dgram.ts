@@ -6,10 +6,11 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { parseAddr } from '../addr.js';
-import { ADDR_BYTES, Batch } from './batch.js';
+import { ADDR_BYTES } from './batch.js';
+import { BatchingSource } from './batcher.js';
 import { WallClock } from './clock.js';
 import { udpSocketDrops } from './procnet.js';
-import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
+import type { BatchSink, Source } from './source.js';
 
 export interface DgramSourceOptions {
   readonly host: string;
@@ -20,27 +21,23 @@ export interface DgramSourceOptions {
 const SLAB_BYTES = 4 * 1024 * 1024;
 const BATCH_CAPACITY = 1024;
 
-export class DgramSource implements Source {
+export class DgramSource extends BatchingSource implements Source {
   readonly kind = 'dgram';
-  readonly stats: SourceStats = { datagrams: 0, batches: 0, kernelDrops: 0 };
   ready = false;
   recvBuffer = 0;
   port = 0;
-  readonly batchSizeCounts = newBatchSizeCounts();
   private socket: Socket | null = null;
-  private sink: BatchSink | null = null;
-  private readonly batch = new Batch(BATCH_CAPACITY, Buffer.allocUnsafeSlow(SLAB_BYTES));
-  private used = 0;
-  private scheduled = false;
   private readonly clock = new WallClock();
   private clockTimer: NodeJS.Timeout | null = null;
   private lastAddrText = '';
   private readonly lastAddr = new Uint8Array(ADDR_BYTES);
 
-  constructor(private readonly opts: DgramSourceOptions) {}
+  constructor(private readonly opts: DgramSourceOptions) {
+    super(BATCH_CAPACITY, SLAB_BYTES);
+  }
 
   async start(sink: BatchSink): Promise<void> {
-    this.sink = sink;
+    this.batcher.start(sink);
     const ipv6 = isIPv6(this.opts.host);
     const socket = createSocket({ type: ipv6 ? 'udp6' : 'udp4', ipv6Only: false });
     this.socket = socket;
@@ -81,18 +78,18 @@ export class DgramSource implements Source {
     if (this.clockTimer) clearInterval(this.clockTimer);
     socket.off('message', this.onMessage);
     await new Promise<void>((resolve) => socket.close(() => resolve()));
-    this.flush();
+    this.batcher.flush();
   }
 
   private readonly onMessage = (msg: Buffer, rinfo: RemoteInfo): void => {
-    const b = this.batch;
-    if (b.count === BATCH_CAPACITY || this.used + msg.length > SLAB_BYTES) this.flush();
+    const batcher = this.batcher;
+    const b = batcher.batch;
+    batcher.room(msg.length);
     const i = b.count++;
-    msg.copy(b.slab, this.used);
-    b.offsets[i] = this.used;
+    msg.copy(b.slab, batcher.used);
+    b.offsets[i] = batcher.used;
     b.lengths[i] = msg.length;
     b.wireLengths[i] = msg.length;
-    this.used += msg.length;
     this.clock.sample();
     b.tsSec[i] = this.clock.sec;
     b.tsNsec[i] = this.clock.nsec;
@@ -102,21 +99,6 @@ export class DgramSource implements Source {
     }
     b.srcAddr.set(this.lastAddr, i * ADDR_BYTES);
     b.srcPort[i] = rinfo.port;
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
-  };
-
-  private readonly flush = (): void => {
-    this.scheduled = false;
-    const b = this.batch;
-    if (b.count === 0) return;
-    this.stats.datagrams += b.count;
-    this.stats.batches++;
-    countBatchSize(this.batchSizeCounts, b.count);
-    this.sink!(b);
-    b.count = 0;
-    this.used = 0;
+    batcher.commit(msg.length);
   };
 }

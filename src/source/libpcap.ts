@@ -8,10 +8,10 @@
 import { createRequire } from 'node:module';
 import { ConfigError } from '../config.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_NULL, LINKTYPE_RAW } from '../capture/linktype.js';
-import { Batch } from './batch.js';
+import { BatchingSource } from './batcher.js';
 import { WallClock } from './clock.js';
 import { OuterParser } from './outer.js';
-import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
+import type { BatchSink, Source } from './source.js';
 
 interface CapHandle {
   open(device: string, filter: string, bufferSize: number, buffer: Buffer): string;
@@ -60,21 +60,15 @@ const SLAB_BYTES = 4 * 1024 * 1024;
 const BATCH_CAPACITY = 1024;
 const SNAPLEN = 65535;
 
-export class LibpcapSource implements Source {
+export class LibpcapSource extends BatchingSource implements Source {
   readonly kind = 'pcap';
-  readonly stats: SourceStats = { datagrams: 0, batches: 0, kernelDrops: 0 };
-  readonly batchSizeCounts = newBatchSizeCounts();
   readonly recvBuffer = 0;
   readonly port = 0;
   ready = false;
   /** Packets on the interface that were not VXLAN to our port (by reason), from OuterParser. */
   readonly parser: OuterParser;
   private handle: CapHandle | null = null;
-  private sink: BatchSink | null = null;
   private readonly packet = Buffer.alloc(SNAPLEN);
-  private readonly batch = new Batch(BATCH_CAPACITY, Buffer.allocUnsafeSlow(SLAB_BYTES));
-  private used = 0;
-  private scheduled = false;
   private linkType = LINKTYPE_ETHERNET;
   private readonly clock = new WallClock();
 
@@ -82,11 +76,12 @@ export class LibpcapSource implements Source {
     private readonly opts: LibpcapSourceOptions,
     private readonly cap: CapModule,
   ) {
+    super(BATCH_CAPACITY, SLAB_BYTES);
     this.parser = new OuterParser(opts.port);
   }
 
   async start(sink: BatchSink): Promise<void> {
-    this.sink = sink;
+    this.batcher.start(sink);
     const handle = new this.cap.Cap();
     const filter = this.opts.bpf ?? `udp dst port ${this.opts.port}`;
     let link: string;
@@ -112,35 +107,18 @@ export class LibpcapSource implements Source {
     this.handle = null;
     this.ready = false;
     handle.close();
-    this.flush();
+    this.batcher.flush();
     this.parser.release();
   }
 
   private readonly onPacket = (nbytes: number): void => {
-    const b = this.batch;
-    if (b.count === BATCH_CAPACITY || this.used + nbytes > SLAB_BYTES) this.flush();
+    const batcher = this.batcher;
+    const b = batcher.batch;
+    batcher.room(nbytes);
     // The parser points the slot into the slab, so the packet is copied there first.
-    this.packet.copy(b.slab, this.used, 0, nbytes);
+    this.packet.copy(b.slab, batcher.used, 0, nbytes);
     this.clock.sample();
-    if (this.parser.add(b, b.slab, this.used, nbytes, nbytes, this.linkType, this.clock.sec, this.clock.nsec)) {
-      this.used += nbytes;
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(this.flush);
-      }
-    }
-  };
-
-  private readonly flush = (): void => {
-    this.scheduled = false;
-    const b = this.batch;
-    if (b.count === 0) return;
-    this.stats.datagrams += b.count;
-    this.stats.batches++;
-    countBatchSize(this.batchSizeCounts, b.count);
-    this.sink!(b);
-    b.count = 0;
-    this.used = 0;
+    if (this.parser.add(b, b.slab, batcher.used, nbytes, nbytes, this.linkType, this.clock.sec, this.clock.nsec)) batcher.commit(nbytes);
   };
 }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { checkSequences } from '../bench/seqcheck.js';
-import { httpGet, startAppliance, waitFor } from '../lib/appliance.js';
+import { httpGet, metricSum, startAppliance, waitFor } from '../lib/appliance.js';
 
 const GENERATOR = fileURLToPath(new URL('../bench/generator.js', import.meta.url));
 const MiB = 1024 * 1024;
@@ -30,14 +30,6 @@ function generate(args: string[]): Promise<GeneratorSummary> {
   });
 }
 
-function sum(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)(\{[^}]*\})?\s+(\S+)$/.exec(line);
-    if (m && m[1] === name && Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) total += Number(m[3]);
-  }
-  return total;
-}
 
 async function rssBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -54,11 +46,11 @@ t.test('twice the write rate for 20 s: bounded memory, answering, every drop cou
   const target = `127.0.0.1:${app.udpPort}`;
 
   // 1. What the appliance can write: large frames flat out for 3 s, measured on its own counters.
-  const w0 = sum(await metrics(), 'mirrorcap_written_packets_total');
+  const w0 = metricSum(await metrics(), 'mirrorcap_written_packets_total');
   const t0 = Date.now();
   const probe = await generate(['--target', target, '--vnis', '3', '--size', '8000', '--flat-out', '--duration', '3']);
-  await waitFor(async () => sum(await metrics(), 'mirrorcap_datagrams_total') + sum(await metrics(), 'mirrorcap_socket_drops_total') >= probe.sent, 10_000, 'probe settled');
-  const capacity = (sum(await metrics(), 'mirrorcap_written_packets_total') - w0) / ((Date.now() - t0) / 1000);
+  await waitFor(async () => metricSum(await metrics(), 'mirrorcap_datagrams_total') + metricSum(await metrics(), 'mirrorcap_socket_drops_total') >= probe.sent, 10_000, 'probe settled');
+  const capacity = (metricSum(await metrics(), 'mirrorcap_written_packets_total') - w0) / ((Date.now() - t0) / 1000);
   const rate = Math.round(2 * capacity);
   t.comment(`write capacity ≈ ${Math.round(capacity)} packets/s of 8000 bytes (${((capacity * 8016) / MiB).toFixed(0)} MiB/s); the generator did ${Math.round(probe.pps)}/s flat out; overload at ${rate}/s`);
 
@@ -89,16 +81,16 @@ t.test('twice the write rate for 20 s: bounded memory, answering, every drop cou
   const sentTotal = probe.sent + burst.sent;
   await waitFor(async () => {
     const m = await metrics();
-    return sum(m, 'mirrorcap_datagrams_total') + sum(m, 'mirrorcap_socket_drops_total') === sentTotal;
+    return metricSum(m, 'mirrorcap_datagrams_total') + metricSum(m, 'mirrorcap_socket_drops_total') === sentTotal;
   }, 15_000, 'every datagram received or dropped by the kernel');
   await waitFor(async () => {
     const m = await metrics();
-    return sum(m, 'mirrorcap_packets_total') === sum(m, 'mirrorcap_written_packets_total') + sum(m, 'mirrorcap_dropped_packets_total', { reason: 'queue_full' }) + sum(m, 'mirrorcap_dropped_packets_total', { reason: 'write_error' }) + sum(m, 'mirrorcap_dropped_packets_total', { reason: 'disk_full' });
+    return metricSum(m, 'mirrorcap_packets_total') === metricSum(m, 'mirrorcap_written_packets_total') + metricSum(m, 'mirrorcap_dropped_packets_total', { reason: 'queue_full' }) + metricSum(m, 'mirrorcap_dropped_packets_total', { reason: 'write_error' }) + metricSum(m, 'mirrorcap_dropped_packets_total', { reason: 'disk_full' });
   }, 30_000, 'every accepted packet written or counted as dropped');
   const m = await metrics();
-  const dropped = sum(m, 'mirrorcap_dropped_packets_total') + sum(m, 'mirrorcap_socket_drops_total');
-  t.ok(dropped > 0, `overload drops happened and were counted (${dropped}: queue_full ${sum(m, 'mirrorcap_dropped_packets_total', { reason: 'queue_full' })}, kernel ${sum(m, 'mirrorcap_socket_drops_total')})`);
-  t.equal(sum(m, 'mirrorcap_datagrams_total'), sum(m, 'mirrorcap_packets_total') + sum(m, 'mirrorcap_dropped_packets_total') - sum(m, 'mirrorcap_dropped_packets_total', { reason: 'queue_full' }) - sum(m, 'mirrorcap_dropped_packets_total', { reason: 'disk_full' }) - sum(m, 'mirrorcap_dropped_packets_total', { reason: 'write_error' }), 'datagrams = packets + drops before a session');
+  const dropped = metricSum(m, 'mirrorcap_dropped_packets_total') + metricSum(m, 'mirrorcap_socket_drops_total');
+  t.ok(dropped > 0, `overload drops happened and were counted (${dropped}: queue_full ${metricSum(m, 'mirrorcap_dropped_packets_total', { reason: 'queue_full' })}, kernel ${metricSum(m, 'mirrorcap_socket_drops_total')})`);
+  t.equal(metricSum(m, 'mirrorcap_datagrams_total'), metricSum(m, 'mirrorcap_packets_total') + metricSum(m, 'mirrorcap_dropped_packets_total') - metricSum(m, 'mirrorcap_dropped_packets_total', { reason: 'queue_full' }) - metricSum(m, 'mirrorcap_dropped_packets_total', { reason: 'disk_full' }) - metricSum(m, 'mirrorcap_dropped_packets_total', { reason: 'write_error' }), 'datagrams = packets + drops before a session');
 
   // 4. After the burst: a calm stream on a new VNI is captured without loss (counted from the file).
   const calm = await generate(['--target', target, '--vnis', '1', '--vni-base', '50', '--size', '1400', '--rate', '10000', '--count', '20000', '--duration', '10']);

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { writeVxlanHeader } from '../../src/decode/vxlan.js';
 import { loadNative } from '../../src/source/native.js';
-import { httpGet, startAppliance, waitFor } from '../lib/appliance.js';
+import { httpGet, metricSum, startAppliance, waitFor } from '../lib/appliance.js';
 import { udpFrame } from '../lib/frames.js';
 
 const TOTAL = 1_000_000;
@@ -22,17 +22,6 @@ const BATCH = 512;
 const SLOT = 9216;
 const DROP_REASONS = ['short', 'bad_vxlan', 'unknown_vni', 'session_limit', 'source_denied'];
 const SESSION_REASONS = ['queue_full', 'disk_full', 'write_error'];
-
-/** Sum of a metric over all its series (optionally only those whose labels match). */
-function sum(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)(\{[^}]*\})?\s+(\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) total += Number(m[3]);
-  }
-  return total;
-}
 
 const native = loadNative();
 
@@ -119,28 +108,28 @@ t.test('a million hostile datagrams: no crash, every datagram accounted for', { 
   t.equal(sent, TOTAL, `${TOTAL} datagrams sent in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   const metrics = async (): Promise<string> => (await httpGet(app.httpPort, '/metrics')).body;
-  const kernelDrops = async (): Promise<number> => sum(await metrics(), 'mirrorcap_socket_drops_total');
+  const kernelDrops = async (): Promise<number> => metricSum(await metrics(), 'mirrorcap_socket_drops_total');
   await waitFor(async () => {
     const m = await metrics();
-    return sum(m, 'mirrorcap_datagrams_total') + sum(m, 'mirrorcap_socket_drops_total') === TOTAL;
+    return metricSum(m, 'mirrorcap_datagrams_total') + metricSum(m, 'mirrorcap_socket_drops_total') === TOTAL;
   }, 30_000, 'every datagram received or dropped by the kernel');
   // Let the last buffers reach the disk so the per-session books close too.
   await waitFor(async () => {
     const m = await metrics();
-    return sum(m, 'mirrorcap_packets_total') === sum(m, 'mirrorcap_written_packets_total') + SESSION_REASONS.reduce((s, r) => s + sum(m, 'mirrorcap_dropped_packets_total', { reason: r }), 0);
+    return metricSum(m, 'mirrorcap_packets_total') === metricSum(m, 'mirrorcap_written_packets_total') + SESSION_REASONS.reduce((s, r) => s + metricSum(m, 'mirrorcap_dropped_packets_total', { reason: r }), 0);
   }, 10_000, 'written + dropped = accepted');
 
   const m = await metrics();
-  const datagrams = sum(m, 'mirrorcap_datagrams_total');
-  const packets = sum(m, 'mirrorcap_packets_total');
-  const before = Object.fromEntries(DROP_REASONS.map((r) => [r, sum(m, 'mirrorcap_dropped_packets_total', { reason: r })]));
-  const after = Object.fromEntries(SESSION_REASONS.map((r) => [r, sum(m, 'mirrorcap_dropped_packets_total', { reason: r })]));
+  const datagrams = metricSum(m, 'mirrorcap_datagrams_total');
+  const packets = metricSum(m, 'mirrorcap_packets_total');
+  const before = Object.fromEntries(DROP_REASONS.map((r) => [r, metricSum(m, 'mirrorcap_dropped_packets_total', { reason: r })]));
+  const after = Object.fromEntries(SESSION_REASONS.map((r) => [r, metricSum(m, 'mirrorcap_dropped_packets_total', { reason: r })]));
   t.comment(`datagrams ${datagrams}, kernel drops ${await kernelDrops()}, packets ${packets}, dropped before a session ${JSON.stringify(before)}, after ${JSON.stringify(after)}`);
   t.equal(datagrams + (await kernelDrops()), TOTAL, 'sent = datagrams_total + kernel drops');
   t.equal(datagrams, packets + Object.values(before).reduce((s, n) => s + n, 0), 'datagrams_total = packets + drops before a session');
-  t.equal(packets, sum(m, 'mirrorcap_written_packets_total') + Object.values(after).reduce((s, n) => s + n, 0), 'packets = written + session drops');
+  t.equal(packets, metricSum(m, 'mirrorcap_written_packets_total') + Object.values(after).reduce((s, n) => s + n, 0), 'packets = written + session drops');
   t.ok(before.short! > 0 && before.bad_vxlan! > 0 && before.session_limit! > 0, 'the hostile kinds hit their reasons');
-  t.equal(sum(m, 'mirrorcap_sessions'), 64, 'sessions capped at --max-sessions');
+  t.equal(metricSum(m, 'mirrorcap_sessions'), 64, 'sessions capped at --max-sessions');
   t.equal((await httpGet(app.httpPort, '/healthz')).status, 200, 'alive');
   t.equal(await app.stop(), 0, 'and stops cleanly');
 });
