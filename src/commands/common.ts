@@ -1,6 +1,7 @@
 /** What every command shares: the version, and how a bad command line ends. */
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../config.js';
+import { stat } from 'node:fs/promises';
+import { ConfigError, parseFlags, type OptionSpec, type Raw } from '../config.js';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -18,4 +19,14 @@ export function orUsageError<T>(fn: () => T): T {
     if (err instanceof ConfigError) usageError(err.message);
     throw err;
   }
+}
+
+/** Flags and the one capture file a tool command (decap, replay) takes; usage errors exit 2. */
+export async function toolArguments(argv: readonly string[], table: readonly OptionSpec[], command: string): Promise<{ flags: Map<string, Raw>; path: string }> {
+  const { flags, positional } = orUsageError(() => parseFlags(argv, table, `mirrorcap ${command}`));
+  if (positional.length !== 1) usageError(`${command} takes one capture file, got ${positional.length} (see mirrorcap ${command} --help)`);
+  const path = positional[0]!;
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => usageError(`cannot read ${path}: ${err.code ?? err.message}`));
+  if (!st.isFile()) usageError(`${path} is not a file`);
+  return { flags, path };
 }

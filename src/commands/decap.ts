@@ -4,17 +4,16 @@
  * so the files are the ones the appliance would have written for that traffic. Streams the
  * capture through one buffer: memory stays flat whatever its size.
  */
-import { stat } from 'node:fs/promises';
 import { CaptureError } from '../capture/errors.js';
 import { CaptureReader } from '../capture/reader.js';
-import { OFFLINE_OPTIONS, optionsHelp, parseFlags, resolveConfig, resolveOption, type Config, type OptionSpec } from '../config.js';
+import { OFFLINE_OPTIONS, optionsHelp, resolveConfig, resolveOption, type Config, type OptionSpec } from '../config.js';
 import { createLogger, type Logger } from '../control/log.js';
 import { VXLAN_PORT } from '../decode/vxlan.js';
 import { DROP_REASONS } from '../drops.js';
 import { Recorder, type RecorderSummary } from '../recorder.js';
 import { Batch } from '../source/batch.js';
 import { OuterParser, SKIP_REASONS } from '../source/outer.js';
-import { orUsageError, usageError } from './common.js';
+import { orUsageError, toolArguments } from './common.js';
 
 const BATCH = 1024;
 
@@ -149,13 +148,9 @@ ${optionsHelp(DECAP_OPTIONS)}
 `;
 
 export async function decapCommand(argv: string[]): Promise<number> {
-  const { flags, positional } = orUsageError(() => parseFlags(argv, DECAP_OPTIONS, 'mirrorcap decap'));
-  if (positional.length !== 1) usageError(`decap takes one capture file, got ${positional.length} (see mirrorcap decap --help)`);
-  const path = positional[0]!;
+  const { flags, path } = await toolArguments(argv, DECAP_OPTIONS, 'decap');
   const port = orUsageError(() => resolveOption(PORT, flags)) as number;
   const config = orUsageError(() => resolveConfig(flags, process.env, { 'log-level': 'warn' }));
-  const st = await stat(path).catch((err: NodeJS.ErrnoException) => usageError(`cannot read ${path}: ${err.code ?? err.message}`));
-  if (!st.isFile()) usageError(`${path} is not a file`);
   const log = createLogger(config.logLevel, 2);
   let result: DecapResult;
   try {

@@ -1,9 +1,8 @@
 /** `mirrorcap replay <capture> --target HOST:PORT`: see src/replay/replay.ts. */
-import { stat } from 'node:fs/promises';
 import { CaptureError } from '../capture/errors.js';
-import { ConfigError, MAX_VNI, optionsHelp, parseFlags, positiveNumber, resolveOption, type Endpoint, type OptionSpec } from '../config.js';
+import { ConfigError, MAX_VNI, optionsHelp, positiveNumber, resolveOption, type Endpoint, type OptionSpec } from '../config.js';
 import { replay, type Pace } from '../replay/replay.js';
-import { orUsageError, usageError } from './common.js';
+import { orUsageError, toolArguments, usageError } from './common.js';
 
 const TARGET: OptionSpec = { name: 'target', kind: 'endpoint', default: '127.0.0.1:4789', help: 'where to send: the mirror target (HOST:PORT, an IP address)' };
 const VNI: OptionSpec = { name: 'vni', kind: 'count', default: '1', max: MAX_VNI, help: 'VXLAN network identifier (the mirror session\'s VirtualNetworkId)' };
@@ -25,9 +24,7 @@ ${optionsHelp(REPLAY_OPTIONS)}
 `;
 
 export async function replayCommand(argv: string[]): Promise<number> {
-  const { flags, positional } = orUsageError(() => parseFlags(argv, REPLAY_OPTIONS, 'mirrorcap replay'));
-  if (positional.length !== 1) usageError(`replay takes one capture file, got ${positional.length} (see mirrorcap replay --help)`);
-  const path = positional[0]!;
+  const { flags, path } = await toolArguments(argv, REPLAY_OPTIONS, 'replay');
   const paces = [RATE, SPEED, FLAT_OUT].filter((o) => flags.has(o.name));
   if (paces.length > 1) usageError(`give one of --rate, --speed and --flat-out, not ${paces.map((o) => `--${o.name}`).join(' and ')}`);
   const opts = orUsageError(() => {
@@ -46,8 +43,6 @@ export async function replayCommand(argv: string[]): Promise<number> {
       sourcePortHash: resolveOption(HASH, flags) === true,
     };
   });
-  const st = await stat(path).catch((err: NodeJS.ErrnoException) => usageError(`cannot read ${path}: ${err.code ?? err.message}`));
-  if (!st.isFile()) usageError(`${path} is not a file`);
   try {
     const r = await replay(opts);
     process.stdout.write(
