@@ -142,3 +142,19 @@ t.test('a filling disk: writing pauses below min-free-bytes, /readyz says why, r
   t.equal(await countIn(join(mnt, 'vni-9')), 7, 'writing resumed by itself');
   t.ok(app.logs.some((l) => l.event === 'disk_ok'));
 });
+
+t.test('--session-key vni+src on a dual-stack [::] socket: one session per mirrored ENI (outer source)', async (t) => {
+  const out = await temp();
+  const app = await startAppliance(['--out', out, '--listen', '[::]:0', '--session-key', 'vni+src']);
+  t.teardown(() => app.proc.kill('SIGKILL'));
+  await sendDatagrams(app.udpPort, traffic(5, 4), '127.0.0.1');
+  await sendDatagrams(app.udpPort, traffic(5, 6), '::1');
+  await waitFor(async () => metricValue(await metrics(app), 'mirrorcap_datagrams_total') === 10, 5000, 'counted');
+  const m = await metrics(app);
+  t.equal(metricValue(m, 'mirrorcap_packets_total', { session: 'vni-5-127.0.0.1', vni: '5' }), 4, 'IPv4 sender (v4-mapped on the dual-stack socket)');
+  t.equal(metricValue(m, 'mirrorcap_packets_total', { session: 'vni-5---1', vni: '5' }), 6, 'IPv6 sender ::1');
+  const api = JSON.parse((await httpGet(app.httpPort, '/api/sessions')).body) as Array<{ name: string; source: string }>;
+  t.same(api.map((s) => s.source).sort(), ['127.0.0.1', '::1']);
+  t.equal(await app.stop(), 0);
+  t.same((await readdir(out)).sort(), ['vni-5---1', 'vni-5-127.0.0.1']);
+});
