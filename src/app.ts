@@ -100,6 +100,7 @@ export class App {
         pipeline: this.pipeline,
         sessions: this.router.sessions,
         activeSessions: () => this.router.activeSessions,
+        ready: async () => (await this.readiness()).ready,
         source: this.source,
         pool: this.pool,
         catalog: this.catalog,
