@@ -177,6 +177,9 @@ t.test('replayed on a fresh clone: npm ci, prune, start from the image layout, r
   const appliance = await timed('start', () => launchAppliance(argv, { env: runEnv, cwd: inImage(workdir(cRuntime)) }));
   t.teardown(() => appliance.proc.kill('SIGKILL'));
   t.equal(appliance.httpPort, httpPort);
+  if (existsSync(join(app, 'native/binding.gyp'))) {
+    t.equal(appliance.logs.find((l) => l.event === 'start')?.source, 'native', 'with the addon in place, it receives through it');
+  }
 
   t.equal((await httpGet(httpPort, '/readyz')).status, 200, '/readyz answers 200');
   const healthArgv = execForm(all(cRuntime, 'HEALTHCHECK')[0]!.args.replace(/^CMD\s+/, ''));
