@@ -42,6 +42,7 @@ export class App {
         pipeline: recorder.pipeline,
         sessions: recorder.router.sessions,
         activeSessions: () => recorder.router.activeSessions,
+        ready: async () => (await this.readiness()).ready,
         source: this.source,
         pool: recorder.pool,
         catalog: recorder.catalog,

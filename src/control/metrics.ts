@@ -17,6 +17,8 @@ export interface MetricsView {
   readonly pipeline: Pipeline;
   readonly sessions: readonly Session[];
   readonly activeSessions: () => number;
+  /** The check behind /readyz. */
+  readonly ready: () => Promise<boolean>;
   readonly source: Source | null;
   readonly pool: ChunkPool;
   readonly catalog: Catalog;
@@ -63,6 +65,15 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   };
 
   gauge('build_info', 'Version of mirrorcap and Node.js running; always 1.', ['version', 'node'], (emit) => emit({ version, node: process.version }, 1));
+  // Asked at every scrape, like /readyz, so an alert sees what the NLB health check sees.
+  new Gauge({
+    name: `${PREFIX}ready`,
+    help: '1 when /readyz answers 200 (receiving, output writable, disk above min-free-bytes), else 0.',
+    registers: [register],
+    async collect() {
+      this.set((await view.ready()) ? 1 : 0);
+    },
+  });
   counter('datagrams_total', 'UDP datagrams received.', [], (emit) => emit({}, view.pipeline.datagrams));
   counter('packets_total', 'VXLAN packets accepted into a session.', ['session', 'vni'], perSession((s) => s.packets));
   counter('bytes_total', 'Bytes of inner frames accepted into a session (original lengths).', ['session', 'vni'], perSession((s) => s.bytes));

@@ -107,10 +107,12 @@ t.test('/readyz answers 503 with the reason when the output folder cannot be wri
   const app = await startAppliance(['--out', captures]);
   t.teardown(() => app.proc.kill('SIGKILL'));
   t.equal((await httpGet(app.httpPort, '/readyz')).status, 200);
+  t.equal(metricValue((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_ready'), 1, 'mirrorcap_ready 1 while ready');
   await rm(captures, { recursive: true });
   const r = await httpGet(app.httpPort, '/readyz');
   t.equal(r.status, 503);
   t.match(JSON.parse(r.body), { ready: false, reasons: [/output folder .* not writable: ENOENT/] });
+  t.equal(metricValue((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_ready'), 0, 'mirrorcap_ready 0 when /readyz says 503');
   t.equal((await httpGet(app.httpPort, '/healthz')).status, 200, 'still alive');
   t.equal(await app.stop(), 0);
 });

@@ -26,10 +26,12 @@ export interface Appliance {
 
 /** Starts `mirrorcap run` on free loopback ports; resolves once it logged its start. */
 export async function startAppliance(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 10_000, main = MAIN): Promise<Appliance> {
-  const proc = spawn(process.execPath, [main, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  return launchAppliance([process.execPath, main, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', ...args], { env: { ...process.env, ...env } }, timeoutMs);
+}
+
+/** Starts mirrorcap as `argv` says (program first), e.g. as an image's ENTRYPOINT and CMD; resolves once it logged its start. */
+export async function launchAppliance(argv: readonly string[], options: { env: NodeJS.ProcessEnv; cwd?: string }, timeoutMs = 10_000): Promise<Appliance> {
+  const proc = spawn(argv[0]!, argv.slice(1), { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
