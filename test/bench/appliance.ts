@@ -434,11 +434,12 @@ function goals(tables: Table[]): Verdict[] {
     const vsTcpdump = sizes.map((size) => {
       const n = find('native', size);
       const t = find(tcpdumpReceiver.name, size);
-      // Both lossless flat out: each took all the generator sent it (both slow the sender down).
-      const bothFlat = n?.steps.length === 1 && n.zeroLoss !== null && t?.steps.length === 1 && t.zeroLoss !== null;
-      return { ok: bothFlat || (n?.zeroLoss ?? NaN) >= value(t), boundOnly: n?.steps.length === 1, text: `${size}: ${rate(n)} vs ${rate(t)}` };
+      // Both lossless flat out proves nothing either way; the generator's reach against each still ranks them.
+      return { ok: (n?.zeroLoss ?? NaN) >= value(t), boundOnly: n?.steps.length === 1, text: `${size}: ${rate(n)} vs ${rate(t)}` };
     });
-    const why = vsTcpdump.some((v) => !v.ok && v.boundOnly) ? ' (">=": native lost nothing at the highest rate the generator reached against it)' : '';
+    const why = vsTcpdump.some((v) => !v.ok && v.boundOnly)
+      ? ' (">=": lost nothing at the highest rate the generator reached against it, which was lower against native)'
+      : '';
     verdicts.push([vsTcpdump.every((v) => v.ok), `zero-loss rate native >= tcpdump -w at every size: ${vsTcpdump.map((v) => v.text).join('; ')}${why}`]);
   }
 
