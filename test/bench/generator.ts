@@ -12,9 +12,10 @@
  * pattern[(i / vnis) mod pattern length], so every batch gives each VNI the same slots
  * and only the sequence numbers are rewritten between batches.
  */
+import { spawn } from 'node:child_process';
 import { setImmediate as yieldLoop, setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { openSender } from '../../src/replay/sender.js';
 import { VXLAN_HEADER_LEN, frameSizes, setSeq, writeDatagram } from './seqframe.js';
 
@@ -156,6 +157,28 @@ export async function generate(opts: GeneratorOptions): Promise<GeneratorSummary
     stalls,
     refused: sender.refused,
   };
+}
+
+/**
+ * Runs the generator as its own process, as the benches do: its sends then never share an
+ * event loop (or a core) with the receiver under test. Rejects when it exits non-zero.
+ */
+export function runGeneratorProcess(opts: GeneratorOptions): Promise<GeneratorSummary> {
+  const target = `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
+  const args = [fileURLToPath(import.meta.url), '--target', target, '--vnis', String(opts.vnis), '--size', opts.size];
+  args.push(...(opts.rate === undefined ? ['--flat-out'] : ['--rate', String(Math.round(opts.rate))]), '--duration', String(opts.durationSec));
+  if (opts.vniBase !== undefined) args.push('--vni-base', String(opts.vniBase));
+  if (opts.count !== undefined) args.push('--count', String(opts.count));
+  if (opts.sender !== undefined) args.push('--sender', opts.sender);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as GeneratorSummary) : reject(new Error(`generator exited ${code}: ${err.trim()}`))));
+  });
 }
 
 /** "127.0.0.1:4789", "[::1]:4789", "localhost:4789". */

@@ -11,19 +11,18 @@
  *
  *   node dist/test/bench/receive-rate.js [--quick]
  */
-import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setImmediate as yieldLoop } from 'node:timers/promises';
 import { NativeSource, loadNative } from '../../src/source/native.js';
 import type { NativeBinding } from '../../src/source/native.js';
-import type { GeneratorSummary } from './generator.js';
+import { runGeneratorProcess } from './generator.js';
 import { VXLAN_HEADER_LEN, writeDatagram } from './seqframe.js';
+import { printTable } from './table.js';
 
-const GENERATOR = fileURLToPath(new URL('./generator.js', import.meta.url));
 /** The same request for both; dgram cannot force past rmem_max, so neither does native here. */
 const RECV_BUFFER = 4 << 20;
 /** What SO_RCVBUFFORCE allows the native source beyond rmem_max: rides out being descheduled. */
@@ -73,21 +72,11 @@ function procNetUdpDrops(port: number): number {
   return line === undefined ? NaN : Number(line.trim().split(/\s+/).at(-1));
 }
 
-function runGenerator(port: number, seconds: number): Promise<GeneratorSummary> {
-  return new Promise((resolve, reject) => {
-    const args = [GENERATOR, '--target', `127.0.0.1:${port}`, '--vnis', '3', '--size', '64', '--flat-out', '--duration', String(seconds)];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as GeneratorSummary) : reject(new Error(`generator exited ${code}`))));
-  });
-}
-
 async function measure(name: string, make: () => Promise<Receiver>, seconds: number): Promise<string[]> {
   const rx = await make();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const gen = await runGenerator(rx.port, seconds);
+  const gen = await runGeneratorProcess({ host: '127.0.0.1', port: rx.port, vnis: 3, size: '64', durationSec: seconds });
   await sleep(300); // let the receiver drain its socket buffer
   const wall = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
@@ -150,11 +139,6 @@ async function drain(binding: NativeBinding, name: string, make: () => Promise<R
   return row;
 }
 
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  for (const r of rows) console.log(r.map((v, c) => (c === 0 || c === 8 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  '));
-}
-
 export async function run(opts: { quick: boolean }): Promise<void> {
   const load0 = loadavg();
   const seconds = opts.quick ? 3 : 8;
@@ -169,7 +153,7 @@ export async function run(opts: { quick: boolean }): Promise<void> {
   }
   console.log(`\nReceive rate: generator flat out, 64-byte frames, 3 VNIs, ${seconds} s per receiver (counting only, no disk)`);
   console.log(`load average before: ${load0.map((l) => l.toFixed(2)).join(' ')} on ${availableParallelism()} cores (other work here skews these)`);
-  printTable(rows);
+  printTable(rows, [0, 8]);
 
   if (load.ok) {
     const reps = opts.quick ? 10 : 40;

@@ -1,7 +1,8 @@
 /**
- * npm run bench [-- --quick]: runs every bench section in order. Each section
- * is a module exporting run({ quick }) that prints its own table, with a
- * baseline measured in the same run.
+ * npm run bench [-- --quick] [-- SECTION ...]: runs every bench section (or the ones
+ * named) in order. Each section is a module exporting run({ quick }) that prints its own
+ * table, with a baseline measured in the same run. The whole run takes about 5 minutes
+ * (the appliance section most of it); --quick about 1.
  */
 interface Section {
   run(opts: { quick: boolean }): Promise<void>;
@@ -11,6 +12,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['decode', () => import('./decode.js')],
   ['receive-rate', () => import('./receive-rate.js')],
   ['reader', () => import('./reader.js')],
+  ['appliance', () => import('./appliance.js')],
 ];
 
 async function main(): Promise<void> {
@@ -24,10 +26,12 @@ async function main(): Promise<void> {
     return;
   }
   console.log(`mirrorcap bench${quick ? ' (quick)' : ''}: node ${process.version}, ${process.platform}/${process.arch}`);
+  const started = performance.now();
   for (const [name, load] of SECTIONS) {
     if (only.length > 0 && !only.includes(name)) continue;
     await (await load()).run({ quick });
   }
+  console.log(`\nbench took ${((performance.now() - started) / 1000).toFixed(0)} s`);
 }
 
 await main();
