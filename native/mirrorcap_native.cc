@@ -191,10 +191,12 @@ T* TypedData(Napi::Env env, Napi::Object opts, const char* name, napi_typedarray
 
 class Receiver;
 
-// What libuv sees; freed only in the uv close callback.
+// What libuv sees; freed only when both handles' close callbacks have run.
 struct PollSlot {
   uv_poll_t handle;
-  Receiver* owner;  // null once the receiver closed or was collected
+  uv_timer_t timer;  // the coalescing pause (see Drain)
+  int open;          // libuv handles not yet closed
+  Receiver* owner;   // null once the receiver closed or was collected
   napi_async_cleanup_hook_handle hook;
 };
 
@@ -207,6 +209,7 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
                            InstanceMethod<&Receiver::SetRecvBuffer>("setRecvBuffer"),
                            InstanceMethod<&Receiver::SocketDrops>("socketDrops"),
                            InstanceMethod<&Receiver::Start>("start"),
+                           InstanceMethod<&Receiver::DrainQueued>("drainQueued"),
                            InstanceMethod<&Receiver::Close>("close"),
                        });
   }
@@ -258,7 +261,7 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
   }
 
   // start({ slab, slotBytes, capacity, lengths, wireLengths, tsSec, tsNsec, srcAddr, srcPort,
-  //         counters, maxBatchesPerTurn }, onBatch(count))
+  //         counters, maxBatchesPerTurn, coalesceMs }, onBatch(count))
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0 || started_) {
@@ -274,6 +277,8 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
     uint32_t capacity = o.Get("capacity").ToNumber().Uint32Value();
     uint32_t slotBytes = o.Get("slotBytes").ToNumber().Uint32Value();
     uint32_t turns = o.Get("maxBatchesPerTurn").ToNumber().Uint32Value();
+    Napi::Value coalesce = o.Get("coalesceMs");
+    coalesceMs_ = coalesce.IsNumber() ? coalesce.ToNumber().Uint32Value() : 0;
     Napi::Value slab = o.Get("slab");
     if (capacity == 0 || capacity > kMaxBatch || slotBytes == 0 || turns == 0 || !slab.IsBuffer() ||
         slab.As<Napi::Buffer<uint8_t>>().Length() < static_cast<size_t>(capacity) * slotBytes) {
@@ -329,6 +334,9 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
       return env.Undefined();
     }
     slot->handle.data = slot;
+    uv_timer_init(loop, &slot->timer);
+    slot->timer.data = slot;
+    slot->open = 2;
     napi_add_async_cleanup_hook(env, OnEnvCleanup, slot, &slot->hook);
     poll_ = slot;
     rc = uv_poll_start(&slot->handle, UV_READABLE, OnReadable);
@@ -366,6 +374,7 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
       // can be closed right away; closing it first could let a reused fd number be
       // removed from epoll by mistake.
       uv_close(reinterpret_cast<uv_handle_t*>(&slot->handle), OnPollClosed);
+      uv_close(reinterpret_cast<uv_handle_t*>(&slot->timer), OnPollClosed);
     }
     if (fd_ >= 0) {
       close(fd_);
@@ -375,6 +384,7 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
 
   static void OnPollClosed(uv_handle_t* handle) {
     auto* slot = static_cast<PollSlot*>(handle->data);
+    if (--slot->open > 0) return;
     if (slot->hook != nullptr) napi_remove_async_cleanup_hook(slot->hook);
     delete slot;
   }
@@ -389,17 +399,43 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
     if (slot->owner != nullptr) slot->owner->Drain(slot, status);
   }
 
+  static void OnPauseOver(uv_timer_t* timer) {
+    auto* slot = static_cast<PollSlot*>(timer->data);
+    if (slot->owner == nullptr) return;
+    uv_poll_start(&slot->handle, UV_READABLE, OnReadable);
+    slot->owner->Drain(slot, 0);
+  }
+
   // Up to maxBatchesPerTurn recvmmsg calls per wake-up so other work on the loop gets a
   // turn; the poll is level-triggered, so data left in the socket wakes us again.
+  // Once the socket is empty, the poll rests for coalesceMs: the kernel queues what
+  // arrives meanwhile (its timestamps are taken on arrival), and the next wake-up takes
+  // it in full batches. Without the pause a fast receiver wakes once per datagram or
+  // two, and the wake-ups, not the datagrams, cost most of the CPU.
   void Drain(PollSlot* slot, int status) {
     if (status < 0) {
       counters_[kRecvErrors] += 1;
       counters_[kLastErrno] = -status;
       return;
     }
+    Read(slot, maxBatchesPerTurn_, true);
+  }
+
+  // drainQueued(maxBatches): what the kernel has queued, delivered now, before a close:
+  // datagrams that reached the socket are not thrown away by a shutdown. Returns how many.
+  Napi::Value DrainQueued(const Napi::CallbackInfo& info) {
+    if (poll_ == nullptr) return Napi::Number::New(info.Env(), 0);
+    double before = delivered_;
+    Read(poll_, info[0].ToNumber().Uint32Value(), false);
+    return Napi::Number::New(info.Env(), delivered_ - before);
+  }
+
+  // Up to maxTurns recvmmsg calls, each batch handed to JS; rests when the socket runs dry
+  // if asked to (see Drain).
+  void Read(PollSlot* slot, uint32_t maxTurns, bool rest) {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    for (uint32_t turn = 0; turn < maxBatchesPerTurn_; turn++) {
+    for (uint32_t turn = 0; turn < maxTurns; turn++) {
       for (uint32_t i = 0; i < capacity_; i++) {
         msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
         msgs_[i].msg_hdr.msg_controllen = kControlBytes;
@@ -408,19 +444,26 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
       int n = recvmmsg(fd_, msgs_.data(), capacity_, MSG_DONTWAIT | MSG_TRUNC, nullptr);
       if (n < 0) {
         int err = errno;
-        if (err == EAGAIN || err == EWOULDBLOCK) return;
+        if (err == EAGAIN || err == EWOULDBLOCK) return Rest(slot, rest);
         if (err == EINTR) continue;
         counters_[kRecvErrors] += 1;
         counters_[kLastErrno] = err;
         return;
       }
-      if (n == 0) return;
+      if (n == 0) return Rest(slot, rest);
       Fill(static_cast<uint32_t>(n));
+      delivered_ += n;
       bool completed = CallOnBatch(env, static_cast<uint32_t>(n));
       if (slot->owner == nullptr) return;  // closed or collected inside the callback
       if (!completed) return;
-      if (static_cast<uint32_t>(n) < capacity_) return;  // the queue ran dry
+      if (static_cast<uint32_t>(n) < capacity_) return Rest(slot, rest);  // the queue ran dry
     }
+  }
+
+  void Rest(PollSlot* slot, bool rest) {
+    if (!rest || coalesceMs_ == 0) return;
+    uv_poll_stop(&slot->handle);
+    uv_timer_start(&slot->timer, OnPauseOver, coalesceMs_, 0);
   }
 
   // Plain Node-API on purpose: node-addon-api's error wrappers abort the process when
@@ -515,6 +558,8 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
   uint32_t capacity_ = 0;
   uint32_t slotBytes_ = 0;
   uint32_t maxBatchesPerTurn_ = 0;
+  uint32_t coalesceMs_ = 0;
+  double delivered_ = 0;
 
   // Syscall plumbing, built once in start().
   std::vector<mmsghdr> msgs_;

@@ -136,6 +136,8 @@ export class App {
   private async doClose(): Promise<RecorderSummary> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    // Datagrams the kernel already holds for us reached the box: they go in the files too.
+    this.source.drain?.();
     await this.source.close();
     await this.recorder.close();
     await this.control.close();

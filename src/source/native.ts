@@ -48,6 +48,8 @@ export interface ReceiverMemory {
   /** Indexed by the COUNTER_* constants. */
   counters: Float64Array;
   maxBatchesPerTurn: number;
+  /** After the socket runs dry, rest this long before reading again (0 = wake per datagram). */
+  coalesceMs: number;
 }
 
 export interface NativeReceiver {
@@ -58,6 +60,8 @@ export interface NativeReceiver {
   socketDrops(): number;
   /** Slot i of a batch is slab[i * slotBytes ..]; onBatch(count) runs once per recvmmsg. */
   start(memory: ReceiverMemory, onBatch: (count: number) => void): void;
+  /** Reads what is queued in the socket now (at most maxBatches recvmmsg calls); returns how many datagrams. */
+  drainQueued(maxBatches: number): number;
   /** Stops polling and closes the socket at once; idempotent. */
   close(): void;
 }
@@ -149,6 +153,15 @@ export const DEFAULT_SLOT_BYTES = 9216;
 export const DEFAULT_BATCH_SIZE = 256;
 /** 8 x 256 datagrams per wake-up keeps a turn to a few milliseconds of pipeline work. */
 export const DEFAULT_MAX_BATCHES_PER_TURN = 8;
+/**
+ * How long the receiver rests once the socket is empty. 1 ms (libuv's timer resolution)
+ * is invisible in the files, whose timestamps come from the kernel, and turns hundreds of
+ * thousands of wake-ups a second into at most a thousand, each taking a full batch. The
+ * socket buffer must hold a millisecond of traffic: 32 MiB holds far more.
+ */
+export const DEFAULT_COALESCE_MS = 1;
+/** drain() reads at most this many batches: a full 32 MiB socket buffer of small datagrams. */
+const DRAIN_BATCHES = 1024;
 export const MAX_BATCH_SIZE = 1024;
 
 export interface NativeSourceOptions {
@@ -161,6 +174,8 @@ export interface NativeSourceOptions {
   batchSize?: number;
   /** recvmmsg calls per event-loop wake-up; default 8. */
   maxBatchesPerTurn?: number;
+  /** Rest after the socket runs dry, in ms; default DEFAULT_COALESCE_MS, 0 = none. */
+  coalesceMs?: number;
   slotBytes?: number;
   /** SO_REUSEPORT, for several sockets on one port (one per worker thread). */
   reusePort?: boolean;
@@ -266,6 +281,7 @@ export class NativeSource implements Source {
           srcPort: b.srcPort,
           counters: this.counters,
           maxBatchesPerTurn: this.maxBatchesPerTurn,
+          coalesceMs: this.opts.coalesceMs ?? DEFAULT_COALESCE_MS,
         },
         (count) => {
           b.count = count;
@@ -282,6 +298,14 @@ export class NativeSource implements Source {
     }
     this.receiver = receiver;
     this.state = 'receiving';
+  }
+
+  /**
+   * Delivers what the kernel has already queued for us, now, without waiting for the next
+   * wake-up: before a shutdown, datagrams that reached the box belong in the files.
+   */
+  drain(): void {
+    if (this.state === 'receiving') this.receiver?.drainQueued(DRAIN_BATCHES);
   }
 
   /** Stops at once: the socket is closed (port free) when this resolves; idempotent. */

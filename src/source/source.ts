@@ -46,6 +46,8 @@ export interface Source {
   readonly batchSizeCounts: Float64Array;
   /** Brings counters that need I/O to read up to date (called at scrape time). */
   refresh?(): Promise<void>;
+  /** Delivers, synchronously, what is already queued for the source (before a shutdown). */
+  drain?(): void;
   start(sink: BatchSink): Promise<void>;
   close(): Promise<void>;
 }

@@ -269,6 +269,24 @@ function suite(binding: NativeBinding): void {
     t.equal(r.src.stats.kernelDrops, drops, 'still readable after close');
   });
 
+  t.test('coalescing: after the socket runs dry the receiver rests, then takes what queued in full batches; drain() reads it at once', async (t) => {
+    const r = await receiver({ coalesceMs: 200 });
+    t.teardown(() => r.src.close());
+    const sender = new binding.Sender('127.0.0.1', r.port);
+    t.teardown(() => sender.close());
+    burst(sender, [64]);
+    await r.until(1);
+    burst(sender, new Array(300).fill(64)); // arrives while the receiver rests
+    await sleep(50);
+    t.equal(r.got.length, 1, 'nothing read during the rest');
+    r.src.drain();
+    t.equal(r.got.length, 301, 'drain() delivered the queue synchronously');
+    t.same(r.batches.slice(1), [256, 44], 'in full batches');
+    burst(sender, new Array(10).fill(64));
+    await r.until(311, 3000);
+    t.pass('after the rest, reading resumes by itself');
+  });
+
   t.test('close(): idempotent, stops delivery at once, frees the port', async (t) => {
     const r = await receiver({ batchSize: 4 });
     const sender = new binding.Sender('127.0.0.1', r.port);
