@@ -261,7 +261,7 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
   }
 
   // start({ slab, slotBytes, capacity, lengths, wireLengths, tsSec, tsNsec, srcAddr, srcPort,
-  //         counters, maxBatchesPerTurn, coalesceMs }, onBatch(count))
+  //         counters, maxBatchesPerTurn, coalesceMs, saturatedRestMs }, onBatch(count))
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0 || started_) {
@@ -279,6 +279,8 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
     uint32_t turns = o.Get("maxBatchesPerTurn").ToNumber().Uint32Value();
     Napi::Value coalesce = o.Get("coalesceMs");
     coalesceMs_ = coalesce.IsNumber() ? coalesce.ToNumber().Uint32Value() : 0;
+    Napi::Value saturatedRest = o.Get("saturatedRestMs");
+    saturatedRestMs_ = saturatedRest.IsNumber() ? saturatedRest.ToNumber().Uint32Value() : coalesceMs_;
     Napi::Value slab = o.Get("slab");
     if (capacity == 0 || capacity > kMaxBatch || slotBytes == 0 || turns == 0 || !slab.IsBuffer() ||
         slab.As<Napi::Buffer<uint8_t>>().Length() < static_cast<size_t>(capacity) * slotBytes) {
@@ -444,42 +446,53 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
       int n = recvmmsg(fd_, msgs_.data(), capacity_, MSG_DONTWAIT | MSG_TRUNC, nullptr);
       if (n < 0) {
         int err = errno;
-        if (err == EAGAIN || err == EWOULDBLOCK) return Rest(slot, rest);
+        if (err == EAGAIN || err == EWOULDBLOCK) return Rest(slot, rest, coalesceMs_);
         if (err == EINTR) continue;
         counters_[kRecvErrors] += 1;
         counters_[kLastErrno] = err;
         return;
       }
-      if (n == 0) return Rest(slot, rest);
+      if (n == 0) return Rest(slot, rest, coalesceMs_);
       Fill(static_cast<uint32_t>(n));
       delivered_ += n;
-      bool completed = CallOnBatch(env, static_cast<uint32_t>(n));
+      int answer = CallOnBatch(env, static_cast<uint32_t>(n));
       if (slot->owner == nullptr) return;  // closed or collected inside the callback
-      if (!completed) return;
-      if (static_cast<uint32_t>(n) < capacity_) return Rest(slot, rest);  // the queue ran dry
+      if (answer == kFailed) return;
+      // The queue ran dry, or JS said it is saturated: let the kernel hold (or drop, and
+      // count) what comes while the writers catch up.
+      if (answer == kSaturated) return Rest(slot, rest, saturatedRestMs_);
+      if (static_cast<uint32_t>(n) < capacity_) return Rest(slot, rest, coalesceMs_);
     }
   }
 
-  void Rest(PollSlot* slot, bool rest) {
-    if (!rest || coalesceMs_ == 0) return;
+  void Rest(PollSlot* slot, bool rest, uint32_t ms) {
+    if (!rest || ms == 0) return;
     uv_poll_stop(&slot->handle);
-    uv_timer_start(&slot->timer, OnPauseOver, coalesceMs_, 0);
+    uv_timer_start(&slot->timer, OnPauseOver, ms, 0);
   }
 
   // Plain Node-API on purpose: node-addon-api's error wrappers abort the process when
   // the callback fails because a worker is being terminated.
-  bool CallOnBatch(napi_env env, uint32_t n) {
+  // onBatch(count) returns true when the consumer is saturated.
+  static constexpr int kFailed = 0;
+  static constexpr int kTaken = 1;
+  static constexpr int kSaturated = 2;
+  int CallOnBatch(napi_env env, uint32_t n) {
     napi_value arg;
     napi_value result;
     napi_create_uint32(env, n, &arg);
-    if (napi_make_callback(env, *asyncContext_, Value(), onBatch_.Value(), 1, &arg, &result) == napi_ok) return true;
+    if (napi_make_callback(env, *asyncContext_, Value(), onBatch_.Value(), 1, &arg, &result) == napi_ok) {
+      bool saturated = false;
+      napi_get_value_bool(env, result, &saturated);  // not a boolean: leaves false
+      return saturated ? kSaturated : kTaken;
+    }
     napi_value err;
     if (napi_get_and_clear_last_exception(env, &err) == napi_ok) {
       // A throwing sink is a bug in JS: it becomes an uncaught exception, as a throwing
       // dgram 'message' listener would. During termination this is refused, harmlessly.
       napi_fatal_exception(env, err);
     }
-    return false;
+    return kFailed;
   }
 
   void Fill(uint32_t n) {
@@ -559,6 +572,7 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
   uint32_t slotBytes_ = 0;
   uint32_t maxBatchesPerTurn_ = 0;
   uint32_t coalesceMs_ = 0;
+  uint32_t saturatedRestMs_ = 0;
   double delivered_ = 0;
 
   // Syscall plumbing, built once in start().

@@ -30,11 +30,12 @@ export class Pipeline {
     private readonly allow: AllowList | null,
   ) {}
 
-  /** The BatchSink every source calls. */
-  readonly process = (batch: Batch): void => {
+  /** The BatchSink every source calls; true when the writers are saturated (see BatchSink). */
+  readonly process = (batch: Batch): boolean => {
     const { slab, offsets, lengths, wireLengths, tsSec, tsNsec, srcAddr } = batch;
     const n = batch.count;
     const allow = this.allow;
+    let refused = 0;
     this.datagrams += n;
     for (let i = 0; i < n; i++) {
       if (allow !== null && !allow.allows(srcAddr, i * ADDR_BYTES)) {
@@ -71,8 +72,12 @@ export class Pipeline {
       }
       session.packets++;
       session.bytes += origLen;
-      session.writer.append(slab, frameOff, frameLen, origLen, tsSec[i]!, tsNsec[i]!);
+      if (!session.writer.append(slab, frameOff, frameLen, origLen, tsSec[i]!, tsNsec[i]!) && session.writer.saturated) refused++;
     }
     this.decoder.release();
+    // Saturated when most of what was just read had to be dropped for want of queue memory:
+    // reading on would only burn the CPU the writers need. One hot session among quiet ones
+    // does not stop the reading of theirs.
+    return refused * 2 > n;
   };
 }

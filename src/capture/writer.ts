@@ -85,6 +85,8 @@ interface OpenFile extends CaptureFile {
 }
 
 export class SessionWriter {
+  /** A packet was refused for want of queue memory, and no chunk has been written since. */
+  saturated = false;
   /** Packets and bytes (file headers included) that reached the disk. */
   writtenPackets = 0;
   writtenBytes = 0;
@@ -157,6 +159,7 @@ export class SessionWriter {
     if (this.chunk === null || this.chunkLen + need > this.chunk.length) {
       if (!this.nextChunk(need)) {
         this.opts.drops[DROP_QUEUE_FULL]!++;
+        this.saturated = true;
         return false;
       }
     }
@@ -311,6 +314,7 @@ export class SessionWriter {
   private giveBack(chunk: Buffer): void {
     this.opts.pool.give(chunk);
     this.held -= chunk.length;
+    this.saturated = false;
   }
 
   private async drain(): Promise<void> {

@@ -50,6 +50,8 @@ export interface ReceiverMemory {
   maxBatchesPerTurn: number;
   /** After the socket runs dry, rest this long before reading again (0 = wake per datagram). */
   coalesceMs: number;
+  /** After the sink says it is saturated, rest this long before reading again. */
+  saturatedRestMs: number;
 }
 
 export interface NativeReceiver {
@@ -59,7 +61,7 @@ export interface NativeReceiver {
   /** The socket's kernel drop counter now (SO_MEMINFO); -1 once closed. */
   socketDrops(): number;
   /** Slot i of a batch is slab[i * slotBytes ..]; onBatch(count) runs once per recvmmsg. */
-  start(memory: ReceiverMemory, onBatch: (count: number) => void): void;
+  start(memory: ReceiverMemory, onBatch: (count: number) => boolean | void): void;
   /** Reads what is queued in the socket now (at most maxBatches recvmmsg calls); returns how many datagrams. */
   drainQueued(maxBatches: number): number;
   /** Stops polling and closes the socket at once; idempotent. */
@@ -160,6 +162,14 @@ export const DEFAULT_MAX_BATCHES_PER_TURN = 8;
  * socket buffer must hold a millisecond of traffic: 32 MiB holds far more.
  */
 export const DEFAULT_COALESCE_MS = 1;
+/**
+ * How long the receiver rests when the pipeline says it is saturated (most of a batch
+ * dropped for want of write-queue memory). Under disk overload, reading 9 KB datagrams
+ * only to drop them takes the CPU the file writes need: resting 10 ms lets the kernel
+ * drop (counted in mirrorcap_socket_drops_total) and raised what reached the disk from
+ * 675 to about 950 MB/s of 8950-byte frames here.
+ */
+export const DEFAULT_SATURATED_REST_MS = 10;
 /** drain() reads at most this many batches: a full 32 MiB socket buffer of small datagrams. */
 const DRAIN_BATCHES = 1024;
 export const MAX_BATCH_SIZE = 1024;
@@ -176,6 +186,8 @@ export interface NativeSourceOptions {
   maxBatchesPerTurn?: number;
   /** Rest after the socket runs dry, in ms; default DEFAULT_COALESCE_MS, 0 = none. */
   coalesceMs?: number;
+  /** Rest after the sink reports saturation, in ms; default DEFAULT_SATURATED_REST_MS. */
+  saturatedRestMs?: number;
   slotBytes?: number;
   /** SO_REUSEPORT, for several sockets on one port (one per worker thread). */
   reusePort?: boolean;
@@ -282,13 +294,14 @@ export class NativeSource implements Source {
           counters: this.counters,
           maxBatchesPerTurn: this.maxBatchesPerTurn,
           coalesceMs: this.opts.coalesceMs ?? DEFAULT_COALESCE_MS,
+          saturatedRestMs: this.opts.saturatedRestMs ?? DEFAULT_SATURATED_REST_MS,
         },
         (count) => {
           b.count = count;
           stats.batches++;
           stats.datagrams += count;
           countBatchSize(sizes, count);
-          sink(b);
+          return sink(b);
         },
       );
     } catch (err) {

@@ -1,7 +1,12 @@
 import type { Batch } from './batch.js';
 
-/** Called once per batch, synchronously; the batch is only valid during the call. */
-export type BatchSink = (batch: Batch) => void;
+/**
+ * Called once per batch, synchronously; the batch is only valid during the call. Returns
+ * true when the consumer is saturated (its write queues are full): a source that can
+ * rest (native) stops reading for a moment, so the kernel holds or drops what comes
+ * instead of us reading it only to drop it.
+ */
+export type BatchSink = (batch: Batch) => boolean | void;
 
 /** Counters a source keeps; read at scrape time, never pushed. */
 export interface SourceStats {

@@ -268,7 +268,7 @@ async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: 
     const rss = peakRss(rx.pid);
     const own = await rx.stop();
     const files = await rx.files();
-    const seq = checkSequences(files, gen.sentPerVni);
+    const seq = await checkSequences(files, gen.sentPerVni);
     const fileBytes = files.reduce((sum, f) => sum + statSync(f).size, 0);
     const innerBytes = fileBytes - files.length * PCAP_FILE_HEADER - seq.records * (PCAP_RECORD_HEADER + kind.outerBytes);
     return { rate, gen, seq, fileBytes, innerBytes, cpuSeconds: cpu, peakRss: rss, own };

@@ -5,100 +5,43 @@
  * frames, ns pcap) and captures of the outer traffic (`tcpdump -i lo -w`: Ethernet or
  * Linux cooked, µs pcap), either byte order.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
-import { SEQ_MAGIC, SEQ_PAYLOAD_LEN, VXLAN_HEADER_LEN } from './seqframe.js';
-
-const LINKTYPE_ETHERNET = 1;
-const LINKTYPE_LINUX_SLL = 113;
-const READ_BYTES = 4 << 20;
-/** Larger than any record libpcap writes (snaplen <= 262144) plus its header. */
-const BUFFER_BYTES = READ_BYTES + 262144 + 16;
-
-/** Called per record; data[off .. off + inclLen) is only valid during the call. */
-export type RecordVisitor = (data: Buffer, off: number, inclLen: number, origLen: number, linktype: number) => void;
-
-/** Reads every record of a classic pcap (µs or ns, either byte order). Returns the record count. */
-export function readPcap(file: string, visit: RecordVisitor): number {
-  const fd = openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(BUFFER_BYTES);
-    let start = 0;
-    let end = 0;
-    /** Makes n bytes from start available; false at the end of the file. */
-    const need = (n: number): boolean => {
-      while (end - start < n) {
-        buf.copy(buf, 0, start, end);
-        end -= start;
-        start = 0;
-        const got = readSync(fd, buf, end, Math.min(READ_BYTES, buf.length - end), null);
-        if (got === 0) return false;
-        end += got;
-      }
-      return true;
-    };
-    if (!need(24)) throw new Error(`${file}: shorter than a pcap header`);
-    const magicLE = buf.readUInt32LE(0);
-    const le = magicLE === 0xa1b2c3d4 || magicLE === 0xa1b23c4d;
-    if (!le && buf.readUInt32BE(0) !== 0xa1b2c3d4 && buf.readUInt32BE(0) !== 0xa1b23c4d) {
-      throw new Error(`${file}: not a classic pcap (magic ${magicLE.toString(16)})`);
-    }
-    const u32 = le ? (o: number) => buf.readUInt32LE(o) : (o: number) => buf.readUInt32BE(o);
-    const linktype = u32(20) & 0xffff;
-    start = 24;
-    let records = 0;
-    for (;;) {
-      if (!need(16)) break;
-      const incl = u32(start + 8);
-      const orig = u32(start + 12);
-      if (incl > 262144) throw new Error(`${file}: record ${records} claims ${incl} bytes`);
-      if (!need(16 + incl)) break; // cut short, as a .part file may be
-      visit(buf, start + 16, incl, orig, linktype);
-      records++;
-      start += 16 + incl;
-    }
-    return records;
-  } finally {
-    closeSync(fd);
-  }
-}
+import { CaptureError, CaptureErrorCode } from '../../src/capture/errors.js';
+import { LINK_ETHERNET, LINK_NETWORK, LinkLayer, locateNetworkLayer } from '../../src/capture/linktype.js';
+import { readCapture } from '../../src/capture/reader.js';
+import { Decoder } from '../../src/decode/packet.js';
+import { L4_UDP } from '../../src/decode/status.js';
+import { VXLAN_HEADER_LEN, vxlanHasVni } from '../../src/decode/vxlan.js';
+import { SEQ_MAGIC, SEQ_PAYLOAD_LEN } from './seqframe.js';
 
 /**
- * Offset of the generator's payload ("MCSQ" ...) in a frame, or -1. Looks in the frame
- * itself, then once inside a VXLAN payload, so inner and outer captures both work.
+ * Offset of the generator's payload ("MCSQ" ...) in a captured frame, or -1. Looks in the
+ * frame's own UDP payload, then once inside a VXLAN payload, so the appliance's files
+ * (inner frames) and captures of the outer traffic both work. The project's decoder does
+ * the walking.
  */
-export function findSeqPayload(data: Buffer, off: number, len: number, linktype: number): number {
-  const end = off + len;
-  let p: number;
-  let type: number;
-  if (linktype === LINKTYPE_ETHERNET) {
-    if (len < 14) return -1;
-    type = data.readUInt16BE(off + 12);
-    p = off + 14;
-  } else if (linktype === LINKTYPE_LINUX_SLL) {
-    if (len < 16) return -1;
-    type = data.readUInt16BE(off + 14);
-    p = off + 16;
-  } else {
+export class SeqFinder {
+  private readonly decoder = new Decoder();
+  private readonly link = new LinkLayer();
+
+  find(data: Buffer, off: number, len: number, linkType: number): number {
+    const d = this.decoder;
+    const kind = locateNetworkLayer(linkType, data, off, len, this.link);
+    if (kind === LINK_ETHERNET) d.decode(data, off, len);
+    else if (kind === LINK_NETWORK) d.decodeL3(data, off + this.link.offset, len - this.link.offset, this.link.etherType);
+    else return -1;
+    for (let depth = 0; depth < 2 && d.l4 === L4_UDP; depth++) {
+      const p = d.payloadOff;
+      const n = d.payloadLen;
+      if (n >= SEQ_PAYLOAD_LEN && data.readUInt32BE(p) === SEQ_MAGIC) return p;
+      if (n < VXLAN_HEADER_LEN + 14 || !vxlanHasVni(data, p)) return -1;
+      d.decode(data, p + VXLAN_HEADER_LEN, n - VXLAN_HEADER_LEN);
+    }
     return -1;
   }
-  for (let depth = 0; depth < 2; depth++) {
-    for (let tags = 0; tags < 2 && (type === 0x8100 || type === 0x88a8) && p + 4 <= end; tags++) {
-      type = data.readUInt16BE(p + 2);
-      p += 4;
-    }
-    let udp: number;
-    if (type === 0x0800 && p + 20 <= end && data[p + 9] === 17) udp = p + (data[p]! & 0x0f) * 4;
-    else if (type === 0x86dd && p + 40 <= end && data[p + 6] === 17) udp = p + 40;
-    else return -1;
-    const payload = udp + 8;
-    if (payload + SEQ_PAYLOAD_LEN <= end && data.readUInt32BE(payload) === SEQ_MAGIC) return payload;
-    // Not ours directly: try the frame inside a VXLAN header (I bit set).
-    if (payload + VXLAN_HEADER_LEN + 14 > end || (data[payload]! & 0x08) === 0) return -1;
-    p = payload + VXLAN_HEADER_LEN + 14;
-    type = data.readUInt16BE(p - 2);
-  }
-  return -1;
 }
+
+/** A file cut inside its last record (a .part of a killed writer) still counts up to there. */
+const CUT_SHORT: ReadonlySet<string> = new Set([CaptureErrorCode.TRUNCATED_RECORD, CaptureErrorCode.TRUNCATED_RECORD_HEADER]);
 
 export interface VniSequenceReport {
   vni: number;
@@ -158,12 +101,14 @@ class VniTracker {
  * Checks files in the order given (sort a session's rotated files by name first).
  * sentPerVni is the generator summary's map; VNIs sent but never seen count as all lost.
  */
-export function checkSequences(files: readonly string[], sentPerVni?: Readonly<Record<string, number>>): SequenceReport {
+export async function checkSequences(files: readonly string[], sentPerVni?: Readonly<Record<string, number>>): Promise<SequenceReport> {
   const trackers = new Map<number, VniTracker>();
+  const finder = new SeqFinder();
   let records = 0;
   let foreign = 0;
-  const visit: RecordVisitor = (data, off, incl, _orig, linktype) => {
-    const p = findSeqPayload(data, off, incl, linktype);
+  const visit = (data: Buffer, off: number, capLen: number, _orig: number, _sec: number, _nsec: number, linkType: number): void => {
+    records++;
+    const p = finder.find(data, off, capLen, linkType);
     if (p < 0) {
       foreign++;
       return;
@@ -173,7 +118,13 @@ export function checkSequences(files: readonly string[], sentPerVni?: Readonly<R
     if (tr === undefined) trackers.set(vni, (tr = new VniTracker()));
     tr.add(data.readUInt32BE(p + 8) * 0x1_0000_0000 + data.readUInt32BE(p + 12));
   };
-  for (const f of files) records += readPcap(f, visit);
+  for (const f of files) {
+    try {
+      await readCapture(f, visit);
+    } catch (err) {
+      if (!(err instanceof CaptureError && CUT_SHORT.has(err.code))) throw err;
+    }
+  }
 
   const vnis = new Set<number>(trackers.keys());
   for (const v of Object.keys(sentPerVni ?? {})) vnis.add(Number(v));

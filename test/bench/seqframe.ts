@@ -13,7 +13,10 @@
  * code reads the appliance's per-session files (inner frames) and a `tcpdump -i lo`
  * capture (outer packets).
  */
-export const VXLAN_HEADER_LEN = 8;
+import { VXLAN_HEADER_LEN, writeVxlanHeader } from '../../src/decode/vxlan.js';
+import { ipv4Checksum } from '../lib/frames.js';
+
+export { VXLAN_HEADER_LEN };
 export const SEQ_MAGIC = 0x4d435351; // "MCSQ"
 /** Offset of the magic inside the inner Ethernet frame. */
 export const SEQ_PAYLOAD_OFF = 42;
@@ -38,8 +41,7 @@ export function frameSizes(spec: string): readonly number[] {
 export function writeDatagram(buf: Buffer, off: number, vni: number, frameLen: number): number {
   const end = off + VXLAN_HEADER_LEN + frameLen;
   buf.fill(0, off, end);
-  buf[off] = 0x08;
-  buf.writeUIntBE(vni, off + 4, 3);
+  writeVxlanHeader(buf, off, vni);
   const eth = off + VXLAN_HEADER_LEN;
   buf.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00], eth);
   const ip = eth + 14;
@@ -61,11 +63,4 @@ export function setSeq(buf: Buffer, off: number, seq: number): void {
   const p = off + VXLAN_HEADER_LEN + SEQ_PAYLOAD_OFF + 8;
   buf.writeUInt32BE(Math.floor(seq / 0x1_0000_0000), p);
   buf.writeUInt32BE(seq >>> 0, p + 4);
-}
-
-function ipv4Checksum(buf: Buffer, off: number): number {
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) sum += buf.readUInt16BE(off + i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
 }

@@ -56,7 +56,7 @@ t.test('SIGKILL under load, restart: files recovered, nothing flushed is lost', 
     if (r.status !== 0 || /cut short|appears to be damaged|corrupt/i.test(r.stderr)) bad++;
   }
   t.equal(bad, 0, `all ${files.length} files open cleanly in tshark, whole records only`);
-  const report = checkSequences(files);
+  const report = await checkSequences(files);
   for (const [i, vni] of [1, 2, 3].entries()) {
     const r = report.perVni.find((x) => x.vni === vni)!;
     t.ok(r.unique >= durable[i]!, `VNI ${vni}: ${r.unique} packets on disk >= ${durable[i]} counted as written before the kill`);

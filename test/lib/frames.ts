@@ -16,10 +16,7 @@ export function udpFrame(size: number, tag: number, seq: number, seed = seq): Bu
   f[22] = 64;
   f[23] = 17;
   f.set([10, 0, (tag >> 8) & 0xff, tag & 0xff, 10, 1, 0, 1], 26);
-  let sum = 0;
-  for (let i = 14; i < 34; i += 2) sum += f.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
-  f.writeUInt16BE(~sum & 0xffff, 24);
+  f.writeUInt16BE(ipv4Checksum(f, 14), 24);
   f.writeUInt16BE(40000 + (tag % 1000), 34);
   f.writeUInt16BE(5001, 36);
   f.writeUInt16BE(ipLen - 20, 38);
@@ -40,4 +37,12 @@ export function vxlanDatagram(vni: number, frame: Buffer): Buffer {
   writeVxlanHeader(d, 0, vni);
   frame.copy(d, VXLAN_HEADER_LEN);
   return d;
+}
+
+/** The header checksum of the 20-byte IPv4 header at buf[off] (its checksum field zero). */
+export function ipv4Checksum(buf: Buffer, off: number): number {
+  let sum = 0;
+  for (let i = 0; i < 20; i += 2) sum += buf.readUInt16BE(off + i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
 }

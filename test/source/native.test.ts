@@ -287,6 +287,25 @@ function suite(binding: NativeBinding): void {
     t.pass('after the rest, reading resumes by itself');
   });
 
+  t.test('a sink that says it is saturated makes the receiver rest before reading on', async (t) => {
+    let saturated = true;
+    const src = new NativeSource({ host: '127.0.0.1', port: 0, recvBufferBytes: 4 << 20, batchSize: 16, coalesceMs: 200, saturatedRestMs: 200 });
+    const sizes: number[] = [];
+    await src.start((b) => {
+      sizes.push(b.count);
+      return saturated;
+    });
+    t.teardown(() => src.close());
+    const sender = new binding.Sender('127.0.0.1', src.address()!.port);
+    t.teardown(() => sender.close());
+    burst(sender, new Array(100).fill(64));
+    await sleep(100);
+    t.same(sizes, [16], 'one batch, then a rest although more is queued');
+    saturated = false;
+    await sleep(300);
+    t.equal(sizes.reduce((a, b) => a + b, 0), 100, 'after the rest it reads the rest');
+  });
+
   t.test('close(): idempotent, stops delivery at once, frees the port', async (t) => {
     const r = await receiver({ batchSize: 4 });
     const sender = new binding.Sender('127.0.0.1', r.port);
