@@ -52,15 +52,18 @@ export class ControlServer {
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => void this.handle(req, res));
-    // A slow or abusive client must not hold the server: bounded headers, requests, sockets.
+    // A slow or abusive client must not hold the server: bounded headers, requests, sockets,
+    // and the timeouts checked every second (Node checks every 30 s by default).
+    const server = createServer({ connectionsCheckingInterval: 1_000, maxHeaderSize: 16 * 1024 }, (req, res) => void this.handle(req, res));
     server.headersTimeout = 5_000;
     server.requestTimeout = 10_000;
     server.keepAliveTimeout = 5_000;
     server.maxConnections = 256;
-    server.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      else socket.destroy();
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return void socket.destroy();
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
