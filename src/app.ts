@@ -12,11 +12,10 @@ import { Recorder, type RecorderSummary } from './recorder.js';
 import { createSource } from './source/select.js';
 import type { Source } from './source/source.js';
 
-/** Options a reload cannot apply to a running appliance. */
-const RESTART_KEYS = [
-  'listen', 'source', 'http', 'out', 'sessionKey', 'recvBuffer', 'flushInterval', 'queueSize', 'maxBuffer', 'maxSessions',
-  'allow', 'maxTotalBytes', 'minFreeBytes', 'httpToken', 'postRotate',
-] as const satisfies ReadonlyArray<keyof Config>;
+/** What a reload applies; every other option needs a restart (a new socket, folder, pool...). */
+const RELOADABLE: ReadonlySet<string> = new Set<keyof Config>([
+  'sessions', 'rotateSize', 'rotateSeconds', 'rotatePackets', 'ring', 'snaplen', 'strict', 'logLevel', 'configFile',
+]);
 
 export class App {
   readonly recorder: Recorder;
@@ -118,7 +117,9 @@ export class App {
       return;
     }
     const { updated, retired } = this.recorder.reconfigure(next);
-    const restartNeeded = RESTART_KEYS.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
+    const restartNeeded = (Object.keys(next) as Array<keyof Config>).filter(
+      (k) => !RELOADABLE.has(k) && JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
+    );
     this.log.level = next.logLevel;
     this.config = { ...next, ...Object.fromEntries(restartNeeded.map((k) => [k, this.config[k]])) } as Config;
     this.log.info(

@@ -73,13 +73,14 @@ t.test('SIGHUP reloads sessions and rotation without losing a packet; a bad file
   const total = 3000;
   const sending = sendDatagrams(app.udpPort, traffic(5, total), '127.0.0.1', 50);
   await waitFor(async () => (metricValue(await metrics(app), 'mirrorcap_datagrams_total') ?? 0) > 500, 10_000, 'traffic flowing');
-  await writeFile(cfg, 'rotate-packets: 100000\nsessions:\n  - { vni: 5, name: beta }\n  - { vni: 6, name: gamma }\n');
+  await writeFile(cfg, 'rotate-packets: 100000\nqueue-size: 64MiB\nsessions:\n  - { vni: 5, name: beta }\n  - { vni: 6, name: gamma }\n');
   app.proc.kill('SIGHUP');
   await waitFor(() => app.logs.some((l) => l.event === 'reload'), 5000, 'reloaded');
   await sending;
   await waitFor(async () => metricValue(await metrics(app), 'mirrorcap_datagrams_total') === total, 5000, 'all counted');
   const reload = app.logs.find((l) => l.event === 'reload')!;
   t.same(reload.retired, ['alpha'], 'the renamed session is retired');
+  t.same(reload.restartNeeded, ['queueSize'], 'an option a reload cannot apply is named, rotation is not');
   const m = await metrics(app);
   const alpha = metricValue(m, 'mirrorcap_packets_total', { session: 'alpha' }) ?? 0;
   const beta = metricValue(m, 'mirrorcap_packets_total', { session: 'beta' }) ?? 0;
