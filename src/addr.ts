@@ -3,6 +3,8 @@
  * These helpers convert at the edges: config, names, JSON. Never per packet.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { formatIpv4 } from './decode/ipv4.js';
+import { formatIpv6 } from './decode/ipv6.js';
 
 export function isV4Mapped(b: Uint8Array, off: number): boolean {
   for (let i = 0; i < 10; i++) if (b[off + i] !== 0) return false;
@@ -11,27 +13,7 @@ export function isV4Mapped(b: Uint8Array, off: number): boolean {
 
 /** 16 bytes → "10.0.0.5" for mapped IPv4, else the RFC 5952 compressed IPv6 text. */
 export function formatAddr(b: Uint8Array, off: number): string {
-  if (isV4Mapped(b, off)) return `${b[off + 12]}.${b[off + 13]}.${b[off + 14]}.${b[off + 15]}`;
-  const words: number[] = [];
-  for (let i = 0; i < 16; i += 2) words.push((b[off + i]! << 8) | b[off + i + 1]!);
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = words.map((w) => w.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return isV4Mapped(b, off) ? formatIpv4(b, off + 12) : formatIpv6(b, off);
 }
 
 /** Text → 16 bytes at out[off]; false when the text is not an IP address. */

@@ -10,9 +10,10 @@
  *
  *  NULL / LOOP, 4 bytes: the BSD address family, host byte order (NULL) or big-endian (LOOP).
  */
+import { ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from '../decode/tables.js';
 import { LINKTYPE_ETHERNET } from './pcap.js';
 
-export { LINKTYPE_ETHERNET };
+export { ETHERTYPE_IPV4, ETHERTYPE_IPV6, LINKTYPE_ETHERNET };
 export const LINKTYPE_NULL = 0;
 export const LINKTYPE_RAW = 101;
 export const LINKTYPE_LOOP = 108;
@@ -21,8 +22,6 @@ export const LINKTYPE_IPV4 = 228;
 export const LINKTYPE_IPV6 = 229;
 export const LINKTYPE_LINUX_SLL2 = 276;
 
-export const ETHERTYPE_IPV4 = 0x0800;
-export const ETHERTYPE_IPV6 = 0x86dd;
 
 const SLL_HEADER_LEN = 16;
 const SLL_PROTOCOL = 14;
