@@ -40,7 +40,8 @@ import {
   OK,
 } from '../../src/decode/status.js';
 import { ETHER_ARP, ETHER_IPV4, ETHER_IPV6, ETHER_KIND, ETHERTYPE_QINQ } from '../../src/decode/tables.js';
-import { readCapture } from './pcap-file.js';
+import { readCapture } from '../../src/capture/reader.js';
+import { LINKTYPE_ETHERNET } from '../../src/capture/pcap.js';
 
 export const TSHARK_FIELDS = [
   'frame.number',
@@ -463,31 +464,29 @@ class FrameCheck {
   }
 }
 
-/** Decodes every frame of an Ethernet capture and compares it with tshark. */
-export function compareCapture(path: string, name = path): CompareReport {
+/** Decodes every frame of an Ethernet capture (read with the project's CaptureReader) and compares it with tshark. */
+export async function compareCapture(path: string, name = path): Promise<CompareReport> {
   const report: CompareReport = { file: name, frames: 0, innerFrames: 0, fieldsCompared: 0, diffs: [], excused: [] };
-  const cap = readCapture(path);
-  if (cap.linktype !== 1) {
-    report.diffs.push(`${name}: link type ${cap.linktype}, not Ethernet`);
-    return report;
-  }
   const rows = runTshark(path);
-  if (rows.length !== cap.frames.length) {
-    report.diffs.push(`${name}: tshark has ${rows.length} frames, the file ${cap.frames.length}`);
-    return report;
-  }
   const outer = new Decoder();
   const inner = [new Decoder(), new Decoder(), new Decoder(), new Decoder()];
-  cap.frames.forEach((f, i) => {
+  const otherLinks = new Set<number>();
+  let records = 0;
+  await readCapture(path, (buf, off, capLen, _orig, _sec, _nsec, linkType) => {
+    const i = records++;
     const row = rows[i];
+    if (linkType !== LINKTYPE_ETHERNET) otherLinks.add(linkType);
+    if (linkType !== LINKTYPE_ETHERNET || row === undefined) return;
     const check = new FrameCheck(row, i + 1, report, inner);
-    if (Number(row.get('frame.cap_len')?.[0]) !== f.data.length) {
-      report.diffs.push(`${name} #${i + 1}: frame.cap_len ${row.get('frame.cap_len')?.[0]}, we read ${f.data.length}`);
+    if (Number(row.get('frame.cap_len')?.[0]) !== capLen) {
+      report.diffs.push(`${name} #${i + 1}: frame.cap_len ${row.get('frame.cap_len')?.[0]}, we read ${capLen}`);
     }
-    outer.decode(f.data, 0, f.data.length);
+    outer.decode(buf, off, capLen);
     check.run(outer, 0);
     report.fieldsCompared += check.fields;
     report.frames++;
   });
+  for (const lt of otherLinks) report.diffs.push(`${name}: link type ${lt}, not Ethernet`);
+  if (rows.length !== records) report.diffs.push(`${name}: tshark has ${rows.length} frames, the file ${records}`);
   return report;
 }

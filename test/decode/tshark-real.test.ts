@@ -21,7 +21,7 @@ t.test('real captures: every frame and field as tshark sees it', { skip: existsS
   let inner = 0;
   let fields = 0;
   for (const f of files) {
-    const r = compareCapture(`${DIR}/${f}`, f);
+    const r = await compareCapture(`${DIR}/${f}`, f);
     t.same(r.diffs, [], `${f}: ${r.frames} frames, ${r.innerFrames} inner, ${r.fieldsCompared} fields`);
     for (const e of r.excused) excused.set(e.quirk, (excused.get(e.quirk) ?? 0) + 1);
     frames += r.frames;

@@ -15,7 +15,7 @@ const EXPECTED_QUIRKS: Record<string, string[]> = {
 
 t.test('fixtures: every frame and field as tshark sees it', async (t) => {
   for (const f of FIXTURES) {
-    const r = compareCapture(PCAP_DIR + f.file, f.file);
+    const r = await compareCapture(PCAP_DIR + f.file, f.file);
     t.equal(r.frames, f.frames.length, `${f.file}: every frame compared`);
     t.ok(r.fieldsCompared >= 5 * r.frames, `${f.file}: ${r.fieldsCompared} fields compared`);
     t.same(r.diffs, [], `${f.file}: no differences`);
