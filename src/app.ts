@@ -6,7 +6,7 @@
 import type { Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
 import { ControlServer, type Readiness } from './control/http.js';
-import type { Logger } from './control/log.js';
+import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
 import { Recorder, type RecorderSummary } from './recorder.js';
 import { createSource } from './source/select.js';

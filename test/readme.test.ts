@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import t from 'tap';
 import { App } from '../src/app.js';
 import { OPTIONS, envName, parseFlags, resolveConfig } from '../src/config.js';
-import { createLogger } from '../src/control/log.js';
+import { createLogger } from '../src/log.js';
 
 const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
 

@@ -19,9 +19,9 @@
  */
 import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { CaptureError } from './errors.js';
-import { FILE_HEADER_LEN } from './pcap.js';
-import { CaptureReader } from './reader.js';
+import { CaptureError } from '../pcap/errors.js';
+import { FILE_HEADER_LEN } from '../pcap/pcap.js';
+import { CaptureReader } from '../pcap/reader.js';
 import { PART_SUFFIX, PCAP_SUFFIX } from './naming.js';
 
 export const CORRUPT_SUFFIX = '.corrupt';

@@ -18,7 +18,7 @@ import type { RotationConfig } from '../config.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR } from '../drops.js';
 import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { captureFileName, PART_SUFFIX } from './naming.js';
-import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from './pcap.js';
+import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../pcap/pcap.js';
 
 export const FILE_MODE = 0o640;
 export const DIR_MODE = 0o750;

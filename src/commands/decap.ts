@@ -4,10 +4,10 @@
  * so the files are the ones the appliance would have written for that traffic. Streams the
  * capture through one buffer: memory stays flat whatever its size.
  */
-import { CaptureError } from '../capture/errors.js';
-import { CaptureReader } from '../capture/reader.js';
+import { CaptureError } from '../pcap/errors.js';
+import { CaptureReader } from '../pcap/reader.js';
 import { OFFLINE_OPTIONS, optionsHelp, resolveConfig, resolveOption, type Config, type OptionSpec } from '../config.js';
-import { createLogger, type Logger } from '../control/log.js';
+import { createLogger, type Logger } from '../log.js';
 import { VXLAN_PORT } from '../decode/vxlan.js';
 import { DROP_REASONS } from '../drops.js';
 import { Recorder, type RecorderSummary } from '../recorder.js';

@@ -4,7 +4,7 @@
  */
 import { App } from '../app.js';
 import { ConfigError, OPTIONS, optionsHelp, parseFlags, resolveConfig } from '../config.js';
-import { createLogger, type Logger } from '../control/log.js';
+import { createLogger, type Logger } from '../log.js';
 import { orUsageError, usageError, VERSION } from './common.js';
 
 /** SIGTERM must end the process within 10 s; leave a margin for logging and exit. */

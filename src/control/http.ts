@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Endpoint } from '../config.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../log.js';
 
 export interface Readiness {
   readonly ready: boolean;

@@ -9,7 +9,7 @@ import type { DiskGuard } from '../capture/disk.js';
 import type { PostRotate } from '../capture/post-rotate.js';
 import { DROP_REASONS, PIPELINE_DROPS, SESSION_DROPS } from '../drops.js';
 import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
-import type { Pipeline } from '../pipeline.js';
+import type { Pipeline } from '../session/pipeline.js';
 import type { Session } from '../session/session.js';
 import { BATCH_SIZE_BUCKETS, type Source } from '../source/source.js';
 

@@ -9,8 +9,8 @@
  * send slab (VXLAN header + frame), then sent in paced batches. Memory stays flat.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LINK_ETHERNET, LINK_NETWORK, LinkLayer, locateNetworkLayer } from '../capture/linktype.js';
-import { CaptureReader } from '../capture/reader.js';
+import { LINK_ETHERNET, LINK_NETWORK, LinkLayer, locateNetworkLayer } from '../pcap/linktype.js';
+import { CaptureReader } from '../pcap/reader.js';
 import { Decoder } from '../decode/packet.js';
 import { VXLAN_HEADER_LEN, writeVxlanHeader } from '../decode/vxlan.js';
 import { openSender, type DatagramSender } from './sender.js';

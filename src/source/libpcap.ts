@@ -7,7 +7,7 @@
  */
 import { createRequire } from 'node:module';
 import { ConfigError } from '../config.js';
-import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_NULL, LINKTYPE_RAW } from '../capture/linktype.js';
+import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_NULL, LINKTYPE_RAW } from '../pcap/linktype.js';
 import { BatchingSource } from './batcher.js';
 import { WallClock } from './clock.js';
 import { OuterParser } from './outer.js';

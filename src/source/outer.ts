@@ -5,7 +5,7 @@
  * it in a Batch slot, outer source address and all, or counts why the packet is not one.
  */
 import { ADDR_BYTES, setSrcV4, type Batch } from './batch.js';
-import { LINK_ETHERNET, LINK_NETWORK, LINK_UNSUPPORTED, LinkLayer, locateNetworkLayer } from '../capture/linktype.js';
+import { LINK_ETHERNET, LINK_NETWORK, LINK_UNSUPPORTED, LinkLayer, locateNetworkLayer } from '../pcap/linktype.js';
 import { Decoder } from '../decode/packet.js';
 import { L4_UDP, OK } from '../decode/status.js';
 

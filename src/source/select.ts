@@ -4,7 +4,7 @@
  * captures on an interface through libpcap (the optional cap module).
  */
 import { ConfigError, type Config } from '../config.js';
-import type { Logger } from '../control/log.js';
+import type { Logger } from '../log.js';
 import { DgramSource } from './dgram.js';
 import { LibpcapSource, loadCap } from './libpcap.js';
 import { loadNative, NativeSource } from './native.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../../src/capture/pcap.js';
+import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../../src/pcap/pcap.js';
 import { NativeSource, loadNative } from '../../src/source/native.js';
 import { generate, parseGeneratorArgs, parseTarget } from './generator.js';
 import { IMIX, VXLAN_HEADER_LEN, frameSizes, setSeq, writeDatagram } from './seqframe.js';

@@ -7,8 +7,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CaptureReader } from '../../src/capture/reader.js';
-import type { CaptureReaderOptions, RecordSink } from '../../src/capture/reader.js';
+import { CaptureReader } from '../../src/pcap/reader.js';
+import type { CaptureReaderOptions, RecordSink } from '../../src/pcap/reader.js';
 
 export const REAL_DIR = '/work/shared/pcaps/real';
 

@@ -7,7 +7,7 @@ import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { writeFileHeader, writeRecord } from '../../src/capture/pcap.js';
+import { writeFileHeader, writeRecord } from '../../src/pcap/pcap.js';
 import { recoverDirectory, recoverPartFile } from '../../src/capture/recover.js';
 import type { RecoveryResult } from '../../src/capture/recover.js';
 import { mapLimit, pcapBoundaries, prng, randomFrame, run, tool, withTempDir } from './helpers.js';

@@ -40,8 +40,8 @@ import {
   OK,
 } from '../../src/decode/status.js';
 import { ETHER_ARP, ETHER_IPV4, ETHER_IPV6, ETHER_KIND, ETHERTYPE_QINQ } from '../../src/decode/tables.js';
-import { readCapture } from '../../src/capture/reader.js';
-import { LINKTYPE_ETHERNET } from '../../src/capture/pcap.js';
+import { readCapture } from '../../src/pcap/reader.js';
+import { LINKTYPE_ETHERNET } from '../../src/pcap/pcap.js';
 
 export const TSHARK_FIELDS = [
   'frame.number',

@@ -13,7 +13,7 @@ import t from 'tap';
 import { parse } from 'yaml';
 import { App } from '../../src/app.js';
 import { OPTIONS, parseFlags, resolveConfig } from '../../src/config.js';
-import { createLogger } from '../../src/control/log.js';
+import { createLogger } from '../../src/log.js';
 
 const DIR = fileURLToPath(new URL('../../../deploy/prometheus/', import.meta.url));
 const hasPromtool = spawnSync('promtool', ['--version']).status === 0;

@@ -7,8 +7,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { CaptureError, CaptureErrorCode } from '../../src/capture/errors.js';
-import { CaptureReader } from '../../src/capture/reader.js';
+import { CaptureError, CaptureErrorCode } from '../../src/pcap/errors.js';
+import { CaptureReader } from '../../src/pcap/reader.js';
 import {
   buildPcap,
   buildPcapngSection,
@@ -21,8 +21,8 @@ import {
   swapPcap,
   tsString,
   withTempDir,
-} from './helpers.js';
-import type { NgBlock, PcapRecord, Rec } from './helpers.js';
+} from '../capture/helpers.js';
+import type { NgBlock, PcapRecord, Rec } from '../capture/helpers.js';
 
 const rand = prng(42);
 /** Frames of awkward sizes: empty, tiny, odd, not a multiple of 4, large. */

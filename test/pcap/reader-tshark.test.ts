@@ -19,8 +19,8 @@ import {
   tool,
   tsharkRecords,
   withTempDir,
-} from './helpers.js';
-import type { NgInterface, Rec } from './helpers.js';
+} from '../capture/helpers.js';
+import type { NgInterface, Rec } from '../capture/helpers.js';
 
 // Two tshark runs per real capture and conversion take a while on two cores.
 t.setTimeout(240_000);

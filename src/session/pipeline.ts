@@ -10,13 +10,13 @@
  *
  * No allocation, no events, no logging per datagram; counters are plain numbers.
  */
-import { DROP_BAD_VXLAN, DROP_SHORT, DROP_SOURCE_DENIED, newDropCounters } from './drops.js';
-import { Decoder, L4_NAMES } from './decode/packet.js';
-import { OK } from './decode/status.js';
-import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, vxlanHasVni, vxlanVni } from './decode/vxlan.js';
-import type { AllowList } from './session/allow.js';
-import type { Router } from './session/router.js';
-import { ADDR_BYTES, type Batch } from './source/batch.js';
+import { DROP_BAD_VXLAN, DROP_SHORT, DROP_SOURCE_DENIED, newDropCounters } from '../drops.js';
+import { Decoder, L4_NAMES } from '../decode/packet.js';
+import { OK } from '../decode/status.js';
+import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, vxlanHasVni, vxlanVni } from '../decode/vxlan.js';
+import type { AllowList } from './allow.js';
+import type { Router } from './router.js';
+import { ADDR_BYTES, type Batch } from '../source/batch.js';
 
 export class Pipeline {
   /** Datagrams seen, and those dropped before they belonged to a session, by reason. */

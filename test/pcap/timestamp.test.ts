@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
-import { MAX_TSRESOL_POW10, MAX_TSRESOL_POW2, TimestampConverter } from '../../src/capture/timestamp.js';
-import { prng } from './helpers.js';
+import { MAX_TSRESOL_POW10, MAX_TSRESOL_POW2, TimestampConverter } from '../../src/pcap/timestamp.js';
+import { prng } from '../capture/helpers.js';
 
 /** The exact answer, with BigInt. */
 function reference(base: 10 | 2, exp: number, ts: bigint, offset: number): [number, number] {
