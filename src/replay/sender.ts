@@ -11,8 +11,7 @@ import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { loadNative, numericHost } from '../source/native.js';
-import type { NativeBinding, NativeSender } from '../source/native.js';
+import { loadNative, numericHost, type NativeBinding, type NativeSender } from '../native/addon.js';
 
 const ECONNREFUSED = 111;
 

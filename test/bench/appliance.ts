@@ -31,7 +31,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
-import { loadNative } from '../../src/source/native.js';
+import { loadNative } from '../../src/native/addon.js';
 import { httpGet, metricValue, startAppliance, waitFor } from '../lib/appliance.js';
 import { runGeneratorProcess, type GeneratorSummary } from './generator.js';
 import { checkSequences, type SequenceReport } from './seqcheck.js';

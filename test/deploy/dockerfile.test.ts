@@ -167,7 +167,7 @@ t.test('replayed on a fresh clone: npm ci, prune, start from the image layout, r
     i === 0 && a === 'node' ? process.execPath : a.startsWith('/') && existsSync(inImage(a)) ? inImage(a) : a,
   );
   if (existsSync(join(app, 'native/binding.gyp'))) {
-    // dist/src/source/native.js loads ../../../native/build/Release/*.node: the image's app folder.
+    // dist/src/native/addon.js loads ../../../native/build/Release/*.node: the image's app folder.
     const addon = join(dirname(argv[1]!), '../../native/build/Release/mirrorcap_native.node');
     t.ok(existsSync(addon), 'the image has the addon where the loader looks');
     t.equal(spawnSync(process.execPath, ['-e', `require(${JSON.stringify(addon)})`]).status, 0, 'and it loads');

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { writeVxlanHeader } from '../../src/decode/vxlan.js';
-import { loadNative } from '../../src/source/native.js';
+import { loadNative } from '../../src/native/addon.js';
 import { httpGet, metricSum, startAppliance, waitFor } from '../lib/appliance.js';
 import { udpFrame } from '../lib/frames.js';
 

@@ -7,14 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { Batch } from '../../src/source/batch.js';
 import { BATCH_SIZE_BUCKETS } from '../../src/source/source.js';
-import {
-  COUNTER_RXQ_OVFL,
-  COUNTER_TRUNCATED,
-  DEFAULT_SLOT_BYTES,
-  NativeSource,
-  loadNative,
-} from '../../src/source/native.js';
-import type { NativeBinding, NativeSender, NativeSourceOptions } from '../../src/source/native.js';
+import { COUNTER_RXQ_OVFL, COUNTER_TRUNCATED, loadNative, type NativeBinding, type NativeSender } from '../../src/native/addon.js';
+import { DEFAULT_SLOT_BYTES, NativeSource, type NativeSourceOptions } from '../../src/source/native.js';
 
 const load = loadNative();
 // On Linux npm ci builds the addon, so a missing one is a failure, not a skip.
@@ -434,8 +428,10 @@ function suite(binding: NativeBinding): void {
 
   t.test('garbage collection and a throwing sink (child process)', async (t) => {
     const url = new URL('../../src/source/native.js', import.meta.url).href;
+    const addonUrl = new URL('../../src/native/addon.js', import.meta.url).href;
     const script = `
-      import { NativeSource, loadNative } from ${JSON.stringify(url)};
+      import { NativeSource } from ${JSON.stringify(url)};
+      import { loadNative } from ${JSON.stringify(addonUrl)};
       const { Receiver, Sender } = loadNative().binding;
       const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       // Never started, then dropped: the finalizer closes the socket.
