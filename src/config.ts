@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
-import { parseCidr, type Cidr } from './session/allow.js';
+import { parseCidr, type Cidr } from './addr.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 
 export class ConfigError extends Error {

@@ -11,7 +11,7 @@ import { Catalog } from './capture/catalog.js';
 import { ChunkPool } from './capture/chunks.js';
 import { DiskGuard } from './capture/disk.js';
 import { PART_SUFFIX } from './capture/naming.js';
-import { PostRotate } from './capture/post-rotate.js';
+import { PostRotate } from './finish/post-rotate.js';
 import { recoverDirectory } from './capture/recover.js';
 import { DIR_MODE, SessionWriter, type CaptureFile } from './capture/writer.js';
 import type { Config, SessionConfig } from './config.js';

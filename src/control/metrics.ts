@@ -6,7 +6,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'pr
 import type { Catalog } from '../capture/catalog.js';
 import type { ChunkPool } from '../capture/chunks.js';
 import type { DiskGuard } from '../capture/disk.js';
-import type { PostRotate } from '../capture/post-rotate.js';
+import type { PostRotate } from '../finish/post-rotate.js';
 import { DROP_REASONS, PIPELINE_DROPS, SESSION_DROPS } from '../drops.js';
 import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
 import type { Pipeline } from '../session/pipeline.js';
