@@ -19,7 +19,12 @@ export interface Endpoint {
   readonly port: number;
 }
 
-export interface RotationConfig {
+/**
+ * What a session entry of the config file may set for itself; the rest of Config supplies
+ * the defaults. These keys are the options marked perSession in OPTIONS (a test checks),
+ * and they are what a reload (SIGHUP) applies to running sessions.
+ */
+export interface SessionSettings {
   /** Close the file before it would grow past this many bytes; 0 = off. */
   readonly rotateSize: number;
   /** Close the file once its first packet is this many seconds old; 0 = off. */
@@ -31,7 +36,7 @@ export interface RotationConfig {
   readonly snaplen: number;
 }
 
-export interface SessionConfig extends RotationConfig {
+export interface SessionConfig extends SessionSettings {
   readonly vni: number;
   readonly name: string;
   /** Outer source address this session is bound to (session-key vni+src), or null for any. */
@@ -40,7 +45,7 @@ export interface SessionConfig extends RotationConfig {
 
 export type SessionKey = 'vni' | 'vni+src';
 
-export interface Config extends RotationConfig {
+export interface Config extends SessionSettings {
   readonly listen: Endpoint;
   readonly http: Endpoint;
   /** auto, native, dgram, or pcap:<interface>. */
@@ -121,6 +126,14 @@ export const OPTIONS: readonly OptionSpec[] = [
 ];
 
 const BY_NAME = new Map(OPTIONS.map((o) => [o.name, o]));
+
+/** The Config keys a session may set for itself (the perSession options). */
+export const SESSION_SETTING_KEYS: ReadonlyArray<keyof SessionSettings> = OPTIONS.filter((o) => o.perSession).map((o) => o.key as keyof SessionSettings);
+
+/** The per-session settings of a Config or SessionConfig, and nothing else. */
+export function sessionSettings(from: SessionSettings): SessionSettings {
+  return Object.fromEntries(SESSION_SETTING_KEYS.map((k) => [k, from[k]])) as unknown as SessionSettings;
+}
 
 export function envName(option: string): string {
   return `MIRRORCAP_${option.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
@@ -327,7 +340,7 @@ export function isValidSessionName(name: string): boolean {
   return SESSION_NAME.test(name) && !/^\.+$/.test(name);
 }
 
-function resolveSessions(list: unknown, origin: Origin, base: RotationConfig, sessionKey: SessionKey): SessionConfig[] {
+function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, sessionKey: SessionKey): SessionConfig[] {
   if (list === undefined || list === null) return [];
   if (!Array.isArray(list)) fail('sessions', list, origin, 'a list of {vni, name} entries');
   const seenNames = new Set<string>();
@@ -416,13 +429,7 @@ export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv, d
     out[o.key!] = convert(o, raw);
   }
   out.configFile = configFile;
-  const base: RotationConfig = {
-    rotateSize: out.rotateSize as number,
-    rotateSeconds: out.rotateSeconds as number,
-    rotatePackets: out.rotatePackets as number,
-    ring: out.ring as number,
-    snaplen: out.snaplen as number,
-  };
+  const base = sessionSettings(out as unknown as SessionSettings);
   out.sessions = Object.freeze(resolveSessions(sessionsRaw, fileOrigin, base, out.sessionKey as SessionKey));
   return Object.freeze(out) as unknown as Config;
 }

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { Catalog } from './capture/catalog.js';
 import { ChunkPool } from './capture/chunks.js';
 import { DiskGuard } from './capture/disk.js';
-import { PART_SUFFIX } from './capture/naming.js';
 import { PostRotate } from './finish/post-rotate.js';
 import { recoverDirectory } from './capture/recover.js';
+import { rotationOf } from './capture/rotation.js';
 import { DIR_MODE, SessionWriter, type CaptureFile } from './capture/writer.js';
 import type { Config, SessionConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -46,6 +46,8 @@ export class Recorder {
   readonly postRotate: PostRotate | null;
   readonly router: Router;
   readonly pipeline: Pipeline;
+  /** Each session's writer: the Recorder makes them, so only it drives them. */
+  private readonly writers = new Map<Session, SessionWriter>();
 
   constructor(
     private readonly config: Config,
@@ -88,7 +90,7 @@ export class Recorder {
   }
 
   /** Makes the output folder ready: writable, files left open by a killed process recovered, the catalog read. */
-  async open(): Promise<void> {
+  async start(): Promise<void> {
     await mkdir(this.config.out, { recursive: true, mode: DIR_MODE });
     const unwritable = await this.outputProblem();
     if (unwritable !== null) throw new Error(unwritable);
@@ -109,51 +111,68 @@ export class Recorder {
 
   /** Hands every partly filled chunk to the disk (the flush-interval timer). */
   flushAll(): void {
-    for (const s of this.sessions) s.writer.flush();
+    for (const w of this.writers.values()) w.flush();
   }
 
   /** Once a second: rates, time-based rotation of quiet sessions, free space. */
   tick(nowSec: number): void {
-    for (const s of this.sessions) {
+    for (const [s, w] of this.writers) {
       s.sampleRates();
-      s.writer.tick(nowSec);
+      w.tick(nowSec);
     }
     if (this.opts.guardDisk) void this.disk.check();
   }
 
   /** Closes every session's current file now; the next packets start new ones. */
   rotateAll(): void {
-    for (const s of this.sessions) s.writer.rotate();
+    for (const w of this.writers.values()) w.rotate();
   }
 
   /** New sessions and rotation settings, applied between two batches (SIGHUP). */
   reconfigure(next: Config): { updated: Session[]; retired: Session[] } {
     const result = this.router.reconfigure({ strict: next.strict, configured: next.sessions, defaults: next });
-    for (const s of result.retired) s.writer.rotate();
+    for (const s of result.retired) this.writers.get(s)!.rotate();
     return result;
   }
 
   /** Writes every queued record, closes and renames every file, lets post-rotate commands finish. */
-  async close(): Promise<void> {
-    await Promise.all(this.sessions.map((s) => s.writer.close()));
+  async stop(): Promise<void> {
+    await Promise.all([...this.writers.values()].map((w) => w.stop()));
     if (this.postRotate !== null && !(await this.postRotate.idle(POST_ROTATE_GRACE_MS))) {
       this.log.warn({ event: 'post_rotate_pending' }, 'post-rotate commands still running; they continue on their own');
     }
   }
 
+  /** Whether the writers hold half of what they may: an offline reader should let them drain. */
+  get backlogged(): boolean {
+    let total = 0;
+    for (const w of this.writers.values()) {
+      const held = w.stats().heldBytes;
+      if (held > this.config.queueSize / 2) return true;
+      total += held;
+    }
+    return total > this.config.maxBuffer / 2;
+  }
+
+  /** Resolves once every writer has written what it was given so far. */
+  async drained(): Promise<void> {
+    await Promise.all([...this.writers.values()].map((w) => w.idle()));
+  }
+
   summary(): RecorderSummary {
+    const snaps = this.sessions.map((s) => s.snapshot());
     const dropped: Record<string, number> = {};
     DROP_REASONS.forEach((r, i) => {
-      const n = this.pipeline.drops[i]! + this.sessions.reduce((sum, s) => sum + s.drops[i]!, 0);
+      const n = this.pipeline.drops[i]! + snaps.reduce((sum, s) => sum + (s.dropped[r] ?? 0), 0);
       if (n > 0) dropped[r] = n;
     });
     return {
       datagrams: this.pipeline.datagrams,
-      packets: this.sessions.reduce((n, s) => n + s.packets, 0),
-      writtenPackets: this.sessions.reduce((n, s) => n + s.writer.writtenPackets, 0),
+      packets: snaps.reduce((n, s) => n + s.packets, 0),
+      writtenPackets: snaps.reduce((n, s) => n + s.output.writtenPackets, 0),
       dropped,
-      sessions: this.sessions.length,
-      filesClosed: this.sessions.reduce((n, s) => n + s.writer.filesClosed, 0),
+      sessions: snaps.length,
+      filesClosed: snaps.reduce((n, s) => n + s.output.filesClosed, 0),
     };
   }
 
@@ -172,31 +191,31 @@ export class Recorder {
 
   private createSession(sc: SessionConfig): Session {
     const drops = newDropCounters();
-    const session: Session = new Session(
-      sc,
+    let session: Session | null = null;
+    const writer = new SessionWriter({
+      session: sc.name,
+      dir: join(this.config.out, sc.name),
+      rotation: rotationOf(sc),
+      snaplen: sc.snaplen,
+      queueSize: this.config.queueSize,
+      nextSeq: () => this.catalog.nextSeq(sc.name),
+      pool: this.pool,
       drops,
-      new SessionWriter({
-        session: sc.name,
-        dir: join(this.config.out, sc.name),
-        rotation: sc,
-        queueSize: this.config.queueSize,
-        nextSeq: () => this.catalog.nextSeq(sc.name),
-        pool: this.pool,
-        drops,
-        disk: this.disk,
-        events: {
-          fileClosed: (file) => this.fileClosed(session, file),
-          writeError: (file, op, err) => {
-            const code = err.code ?? 'UNKNOWN';
-            session.writeErrors.set(code, (session.writeErrors.get(code) ?? 0) + 1);
-            this.log.error(
-              { event: 'write_error', session: sc.name, path: file.path + PART_SUFFIX, op, code, err: err.message },
-              'capture file write failed; the file is closed at its last whole record',
-            );
-          },
+      disk: this.disk,
+      events: {
+        fileClosed: (file) => this.fileClosed(session!, file),
+        writeError: (_file, where, op, err) => {
+          const code = err.code ?? 'UNKNOWN';
+          session!.writeError(code);
+          this.log.error(
+            { event: 'write_error', session: sc.name, path: where, op, code, err: err.message },
+            'capture file write failed; the file is closed at its last whole record',
+          );
         },
-      }),
-    );
+      },
+    });
+    session = new Session(sc, drops, writer);
+    this.writers.set(session, writer);
     this.log.info({ event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source }, 'session created');
     return session;
   }

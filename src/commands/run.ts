@@ -1,6 +1,6 @@
 /**
  * `mirrorcap [run]`: the appliance. flags → config → app.start(); SIGTERM / SIGINT →
- * app.close() within 10 s; SIGHUP reloads the config file; SIGUSR1 rotates every file.
+ * app.stop() within 10 s; SIGHUP reloads the config file; SIGUSR1 rotates every file.
  */
 import { App } from '../app.js';
 import { ConfigError, OPTIONS, optionsHelp, parseFlags, resolveConfig } from '../config.js';
@@ -40,7 +40,7 @@ export async function runCommand(argv: string[]): Promise<void> {
   try {
     await app.start();
   } catch (err) {
-    await app.close().catch(() => undefined);
+    await app.stop().catch(() => undefined);
     if (err instanceof ConfigError) usageError(err.message);
     const e = err as NodeJS.ErrnoException;
     log.fatal({ event: 'start_failed', code: e.code, err: e.message }, `mirrorcap could not start: ${e.message}`);
@@ -62,7 +62,7 @@ function installSignals(app: App, log: Logger): void {
       process.exit(1);
     }, CLOSE_DEADLINE_MS);
     deadline.unref();
-    app.close().then(
+    app.stop().then(
       () => process.exit(0),
       (err: Error) => {
         log.error({ event: 'stop_failed', err: err.message }, 'stop failed');

@@ -76,7 +76,7 @@ export class ControlServer {
     this.port = (server.address() as AddressInfo).port;
   }
 
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     const server = this.server;
     if (server === null) return;
     this.server = null;

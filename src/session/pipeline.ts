@@ -11,8 +11,7 @@
  * No allocation, no events, no logging per datagram; counters are plain numbers.
  */
 import { DROP_BAD_VXLAN, DROP_SHORT, DROP_SOURCE_DENIED, newDropCounters } from '../drops.js';
-import { Decoder, L4_NAMES } from '../decode/packet.js';
-import { OK } from '../decode/status.js';
+import { Decoder } from '../decode/packet.js';
 import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, vxlanHasVni, vxlanVni } from '../decode/vxlan.js';
 import type { AllowList } from './allow.js';
 import type { Router } from './router.js';
@@ -62,17 +61,10 @@ export class Pipeline {
       let origLen = wireLengths[i]! - VXLAN_HEADER_LEN;
       const d = this.decoder;
       d.decode(slab, frameOff, frameLen);
-      session.protocols[d.l3 * L4_NAMES.length + d.l4]!++;
-      if (d.status !== OK) session.decodeErrors[d.errorLayer]!++;
       if (d.claimedFrameLength > origLen) origLen = d.claimedFrameLength;
-      if (origLen > frameLen) session.truncated++;
-      if (d.addrLen !== 0) {
-        session.talkers.add(slab, d.srcAddrOff, d.addrLen, origLen);
-        session.talkers.add(slab, d.dstAddrOff, d.addrLen, origLen);
-      }
-      session.packets++;
-      session.bytes += origLen;
-      if (!session.writer.append(slab, frameOff, frameLen, origLen, tsSec[i]!, tsNsec[i]!) && session.writer.saturated) refused++;
+      session.account(d, frameLen, origLen);
+      const out = session.output;
+      if (!out.append(slab, frameOff, frameLen, origLen, tsSec[i]!, tsNsec[i]!) && out.saturated) refused++;
     }
     this.decoder.release();
     // Saturated when most of what was just read had to be dropped for want of queue memory:

@@ -9,7 +9,7 @@
  * the others are retired (their file closed) and the key is admitted afresh.
  */
 import { addrForName, formatAddr, parseAddr } from '../addr.js';
-import type { RotationConfig, SessionConfig, SessionKey } from '../config.js';
+import { sessionSettings, type SessionConfig, type SessionKey, type SessionSettings } from '../config.js';
 import { ADDR_BYTES } from '../source/batch.js';
 import { DROP_SESSION_LIMIT, DROP_UNKNOWN_VNI } from '../drops.js';
 import type { Session } from './session.js';
@@ -20,7 +20,7 @@ export type SessionFactory = (config: SessionConfig) => Session;
 export interface RoutingRules {
   readonly strict: boolean;
   readonly configured: readonly SessionConfig[];
-  readonly defaults: RotationConfig;
+  readonly defaults: SessionSettings;
 }
 
 export interface RouterOptions extends RoutingRules {
@@ -158,15 +158,14 @@ export class Router {
     const configured = this.byVni.get(vni);
     if (!this.withSource && configured) return configured;
     if (configured === undefined && this.rules.strict) return null;
-    const base: RotationConfig = configured ?? this.rules.defaults;
+    const base: SessionSettings = configured ?? this.rules.defaults;
     let name = configured?.name ?? `vni-${vni}`;
     let source: string | null = null;
     if (this.withSource) {
       source = formatAddr(addr, addrOff);
       name = `${name}-${addrForName(source)}`;
     }
-    const { rotateSize, rotateSeconds, rotatePackets, ring, snaplen } = base;
-    return Object.freeze({ vni, name, source, rotateSize, rotateSeconds, rotatePackets, ring, snaplen });
+    return Object.freeze({ ...sessionSettings(base), vni, name, source });
   }
 
   private isRouted(vni: number, addr: Uint8Array | null): boolean {

@@ -11,7 +11,7 @@ import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_NULL, LINKTYPE_RAW } fr
 import { BatchingSource } from './batcher.js';
 import { WallClock } from './clock.js';
 import { OuterParser } from './outer.js';
-import type { BatchSink, Source } from './source.js';
+import type { BatchSink, Source, SourceStats } from './source.js';
 
 interface CapHandle {
   open(device: string, filter: string, bufferSize: number, buffer: Buffer): string;
@@ -80,6 +80,10 @@ export class LibpcapSource extends BatchingSource implements Source {
     this.parser = new OuterParser(opts.port);
   }
 
+  override get stats(): SourceStats {
+    return { ...this.batcher.stats, skipped: this.parser.skippedByReason() };
+  }
+
   async start(sink: BatchSink): Promise<void> {
     this.batcher.start(sink);
     const handle = new this.cap.Cap();
@@ -101,7 +105,7 @@ export class LibpcapSource extends BatchingSource implements Source {
     this.ready = true;
   }
 
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     const handle = this.handle;
     if (handle === null) return;
     this.handle = null;

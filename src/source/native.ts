@@ -9,7 +9,7 @@
  * The addon holds only syscalls; sizes, turn limits and what a failure means are decided
  * here; the addon's surface and its loader are in native/addon.ts.
  */
-import { COUNTER_COUNT, COUNTER_RXQ_OVFL, loadNative, numericHost, type NativeBinding, type NativeReceiver, type SocketAddress } from '../native/addon.js';
+import { COUNTER_COUNT, COUNTER_RECV_ERRORS, COUNTER_RXQ_OVFL, COUNTER_TRUNCATED, loadNative, numericHost, type NativeBinding, type NativeReceiver, type SocketAddress } from '../native/addon.js';
 import { Batch } from './batch.js';
 import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
 
@@ -67,10 +67,21 @@ export interface NativeSourceOptions {
 class NativeStats implements SourceStats {
   datagrams = 0;
   batches = 0;
-  constructor(private readonly dropsNow: () => number) {}
+  readonly skipped = {};
+  constructor(
+    private readonly dropsNow: () => number,
+    /** The addon's counters (COUNTER_*). */
+    private readonly counters: Float64Array,
+  ) {}
   /** The kernel's cumulative count of datagrams this socket lost to a full receive buffer. */
   get kernelDrops(): number {
     return this.dropsNow();
+  }
+  get receiveErrors(): number {
+    return this.counters[COUNTER_RECV_ERRORS]!;
+  }
+  get receiveTruncated(): number {
+    return this.counters[COUNTER_TRUNCATED]!;
   }
 }
 
@@ -115,7 +126,7 @@ export class NativeSource implements Source {
     this.binding = binding;
     this.batch = new Batch(batchSize, Buffer.allocUnsafeSlow(batchSize * this.slotBytes));
     for (let i = 0; i < batchSize; i++) this.batch.offsets[i] = i * this.slotBytes;
-    this.stats = new NativeStats(() => this.readDrops());
+    this.stats = new NativeStats(() => this.readDrops(), this.counters);
   }
 
   get ready(): boolean {
@@ -191,7 +202,7 @@ export class NativeSource implements Source {
   }
 
   /** Stops at once: the socket is closed (port free) when this resolves; idempotent. */
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     if (this.state === 'closed') return;
     if (this.receiver !== undefined) {
       this.lastDrops = this.readDrops();

@@ -62,6 +62,15 @@ export class OuterParser {
     return true;
   }
 
+  /** The skip counters by reason name, non-zero only. */
+  skippedByReason(): Record<string, number> {
+    const out: Record<string, number> = {};
+    SKIP_REASONS.forEach((r, i) => {
+      if (this.skipped[i]! > 0) out[r] = this.skipped[i]!;
+    });
+    return out;
+  }
+
   /** Drops the decoder's reference to the last buffer. */
   release(): void {
     this.decoder.release();

@@ -59,7 +59,7 @@ async function nativeReceiver(recvBufferBytes: number): Promise<Receiver> {
     count: () => src.stats.datagrams,
     kernelDrops: () => src.stats.kernelDrops,
     extra: () => `rcvbuf ${src.grantedRecvBuffer}, ${(src.stats.datagrams / Math.max(1, src.stats.batches)).toFixed(1)}/batch`,
-    close: () => src.close(),
+    close: () => src.stop(),
   };
 }
 

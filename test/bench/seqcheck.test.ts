@@ -137,7 +137,7 @@ async function capture(run: (port: number) => Promise<{ sentPerVni: Record<strin
   });
   const summary = await run(src.address()!.port);
   await sleep(100);
-  await src.close();
+  await src.stop();
   for (const f of files.values()) closeSync(f.fd);
   return { summary, files: [...files.keys()].sort().map((v) => join(dir, `vni-${v}.pcap`)), source: src };
 }
