@@ -109,6 +109,15 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     emit({ result: 'failed' }, p.failed);
     emit({ result: 'skipped' }, p.skipped);
   });
+  counter('receive_errors_total', 'Receive calls that failed for another reason than an empty socket (the native source; the log has the errno).', [], (emit) =>
+    emit({}, view.source?.stats.receiveErrors ?? 0),
+  );
+  counter('receive_truncated_total', 'Datagrams larger than the receive slot, kept cut to it (their real size stays in orig_len).', [], (emit) =>
+    emit({}, view.source?.stats.receiveTruncated ?? 0),
+  );
+  counter('capture_skipped_packets_total', 'Packets an interface source (--source pcap:) captured that were not VXLAN datagrams to our port, by reason.', ['reason'], (emit) => {
+    for (const [reason, n] of Object.entries(view.source?.stats.skipped ?? {})) emit({ reason }, n);
+  });
   counter('socket_drops_total', 'Datagrams the kernel dropped because the socket buffer was full.', [], (emit) => emit({}, view.source?.stats.kernelDrops ?? 0));
   gauge('current_file_bytes', 'Size of the file each session is writing (buffered bytes included).', ['session', 'vni'], perSession((s) => s.output.current?.bytes ?? 0));
   gauge('sessions', 'Sessions receiving (retired ones keep their counters but are not counted).', [], (emit) => emit({}, view.activeSessions()));
