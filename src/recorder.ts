@@ -21,6 +21,7 @@ import { Pipeline } from './session/pipeline.js';
 import { AllowList } from './session/allow.js';
 import { Router } from './session/router.js';
 import { Session } from './session/session.js';
+import { codedError, ErrorCode } from './errors.js';
 
 /** At close, post-rotate commands get this long to finish before we go on anyway. */
 const POST_ROTATE_GRACE_MS = 4_000;
@@ -93,7 +94,7 @@ export class Recorder {
   async start(): Promise<void> {
     await mkdir(this.config.out, { recursive: true, mode: DIR_MODE });
     const unwritable = await this.outputProblem();
-    if (unwritable !== null) throw new Error(unwritable);
+    if (unwritable !== null) throw codedError(ErrorCode.OUTPUT_UNWRITABLE, unwritable);
     await this.recoverPartFiles();
     await this.catalog.scan();
     if (this.opts.guardDisk) await this.disk.check();

@@ -25,6 +25,7 @@
  * record before it was delivered. Nothing throws per record.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import { codedError, ErrorCode } from '../errors.js';
 import { CaptureErrorCode } from './errors.js';
 import { PcapngParser, NG_SHB } from './pcapng.js';
 import { FILE_HEADER_LEN, MAX_SNAPLEN, PCAP_MAGIC_NS, PCAP_MAGIC_US, RECORD_HEADER_LEN } from './pcap.js';
@@ -93,7 +94,7 @@ export class CaptureReader {
     for (const key of ['bufferSize', 'maxRecordLen', 'maxBlockLen'] as const) {
       const v = options[key];
       if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) {
-        throw new RangeError(`CaptureReader option ${key} must be a positive integer, got ${String(v)}`);
+        throw codedError(ErrorCode.INVALID_ARGUMENT, `CaptureReader option ${key} must be a positive integer, got ${String(v)}`, RangeError);
       }
     }
     const fh = await open(path, 'r');
@@ -138,7 +139,7 @@ export class CaptureReader {
    * been delivered (by this call or earlier ones). Calls must not overlap.
    */
   async read(sink: RecordSink): Promise<boolean> {
-    if (this.reading) throw new Error('CaptureReader.read() called while a read is in progress');
+    if (this.reading) throw codedError(ErrorCode.INVALID_STATE, 'CaptureReader.read() called while a read is in progress');
     this.reading = true;
     const w = this.w;
     try {

@@ -14,6 +14,7 @@ import { CaptureReader } from '../pcap/reader.js';
 import { Decoder } from '../decode/packet.js';
 import { VXLAN_HEADER_LEN, writeVxlanHeader } from '../decode/vxlan.js';
 import { openSender, type DatagramSender } from './sender.js';
+import { codedError, ErrorCode } from '../errors.js';
 
 export type Pace = { readonly kind: 'speed'; readonly factor: number } | { readonly kind: 'rate'; readonly pps: number } | { readonly kind: 'flat-out' };
 
@@ -213,7 +214,7 @@ class SendQueue {
 
   /** Where a datagram of up to `len` bytes can be written. The caller drains when told to. */
   reserve(len: number): number {
-    if (this.used + len > this.slab.length) throw new Error('replay send slab overflow');
+    if (this.used + len > this.slab.length) throw codedError(ErrorCode.INVALID_STATE, 'replay send slab overflow');
     return this.used;
   }
 

@@ -12,6 +12,7 @@
 import { COUNTER_COUNT, COUNTER_RECV_ERRORS, COUNTER_RXQ_OVFL, COUNTER_TRUNCATED, loadNative, numericHost, type NativeBinding, type NativeReceiver, type SocketAddress } from '../native/addon.js';
 import { Batch } from './batch.js';
 import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
+import { codedError, ErrorCode } from '../errors.js';
 
 /**
  * Slot size. AWS mirror targets have an MTU of at most 9001, so no VXLAN datagram from
@@ -109,18 +110,18 @@ export class NativeSource implements Source {
     this.slotBytes = opts.slotBytes ?? DEFAULT_SLOT_BYTES;
     this.maxBatchesPerTurn = opts.maxBatchesPerTurn ?? DEFAULT_MAX_BATCHES_PER_TURN;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
-      throw new RangeError(`batchSize must be an integer in 1..${MAX_BATCH_SIZE}, got ${batchSize}`);
+      throw codedError(ErrorCode.INVALID_ARGUMENT, `batchSize must be an integer in 1..${MAX_BATCH_SIZE}, got ${batchSize}`, RangeError);
     }
     if (!Number.isInteger(this.maxBatchesPerTurn) || this.maxBatchesPerTurn < 1) {
-      throw new RangeError(`maxBatchesPerTurn must be a positive integer, got ${this.maxBatchesPerTurn}`);
+      throw codedError(ErrorCode.INVALID_ARGUMENT, `maxBatchesPerTurn must be a positive integer, got ${this.maxBatchesPerTurn}`, RangeError);
     }
     if (!Number.isInteger(this.slotBytes) || this.slotBytes < 64 || this.slotBytes > 65536) {
-      throw new RangeError(`slotBytes must be an integer in 64..65536, got ${this.slotBytes}`);
+      throw codedError(ErrorCode.INVALID_ARGUMENT, `slotBytes must be an integer in 64..65536, got ${this.slotBytes}`, RangeError);
     }
     let binding = opts.binding;
     if (binding === undefined) {
       const load = loadNative();
-      if (!load.ok) throw new Error(load.reason);
+      if (!load.ok) throw codedError(ErrorCode.NATIVE_UNAVAILABLE, load.reason);
       binding = load.binding;
     }
     this.binding = binding;
@@ -147,7 +148,7 @@ export class NativeSource implements Source {
   }
 
   async start(sink: BatchSink): Promise<void> {
-    if (this.state !== 'idle') throw new Error(`NativeSource.start(): source is ${this.state}`);
+    if (this.state !== 'idle') throw codedError(ErrorCode.INVALID_STATE, `NativeSource.start(): source is ${this.state}`);
     this.state = 'starting';
     let receiver: NativeReceiver | undefined;
     try {
