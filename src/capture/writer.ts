@@ -31,7 +31,7 @@ const MAX_IOV = 16;
 export interface CaptureFile {
   readonly session: string;
   readonly seq: number;
-  /** Final path (.pcap); while open the data lives at path + '.part'. */
+  /** Final path (.pcap); while open the data lives at path + PART_SUFFIX. */
   readonly path: string;
   /** Bytes appended (file header included), whether or not they reached the disk yet. */
   bytes: number;
