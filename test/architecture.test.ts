@@ -27,6 +27,6 @@ t.test('errors thrown by our modules carry a code', async (t) => {
 });
 
 t.test('the .part suffix has one home (capture/naming.ts)', async (t) => {
-  const knowing = graph.modules.filter((m) => /['"`]\.part['"`]/.test(source(m)));
+  const knowing = graph.modules.filter((m) => /['"]\.part['"]/.test(source(m)));
   t.same(knowing, ['capture/naming.ts']);
 });
