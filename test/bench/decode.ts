@@ -20,50 +20,45 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Decoder } from '../../src/decode/packet.js';
 import { TopTalkers } from '../../src/session/talkers.js';
-import { ether, extOpts, icmp, icmpv6, ipv4, ipv6, SYN_OPTIONS, tcp, TPID_8021Q, udp } from '../fixtures/frames.js';
+import { ether, extOpts, icmp, icmpv6, ipv4, ipv6, SYN_OPTIONS, tcp, TPID_8021Q, udp } from '../lib/frames.js';
+import { Random } from '../lib/random.js';
 
 const MIX_FRAMES = 4096;
 
-/** xorshift32, so every run benches the same mix. */
-let seed = 0x2545f491;
-function rnd(n: number): number {
-  seed ^= seed << 13;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  return (seed >>> 0) % n;
-}
+/** Seeded, so every run benches the same mix. */
+const random = new Random(0x2545f491);
 
 /** Frame sizes as a mirror of a busy VPC sees them: many ACK-sized, many full-sized, some in between. */
 function frameSize(): number {
-  const r = rnd(100);
-  if (r < 40) return 64 + rnd(40);
-  if (r < 60) return 200 + rnd(400);
-  return 1400 + rnd(101);
+  const r = random.below(100);
+  if (r < 40) return 64 + random.below(40);
+  if (r < 60) return 200 + random.below(400);
+  return 1400 + random.below(101);
 }
 
 function mixFrame(): Buffer {
   const size = frameSize();
-  const v6 = rnd(100) < 20;
-  const kind = rnd(100);
+  const v6 = random.below(100) < 20;
+  const kind = random.below(100);
   const proto = kind < 85 ? 6 : kind < 97 ? 17 : v6 ? 58 : 1;
-  const tags: [number, number][] = rnd(100) < 10 ? [[TPID_8021Q, 1 + rnd(4094)]] : [];
-  const hbh = v6 && rnd(100) < 5;
+  const tags: [number, number][] = random.below(100) < 10 ? [[TPID_8021Q, 1 + random.below(4094)]] : [];
+  const hbh = v6 && random.below(100) < 5;
   const headers = 14 + 4 * tags.length + (v6 ? 40 : 20) + (hbh ? 8 : 0);
-  const opts = proto === 6 && rnd(100) < 10 ? SYN_OPTIONS : undefined;
+  const opts = proto === 6 && random.below(100) < 10 ? SYN_OPTIONS : undefined;
   const l4Header = proto === 6 ? 20 + (opts ? opts.length : 0) : 8;
   const body = Buffer.alloc(Math.max(0, size - headers - l4Header), 0x5a);
   // Clients from a pool of a few hundred, most traffic from a few of them; a handful of servers.
-  const client = Math.floor(400 ** (rnd(1000) / 1000));
-  const server = rnd(16);
+  const client = Math.floor(400 ** (random.below(1000) / 1000));
+  const server = random.below(16);
   const src = `10.0.${client >> 8}.${client & 255}`;
   const dst = `10.1.0.${server}`;
   const l4 =
     proto === 6
-      ? tcp({ sport: 1024 + rnd(60000), dport: 443, flags: 0x018, seq: rnd(1 << 30), options: opts }, body)
+      ? tcp({ sport: 1024 + random.below(60000), dport: 443, flags: 0x018, seq: random.below(1 << 30), options: opts }, body)
       : proto === 17
-        ? udp(1024 + rnd(60000), 53, body)
+        ? udp(1024 + random.below(60000), 53, body)
         : proto === 1
-          ? icmp(8, 0, rnd(1 << 30), body)
+          ? icmp(8, 0, random.below(1 << 30), body)
           : icmpv6(128, 0, Buffer.concat([Buffer.alloc(4), body]));
   if (!v6) return ether(0x0800, ipv4(proto, l4, { src, dst }), { tags });
   const src6 = `2001:db8::${client.toString(16)}`;

@@ -1,5 +1,4 @@
 /** The writer's rotation, ring, bounds and timestamps, checked on disk with capinfos / tshark. */
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,7 @@ import type { SessionSettings } from '../../src/config.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR, newDropCounters } from '../../src/drops.js';
 import { udpFrame } from '../lib/frames.js';
 import { capinfos, tsharkFrames } from '../lib/tshark.js';
+import { run } from '../lib/tools.js';
 
 const T0 = 1_790_000_000; // 2026-09-21T14:13:20Z
 
@@ -74,7 +74,7 @@ t.test('files are named <session>-<UTC start>-<seq>.pcap and renamed from .part 
   t.same(await files(dir), ['s1-20260921T141320Z-000000.pcap.part'], 'open file carries .part');
   t.equal((await stat(dir)).mode & 0o777, 0o750, 'folder mode 0750');
   t.equal((await stat(join(dir, 's1-20260921T141320Z-000000.pcap.part'))).mode & 0o777, 0o640, 'file mode 0640');
-  t.equal(tsharkFrames(join(dir, 's1-20260921T141320Z-000000.pcap.part')).length, 1, 'a flushed record is readable while the file is open');
+  t.equal((await tsharkFrames(join(dir, 's1-20260921T141320Z-000000.pcap.part'))).length, 1, 'a flushed record is readable while the file is open');
   await writer.stop();
   await writer.stop();
   t.same(await files(dir), ['s1-20260921T141320Z-000000.pcap'], 'closed file renamed; close() is idempotent');
@@ -92,7 +92,7 @@ t.test('rotation by size: no file grows past rotate-size', async (t) => {
     t.ok((await stat(join(dir, n))).size <= 4096, `${n} within 4096 bytes`);
   }
   t.same(names.map((n) => n.slice(-12)), ['-000000.pcap', '-000001.pcap', '-000002.pcap'], 'sequence numbers count up');
-  t.same(names.map((n) => capinfos(join(dir, n)).packets), [4, 4, 2], 'capinfos agrees');
+  t.same(await Promise.all(names.map(async (n) => (await capinfos(join(dir, n))).packets)), [4, 4, 2], 'capinfos agrees');
 });
 
 t.test('rotation by packet count', async (t) => {
@@ -100,7 +100,7 @@ t.test('rotation by packet count', async (t) => {
   const f = udpFrame(60, 1, 1);
   for (let i = 0; i < 35; i++) writer.append(f, 0, f.length, f.length, T0, i);
   await writer.stop();
-  t.same((await files(dir)).map((n) => capinfos(join(dir, n)).packets), [10, 10, 10, 5]);
+  t.same(await Promise.all((await files(dir)).map(async (n) => (await capinfos(join(dir, n))).packets)), [10, 10, 10, 5]);
 });
 
 t.test('rotation by age: packet time, and tick() for a session gone quiet', async (t) => {
@@ -125,10 +125,10 @@ t.test('snaplen cuts the record, orig_len keeps the real length; a larger origLe
   writer.append(small, 0, small.length, 1500, T0, 2);
   await writer.stop();
   const [name] = await files(dir);
-  t.equal(capinfos(join(dir, name!)).snaplen, 128, 'snaplen in the file header');
-  const got = tsharkFrames(join(dir, name!));
-  t.same(got.map((g) => [g.capLen, g.len]), [[128, 1000], [100, 1500]]);
-  t.ok(got[0]!.raw.equals(big.subarray(0, 128)), 'the first 128 bytes are written');
+  t.equal((await capinfos(join(dir, name!))).snaplen, 128, 'snaplen in the file header');
+  const got = await tsharkFrames(join(dir, name!));
+  t.same(got.map((g) => [g.capLen, g.origLen]), [[128, 1000], [100, 1500]]);
+  t.ok(got[0]!.data.equals(big.subarray(0, 128)), 'the first 128 bytes are written');
 });
 
 t.test('timestamps never go backwards within a file', async (t) => {
@@ -140,7 +140,7 @@ t.test('timestamps never go backwards within a file', async (t) => {
   writer.append(f, 0, f.length, f.length, T0 + 6, 1);
   await writer.stop();
   const [name] = await files(dir);
-  t.same(tsharkFrames(join(dir, name!)).map((g) => g.epoch), [`${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 6}.000000001`]);
+  t.same((await tsharkFrames(join(dir, name!))).map((g) => g.ts), [`${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 6}.000000001`]);
 });
 
 t.test('a full queue drops and counts, memory stays bounded, everything else is written', async (t) => {
@@ -155,7 +155,7 @@ t.test('a full queue drops and counts, memory stays bounded, everything else is 
   t.ok(drops[DROP_QUEUE_FULL]! > 0, 'some were dropped');
   await writer.stop();
   const [name] = await files(dir);
-  t.equal(capinfos(join(dir, name!)).packets, accepted, 'every accepted packet is in the file');
+  t.equal((await capinfos(join(dir, name!))).packets, accepted, 'every accepted packet is in the file');
   t.equal(writer.writtenPackets, accepted);
 });
 
@@ -181,7 +181,7 @@ t.test('quiet sessions hold small chunks, busy ones large: memory follows traffi
   const jumbo = udpFrame(60000, 1, 1);
   t.ok(quiet[1]!.writer.append(jumbo, 0, jumbo.length, jumbo.length, T0, 1), 'a record larger than a small chunk gets a large one');
   for (const r of quiet) await r.writer.stop();
-  t.equal(capinfos(join(quiet[1]!.dir, (await files(quiet[1]!.dir))[0]!)).packets, 2);
+  t.equal((await capinfos(join(quiet[1]!.dir, (await files(quiet[1]!.dir))[0]!))).packets, 2);
 });
 
 t.test('ring keeps the newest N finished files of the session', async (t) => {
@@ -221,7 +221,7 @@ t.test('while the disk is below min-free, packets are dropped as disk_full; writ
   disk.full = false;
   t.ok(writer.append(f, 0, f.length, f.length, T0, 3));
   await writer.stop();
-  t.equal(capinfos(join(dir, (await files(dir))[0]!)).packets, 2);
+  t.equal((await capinfos(join(dir, (await files(dir))[0]!))).packets, 2);
 });
 
 t.test('max-total-bytes: the oldest finished files go first, whatever their session', async (t) => {
@@ -261,19 +261,17 @@ t.test('the folder removed under an open file: nothing written is lost, the file
   t.equal(drops[DROP_WRITE_ERROR], 0, 'no packet lost');
   const left = await files(dir);
   t.equal(left.length, 1, `the file is back under its name (${left.join(', ')})`);
-  t.equal(capinfos(join(dir, left[0]!)).packets, 23, 'with every packet');
+  t.equal((await capinfos(join(dir, left[0]!))).packets, 23, 'with every packet');
 });
 
 t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are counted, writing resumes when space returns', async (t) => {
   const mnt = await mkdtemp(join(tmpdir(), 'mirrorcap-tmpfs-'));
-  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
-  if (mounted.status !== 0) {
+  const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+  if (mounted.code !== 0) {
     t.pass(`skipped: cannot mount a small tmpfs here (not root?): ${mounted.stderr}`);
     return;
   }
-  t.teardown(() => {
-    spawnSync('umount', [mnt]);
-  });
+  t.teardown(() => run('umount', [mnt]));
   const dir = join(mnt, 's1');
   const errors: string[] = [];
   const closed: CaptureFile[] = [];
@@ -298,9 +296,9 @@ t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are 
   t.ok(errors.includes('write:ENOSPC'), `ENOSPC reported (${errors.join(', ')})`);
   const first = await files(dir);
   t.equal(first.length, 1, 'the failed file was closed and renamed');
-  const info = capinfos(join(dir, first[0]!));
+  const info = await capinfos(join(dir, first[0]!));
   t.ok(info.packets > 0, `capinfos opens it: ${info.packets} whole records`);
-  t.equal(tsharkFrames(join(dir, first[0]!)).length, info.packets, 'tshark reads every record, none torn');
+  t.equal((await tsharkFrames(join(dir, first[0]!))).length, info.packets, 'tshark reads every record, none torn');
   t.equal(info.packets + drops[DROP_WRITE_ERROR]!, accepted, 'every accepted packet is either in the file or counted as write_error');
   t.equal(writer.writtenPackets, info.packets);
   await rm(join(dir, first[0]!));
@@ -309,5 +307,5 @@ t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are 
   await writer.stop();
   const after = (await files(dir)).filter((n) => n !== first[0]);
   t.equal(after.length, 1);
-  t.equal(capinfos(join(dir, after[0]!)).packets, 5, 'writing resumed in a new file once space returned');
+  t.equal((await capinfos(join(dir, after[0]!))).packets, 5, 'writing resumed in a new file once space returned');
 });

@@ -15,7 +15,7 @@ import t from 'tap';
 import { OPTIONS } from '../../src/config.js';
 import { httpGet, launchAppliance, metricValue, sendDatagrams, waitFor } from '../lib/appliance.js';
 import { all, aptPackages, dockerignore, envOf, execForm, parseDockerfile, replayStage, workdir, type Stage } from '../lib/dockerfile.js';
-import { udpFrame, vxlanDatagram } from '../lib/frames.js';
+import { udpFrame, vxlan } from '../lib/frames.js';
 import { freePort } from '../lib/ports.js';
 import { capinfos } from '../lib/tshark.js';
 
@@ -186,7 +186,7 @@ t.test('replayed on a fresh clone: npm ci, prune, start from the image layout, r
   const health = (): number | null => spawnSync(process.execPath, healthArgv.slice(1), { env: runEnv, timeout: 10_000 }).status;
   t.equal(health(), 0, 'the HEALTHCHECK command passes');
 
-  await sendDatagrams(appliance.udpPort, [vxlanDatagram(42, udpFrame(128, 42, 1))]);
+  await sendDatagrams(appliance.udpPort, [vxlan(42, udpFrame(128, 42, 1))]);
   await waitFor(async () => metricValue((await httpGet(httpPort, '/metrics')).body, 'mirrorcap_written_packets_total', { vni: '42' }) === 1, 5000, 'the packet written');
   t.equal(await appliance.stop('SIGTERM'), 0, 'SIGTERM exits 0');
   t.not(health(), 0, 'the HEALTHCHECK command fails once it is gone');
@@ -195,6 +195,6 @@ t.test('replayed on a fresh clone: npm ci, prune, start from the image layout, r
   const files = await readdir(sessionDir);
   t.equal(files.length, 1, 'one finished file, in the volume');
   t.match(files[0], /^vni-42-\d{8}T\d{6}Z-000000\.pcap$/);
-  t.equal(capinfos(join(sessionDir, files[0]!)).packets, 1, 'capinfos reads it: one packet');
+  t.equal((await capinfos(join(sessionDir, files[0]!))).packets, 1, 'capinfos reads it: one packet');
   t.comment(`timings: ${timings.join(', ')}`);
 });

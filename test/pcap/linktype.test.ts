@@ -20,7 +20,8 @@ import {
   locateNetworkLayer,
 } from '../../src/pcap/linktype.js';
 import { readCapture } from '../../src/pcap/reader.js';
-import { REAL_DIR, buildPcap, realCaptures, tool, withTempDir } from '../capture/helpers.js';
+import { REAL_DIR, buildPcap, realCaptures } from '../lib/captures.js';
+import { tool, withTempDir } from '../lib/tools.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s/g, ''), 'hex');
 
