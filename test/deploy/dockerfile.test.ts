@@ -22,6 +22,7 @@ import { capinfos } from '../lib/tshark.js';
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const dockerfileText = await readFile(join(ROOT, 'Dockerfile'), 'utf8');
 const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+const deployDoc = await readFile(join(ROOT, 'docs/deploy.md'), 'utf8');
 const stages = parseDockerfile(dockerfileText);
 const build = stages[0]!;
 const runtime = stages.at(-1)!;
@@ -84,8 +85,8 @@ t.test('build stage: a toolchain and libpcap headers, then the README commands; 
   const quickStart = /## Quick start\s+```sh\n([^\n]+)/.exec(readme)?.[1];
   const npm = commands(build).filter((c) => c.startsWith('npm '));
   t.equal(npm[0], quickStart, `the first npm command is the quick start's install (${quickStart})`);
-  const dockerSection = /\n## Docker\n([\s\S]*?)\n## /.exec(readme)?.[1] ?? '';
-  for (const c of npm) t.ok(dockerSection.includes(`\`${c}\``), `README's Docker section shows \`${c}\``);
+  const dockerSection = /\n## Docker\n([\s\S]*?)\n## /.exec(deployDoc)?.[1] ?? '';
+  for (const c of npm) t.ok(dockerSection.includes(`\`${c}\``), `docs/deploy.md's Docker section shows \`${c}\``);
   for (const c of commands(build).filter((c) => !c.startsWith('npm '))) {
     t.notMatch(c, /(^|\s)\/(?!var\/lib\/apt)/, `"${c}" touches nothing but the build folder (so it replays here)`);
   }
