@@ -257,6 +257,7 @@ function normalizeKey(key: string): string {
 /**
  * Parses argv (after the subcommand) into raw option values. `--name value`, `--name=value`,
  * and for booleans `--name`, `--no-name`, `--name=false`. Positional arguments are returned.
+ * A value never starts with "--": `--name --other` says --name lacks its value.
  */
 export function parseFlags(
   argv: readonly string[],
@@ -289,8 +290,10 @@ export function parseFlags(
     if (value === undefined) {
       if (spec.kind === 'bool') value = 'true';
       else {
+        // `--rotate-size --snaplen 100`: the next flag is not a value (no option takes one
+        // starting with "--"; `--name=--value` still passes anything).
         const next = argv[i + 1];
-        if (next === undefined) throw new ConfigError(`option --${name} needs a value: ${expectation(spec)}`);
+        if (next === undefined || next.startsWith('--')) throw new ConfigError(`option --${name} needs a value: expected ${expectation(spec)}`);
         value = next;
         i++;
       }

@@ -123,6 +123,30 @@ t.test('every bad flag value is a one-line ConfigError naming key, value, allowe
   }
 });
 
+t.test('a flag that takes a value never swallows the next flag', async (t) => {
+  // Every kind of option that takes a value: a following --x is the next flag, not a value.
+  for (const o of OPTIONS.filter((o) => o.kind !== 'bool')) {
+    t.throws(() => parseFlags([`--${o.name}`, '--snaplen', '100']), { name: 'ConfigError', message: new RegExp(`^option --${o.name} needs a value: expected `) }, `--${o.name} --snaplen 100`);
+    t.throws(() => parseFlags([`--${o.name}`, '--strict']), { message: new RegExp(`^option --${o.name} needs a value`) }, `--${o.name} --strict`);
+  }
+  // A value that starts with one dash is a value, and no option takes a negative number.
+  t.throws(() => resolve(['--ring', '-1']), { message: /invalid ring "-1".*whole number/ });
+  t.throws(() => resolve(['--rotate-size', '-4KiB']), { message: /invalid rotate-size "-4KiB"/ });
+  t.throws(() => resolve(['--flush-interval', '-1s']), { message: /invalid flush-interval "-1s"/ });
+  t.throws(() => resolve(['--min-free-bytes', '-1']), { message: /invalid min-free-bytes "-1"/ });
+  t.equal(resolve(['--post-rotate=--help']).postRotate, '--help', '--name=value still takes anything');
+  const cli = spawnSync(process.execPath, [MAIN, '--rotate-size', '--snaplen', '100'], { encoding: 'utf8' });
+  t.equal(cli.status, 2);
+  t.equal(cli.stderr, `mirrorcap: option --rotate-size needs a value: expected a size such as 100MiB, 512KiB, 1GiB or a number of bytes of at least 4KiB, or 0 for off\n`);
+  // The commands' own options too.
+  const replay = spawnSync(process.execPath, [MAIN, 'replay', 'pcaps/ipv4.pcap', '--vni', '--flat-out'], { encoding: 'utf8' });
+  t.equal(replay.status, 2);
+  t.match(replay.stderr, /^mirrorcap: option --vni needs a value: expected a whole number/);
+  const decap = spawnSync(process.execPath, [MAIN, 'decap', 'pcaps/ipv4.pcap', '--port', '--out', 'x'], { encoding: 'utf8' });
+  t.equal(decap.status, 2);
+  t.match(decap.stderr, /^mirrorcap: option --port needs a value/);
+});
+
 t.test('bad environment values name the variable', async (t) => {
   t.throws(() => resolve([], { MIRRORCAP_RING: 'many' }), { message: /invalid ring "many" \(from MIRRORCAP_RING\)/ });
   t.throws(() => resolve([], { MIRRORCAP_LISTEN: 'x' }), { message: /\(from MIRRORCAP_LISTEN\)/ });
