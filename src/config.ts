@@ -194,6 +194,11 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
           ? value.join(',')
           : null;
   if (text === null) fail(what, value, origin, expectation(o));
+  // An empty value given on purpose is a mistake (a templated token that came out empty
+  // would silently open /api), not a way to unset: only the defaults are empty.
+  if (text === '' && origin !== 'default' && (o.kind === 'text' || o.kind === 'cidrs')) {
+    fail(what, value, origin, o.kind === 'text' ? 'a non-empty string (leave the option out for none)' : 'a non-empty list of addresses or prefixes (leave the option out to allow any source)');
+  }
   const inRange = (n: number): boolean =>
     (o.zeroOff === true && n === 0) || ((o.min === undefined || n >= o.min) && (o.max === undefined || n <= o.max));
   switch (o.kind) {

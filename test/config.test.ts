@@ -152,6 +152,25 @@ t.test('bad environment values name the variable', async (t) => {
   t.throws(() => resolve([], { MIRRORCAP_LISTEN: 'x' }), { message: /\(from MIRRORCAP_LISTEN\)/ });
 });
 
+t.test('an empty value given on purpose is an error, not "unset" (an empty token would open /api)', async (t) => {
+  for (const name of ['http-token', 'post-rotate', 'bpf', 'allow']) {
+    const expected = new RegExp(`^invalid ${name} "" \\(from --${name}\\): expected a non-empty`);
+    t.throws(() => resolve([`--${name}`, '']), { name: 'ConfigError', message: expected }, `--${name} ""`);
+    t.throws(() => resolve([`--${name}=`]), { message: expected }, `--${name}=`);
+    t.throws(() => resolve([], { [envName(name)]: '' }), { message: new RegExp(`^invalid ${name} "" \\(from ${envName(name)}\\)`) }, `${envName(name)}=`);
+    t.throws(() => resolve([], { [envName(name)]: '  ' }), { message: new RegExp(`^invalid ${name} "  "`) }, `${envName(name)}="  "`);
+  }
+  const path = await file('t.yaml', 'http-token: ""\n');
+  t.throws(() => resolve(['--config', path]), { message: /^invalid http-token "" \(from config file .*t.yaml\)/ });
+  const c = resolve([]);
+  t.equal(c.httpToken, null, 'not given: no token');
+  t.equal(c.postRotate, null);
+  t.same(c.allow, [], 'not given: any source');
+  const cli = spawnSync(process.execPath, [MAIN, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, MIRRORCAP_HTTP_TOKEN: '' } });
+  t.equal(cli.status, 2, 'an empty MIRRORCAP_HTTP_TOKEN stops the appliance with exit status 2');
+  t.match(cli.stderr, /^mirrorcap: invalid http-token "" \(from MIRRORCAP_HTTP_TOKEN\)/);
+});
+
 t.test('bad config files', async (t) => {
   const cases: Array<[string, string, RegExp]> = [
     ['a.yaml', 'ring: [1\n', /is not valid YAML/],
