@@ -12,16 +12,16 @@
  * file and holds only whole records, so every write ends on a record boundary: when a
  * write fails the file is cut back to its last whole record, closed and renamed.
  */
-import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RotationConfig } from '../config.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR } from '../drops.js';
 import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
+import { makeFolder } from './folder.js';
 import { captureFileName, PART_SUFFIX } from './naming.js';
 import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from './pcap.js';
 
 export const FILE_MODE = 0o640;
-export const DIR_MODE = 0o750;
 /** Chunks gathered into one writev. */
 const MAX_IOV = 16;
 
@@ -343,7 +343,7 @@ export class SessionWriter {
     }
     try {
       if (f.handle === null) {
-        await mkdir(this.opts.dir, { recursive: true, mode: DIR_MODE });
+        await makeFolder(this.opts.dir);
         // Readable too: relinkIfRemoved() may have to copy the file out of its own handle.
         f.handle = await open(f.path + PART_SUFFIX, 'wx+', FILE_MODE);
         await f.handle.chmod(FILE_MODE);
@@ -413,7 +413,7 @@ export class SessionWriter {
   private async relinkIfRemoved(f: OpenFile, length: number): Promise<void> {
     const old = f.handle!;
     if ((await old.stat()).nlink > 0) return;
-    await mkdir(this.opts.dir, { recursive: true, mode: DIR_MODE });
+    await makeFolder(this.opts.dir);
     const fresh = await open(f.path + PART_SUFFIX, 'wx+', FILE_MODE);
     try {
       await fresh.chmod(FILE_MODE);

@@ -10,7 +10,7 @@ import { OFFLINE_OPTIONS, optionsHelp, resolveConfig, resolveOption, type Config
 import { createLogger, type Logger } from '../control/log.js';
 import { VXLAN_PORT } from '../decode/vxlan.js';
 import { DROP_REASONS } from '../drops.js';
-import { Recorder, type RecorderSummary } from '../recorder.js';
+import { OutputFolderError, Recorder, type RecorderSummary } from '../recorder.js';
 import { Batch } from '../source/batch.js';
 import { OuterParser, SKIP_REASONS } from '../source/outer.js';
 import { orUsageError, toolArguments } from './common.js';
@@ -156,7 +156,7 @@ export async function decapCommand(argv: string[]): Promise<number> {
   try {
     result = await decap(path, port, config, log);
   } catch (err) {
-    if (err instanceof CaptureError) {
+    if (err instanceof CaptureError || err instanceof OutputFolderError) {
       process.stderr.write(`mirrorcap decap: ${err.message}\n`);
       return 1;
     }
