@@ -228,8 +228,13 @@ t.test('interface source on lo, and its error paths', async (t) => {
   if (!root || !capOk) {
     t.pass(`skipped: needs root and the cap module (root: ${root}, cap: ${capOk})`);
   } else {
-    // No socket owns the port: the interface source sees the datagrams on lo anyway.
-    const port = await freeUdpPort();
+    // mirrorcap owns no socket on the port: the interface source sees the datagrams on lo
+    // anyway. A socket that never reads holds it, so the kernel does not answer replay with
+    // port unreachable (replay exits 1 when its datagrams are refused).
+    const holder = createSocket('udp4');
+    await new Promise<void>((r) => holder.bind(0, '127.0.0.1', () => r()));
+    t.teardown(() => holder.close());
+    const port = (holder.address() as { port: number }).port;
     const app = await startAppliance(['--out', join(dir, 'if'), '--source', 'pcap:lo', '--listen', `127.0.0.1:${port}`]);
     t.teardown(() => app.proc.kill('SIGKILL'));
     t.equal(app.logs.find((l) => l.event === 'start')?.source, 'pcap');
@@ -293,12 +298,4 @@ function toSll(pcap: Buffer): Buffer {
     p += 16 + incl;
   }
   return Buffer.concat(out);
-}
-
-async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
