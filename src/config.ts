@@ -96,7 +96,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
   { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap' },
-  { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> (default: udp dst port <listen port>)' },
+  { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> (default: udp dst port <listen port>); an error with any other source' },
   { name: 'http', liveOnly: true, key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
   { name: 'out', key: 'out', kind: 'path', default: './captures', help: 'output folder; one subfolder per session' },
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size (0 = off)', perSession: true },
@@ -415,13 +415,20 @@ export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv, d
   }
 
   const out: Record<string, unknown> = {};
+  const raws = new Map<string, Raw>();
   for (const o of OPTIONS) {
     if (o.name === 'config') continue;
     const raw: Raw =
       flags.get(o.name) ??
       envRaw(o) ??
       (fileValues.has(o.name) ? { value: fileValues.get(o.name), origin: fileOrigin } : { value: defaults[o.name] ?? o.default, origin: 'default' });
+    raws.set(o.name, raw);
     out[o.key!] = convert(o, raw);
+  }
+  // Only libpcap reads a BPF filter: with a socket source it would be silently ignored.
+  if (out.bpf !== null && !(out.source as string).startsWith('pcap:')) {
+    const raw = raws.get('bpf')!;
+    fail('bpf', raw.value, raw.origin, `no BPF filter unless --source is pcap:<interface> (it is ${out.source as string})`);
   }
   out.configFile = configFile;
   const base: RotationConfig = {

@@ -147,6 +147,20 @@ t.test('a flag that takes a value never swallows the next flag', async (t) => {
   t.match(decap.stderr, /^mirrorcap: option --port needs a value/);
 });
 
+t.test('--bpf only with the interface source: elsewhere it would be ignored', async (t) => {
+  t.equal(resolve(['--source', 'pcap:eth0', '--bpf', 'udp port 4790']).bpf, 'udp port 4790');
+  t.equal(resolve(['--source', 'pcap:eth0']).bpf, null);
+  for (const source of ['auto', 'native', 'dgram']) {
+    t.throws(() => resolve(['--source', source, '--bpf', 'udp']), { name: 'ConfigError', message: `invalid bpf "udp" (from --bpf): expected no BPF filter unless --source is pcap:<interface> (it is ${source})` }, `--source ${source} --bpf udp`);
+  }
+  t.throws(() => resolve([], { MIRRORCAP_BPF: 'udp' }), { message: /^invalid bpf "udp" \(from MIRRORCAP_BPF\): expected no BPF filter unless --source is pcap:<interface> \(it is auto\)$/ });
+  const path = await file('bpf.yaml', 'source: dgram\nbpf: udp\n');
+  t.throws(() => resolve(['--config', path]), { message: /^invalid bpf "udp" \(from config file .*bpf.yaml\)/ });
+  const cli = spawnSync(process.execPath, [MAIN, '--bpf', 'udp', '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { encoding: 'utf8', timeout: 10_000 });
+  t.equal(cli.status, 2, 'exit status 2');
+  t.match(cli.stderr, /^mirrorcap: invalid bpf "udp" \(from --bpf\)/);
+});
+
 t.test('bad environment values name the variable', async (t) => {
   t.throws(() => resolve([], { MIRRORCAP_RING: 'many' }), { message: /invalid ring "many" \(from MIRRORCAP_RING\)/ });
   t.throws(() => resolve([], { MIRRORCAP_LISTEN: 'x' }), { message: /\(from MIRRORCAP_LISTEN\)/ });
