@@ -85,6 +85,10 @@ export interface NativeBinding {
   Receiver: new (host: string, port: number, reusePort: boolean) => NativeReceiver;
   /** Connected to host:port; host must be numeric. */
   Sender: new (host: string, port: number) => NativeSender;
+  /** Points fd 2 into a non-blocking pipe; returns [the saved fd 2, the pipe's read end]. */
+  redirectStderr(): [number, number];
+  /** Puts fd 2 back and returns what was written meanwhile. */
+  restoreStderr(saved: number, readEnd: number): string;
 }
 
 /** Slots of the receiver's counters array. */
@@ -132,6 +136,21 @@ export function loadNative(path: string = DEFAULT_ADDON_PATH): NativeLoad {
   }
   if (path === DEFAULT_ADDON_PATH) defaultLoad = load;
   return load;
+}
+
+/**
+ * Runs `fn` (synchronous) with fd 2 going into a pipe, and hands what a C library printed
+ * there meanwhile to `caught`, also when fn throws. Without the addon fn runs as is.
+ */
+export function catchStderr<T>(fn: () => T, caught: (text: string) => void): T {
+  const load = loadNative();
+  if (!load.ok) return fn();
+  const [saved, readEnd] = load.binding.redirectStderr();
+  try {
+    return fn();
+  } finally {
+    caught(load.binding.restoreStderr(saved, readEnd));
+  }
 }
 
 /** Strips [] from an IPv6 literal and resolves a name once, at start (never per packet). */

@@ -18,7 +18,8 @@ export function createSource(config: Config, log: Logger): Source {
     const iface = config.source.slice('pcap:'.length);
     const cap = loadCap();
     if (!cap.ok) throw new ConfigError(`--source ${config.source}: ${cap.reason}`);
-    return new LibpcapSource({ iface, port, bpf: config.bpf, bufferBytes: config.recvBuffer }, cap.cap);
+    const warn = (text: string): void => log.warn({ event: 'libpcap_warning', iface, text }, `libpcap: ${text}`);
+    return new LibpcapSource({ iface, port, bpf: config.bpf, bufferBytes: config.recvBuffer, warn }, cap.cap);
   }
   const load = loadNative();
   if (load.ok) return new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, binding: load.binding });

@@ -432,6 +432,31 @@ function suite(binding: NativeBinding): void {
     }
   });
 
+  t.test('catchStderr: what is written on fd 2 during the call is handed over, not printed (child process)', async (t) => {
+    const url = new URL('../../src/source/native.js', import.meta.url).href;
+    const script = `
+      import { writeSync } from 'node:fs';
+      import { catchStderr } from ${JSON.stringify(url)};
+      writeSync(2, 'before\\n');
+      const caught = [];
+      const value = catchStderr(() => (writeSync(2, 'Warning: from a C library\\n'), 42), (text) => caught.push(text));
+      try {
+        catchStderr(() => { writeSync(2, 'then it threw\\n'); throw new Error('open failed'); }, (text) => caught.push(text));
+      } catch (err) {
+        caught.push(err.message);
+      }
+      writeSync(2, 'after\\n');
+      console.log(JSON.stringify({ value, caught }));
+    `;
+    const dir = mkdtempSync(join(tmpdir(), 'mirrorcap-native-'));
+    const file = join(dir, 'stderr.mjs');
+    writeFileSync(file, script);
+    const run = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 10000 });
+    t.equal(run.status, 0, run.stderr);
+    t.equal(run.stderr, 'before\nafter\n', 'fd 2 is back after each call; nothing caught leaked');
+    t.same(JSON.parse(run.stdout), { value: 42, caught: ['Warning: from a C library\n', 'then it threw\n', 'open failed'] }, 'the text, also when the call throws');
+  });
+
   t.test('garbage collection and a throwing sink (child process)', async (t) => {
     const url = new URL('../../src/source/native.js', import.meta.url).href;
     const script = `
