@@ -34,7 +34,7 @@ export class App {
     /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
     private readonly rereadConfig: () => Config = () => config,
   ) {
-    const recorder = new Recorder(config, log, { guardDisk: true });
+    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
     this.metrics = createMetrics(

@@ -44,6 +44,11 @@ export interface RecorderSummary {
 export interface RecorderOptions {
   /** Pause writing below min-free-bytes (live). Offline decapsulation has no one to pause for. */
   readonly guardDisk: boolean;
+  /**
+   * Keep each file's records in time order by clamping a step back (live: receive clocks).
+   * Offline the capture's own timestamps are written as they are.
+   */
+  readonly clampTime: boolean;
 }
 
 export class Recorder {
@@ -193,6 +198,7 @@ export class Recorder {
         pool: this.pool,
         drops,
         disk: this.disk,
+        clampTime: this.opts.clampTime,
         events: {
           fileClosed: (file) => this.fileClosed(session, file),
           writeError: (file, op, err) => {

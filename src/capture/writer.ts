@@ -61,6 +61,11 @@ export interface WriterOptions {
   readonly drops: Float64Array;
   /** Shared low-disk state: while full, packets are dropped as disk_full. */
   readonly disk: { readonly full: boolean };
+  /**
+   * A record earlier than the one before it gets that one's time (live: a receive clock
+   * stepped back). Off for a capture's own times, which are written as they are.
+   */
+  readonly clampTime: boolean;
 }
 
 const WRITE = 0;
@@ -164,20 +169,27 @@ export class SessionWriter {
       }
     }
     const chunk = this.chunk!;
+    /** False for a record earlier than the file's newest: lastSec/lastNsec stay the newest. */
+    let latest = true;
     if (f === null) {
       f = this.openFile(sec, nsec);
       this.chunkLen = writeFileHeader(chunk, this.chunkLen, this.snaplen);
     } else if (sec < f.lastSec || (sec === f.lastSec && nsec < f.lastNsec)) {
-      // Readers expect time to move forward within a file; a clock step back is clamped.
-      sec = f.lastSec;
-      nsec = f.lastNsec;
+      // Live, a clock step back is clamped: time moves forward within a file. A capture's
+      // own step back is kept as it is (tshark, capinfos and mergecap read it).
+      if (this.opts.clampTime) {
+        sec = f.lastSec;
+        nsec = f.lastNsec;
+      } else latest = false;
     }
     this.chunkLen = writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
     this.chunkPackets++;
     f.bytes += recLen;
     f.packets++;
-    f.lastSec = sec;
-    f.lastNsec = nsec;
+    if (latest) {
+      f.lastSec = sec;
+      f.lastNsec = nsec;
+    }
     return true;
   }
 

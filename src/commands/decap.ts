@@ -33,7 +33,7 @@ export interface DecapResult {
 
 export async function decap(path: string, port: number, config: Config, log: Logger): Promise<DecapResult> {
   const reader = await CaptureReader.open(path);
-  const recorder = new Recorder(config, log, { guardDisk: false });
+  const recorder = new Recorder(config, log, { guardDisk: false, clampTime: false });
   const parser = new OuterParser(port);
   const batch = new Batch(BATCH, Buffer.alloc(0));
   let records = 0;
@@ -138,7 +138,8 @@ export const DECAP_HELP = `Usage: mirrorcap decap <capture> --out DIR [--port 47
 
 Reads a capture of VXLAN traffic (classic pcap, either byte order, µs or ns; pcapng with
 any number of interfaces; Ethernet, Linux cooked v1/v2 or raw IP) and writes exactly the
-files the appliance would have written for that traffic, with the capture's timestamps.
+files the appliance would have written for that traffic, with the capture's timestamps
+as they are (a step back in the capture stays one in the file).
 Packets that are not VXLAN to --port are counted and skipped. Memory stays flat.
 Exit status: 0 done, 1 the capture is corrupt or truncated (everything before the bad
 byte is written), 2 a bad command line.

@@ -15,7 +15,8 @@ import { tsharkFrames } from '../lib/tshark.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const FIXTURES = ['ipv4.pcap', 'ipv6.pcap', 'ethernet-vlan.pcap', 'truncated.pcap'].map((f) => join(ROOT, 'pcaps', f));
-const REAL = '/work/shared/pcaps/real';
+// Resolved from the repository root, as the shared captures are laid out beside it.
+const REAL = join(ROOT, '..', 'shared', 'pcaps', 'real');
 
 const cli = (args: string[], timeout = 60_000): SpawnSyncReturns<string> => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout });
 const temp = (): Promise<string> => mkdtemp(join(tmpdir(), 'mirrorcap-offline-'));
@@ -165,6 +166,27 @@ t.test('decap against the real VXLAN captures: our frames are the frames tshark 
     const key = (b: Buffer): string => b.toString('hex');
     t.same(ours.map(key).sort(), want.map(key).sort(), `${f}: ${want.length} inner frames`);
   }
+});
+
+t.test('decap keeps the capture\'s own timestamps, a step back included; tshark, capinfos and mergecap read the file', { skip: existsSync(REAL) ? false : `${REAL} is not here` }, async (t) => {
+  // Frame 8 (9100 bytes, an offload super-packet) was captured 39 µs before frame 7.
+  const source = join(REAL, 'zeek-vxlan-encapsulated-http.pcap');
+  const out = join(await temp(), 'out');
+  const r = cli(['decap', source, '--out', out]);
+  t.equal(r.status, 0, r.stderr);
+  const want = spawnSync('tshark', ['-r', source, '-T', 'fields', '-e', 'frame.time_epoch'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  t.equal(want.length, 12);
+  t.ok(want[7]! < want[6]!, `the capture steps back at frame 8 (${want[6]} then ${want[7]})`);
+  const [file] = await pcapsUnder(join(out, 'vni-1'));
+  const got = tsharkFrames(file!).map((f) => f.epoch);
+  t.same(got, want, 'every record has the time the capture gave its datagram, to the nanosecond');
+  const info = spawnSync('capinfos', ['-M', '-c', '-o', file!], { encoding: 'utf8' });
+  t.equal(info.status, 0, info.stderr);
+  t.match(info.stdout, /Strict time order:\s+False/, 'capinfos reads it and sees the step');
+  const merged = join(out, 'merged.pcap');
+  const mc = spawnSync('mergecap', ['-w', merged, file!], { encoding: 'utf8' });
+  t.equal(mc.status, 0, mc.stderr);
+  t.equal(tsharkFrames(merged).length, 12, 'mergecap takes it');
 });
 
 t.test('decap: formats, corrupt input, unknown link types', async (t) => {
