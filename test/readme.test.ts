@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
 import { App } from '../src/app.js';
-import { OPTIONS, envName, parseFlags, resolveConfig } from '../src/config.js';
+import { OPTIONS, envName, optionLimits, optionsHelp, parseFlags, resolveConfig } from '../src/config.js';
 import { createLogger } from '../src/control/log.js';
 
 const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
@@ -14,6 +14,23 @@ t.test('every option is in the configuration table with its environment name and
     t.match(row ?? '', `\`${envName(o.name)}\``, `--${o.name} row names ${envName(o.name)}`);
     if (o.default !== '' && o.name !== 'allow') t.match(row ?? '', `\`${o.default}\``, `--${o.name} row shows the default ${o.default}`);
   }
+});
+
+t.test('every option\'s limits (min, max, 0 for off) are in its README row and in --help', async (t) => {
+  const help = optionsHelp(OPTIONS);
+  const limited = OPTIONS.filter((o) => o.min !== undefined || o.max !== undefined);
+  t.ok(limited.length >= 8, `${limited.length} options have limits`);
+  for (const o of limited) {
+    const limits = optionLimits(o);
+    t.ok(limits !== '', `--${o.name}: its limits in words`);
+    const row = readme.split('\n').find((l) => l.startsWith(`| \`--${o.name}\` |`)) ?? '';
+    t.ok(row.includes(limits), `--${o.name} row says "${limits}"`);
+    const entry = help.split('\n').find((l) => l.startsWith(`  --${o.name} `)) ?? '';
+    t.ok(entry.includes(limits), `--help for --${o.name} says "${limits}"`);
+  }
+  t.equal(optionLimits(OPTIONS.find((o) => o.name === 'rotate-size')!), 'at least 4KiB, or 0 for off');
+  t.equal(optionLimits(OPTIONS.find((o) => o.name === 'snaplen')!), 'from 64 to 262144');
+  t.equal(optionLimits(OPTIONS.find((o) => o.name === 'flush-interval')!), 'at least 10ms');
 });
 
 t.test('every mirrorcap_ metric is in the metrics table', async (t) => {
