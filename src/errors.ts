@@ -10,8 +10,6 @@ export const ErrorCode = {
   INVALID_STATE: 'ERR_MIRRORCAP_INVALID_STATE',
   /** The native addon is not built or did not load. */
   NATIVE_UNAVAILABLE: 'ERR_MIRRORCAP_NATIVE_UNAVAILABLE',
-  /** The output folder cannot be created or written. */
-  OUTPUT_UNWRITABLE: 'ERR_MIRRORCAP_OUTPUT_UNWRITABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

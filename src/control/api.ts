@@ -6,7 +6,7 @@ const TOP_TALKERS = 10;
 
 export function sessionsJson(sessions: readonly Session[], catalog: Catalog): unknown {
   return sessions.map((s) => {
-    const { output, truncated, ...counts } = s.snapshot();
+    const { output, truncated, receiveTruncated, ...counts } = s.snapshot();
     const cur = output.current;
     return {
       ...counts,
@@ -16,6 +16,7 @@ export function sessionsJson(sessions: readonly Session[], catalog: Catalog): un
       currentFile: cur === null ? null : { path: cur.path, bytes: cur.bytes, packets: cur.packets, first: isoNs(cur.firstSec, cur.firstNsec) },
       finishedFiles: catalog.filesOf(s.name).length,
       truncatedPackets: truncated,
+      receiveTruncatedPackets: receiveTruncated,
       topTalkers: s.topTalkers(TOP_TALKERS),
     };
   });

@@ -77,6 +77,10 @@ export interface NativeBinding {
   Receiver: new (host: string, port: number, reusePort: boolean) => NativeReceiver;
   /** Connected to host:port; host must be numeric. */
   Sender: new (host: string, port: number) => NativeSender;
+  /** Points fd 2 into a non-blocking pipe; returns [the saved fd 2, the pipe's read end]. */
+  redirectStderr(): [number, number];
+  /** Puts fd 2 back and returns what was written meanwhile. */
+  restoreStderr(saved: number, readEnd: number): string;
 }
 
 /** Slots of the receiver's counters array. */
@@ -93,7 +97,7 @@ export type NativeLoad =
   | { readonly ok: true; readonly binding: NativeBinding; readonly path: string }
   | { readonly ok: false; readonly reason: string; readonly path: string };
 
-/** dist/src/source/native.js -> native/build/Release/ at the package root. */
+/** dist/src/native/addon.js -> native/build/Release/ at the package root. */
 export const DEFAULT_ADDON_PATH = fileURLToPath(
   new URL('../../../native/build/Release/mirrorcap_native.node', import.meta.url),
 );
@@ -124,6 +128,21 @@ export function loadNative(path: string = DEFAULT_ADDON_PATH): NativeLoad {
   }
   if (path === DEFAULT_ADDON_PATH) defaultLoad = load;
   return load;
+}
+
+/**
+ * Runs `fn` (synchronous) with fd 2 going into a pipe, and hands what a C library printed
+ * there meanwhile to `caught`, also when fn throws. Without the addon fn runs as is.
+ */
+export function catchStderr<T>(fn: () => T, caught: (text: string) => void): T {
+  const load = loadNative();
+  if (!load.ok) return fn();
+  const [saved, readEnd] = load.binding.redirectStderr();
+  try {
+    return fn();
+  } finally {
+    caught(load.binding.restoreStderr(saved, readEnd));
+  }
 }
 
 /** Strips [] from an IPv6 literal and resolves a name once, at start (never per packet). */

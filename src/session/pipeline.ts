@@ -6,7 +6,9 @@
  *
  * The inner frame is decoded once, for the session's protocol counts and talkers and for
  * its true original length: AWS truncates mirrored frames (PacketLength, target MTU), but
- * the inner IP header still says how long the packet was, and orig_len says it too.
+ * the inner IP header still says how long the packet was, and orig_len says it too. A
+ * frame the receiver could not hold whole (wireLengths > lengths) also keeps its real
+ * length, and is counted apart (receiveTruncated): that cut is ours, not AWS's.
  *
  * No allocation, no events, no logging per datagram; counters are plain numbers.
  */
@@ -58,11 +60,11 @@ export class Pipeline {
       }
       const frameOff = off + VXLAN_HEADER_LEN;
       const frameLen = len - VXLAN_HEADER_LEN;
-      let origLen = wireLengths[i]! - VXLAN_HEADER_LEN;
+      // The frame as the datagram carried it; the receiver may hold less (MSG_TRUNC, a snaplen).
+      const wireFrameLen = wireLengths[i]! - VXLAN_HEADER_LEN;
       const d = this.decoder;
       d.decode(slab, frameOff, frameLen);
-      if (d.claimedFrameLength > origLen) origLen = d.claimedFrameLength;
-      session.account(d, frameLen, origLen);
+      const origLen = session.account(d, frameLen, wireFrameLen);
       const out = session.output;
       if (!out.append(slab, frameOff, frameLen, origLen, tsSec[i]!, tsNsec[i]!) && out.saturated) refused++;
     }

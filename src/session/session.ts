@@ -67,8 +67,10 @@ export interface SessionSnapshot {
   readonly bytes: number;
   readonly packetsPerSecond: number;
   readonly bitsPerSecond: number;
-  /** Frames shorter than on the wire (AWS PacketLength / MTU truncation, or snapped). */
+  /** Frames shorter than the inner IP header says (AWS PacketLength / MTU truncation). */
   readonly truncated: number;
+  /** Frames the receiver held only in part (see Session.receiveTruncated). */
+  readonly receiveTruncated: number;
   /** Packets of this session not written, by reason (drops.ts SESSION_DROPS). */
   readonly dropped: Readonly<Record<string, number>>;
   /** Inner packets by l3 and l4 name, non-zero entries only. */
@@ -83,7 +85,14 @@ export interface SessionSnapshot {
 export class Session {
   private packets = 0;
   private bytes = 0;
+  /** Frames shorter than the inner IP header says: AWS PacketLength / MTU truncation. */
   private truncated = 0;
+  /**
+   * Frames the receiver held only in part, so fewer bytes than the snaplen reached the file:
+   * a datagram larger than the native receive slot (a snaplen reloaded past it), or one cut
+   * by libpcap's or a capture file's snaplen. Their orig_len is still the real length.
+   */
+  private receiveTruncated = 0;
   /** Inner packets by class: index l3 * L4_NAMES.length + l4 (decode/status.ts). */
   private readonly protocols = new Float64Array(L3_NAMES.length * L4_NAMES.length);
   private readonly decodeErrors = new Float64Array(LAYER_NAMES.length);
@@ -116,19 +125,29 @@ export class Session {
   }
 
   /**
-   * Counts one packet the decoder just walked: `frameLen` bytes are here, `origLen` is how
-   * long it was on the wire. The hot path: nothing allocated.
+   * Counts one packet the decoder just walked: `frameLen` bytes are here, the datagram
+   * carried `wireFrameLen`. Returns its length on the wire: the inner IP header's claim when
+   * AWS cut the frame (PacketLength, target MTU), else what the datagram carried. The hot
+   * path: nothing allocated.
    */
-  account(d: Decoder, frameLen: number, origLen: number): void {
+  account(d: Decoder, frameLen: number, wireFrameLen: number): number {
     this.protocols[d.l3 * L4_NAMES.length + d.l4]!++;
     if (d.status !== OK) this.decodeErrors[d.errorLayer]!++;
-    if (origLen > frameLen) this.truncated++;
+    let origLen = wireFrameLen;
+    // AWS truncation: the datagram itself is shorter than the inner IP header says.
+    if (d.claimedFrameLength > wireFrameLen) {
+      origLen = d.claimedFrameLength;
+      this.truncated++;
+    }
+    // Cut on our side, and the cut shows in the file: fewer bytes than the snaplen keeps.
+    if (wireFrameLen > frameLen && frameLen < this.cfg.snaplen) this.receiveTruncated++;
     if (d.addrLen !== 0) {
       this.talkers.add(d.buf, d.srcAddrOff, d.addrLen, origLen);
       this.talkers.add(d.buf, d.dstAddrOff, d.addrLen, origLen);
     }
     this.packets++;
     this.bytes += origLen;
+    return origLen;
   }
 
   /** A file operation of the output failed with this errno code. */
@@ -181,6 +200,7 @@ export class Session {
       packetsPerSecond: this.packetsPerSecond,
       bitsPerSecond: this.bitsPerSecond,
       truncated: this.truncated,
+      receiveTruncated: this.receiveTruncated,
       dropped,
       protocols,
       decodeErrors,
