@@ -22,6 +22,8 @@ import { AllowList } from './session/allow.js';
 import { Router } from './session/router.js';
 import { Session } from './session/session.js';
 
+/** The catalog's name for the step a --post-rotate command is (see FinishedFile.pending). */
+const POST_ROTATE_STEP = 'post-rotate';
 /** At close, post-rotate commands get this long to finish before we go on anyway. */
 const POST_ROTATE_GRACE_MS = 4_000;
 
@@ -54,7 +56,11 @@ export class Recorder {
   ) {
     this.pool = new ChunkPool(config.maxBuffer);
     this.catalog = new Catalog(config.out, config.maxTotalBytes, {
-      deleted: (file, reason) => log.info({ event: 'file_deleted', path: file.path, reason, bytes: file.bytes }, 'file deleted'),
+      deleted: (file, reason) =>
+        log.info(
+          { event: 'file_deleted', path: file.path, reason, bytes: file.bytes, ...(file.artefacts.length > 1 ? { artefacts: file.artefacts } : {}) },
+          'file deleted',
+        ),
       deleteFailed: (file, err) => log.error({ event: 'delete_failed', path: file.path, code: err.code, err: err.message }, 'could not delete file'),
     });
     this.disk = new DiskGuard(config.out, config.minFreeBytes, {
@@ -201,12 +207,13 @@ export class Recorder {
     return session;
   }
 
+  /** A finished file joins the catalog busy with the steps it still needs; each step frees it when it ends. */
   private fileClosed(session: Session, file: CaptureFile): void {
-    this.catalog.add(file, session.config.ring);
+    const entry = this.catalog.add(file, session.config.ring, this.postRotate === null ? [] : [POST_ROTATE_STEP]);
     this.log.info(
       { event: 'file_rotated', session: session.name, path: file.path, packets: file.packets, bytes: file.bytes },
       'file rotated',
     );
-    this.postRotate?.run(file.path);
+    this.postRotate?.run(file.path, () => void this.catalog.done(entry, POST_ROTATE_STEP));
   }
 }

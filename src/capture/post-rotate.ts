@@ -1,7 +1,8 @@
 /**
  * --post-rotate: a command run once for each finished file (compress it, ship it to S3),
  * with the file's path as its only argument, never interpolated into the shell text.
- * At most `concurrency` run at once; the rest wait in a bounded queue.
+ * At most `concurrency` run at once; the rest wait in a bounded queue. Each file's `done`
+ * is called once its command has ended, whatever the result, or was not run.
  */
 import { spawn } from 'node:child_process';
 
@@ -19,7 +20,7 @@ export class PostRotate {
   failed = 0;
   skipped = 0;
   private running = 0;
-  private readonly queue: string[] = [];
+  private readonly queue: Array<{ path: string; done: () => void }> = [];
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -28,13 +29,14 @@ export class PostRotate {
     private readonly concurrency = 2,
   ) {}
 
-  run(path: string): void {
+  run(path: string, done: () => void): void {
     if (this.queue.length >= MAX_QUEUE) {
       this.skipped++;
       this.events.skipped(path);
+      done();
       return;
     }
-    this.queue.push(path);
+    this.queue.push({ path, done });
     this.next();
   }
 
@@ -52,7 +54,7 @@ export class PostRotate {
 
   private next(): void {
     while (this.running < this.concurrency && this.queue.length > 0) {
-      const path = this.queue.shift()!;
+      const { path, done: fileDone } = this.queue.shift()!;
       this.running++;
       let stderr = '';
       const child = spawn('/bin/sh', ['-c', `${this.command} "$1"`, 'mirrorcap-post-rotate', path], {
@@ -69,6 +71,7 @@ export class PostRotate {
           this.failed++;
           this.events.failed(path, why);
         }
+        fileDone();
         this.next();
         if (this.running === 0 && this.queue.length === 0) {
           const waiters = this.idleWaiters;

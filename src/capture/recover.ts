@@ -22,9 +22,8 @@ import { dirname, join } from 'node:path';
 import { CaptureError } from './errors.js';
 import { FILE_HEADER_LEN } from './pcap.js';
 import { CaptureReader } from './reader.js';
-import { PART_SUFFIX, PCAP_SUFFIX } from './naming.js';
+import { CORRUPT_SUFFIX, PART_SUFFIX, PCAP_SUFFIX } from './naming.js';
 
-export const CORRUPT_SUFFIX = '.corrupt';
 const RECOVERED_INFIX = '.recovered';
 const RECOVERY_BUFFER = 1 << 20;
 const DEFAULT_CONCURRENCY = 4;
