@@ -128,19 +128,22 @@ export class App {
     );
   }
 
-  /** Stops receiving, writes every queued record, closes and renames every file. Idempotent. */
-  close(): Promise<RecorderSummary> {
-    this.closing ??= this.doClose();
+  /**
+   * Stops receiving, writes every queued record, closes and renames every file; post-rotate
+   * commands get until `deadline` (epoch ms). Idempotent (the first call's deadline holds).
+   */
+  close(deadline = Infinity): Promise<RecorderSummary> {
+    this.closing ??= this.doClose(deadline);
     return this.closing;
   }
 
-  private async doClose(): Promise<RecorderSummary> {
+  private async doClose(deadline: number): Promise<RecorderSummary> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     // Datagrams the kernel already holds for us reached the box: they go in the files too.
     this.source.drain?.();
     await this.source.close();
-    await this.recorder.close();
+    await this.recorder.close(deadline);
     await this.control.close();
     const summary = this.recorder.summary();
     if (this.started) this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');

@@ -24,8 +24,6 @@ import { Session } from './session/session.js';
 
 /** The catalog's name for the step a --post-rotate command is (see FinishedFile.pending). */
 const POST_ROTATE_STEP = 'post-rotate';
-/** At close, post-rotate commands get this long to finish before we go on anyway. */
-const POST_ROTATE_GRACE_MS = 4_000;
 
 export interface RecorderSummary {
   readonly datagrams: number;
@@ -34,6 +32,8 @@ export interface RecorderSummary {
   readonly dropped: Readonly<Record<string, number>>;
   readonly sessions: number;
   readonly filesClosed: number;
+  /** --post-rotate results (the numbers of mirrorcap_post_rotate_total) and commands still running; null without. */
+  readonly postRotate: { readonly ok: number; readonly failed: number; readonly skipped: number; readonly running: number } | null;
 }
 
 export interface RecorderOptions {
@@ -74,7 +74,11 @@ export class Recorder {
         ? null
         : new PostRotate(config.postRotate, {
             failed: (path, why) => log.error({ event: 'post_rotate_failed', path, why }, 'post-rotate command failed'),
-            skipped: (path) => log.error({ event: 'post_rotate_skipped', path }, 'post-rotate queue full: command not run for this file'),
+            skipped: (path, reason) =>
+              log.error(
+                { event: 'post_rotate_skipped', path, reason },
+                reason === 'shutdown' ? 'stopping: post-rotate command not started in time, not run for this file' : 'post-rotate queue full: command not run for this file',
+              ),
           });
     this.router = new Router(
       {
@@ -139,15 +143,22 @@ export class Recorder {
     return result;
   }
 
-  /** Writes every queued record, closes and renames every file, lets post-rotate commands finish. */
-  async close(): Promise<void> {
+  /**
+   * Writes every queued record, closes and renames every file, then gives post-rotate commands
+   * until `deadline` (epoch ms; Infinity = as long as they take): files whose command has not
+   * started by then are skipped (logged, counted); commands still running go on by themselves.
+   */
+  async close(deadline = Infinity): Promise<void> {
     await Promise.all(this.sessions.map((s) => s.writer.close()));
-    if (this.postRotate !== null && !(await this.postRotate.idle(POST_ROTATE_GRACE_MS))) {
-      this.log.warn({ event: 'post_rotate_pending' }, 'post-rotate commands still running; they continue on their own');
+    if (this.postRotate !== null) {
+      for (const path of await this.postRotate.finish(deadline)) {
+        this.log.warn({ event: 'post_rotate_running', path }, 'stopping: post-rotate command still running; it goes on by itself');
+      }
     }
   }
 
   summary(): RecorderSummary {
+    const p = this.postRotate;
     const dropped: Record<string, number> = {};
     DROP_REASONS.forEach((r, i) => {
       const n = this.pipeline.drops[i]! + this.sessions.reduce((sum, s) => sum + s.drops[i]!, 0);
@@ -160,6 +171,7 @@ export class Recorder {
       dropped,
       sessions: this.sessions.length,
       filesClosed: this.sessions.reduce((n, s) => n + s.writer.filesClosed, 0),
+      postRotate: p === null ? null : { ok: p.ok, failed: p.failed, skipped: p.skipped, running: p.runningCount },
     };
   }
 
