@@ -147,6 +147,7 @@ export class Recorder {
    * Writes every queued record, closes and renames every file, then gives post-rotate commands
    * until `deadline` (epoch ms; Infinity = as long as they take): files whose command has not
    * started by then are skipped (logged, counted); commands still running go on by themselves.
+   * Resolves once the deletions the ring and the budget made meanwhile are done (and logged).
    */
   async close(deadline = Infinity): Promise<void> {
     await Promise.all(this.sessions.map((s) => s.writer.close()));
@@ -155,6 +156,7 @@ export class Recorder {
         this.log.warn({ event: 'post_rotate_running', path }, 'stopping: post-rotate command still running; it goes on by itself');
       }
     }
+    await this.catalog.idle();
   }
 
   summary(): RecorderSummary {

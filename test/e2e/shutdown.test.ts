@@ -4,7 +4,7 @@
  * logged; a file that cannot be renamed is logged, counted, named in the shutdown line and
  * recovered at the next start. Each test drives the built CLI and reads its log lines.
  */
-import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -50,4 +50,28 @@ t.test('queued --post-rotate commands at shutdown: each file runs its command or
   t.same(events(app.logs, 'post_rotate_running').map((l) => String(l.path)).sort(), ran, 'the commands still running are named');
   const shutdown = events(app.logs, 'shutdown')[0]!;
   t.match(shutdown.postRotate, { ok: 0, failed: 0, skipped: 3, running: 2 }, 'the shutdown line counts them (the metric\'s numbers)');
+});
+
+t.test('ring deletions made while stopping are logged before the shutdown line, and done', async (t) => {
+  // Without a command the ring deletes as the last files close; with one, as the commands end
+  // (the older files' commands still run when the signal comes).
+  for (const postRotate of [[], ['--post-rotate', 'sleep 0.5; :']]) {
+    const out = await temp();
+    const app = await startAppliance(['--out', out, '--rotate-packets', '2', '--ring', '1', ...postRotate]);
+    t.teardown(() => app.proc.kill('SIGKILL'));
+    const vnis = postRotate.length > 0 ? [11, 12, 13] : [11, 12, 13, 14, 15, 16, 17, 18];
+    for (const vni of vnis) await sendDatagrams(app.udpPort, traffic(vni, 3));
+    await waitFor(() => events(app.logs, 'file_rotated').length === vnis.length, 10_000, 'one file per session finished');
+    t.equal(await app.stop(), 0);
+    const label = postRotate.length > 0 ? 'with --post-rotate' : 'without --post-rotate';
+    const shutdownAt = app.logs.findIndex((l) => l.event === 'shutdown');
+    const deleted = app.logs.flatMap((l, i) => (l.event === 'file_deleted' ? [{ i, path: String(l.path) }] : []));
+    t.equal(deleted.length, vnis.length, `${label}: each session's older file deleted at shutdown, and logged`);
+    t.ok(deleted.every((d) => d.i < shutdownAt), `${label}: before the shutdown line`);
+    for (const vni of vnis) {
+      const left = await readdir(join(out, `vni-${vni}`));
+      t.equal(left.length, 1, `${label}: vni-${vni} keeps its newest file only (${left.join(', ')})`);
+      t.notOk(deleted.some((d) => d.path.endsWith(left[0]!)), `${label}: the file kept is not the one logged as deleted`);
+    }
+  }
 });
