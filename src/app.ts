@@ -146,7 +146,11 @@ export class App {
     await this.recorder.close(deadline);
     await this.control.close();
     const summary = this.recorder.summary();
-    if (this.started) this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');
+    if (this.started) {
+      const left = summary.filesLeftPart;
+      if (left === 0) this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');
+      else this.log.warn({ event: 'shutdown', ...summary }, `mirrorcap stopped; ${left} file${left === 1 ? '' : 's'} left as .part (see write_error), recovered at the next start`);
+    }
     return summary;
   }
 

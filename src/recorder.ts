@@ -13,7 +13,7 @@ import { DiskGuard } from './capture/disk.js';
 import { PART_SUFFIX } from './capture/naming.js';
 import { PostRotate } from './capture/post-rotate.js';
 import { recoverDirectory } from './capture/recover.js';
-import { DIR_MODE, SessionWriter, type CaptureFile } from './capture/writer.js';
+import { DIR_MODE, FINISH_OPS, SessionWriter, type CaptureFile } from './capture/writer.js';
 import type { Config, SessionConfig } from './config.js';
 import type { Logger } from './control/log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
@@ -32,6 +32,8 @@ export interface RecorderSummary {
   readonly dropped: Readonly<Record<string, number>>;
   readonly sessions: number;
   readonly filesClosed: number;
+  /** Files that could not be renamed (or closed) and stay .part until the next start recovers them. */
+  readonly filesLeftPart: number;
   /** --post-rotate results (the numbers of mirrorcap_post_rotate_total) and commands still running; null without. */
   readonly postRotate: { readonly ok: number; readonly failed: number; readonly skipped: number; readonly running: number } | null;
 }
@@ -173,6 +175,7 @@ export class Recorder {
       dropped,
       sessions: this.sessions.length,
       filesClosed: this.sessions.reduce((n, s) => n + s.writer.filesClosed, 0),
+      filesLeftPart: this.sessions.reduce((n, s) => n + s.writer.filesLeftPart, 0),
       postRotate: p === null ? null : { ok: p.ok, failed: p.failed, skipped: p.skipped, running: p.runningCount },
     };
   }
@@ -211,7 +214,9 @@ export class Recorder {
             session.writeErrors.set(code, (session.writeErrors.get(code) ?? 0) + 1);
             this.log.error(
               { event: 'write_error', session: sc.name, path: file.path + PART_SUFFIX, op, code, err: err.message },
-              'capture file write failed; the file is closed at its last whole record',
+              FINISH_OPS.has(op)
+                ? `could not ${op} the finished capture file; it stays .part and the next start recovers it`
+                : 'capture file write failed; the file is closed at its last whole record',
             );
           },
         },

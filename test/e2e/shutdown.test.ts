@@ -4,12 +4,14 @@
  * logged; a file that cannot be renamed is logged, counted, named in the shutdown line and
  * recovered at the next start. Each test drives the built CLI and reads its log lines.
  */
+import { spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { sendDatagrams, startAppliance, waitFor, type LogLine } from '../lib/appliance.js';
+import { httpGet, launchAppliance, MAIN, metricValue, sendDatagrams, startAppliance, waitFor, type LogLine } from '../lib/appliance.js';
 import { udpFrame, vxlanDatagram } from '../lib/frames.js';
+import { capinfos } from '../lib/tshark.js';
 
 const temp = (): Promise<string> => mkdtemp(join(tmpdir(), 'mirrorcap-shutdown-'));
 const traffic = (vni: number, n: number, from = 0): Buffer[] => Array.from({ length: n }, (_, i) => vxlanDatagram(vni, udpFrame(120, vni, from + i)));
@@ -74,4 +76,58 @@ t.test('ring deletions made while stopping are logged before the shutdown line, 
       t.notOk(deleted.some((d) => d.path.endsWith(left[0]!)), `${label}: the file kept is not the one logged as deleted`);
     }
   }
+});
+
+t.test('a file that cannot be renamed (folder made read-only): logged, counted, in the shutdown line, recovered at the next start', async (t) => {
+  // Root writes into a 0555 folder anyway; without CAP_DAC_OVERRIDE it is refused like anyone.
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot && spawnSync('setpriv', ['--version']).status !== 0) {
+    t.pass('skipped: running as root and setpriv (util-linux) is missing, so a read-only folder cannot be made to refuse us');
+    return;
+  }
+  const drop = asRoot ? ['setpriv', '--inh-caps=-dac_override,-dac_read_search', '--bounding-set=-dac_override,-dac_read_search'] : [];
+  const out = await temp();
+  const argv = [...drop, process.execPath, MAIN, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', '--out', out, '--flush-interval', '100ms'];
+  const app = await launchAppliance(argv, { env: process.env });
+  t.teardown(() => app.proc.kill('SIGKILL'));
+  const readOnly = async (vni: number): Promise<string> => {
+    const dir = join(out, `vni-${vni}`);
+    await waitFor(async () => (await readdir(dir).catch(() => [])).some((f) => f.endsWith('.pcap.part')), 5000, `vni-${vni} file open`);
+    await chmod(dir, 0o555);
+    t.teardown(() => chmod(dir, 0o750).catch(() => undefined));
+    return dir;
+  };
+  // While running: SIGUSR1 rotates into the read-only folder.
+  await sendDatagrams(app.udpPort, traffic(21, 5));
+  const dir21 = await readOnly(21);
+  app.proc.kill('SIGUSR1');
+  await waitFor(() => events(app.logs, 'write_error').length === 1, 5000, 'rename failure logged');
+  t.match(events(app.logs, 'write_error')[0], { op: 'rename', code: 'EACCES', session: 'vni-21', path: /vni-21-.*\.pcap\.part$/, msg: /stays \.part.*next start/ });
+  const m = (await httpGet(app.httpPort, '/metrics')).body;
+  t.equal(metricValue(m, 'mirrorcap_write_errors_total', { session: 'vni-21', code: 'EACCES' }), 1, 'counted as a write error with its code');
+  t.equal(metricValue(m, 'mirrorcap_files_rotated_total', { session: 'vni-21' }), 0, 'not counted as rotated');
+  t.same(JSON.parse((await httpGet(app.httpPort, '/api/files')).body), [], 'not listed as a finished file');
+  // At shutdown: the last file of another session.
+  await sendDatagrams(app.udpPort, traffic(22, 5));
+  const dir22 = await readOnly(22);
+  t.equal(await app.stop(), 0, 'a clean stop all the same');
+  t.equal(events(app.logs, 'write_error').length, 2);
+  const shutdown = events(app.logs, 'shutdown')[0]!;
+  t.match(shutdown, { filesLeftPart: 2, filesClosed: 0, level: 'warn', msg: /2 files left as \.part/ }, 'the shutdown line says so');
+
+  for (const dir of [dir21, dir22]) {
+    await chmod(dir, 0o750);
+    t.match(await readdir(dir), [/\.pcap\.part$/], `${dir}: left as .part`);
+  }
+  const again = await startAppliance(['--out', out]);
+  t.teardown(() => again.proc.kill('SIGKILL'));
+  const recovered = events(again.logs, 'recovered');
+  t.same(recovered.map((l) => l.action), ['recovered', 'recovered'], 'the next start recovers both');
+  for (const dir of [dir21, dir22]) {
+    const files = await readdir(dir);
+    t.match(files, [/\.pcap$/]);
+    t.equal(capinfos(join(dir, files[0]!)).packets, 5, `${dir}: every packet`);
+  }
+  t.equal(JSON.parse((await httpGet(again.httpPort, '/api/files')).body).length, 2, 'and lists them as finished');
+  t.equal(await again.stop(), 0);
 });
