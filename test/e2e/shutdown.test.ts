@@ -9,7 +9,7 @@ import { chmod, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { httpGet, launchAppliance, MAIN, metricValue, sendDatagrams, startAppliance, waitFor, type LogLine } from '../lib/appliance.js';
+import { httpGet, killListed, launchAppliance, MAIN, metricValue, sendDatagrams, startAppliance, waitFor, type LogLine } from '../lib/appliance.js';
 import { udpFrame, vxlanDatagram } from '../lib/frames.js';
 import { capinfos } from '../lib/tshark.js';
 
@@ -24,16 +24,8 @@ t.test('queued --post-rotate commands at shutdown: each file runs its command or
   const slow = join(dir, 'slow.sh');
   await writeFile(slow, `#!/bin/sh\necho "$1" >> ${started}\necho $$ >> ${pids}\nexec sleep 30\n`);
   await chmod(slow, 0o755);
-  t.teardown(async () => {
-    // The two commands still running at exit go on by themselves: they are ours, end them.
-    for (const pid of (await readFile(pids, 'utf8').catch(() => '')).split('\n').filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
+  // The two commands still running at exit go on by themselves: they are ours, end them.
+  t.teardown(() => killListed(pids));
   const app = await startAppliance(['--out', join(dir, 'cap'), '--rotate-packets', '5', '--post-rotate', slow]);
   t.teardown(() => app.proc.kill('SIGKILL'));
   await sendDatagrams(app.udpPort, traffic(6, 21));

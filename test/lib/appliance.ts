@@ -1,6 +1,7 @@
 /** Running the built CLI as its own process, as a user would, and talking to it. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 
@@ -132,4 +133,15 @@ export function metricSum(text: string, name: string, labels: Record<string, str
     if (m && m[1] === name && Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) total += Number(m[3]);
   }
   return total;
+}
+
+/** Ends the processes whose ids a test's script wrote to `file`, one per line (those still alive). */
+export async function killListed(file: string): Promise<void> {
+  for (const pid of (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean)) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // ended by itself
+    }
+  }
 }

@@ -10,9 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { parseAddr } from '../../src/addr.js';
-import { parseFlags, resolveConfig, type Config, type SessionConfig } from '../../src/config.js';
+import { parseFlags, resolveConfig, type Config } from '../../src/config.js';
 import { Router } from '../../src/session/router.js';
 import type { Session } from '../../src/session/session.js';
+import { prng } from '../capture/helpers.js';
+import { fakeSession } from '../lib/sessions.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-names-'));
 let files = 0;
@@ -31,25 +33,14 @@ async function resolve(sessions: Entry[], sessionKey: 'vni' | 'vni+src', strict 
   }
 }
 
-/** A router whose sessions are plain objects remembering every key routed to them. */
+/** A router, the keys routed to each of its sessions, and the key each session was made for. */
 function routerFor(config: Config): { r: Router; keys: Map<Session, Set<string>>; born: Map<Session, string> } {
   const keys = new Map<Session, Set<string>>();
   const born = new Map<Session, string>();
   const r = new Router(
     { sessionKey: config.sessionKey, strict: config.strict, maxSessions: 1000, configured: config.sessions, defaults: config },
     (c) => {
-      const session = {
-        config: c,
-        get name() {
-          return session.config.name;
-        },
-        get vni() {
-          return session.config.vni;
-        },
-        reconfigure(next: SessionConfig) {
-          session.config = next;
-        },
-      } as unknown as Session;
+      const session = fakeSession(c);
       born.set(session, `${c.vni}/${c.source}`);
       return session;
     },
@@ -110,13 +101,8 @@ t.test('a configured name that is another VNI\'s automatic name is refused, nami
 
 t.test('generated configs: whatever is accepted routes every key to a session of its own, reloads included', async (t) => {
   const names = ['vni-1', 'vni-2', 'vni-12', 'vni', 'web', 'web-2', 'web-db8', 'web-prod', 'web-10.0.0.1', 'web-2001-db8--1', 'vni-1-10.0.0.1', 'vni-2-10.0.0.1', 'vni-2-db8--1', 'vni-1-2001'];
-  let x = 0x2545f491;
-  const rand = (n: number): number => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
+  const next = prng(0x2545f491);
+  const rand = (n: number): number => next() % n;
   let accepted = 0;
   let refused = 0;
   for (let round = 0; round < 300; round++) {
