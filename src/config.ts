@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
-import { addrForName } from './addr.js';
+import { addrForName, formatAddr, parseAddr } from './addr.js';
 import { parseCidr, type Cidr } from './session/allow.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 
@@ -338,6 +338,13 @@ export function sourcedSessionName(name: string, source: string): string {
   return `${name}-${addrForName(source)}`;
 }
 
+/** An address as the router writes the sources it sees (RFC 5952), so a configured one compares equal. */
+function canonicalAddr(text: string): string {
+  const bytes = new Uint8Array(16);
+  parseAddr(text, bytes, 0);
+  return formatAddr(bytes, 0);
+}
+
 /** vni-<n> and vni-<n>-…: the names automatic sessions of VNI n get. */
 const AUTOMATIC_NAME = /^vni-(\d+)(?:-(.*))?$/;
 /** Text an address can be after sourcedSessionName (any address form: the test errs on the safe side). */
@@ -410,7 +417,7 @@ function resolveSessions(list: unknown, origin: Origin, base: RotationConfig, se
       const s = fields.get('source');
       if (typeof s !== 'string' || isIP(s) === 0) fail(`${at}.source`, s, origin, 'an IPv4 or IPv6 address');
       if (sessionKey !== 'vni+src') fail(`${at}.source`, s, origin, 'no source unless session-key is vni+src');
-      source = s;
+      source = canonicalAddr(s);
     }
     const key = `${vni}/${source ?? '*'}`;
     if (seenKeys.has(key)) fail(`${at}.vni`, vni, origin, `a VNI${source ? ' and source' : ''} no other session uses`);

@@ -151,3 +151,14 @@ t.test('a reload that gives a name to another VNI starts a new session: counters
   rig.r.reconfigure({ strict: false, configured: a.sessions, defaults: a });
   t.equal(rig.r.lookup(1, addrs, 0), before, 'moving it back revives the first one');
 });
+
+t.test('a source written another way (2001:DB8:0::1) is the same ENI, before and after a reload', async (t) => {
+  const c = (await resolve([{ vni: 1, name: 'pinned', source: '2001:DB8:0::1' }], 'vni+src')) as Config;
+  t.equal(c.sessions[0]!.source, '2001:db8::1', 'kept in its canonical form (RFC 5952)');
+  const rig = routerFor(c);
+  const pinned = rig.r.lookup(1, addrs, 16 * SOURCES.indexOf('2001:db8::1'));
+  t.equal(pinned?.name, 'pinned');
+  const { retired } = rig.r.reconfigure({ strict: false, configured: c.sessions, defaults: c });
+  t.same(retired, [], 'the same config reloaded retires nothing');
+  t.equal(rig.r.lookup(1, addrs, 16 * SOURCES.indexOf('2001:db8::1')), pinned);
+});
