@@ -135,13 +135,15 @@ export function metricSum(text: string, name: string, labels: Record<string, str
   return total;
 }
 
-/** Ends the processes whose ids a test's script wrote to `file`, one per line (those still alive). */
-export async function killListed(file: string): Promise<void> {
+/**
+ * Ends the processes whose ids a test's script wrote to `file`, one per line, that are still
+ * children of this process: a child we have not reaped keeps its id, so an id that has
+ * since gone to someone else's process is never signalled.
+ */
+export async function killOwnChildren(file: string): Promise<void> {
   for (const pid of (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean)) {
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      // ended by itself
-    }
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // pid (comm) state ppid ...: comm may hold spaces, so read after its closing parenthesis.
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) process.kill(Number(pid), 'SIGKILL');
   }
 }
