@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { PostRotate } from '../../src/capture/post-rotate.js';
-import { killOwnChildren } from '../lib/appliance.js';
+import { killOwnDescendants } from '../lib/appliance.js';
 
 async function script(t: Test, body: string): Promise<{ path: string; log: string; pids: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-postrotate-'));
@@ -18,7 +18,7 @@ async function script(t: Test, body: string): Promise<{ path: string; log: strin
   await writeFile(path, `#!/bin/sh\necho "$1" >> ${log}\necho $$ >> ${pids}\n${body}\n`);
   await chmod(path, 0o755);
   t.teardown(async () => {
-    await killOwnChildren(pids);
+    await killOwnDescendants(pids);
     await rm(dir, { recursive: true, force: true });
   });
   return { path, log, pids };

@@ -136,14 +136,20 @@ export function metricSum(text: string, name: string, labels: Record<string, str
 }
 
 /**
- * Ends the processes whose ids a test's script wrote to `file`, one per line, that are still
- * children of this process: a child we have not reaped keeps its id, so an id that has
- * since gone to someone else's process is never signalled.
+ * Ends the processes whose ids a test's script wrote to `file`, one per line, that descend
+ * from this process (a command under /bin/sh -c is a grandchild). A descendant we have not
+ * reaped keeps its id, so an id that has since gone to someone else's process is never signalled.
  */
-export async function killOwnChildren(file: string): Promise<void> {
-  for (const pid of (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean)) {
+export async function killOwnDescendants(file: string): Promise<void> {
+  const parentOf = async (pid: number): Promise<number> => {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
     // pid (comm) state ppid ...: comm may hold spaces, so read after its closing parenthesis.
-    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) process.kill(Number(pid), 'SIGKILL');
+    return stat === '' ? 0 : Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  };
+  for (const line of (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean)) {
+    const pid = Number(line);
+    let up = await parentOf(pid);
+    while (up > 1 && up !== process.pid) up = await parentOf(up);
+    if (up === process.pid) process.kill(pid, 'SIGKILL');
   }
 }
