@@ -148,22 +148,29 @@ export class App {
     );
   }
 
-  /** Stops receiving, writes every queued record, closes and renames every file. Idempotent. */
-  stop(): Promise<RecorderSummary> {
-    this.stopping ??= this.doStop();
+  /**
+   * Stops receiving, writes every queued record, closes and renames every file; post-rotate
+   * commands get until `deadline` (epoch ms). Idempotent (the first call's deadline holds).
+   */
+  stop(deadline = Infinity): Promise<RecorderSummary> {
+    this.stopping ??= this.doStop(deadline);
     return this.stopping;
   }
 
-  private async doStop(): Promise<RecorderSummary> {
+  private async doStop(deadline: number): Promise<RecorderSummary> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     // Datagrams the kernel already holds for us reached the box: they go in the files too.
     this.source.drain?.();
     await this.source.stop();
-    await this.recorder.stop();
+    await this.recorder.stop(deadline);
     await this.control.stop();
     const summary = this.recorder.summary();
-    if (this.started) this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');
+    if (this.started) {
+      const left = summary.filesLeftPart;
+      if (left === 0) this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');
+      else this.log.warn({ event: 'shutdown', ...summary }, `mirrorcap stopped; ${left} file${left === 1 ? '' : 's'} left as .part (see write_error), recovered at the next start`);
+    }
     return summary;
   }
 

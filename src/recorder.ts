@@ -14,7 +14,7 @@ import { makeFolder } from './capture/folder.js';
 import { PostRotate } from './finish/post-rotate.js';
 import { recoverDirectory } from './capture/recover.js';
 import { rotationOf } from './capture/rotation.js';
-import { SessionWriter, type CaptureFile } from './capture/writer.js';
+import { FINISH_OPS, SessionWriter, type CaptureFile } from './capture/writer.js';
 import type { Config, SessionConfig } from './config.js';
 import type { Logger } from './log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
@@ -23,8 +23,8 @@ import { AllowList } from './session/allow.js';
 import { Router } from './session/router.js';
 import { Session } from './session/session.js';
 
-/** At close, post-rotate commands get this long to finish before we go on anyway. */
-const POST_ROTATE_GRACE_MS = 4_000;
+/** The catalog's name for the step a --post-rotate command is (see FinishedFile.pending). */
+const POST_ROTATE_STEP = 'post-rotate';
 
 /** The output folder cannot be made or written: nothing can be recorded (exit 1). */
 export class OutputFolderError extends Error {
@@ -39,6 +39,10 @@ export interface RecorderSummary {
   readonly dropped: Readonly<Record<string, number>>;
   readonly sessions: number;
   readonly filesClosed: number;
+  /** Files that could not be renamed (or closed) and stay .part until the next start recovers them. */
+  readonly filesLeftPart: number;
+  /** --post-rotate results (the numbers of mirrorcap_post_rotate_total) and commands still running; null without. */
+  readonly postRotate: { readonly ok: number; readonly failed: number; readonly skipped: number; readonly running: number } | null;
 }
 
 export interface RecorderOptions {
@@ -68,7 +72,11 @@ export class Recorder {
   ) {
     this.pool = new ChunkPool(config.maxBuffer);
     this.catalog = new Catalog(config.out, config.maxTotalBytes, {
-      deleted: (file, reason) => log.info({ event: 'file_deleted', path: file.path, reason, bytes: file.bytes }, 'file deleted'),
+      deleted: (file, reason) =>
+        log.info(
+          { event: 'file_deleted', path: file.path, reason, bytes: file.bytes, ...(file.artefacts.length > 1 ? { artefacts: file.artefacts } : {}) },
+          'file deleted',
+        ),
       deleteFailed: (file, err) => log.error({ event: 'delete_failed', path: file.path, code: err.code, err: err.message }, 'could not delete file'),
     });
     this.disk = new DiskGuard(config.out, config.minFreeBytes, {
@@ -82,7 +90,11 @@ export class Recorder {
         ? null
         : new PostRotate(config.postRotate, {
             failed: (path, why) => log.error({ event: 'post_rotate_failed', path, why }, 'post-rotate command failed'),
-            skipped: (path) => log.error({ event: 'post_rotate_skipped', path }, 'post-rotate queue full: command not run for this file'),
+            skipped: (path, reason) =>
+              log.error(
+                { event: 'post_rotate_skipped', path, reason },
+                reason === 'shutdown' ? 'stopping: post-rotate command not started in time, not run for this file' : 'post-rotate queue full: command not run for this file',
+              ),
           });
     this.router = new Router(
       {
@@ -149,12 +161,20 @@ export class Recorder {
     return result;
   }
 
-  /** Writes every queued record, closes and renames every file, lets post-rotate commands finish. */
-  async stop(): Promise<void> {
+  /**
+   * Writes every queued record, closes and renames every file, then gives post-rotate commands
+   * until `deadline` (epoch ms; Infinity = as long as they take): files whose command has not
+   * started by then are skipped (logged, counted); commands still running go on by themselves.
+   * Resolves once the deletions the ring and the budget made meanwhile are done (and logged).
+   */
+  async stop(deadline = Infinity): Promise<void> {
     await Promise.all([...this.writers.values()].map((w) => w.stop()));
-    if (this.postRotate !== null && !(await this.postRotate.idle(POST_ROTATE_GRACE_MS))) {
-      this.log.warn({ event: 'post_rotate_pending' }, 'post-rotate commands still running; they continue on their own');
+    if (this.postRotate !== null) {
+      for (const path of await this.postRotate.finish(deadline)) {
+        this.log.warn({ event: 'post_rotate_running', path }, 'stopping: post-rotate command still running; it goes on by itself');
+      }
     }
+    await this.catalog.idle();
   }
 
   /** Whether the writers hold half of what they may: an offline reader should let them drain. */
@@ -175,6 +195,7 @@ export class Recorder {
 
   summary(): RecorderSummary {
     const snaps = this.sessions.map((s) => s.snapshot());
+    const p = this.postRotate;
     const dropped: Record<string, number> = {};
     DROP_REASONS.forEach((r, i) => {
       const n = this.pipeline.drops[i]! + snaps.reduce((sum, s) => sum + (s.dropped[r] ?? 0), 0);
@@ -187,6 +208,8 @@ export class Recorder {
       dropped,
       sessions: snaps.length,
       filesClosed: snaps.reduce((n, s) => n + s.output.filesClosed, 0),
+      filesLeftPart: snaps.reduce((n, s) => n + s.output.filesLeftPart, 0),
+      postRotate: p === null ? null : { ok: p.ok, failed: p.failed, skipped: p.skipped, running: p.runningCount },
     };
   }
 
@@ -224,7 +247,9 @@ export class Recorder {
           session!.writeError(code);
           this.log.error(
             { event: 'write_error', session: sc.name, path: where, op, code, err: err.message },
-            'capture file write failed; the file is closed at its last whole record',
+            FINISH_OPS.has(op)
+              ? `could not ${op} the finished capture file; it stays .part and the next start recovers it`
+              : 'capture file write failed; the file is closed at its last whole record',
           );
         },
       },
@@ -235,12 +260,13 @@ export class Recorder {
     return session;
   }
 
+  /** A finished file joins the catalog busy with the steps it still needs; each step frees it when it ends. */
   private fileClosed(session: Session, file: CaptureFile): void {
-    this.catalog.add(file, session.config.ring);
+    const entry = this.catalog.add(file, session.config.ring, this.postRotate === null ? [] : [POST_ROTATE_STEP]);
     this.log.info(
       { event: 'file_rotated', session: session.name, path: file.path, packets: file.packets, bytes: file.bytes },
       'file rotated',
     );
-    this.postRotate?.run(file.path);
+    this.postRotate?.run(file.path, () => void this.catalog.done(entry, POST_ROTATE_STEP));
   }
 }

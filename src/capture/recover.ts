@@ -22,10 +22,9 @@ import { dirname, join } from 'node:path';
 import { CaptureError } from '../pcap/errors.js';
 import { FILE_HEADER_LEN } from '../pcap/pcap.js';
 import { CaptureReader } from '../pcap/reader.js';
-import { PART_SUFFIX, PCAP_SUFFIX } from './naming.js';
+import { CORRUPT_SUFFIX, PART_SUFFIX, PCAP_SUFFIX } from './naming.js';
 import { codedError, ErrorCode } from '../errors.js';
 
-export const CORRUPT_SUFFIX = '.corrupt';
 const RECOVERED_INFIX = '.recovered';
 const RECOVERY_BUFFER = 1 << 20;
 const DEFAULT_CONCURRENCY = 4;

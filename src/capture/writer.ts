@@ -42,12 +42,16 @@ export interface CaptureFile {
   lastNsec: number;
 }
 
+/** Operations whose failure leaves the file as .part (the next start recovers it). */
+export const FINISH_OPS: ReadonlySet<string> = new Set(['close', 'rename', 'unlink']);
+
 export interface WriterEvents {
   /** A file was closed and renamed to its final name. */
   fileClosed(file: CaptureFile): void;
   /**
    * A file system operation failed; the writer has already recovered what it could.
-   * `where` is the file's name on disk at the time (its .part name while open).
+   * `where` is the file's name on disk at the time (its .part name while open). For
+   * FINISH_OPS the file stays .part (counted in filesLeftPart).
    */
   writeError(file: CaptureFile, where: string, op: string, err: NodeJS.ErrnoException): void;
 }
@@ -103,6 +107,8 @@ export class SessionWriter implements SessionOutput {
   writtenPackets = 0;
   writtenBytes = 0;
   filesClosed = 0;
+  /** Files that could not be finished (closed, renamed) and were left as .part. */
+  filesLeftPart = 0;
 
   private file: OpenFile | null = null;
   private chunk: Buffer | null = null;
@@ -132,6 +138,7 @@ export class SessionWriter implements SessionOutput {
       writtenPackets: this.writtenPackets,
       writtenBytes: this.writtenBytes,
       filesClosed: this.filesClosed,
+      filesLeftPart: this.filesLeftPart,
       heldBytes: this.held,
       current: f === null ? null : { path: f.path + PART_SUFFIX, bytes: f.bytes, packets: f.packets, firstSec: f.firstSec, firstNsec: f.firstNsec },
     };
@@ -461,18 +468,19 @@ export class SessionWriter implements SessionOutput {
     }
     const handle = f.handle;
     f.handle = null;
+    let op = 'close';
     try {
       await handle.close();
-      if (f.durable === 0) {
-        // Not even the file header made it: an empty file is not a pcap, leave none behind.
-        await unlink(f.path + PART_SUFFIX);
-        return;
-      }
-      await rename(f.path + PART_SUFFIX, f.path);
+      // Not even the file header made it: an empty file is not a pcap, leave none behind.
+      op = f.durable === 0 ? 'unlink' : 'rename';
+      if (f.durable === 0) await unlink(f.path + PART_SUFFIX);
+      else await rename(f.path + PART_SUFFIX, f.path);
     } catch (err) {
-      this.opts.events.writeError(f, f.path + PART_SUFFIX, 'close', err as NodeJS.ErrnoException);
+      this.filesLeftPart++;
+      this.opts.events.writeError(f, f.path + PART_SUFFIX, op, err as NodeJS.ErrnoException);
       return;
     }
+    if (f.durable === 0) return;
     // What the finished file really holds, which is less than appended after a write error.
     f.bytes = f.durable;
     f.packets = f.durablePackets;

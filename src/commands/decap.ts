@@ -71,6 +71,7 @@ export function formatDecap(r: DecapResult, out: string): string {
     `  dropped         ${n(Object.values(dropped).reduce((a, b) => a + b, 0))} (${reasons(dropped)})`,
     `  written         ${n(r.summary.writtenPackets)} packets in ${n(r.summary.filesClosed)} files`,
   ];
+  if (r.summary.filesLeftPart > 0) lines.push(`  left as .part   ${n(r.summary.filesLeftPart)} files (could not be renamed: see the log)`);
   if (Object.keys(r.unsupportedLinkTypes).length > 0) {
     lines.push(`  link types we cannot read: ${Object.entries(r.unsupportedLinkTypes).map(([lt, c]) => `${lt} (${n(c)} packets)`).join(', ')}`);
   }

@@ -9,6 +9,8 @@ import { orUsageError, usageError, VERSION } from './common.js';
 
 /** SIGTERM must end the process within 10 s; leave a margin for logging and exit. */
 const CLOSE_DEADLINE_MS = 9_000;
+/** Post-rotate commands get the stop deadline less this, left for the summary and the exit. */
+const AFTER_POST_ROTATE_MS = 1_000;
 
 export const RUN_HELP = `Usage: mirrorcap [run] [options]
 
@@ -40,7 +42,7 @@ export async function runCommand(argv: string[]): Promise<void> {
   try {
     await app.start();
   } catch (err) {
-    await app.stop().catch(() => undefined);
+    await app.stop(Date.now() + CLOSE_DEADLINE_MS - AFTER_POST_ROTATE_MS).catch(() => undefined);
     if (err instanceof ConfigError) usageError(err.message);
     const e = err as NodeJS.ErrnoException;
     log.fatal({ event: 'start_failed', code: e.code, err: e.message }, `mirrorcap could not start: ${e.message}`);
@@ -62,7 +64,7 @@ function installSignals(app: App, log: Logger): void {
       process.exit(1);
     }, CLOSE_DEADLINE_MS);
     deadline.unref();
-    app.stop().then(
+    app.stop(Date.now() + CLOSE_DEADLINE_MS - AFTER_POST_ROTATE_MS).then(
       () => process.exit(0),
       (err: Error) => {
         log.error({ event: 'stop_failed', err: err.message }, 'stop failed');

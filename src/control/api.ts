@@ -27,6 +27,8 @@ export function filesJson(catalog: Catalog): unknown {
     session: f.session,
     path: f.path,
     bytes: f.bytes,
+    artefacts: f.artefacts,
+    pending: f.pending,
     packets: f.packets,
     first: f.first && isoNs(f.first[0], f.first[1]),
     last: f.last && isoNs(f.last[0], f.last[1]),

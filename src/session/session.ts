@@ -38,6 +38,8 @@ export interface OutputStats {
   readonly writtenPackets: number;
   readonly writtenBytes: number;
   readonly filesClosed: number;
+  /** Finished files that could not be renamed (or removed) at close: left .part for the next start's recovery. */
+  readonly filesLeftPart: number;
   /** Bytes held in memory waiting for the disk. */
   readonly heldBytes: number;
   readonly current: OpenFileStats | null;
