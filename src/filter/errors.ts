@@ -1,7 +1,8 @@
 /**
  * The one error the filter module throws: a filter that cannot be compiled, with where it
  * went wrong. `position` is a 0-based character offset into the filter text (the expression's
- * length for "at the end"); `word` is the token found there ('' at the end).
+ * length for "at the end"); `word` is the text found there as written ('' at the end; the whole
+ * expression when the fault is the expression as a whole, like "rejects all packets").
  *
  * Three kinds, told apart by `reason`:
  *   syntax       libpcap would refuse it too (a syntax error, an address it cannot parse,
@@ -24,6 +25,6 @@ export class FilterError extends Error {
     readonly word: string,
     detail: string,
   ) {
-    super(`${detail} (${word === '' ? 'at the end' : `'${word}'`}, position ${position})`);
+    super(`${detail} (${word === '' ? 'at the end' : `'${word.length > 40 ? `${word.slice(0, 40)}...` : word}'`}, position ${position})`);
   }
 }

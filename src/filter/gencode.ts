@@ -221,9 +221,11 @@ export class CodeGen {
   private readonly regused = new Array<boolean>(BPF_MEMWORDS).fill(false);
   private curreg = 0;
 
+  /** wordAt(pos): the word of the expression at pos, for messages. */
   constructor(
     private readonly linkType: LinkType,
     private readonly snaplen: number,
+    private readonly wordAt: (pos: number) => string,
   ) {
     if (linkType === LINKTYPE_ETHERNET) {
       this.offLinktype = 12;
@@ -658,7 +660,7 @@ export class CodeGen {
         return this.curreg;
       }
     }
-    throw new FilterError('syntax', pos, '', 'too many registers needed to evaluate expression');
+    throw new FilterError('syntax', pos, this.wordAt(pos), 'too many registers needed to evaluate expression');
   }
 
   private freeReg(n: number): void {

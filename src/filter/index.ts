@@ -28,8 +28,8 @@ export { printFilter } from './print.js';
 export { LINKTYPE_ETHERNET, LINKTYPE_RAW, type LinkType } from './gencode.js';
 export type * from './tree.js';
 
-/** Longer filters are refused: the optimizer's cost grows with the square of the program. */
-export const MAX_FILTER_LENGTH = 16384;
+/** Longer filters are refused: the optimizer's cost grows faster than the program (a 4 KiB list of ports takes seconds, in libpcap too). */
+export const MAX_FILTER_LENGTH = 4096;
 
 /** What libpcap's `ret` returns for a match (any non-zero value means match; this is tcpdump's default snaplen). */
 const SNAPLEN = 262144;
@@ -51,10 +51,20 @@ export interface CompiledFilter {
  * for anything libpcap would refuse and for anything mirrorcap does not support.
  */
 export function compileFilter(text: string, linkType: LinkType = LINKTYPE_ETHERNET, snaplen = SNAPLEN): CompiledFilter {
-  if (linkType !== LINKTYPE_ETHERNET && linkType !== LINKTYPE_RAW) {
-    throw new FilterError('unsupported', 0, '', `link type ${String(linkType)} is not supported (1 = Ethernet, 101 = raw IP)`);
+  try {
+    return compile(text, linkType, snaplen);
+  } catch (e) {
+    // Parentheses nested thousands deep outgrow the call stack of the recursive parts.
+    if (e instanceof RangeError && /call stack/.test(e.message)) throw new FilterError('unsupported', 0, text, 'filter nested too deeply');
+    throw e;
   }
-  if (text.length > MAX_FILTER_LENGTH) throw new FilterError('unsupported', MAX_FILTER_LENGTH, '', `filter longer than ${MAX_FILTER_LENGTH} characters`);
+}
+
+function compile(text: string, linkType: LinkType, snaplen: number): CompiledFilter {
+  if (linkType !== LINKTYPE_ETHERNET && linkType !== LINKTYPE_RAW) {
+    throw new FilterError('unsupported', 0, text, `link type ${String(linkType)} is not supported (1 = Ethernet, 101 = raw IP)`);
+  }
+  if (text.length > MAX_FILTER_LENGTH) throw new FilterError('unsupported', MAX_FILTER_LENGTH, text.slice(MAX_FILTER_LENGTH), `filter longer than ${MAX_FILTER_LENGTH} characters`);
   const tokens = tokenize(text);
   const parser = new SyntaxParser(tokens);
   let syntax;
@@ -68,13 +78,14 @@ export function compileFilter(text: string, linkType: LinkType = LINKTYPE_ETHERN
     throw new FilterError('syntax', at.pos, at.raw, at.kind === 'eof' ? 'syntax error: the expression ends too early' : 'syntax error');
   }
   const tree = new Semantics(linkType, tokens).tree(syntax);
-  const program = compileTree(tree, linkType, snaplen, text);
+  const wordAt = (pos: number): string => tokens.find((t) => t.pos === pos)?.raw ?? '';
+  const program = compileTree(new CodeGen(linkType, snaplen, wordAt).compile(tree), text);
   return { text, linkType, tree, program, match: jit(program) };
 }
 
-/** Tree -> optimized, assembled BPF, exactly as pcap_compile() with optimization does it. */
-function compileTree(tree: FilterNode, linkType: LinkType, snaplen: number, text: string): Insn[] {
-  let root: Block = new CodeGen(linkType, snaplen).compile(tree);
+/** Flow graph -> optimized, assembled BPF, exactly as pcap_compile() with optimization does it. */
+function compileTree(graph: Block, text: string): Insn[] {
+  let root = graph;
   try {
     root = optimize(root);
   } catch (e) {

@@ -287,11 +287,13 @@ function longest(res: RegExp[], text: string, pos: number): number {
   let best = 0;
   for (const re of res) {
     re.lastIndex = pos;
-    const m = re.exec(text);
-    if (m && m[0].length > best) best = m[0].length;
+    if (re.test(text) && re.lastIndex - pos > best) best = re.lastIndex - pos;
   }
   return best;
 }
+
+const HEX = /[0-9A-Fa-f]/;
+const ALNUM = /[0-9A-Za-z]/;
 
 function longestWord(words: string[], text: string, pos: number): number {
   for (const w of words) if (text.startsWith(w, pos)) return w.length;
@@ -337,18 +339,21 @@ export function tokenize(text: string): Token[] {
     }
     // Rule order matters only between equally long matches; earlier rules come first here,
     // and a later rule wins only with a strictly longer match.
+    // Rules that cannot match at this character are not tried (the result is the same).
+    const hex = HEX.test(c);
+    const alnum = ALNUM.test(c);
     const rules: [string, number][] = [
-      ['word', longestWord(WORDS, text, pos)],
+      ['word', alnum || c === '&' || c === '|' ? longestWord(WORDS, text, pos) : 0],
       ['op', OPERATORS2.includes(text.slice(pos, pos + 2)) ? 2 : OPERATORS1.includes(c) ? 1 : 0],
-      ['aid', longest(RE_AID, text, pos)],
-      ['mac', longest(RE_MAC, text, pos)],
-      ['n', longest(RE_N, text, pos)],
-      ['hid', longest(RE_HID, text, pos)],
-      ['v6', longest(RE_V6, text, pos)],
-      ['bogus', longest(RE_BOGUS_MAC, text, pos)],
-      ['constant', longestWord(CONSTANT_WORDS, text, pos)],
-      ['id', longest(RE_ID, text, pos)],
-      ['escaped', longest(RE_ESCAPED, text, pos)],
+      ['aid', c === '$' ? longest(RE_AID, text, pos) : 0],
+      ['mac', hex ? longest(RE_MAC, text, pos) : 0],
+      ['n', hex ? longest(RE_N, text, pos) : 0],
+      ['hid', hex ? longest(RE_HID, text, pos) : 0],
+      ['v6', (hex || c === ':') && /^[0-9A-Fa-f.xX]*:/.test(text.slice(pos, pos + 48)) ? longest(RE_V6, text, pos) : 0],
+      ['bogus', hex ? longest(RE_BOGUS_MAC, text, pos) : 0],
+      ['constant', c === 'i' || c === 't' ? longestWord(CONSTANT_WORDS, text, pos) : 0],
+      ['id', alnum ? longest(RE_ID, text, pos) : 0],
+      ['escaped', c === '\\' ? longest(RE_ESCAPED, text, pos) : 0],
     ];
     let rule = 'char';
     let len = 1;

@@ -150,6 +150,37 @@ const setRef = (r: Ref, b: Block | null): void => {
   else r.blk.jf = b;
 };
 
+/**
+ * Depth first from root, as libpcap's recursive walks go: a block is entered the first time it
+ * is reached (`enter`, which must make `seen` true for it), its children are walked (jt then
+ * jf, or jf first), then it is left (`leave`; returning false stops the walk and makes dfs
+ * return false). Iterative: a chain of thousands of blocks would overflow the call stack.
+ */
+function dfs(root: Block | null, seen: (b: Block) => boolean, enter: (b: Block) => void, leave: (b: Block) => boolean | void, jfFirst = false): boolean {
+  if (root === null || seen(root)) return true;
+  enter(root);
+  const stack: Block[] = [root];
+  const done: number[] = [0];
+  while (stack.length > 0) {
+    const top = stack.length - 1;
+    const b = stack[top]!;
+    if (done[top]! < 2) {
+      const first = done[top]++ === 0;
+      const child = first !== jfFirst ? b.jt : b.jf;
+      if (child !== null && !seen(child)) {
+        enter(child);
+        stack.push(child);
+        done.push(0);
+      }
+      continue;
+    }
+    stack.pop();
+    done.pop();
+    if (leave(b) === false) return false;
+  }
+  return true;
+}
+
 class Optimizer {
   private curMark = 0;
   private done = false;
@@ -160,7 +191,7 @@ class Optimizer {
   private nodewords = 0;
   private edgewords = 0;
   // Value numbering (libpcap's hash table of valnodes, and vmap).
-  private readonly values = new Map<string, number>();
+  private readonly values = new Map<number, Map<number, Map<number, number>>>();
   private curval = 0;
   private readonly isConst: boolean[] = [];
   private readonly constVal: number[] = [];
@@ -190,17 +221,15 @@ class Optimizer {
 
   private init(): void {
     this.unMarkAll();
-    const number = (p: Block | null): void => {
-      if (p === null || this.isMarked(p)) return;
+    const seen = (b: Block): boolean => this.isMarked(b);
+    dfs(this.root, seen, (p) => {
       this.mark(p);
       p.id = this.blocks.length;
       this.blocks.push(p);
-      number(p.jt);
-      number(p.jf);
-    };
-    number(this.root);
+    }, () => {});
     const n = this.blocks.length;
     this.levels = new Array<Block | null>(n).fill(null);
+    this.edges = new Array<Edge>(2 * n);
     this.edgewords = Math.floor((2 * n) / 32) + 1;
     this.nodewords = Math.floor(n / 32) + 1;
     for (let i = 0; i < n; i++) {
@@ -235,35 +264,30 @@ class Optimizer {
     }
   }
 
-  private *level(i: number): Generator<Block> {
-    for (let b = this.levels[i] ?? null; b; b = b.link) yield b;
-  }
-
   private findLevels(): void {
     this.levels.fill(null);
     this.unMarkAll();
-    const walk = (b: Block): void => {
-      if (this.isMarked(b)) return;
-      this.mark(b);
-      b.link = null;
-      let level = 0;
-      if (b.jt) {
-        walk(b.jt);
-        walk(b.jf!);
-        level = Math.max(b.jt.level, b.jf!.level) + 1;
-      }
-      b.level = level;
-      b.link = this.levels[level]!;
-      this.levels[level] = b;
-    };
-    walk(this.root);
+    dfs(
+      this.root,
+      (b) => this.isMarked(b),
+      (b) => {
+        this.mark(b);
+        b.link = null;
+      },
+      (b) => {
+        const level = b.jt ? Math.max(b.jt.level, b.jf!.level) + 1 : 0;
+        b.level = level;
+        b.link = this.levels[level]!;
+        this.levels[level] = b;
+      },
+    );
   }
 
   private findDom(): void {
     for (const b of this.blocks) b.dom.fill(0xffffffff);
     this.root.dom.fill(0);
     for (let level = this.root.level; level >= 0; --level) {
-      for (const b of this.level(level)) {
+      for (let b = this.levels[level] ?? null; b; b = b.link) {
         SET_INSERT(b.dom, b.id);
         if (b.jt === null) continue;
         SET_INTERSECT(b.jt.dom, b.dom);
@@ -284,7 +308,7 @@ class Optimizer {
       }
     };
     for (let level = this.root.level; level >= 0; --level) {
-      for (const b of this.level(level)) {
+      for (let b = this.levels[level] ?? null; b; b = b.link) {
         propedom(b.et);
         propedom(b.ef);
       }
@@ -319,13 +343,13 @@ class Optimizer {
   private findUd(): void {
     const maxlevel = this.root.level;
     for (let i = maxlevel; i >= 0; --i) {
-      for (const p of this.level(i)) {
+      for (let p = this.levels[i] ?? null; p; p = p.link) {
         this.computeLocalUd(p);
         p.outUse = 0;
       }
     }
     for (let i = 1; i <= maxlevel; ++i) {
-      for (const p of this.level(i)) {
+      for (let p = this.levels[i] ?? null; p; p = p.link) {
         p.outUse |= p.jt!.inUse | p.jf!.inUse;
         p.inUse |= p.outUse & ~p.kill;
       }
@@ -343,15 +367,18 @@ class Optimizer {
 
   /** The value number of `code` applied to v0 and v1 (libpcap's F()). */
   private F(code: number, v0: number, v1: number): number {
-    const key = `${code},${v0},${v1}`;
-    const seen = this.values.get(key);
+    let byV0 = this.values.get(code);
+    if (!byV0) this.values.set(code, (byV0 = new Map()));
+    let byV1 = byV0.get(v0);
+    if (!byV1) byV0.set(v0, (byV1 = new Map()));
+    const seen = byV1.get(v1);
     if (seen !== undefined) return seen;
     const val = ++this.curval;
     if (BPF_MODE(code) === BPF_IMM && (BPF_CLASS(code) === BPF_LD || BPF_CLASS(code) === BPF_LDX)) {
       this.constVal[val] = v0;
       this.isConst[val] = true;
     }
-    this.values.set(key, val);
+    byV1.set(v1, val);
     return val;
   }
 
@@ -796,7 +823,7 @@ class Optimizer {
   private findInedges(): void {
     for (const b of this.blocks) b.inEdges = null;
     for (let level = this.root.level; level > 0; --level) {
-      for (const b of this.level(level)) {
+      for (let b = this.levels[level] ?? null; b; b = b.link) {
         b.et.next = b.jt!.inEdges;
         b.jt!.inEdges = b.et;
         b.ef.next = b.jf!.inEdges;
@@ -809,17 +836,17 @@ class Optimizer {
     this.initVal();
     const maxlevel = this.root.level;
     this.findInedges();
-    for (let i = maxlevel; i >= 0; --i) for (const p of this.level(i)) this.optBlk(p, doStmts);
+    for (let i = maxlevel; i >= 0; --i) for (let p = this.levels[i] ?? null; p; p = p.link) this.optBlk(p, doStmts);
     if (doStmts) return;
     for (let i = 1; i <= maxlevel; ++i) {
-      for (const p of this.level(i)) {
+      for (let p = this.levels[i] ?? null; p; p = p.link) {
         this.optJ(p.et);
         this.optJ(p.ef);
       }
     }
     this.findInedges();
     for (let i = 1; i <= maxlevel; ++i) {
-      for (const p of this.level(i)) {
+      for (let p = this.levels[i] ?? null; p; p = p.link) {
         this.pullup(p, false);
         this.pullup(p, true);
       }
@@ -828,45 +855,30 @@ class Optimizer {
 
   /** Merges equal blocks (same statements, same branch, same successors). */
   private internBlocks(): void {
-    const eqSlist = (x: Slist | null, y: Slist | null): boolean => {
-      for (;;) {
-        x = thisOp(x);
-        y = thisOp(y);
-        if (x === null) return y === null;
-        if (y === null) return false;
-        if (x.s.code !== y.s.code || x.s.k !== y.s.k) return false;
-        x = x.next;
-        y = y.next;
-      }
+    // Equal means: same branch, same successors, same statements (NOPs aside). libpcap compares
+    // every pair; a signature per block finds the same partner (the first equal block after
+    // it in numbering order) in linear time.
+    const signature = (b: Block): string => {
+      let sig = `${b.s.code} ${b.s.k} ${b.jt?.id ?? -1} ${b.jf?.id ?? -1}`;
+      for (let x = thisOp(b.stmts); x; x = thisOp(x.next)) sig += ` ${x.s.code}:${x.s.k}`;
+      return sig;
     };
-    const eqBlk = (b0: Block, b1: Block): boolean =>
-      b0.s.code === b1.s.code && b0.s.k === b1.s.k && b0.jt === b1.jt && b0.jf === b1.jf && eqSlist(b0.stmts, b1.stmts);
     const n = this.blocks.length;
     for (let again = true; again; ) {
       again = false;
       for (const b of this.blocks) b.link = null;
       this.unMarkAll();
-      const markCode = (p: Block): void => {
-        if (this.isMarked(p)) return;
-        this.mark(p);
-        if (BPF_CLASS(p.s.code) !== BPF_RET) {
-          markCode(p.jt!);
-          markCode(p.jf!);
-        }
-      };
-      markCode(this.root);
-      for (let i = n - 1; i !== 0; ) {
-        --i;
+      dfs(this.root, (b) => this.isMarked(b), (b) => this.mark(b), () => {});
+      // Walking down from the end, `first` holds the lowest-numbered marked block of each
+      // signature seen so far: the partner libpcap's inner loop would find.
+      const first = new Map<string, Block>();
+      for (let i = n - 1; i >= 0; --i) {
         const bi = this.blocks[i]!;
         if (!this.isMarked(bi)) continue;
-        for (let j = i + 1; j < n; ++j) {
-          const bj = this.blocks[j]!;
-          if (!this.isMarked(bj)) continue;
-          if (eqBlk(bi, bj)) {
-            bi.link = bj.link ?? bj;
-            break;
-          }
-        }
+        const sig = signature(bi);
+        const bj = first.get(sig);
+        if (bj) bi.link = bj.link ?? bj;
+        first.set(sig, bi);
       }
       for (const p of this.blocks) {
         if (p.jt === null) continue;
@@ -907,19 +919,13 @@ export function assemble(root: Block): Insn[] {
   const marked = new Set<Block>();
   for (;;) {
     marked.clear();
-    const count = (p: Block | null): number => {
-      if (p === null || marked.has(p)) return 0;
-      marked.add(p);
-      return count(p.jt) + count(p.jf) + slength(p.stmts) + 1 + p.longjt + p.longjf;
-    };
-    const n = count(root);
+    let n = 0;
+    const seen = (b: Block): boolean => marked.has(b);
+    dfs(root, seen, (b) => marked.add(b), (p) => void (n += slength(p.stmts) + 1 + p.longjt + p.longjf));
     const out: { code: number; jt: number; jf: number; k: number }[] = Array.from({ length: n }, () => ({ code: 0, jt: 0, jf: 0, k: 0 }));
     let ftail = n;
     marked.clear();
-    const convert = (p: Block | null): boolean => {
-      if (p === null || marked.has(p)) return true;
-      marked.add(p);
-      if (!convert(p.jf) || !convert(p.jt)) return false;
+    const convert = (p: Block): boolean => {
       const slen = slength(p.stmts);
       ftail -= slen + 1 + p.longjt + p.longjf;
       p.offset = ftail;
@@ -933,30 +939,26 @@ export function assemble(root: Block): Insn[] {
       insn.code = p.s.code;
       insn.k = p.s.k;
       if (p.jt) {
+        // An offset that does not fit in 8 bits goes through a `ja` after the branch; the
+        // first time, the block is marked as needing one and the layout starts over.
         let extra = 0;
-        let off = p.jt.offset - (p.offset + slen) - 1;
-        if (off >= 256) {
-          if (p.longjt === 0) {
-            p.longjt++;
+        for (const side of ['jt', 'jf'] as const) {
+          const off = p[side]!.offset - (p.offset + slen) - 1;
+          if (off < 256) {
+            insn[side] = off;
+            continue;
+          }
+          const long = side === 'jt' ? 'longjt' : 'longjf';
+          if (p[long] === 0) {
+            p[long]++;
             return false;
           }
-          insn.jt = extra;
-          extra++;
+          insn[side] = extra++;
           out[dst + extra] = { code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: off - extra };
-        } else insn.jt = off;
-        off = p.jf!.offset - (p.offset + slen) - 1;
-        if (off >= 256) {
-          if (p.longjf === 0) {
-            p.longjf++;
-            return false;
-          }
-          insn.jf = extra;
-          extra++;
-          out[dst + extra] = { code: BPF_JMP | BPF_JA, jt: 0, jf: 0, k: off - extra };
-        } else insn.jf = off;
+        }
       }
       return true;
     };
-    if (convert(root)) return out;
+    if (dfs(root, seen, (b) => marked.add(b), convert, true)) return out;
   }
 }

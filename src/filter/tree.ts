@@ -13,7 +13,9 @@
  * messages). Primitives that look at headers carry `vlan`: how many `vlan` primitives come
  * before them in the text. libpcap's `vlan` moves the offsets of everything after it, so
  * `vlan and host 10.0.0.1` looks for the address 4 bytes later; a planner that cannot
- * reproduce that should treat any primitive with vlan > 0 as "needs a scan".
+ * reproduce that should treat any primitive with vlan > 0 as "needs a scan". (The link
+ * header itself does not move: `ether host`, ether broadcast/multicast and `ether[n]` read
+ * the first bytes of the frame whatever their vlan count.)
  *
  * Addresses are byte arrays in network order (4 bytes for IPv4, 16 for IPv6, 6 for
  * Ethernet), with a mask of the same length: the mask is what is compared, and a 'host' whose

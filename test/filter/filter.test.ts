@@ -162,6 +162,8 @@ t.test('refusals carry the code, the reason, the word and its 0-based position',
   const deep = `${'ip[0] + ('.repeat(17)}1${')'.repeat(17)} = 1`;
   t.match(refusal(deep).message, /too many registers/, 'BPF has 16 scratch registers');
   t.equal(refusal('x'.repeat(MAX_FILTER_LENGTH + 1)).reason, 'unsupported', 'an oversized filter');
+  t.equal(refusal(`${'('.repeat(2000)}tcp${')'.repeat(2000)}`).reason, 'unsupported', 'parentheses nested too deep for the call stack');
+  t.ok(compileFilter(`${'('.repeat(200)}tcp${')'.repeat(200)}`), 'but 200 levels are fine');
   t.equal(refusal('ip', 105 as 1).reason, 'unsupported', 'an unknown link type');
 });
 
@@ -205,6 +207,19 @@ t.test('the surprises of libpcap, as mirrorcap reproduces them', async (t) => {
   t.ok(matches('greater 1500', plain, 1500));
   t.notOk(matches('icmp', ether(0x86dd, ipv6(1, icmp(8, 0, 0, filler(8))))), 'icmp is IPv4 only');
   t.notOk(matches('tcp[13] != 0', ether(0x86dd, ipv6(6, tcp()))), 'tcp[] is IPv4 only');
+});
+
+t.test('long programs: branches farther than 255 instructions go through ja', async (t) => {
+  const f = compileFilter(Array.from({ length: 200 }, (_, i) => `ether[${i}] = ${i + 1}`).join(' or '));
+  t.ok(f.program.some((i) => i.code === 0x05), 'the program has ja instructions');
+  const frame = Buffer.alloc(200);
+  t.notOk(f.match(frame, 0, 200, 200));
+  frame[0] = 1;
+  t.ok(f.match(frame, 0, 200, 200), 'the first test');
+  frame[0] = 0;
+  frame[199] = 200;
+  t.ok(f.match(frame, 0, 200, 200), 'the last test');
+  t.notOk(f.match(frame, 0, 199, 200), 'the last test past the captured end');
 });
 
 t.test('match() reads the frame where it is, and only the captured bytes', async (t) => {

@@ -424,6 +424,10 @@ const HAND_WRITTEN = [
   'wlan host 00:11:22:33:44:55',
   'host localhost',
   'ip proto \\TCP',
+  // Programs long enough for branches that need a `ja` (offsets over 255).
+  Array.from({ length: 200 }, (_, i) => `ether[${i}] = ${i % 7}`).join(' or '),
+  Array.from({ length: 200 }, (_, i) => `ether[${i}] != ${(i * 5) % 11}`).join(' and '),
+  `(${Array.from({ length: 60 }, (_, i) => `ip[${i}:2] = ${i * 3}`).join(' or ')}) and tcp`,
 ];
 
 /** Cases where raw IP (no link header, version nibble instead of EtherType) answers differently. */
