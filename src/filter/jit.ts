@@ -180,8 +180,8 @@ function statement(insn: Insn, i: number, goto: (t: number) => string): string {
   }
 }
 
-/** The JavaScript source of the function's body (exported for tests and debugging). */
-export function jitSource(program: readonly Insn[]): string {
+/** The JavaScript source of the function's body. */
+function jitSource(program: readonly Insn[]): string {
   const targets = new Set<number>();
   const scratch = new Set<number>();
   program.forEach((insn, i) => {
