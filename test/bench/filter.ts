@@ -10,7 +10,7 @@ import { compileFilter } from '../../src/filter/index.js';
 import { type Case, decodeCase, measureCases, MIX_DESCRIPTION, MIX_FRAMES, printResults } from './decode.js';
 
 const GOAL = 'tcp port 443 and (host 10.0.0.1 or net 192.168.0.0/16)';
-const OTHERS = ['host 10.0.0.1', 'not (port 22 or port 443)', 'vlan or ip6 and udp port 53', 'tcp[tcpflags] & tcp-syn != 0 and ip[2:2] > 100'];
+const OTHERS = ['host 10.0.0.1', 'not (port 22 or port 443)', 'vlan or ip6 and udp port 53', 'tcp[tcpflags] & tcp-push != 0 and ip[2:2] > 100'];
 
 function filterCase(expr: string): Case {
   const { match } = compileFilter(expr);
