@@ -8,6 +8,8 @@ export const ErrorCode = {
   INVALID_ARGUMENT: 'ERR_MIRRORCAP_INVALID_ARGUMENT',
   /** A call at the wrong point of a lifecycle (start() twice, read() while reading). */
   INVALID_STATE: 'ERR_MIRRORCAP_INVALID_STATE',
+  /** An invariant of our own code broke: a bug, never a fault of the input. */
+  INTERNAL: 'ERR_MIRRORCAP_INTERNAL',
   /** The native addon is not built or did not load. */
   NATIVE_UNAVAILABLE: 'ERR_MIRRORCAP_NATIVE_UNAVAILABLE',
 } as const;

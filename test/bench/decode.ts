@@ -23,10 +23,11 @@ import { TopTalkers } from '../../src/session/talkers.js';
 import { ether, extOpts, icmp, icmpv6, ipv4, ipv6, SYN_OPTIONS, tcp, TPID_8021Q, udp } from '../lib/frames.js';
 import { Random } from '../lib/random.js';
 
-const MIX_FRAMES = 4096;
+export const MIX_FRAMES = 4096;
 
-/** Seeded, so every run benches the same mix. */
-const random = new Random(0x2545f491);
+/** Seeded, and seeded again by buildMix(), so every section and every run benches the same mix. */
+const MIX_SEED = 0x2545f491;
+let random = new Random(MIX_SEED);
 
 /** Frame sizes as a mirror of a busy VPC sees them: many ACK-sized, many full-sized, some in between. */
 function frameSize(): number {
@@ -67,7 +68,7 @@ function mixFrame(): Buffer {
   return ether(0x86dd, ipv6(hbh ? 0 : proto, payload, { src: src6, dst: dst6 }), { tags });
 }
 
-interface Mix {
+export interface Mix {
   slab: Buffer;
   offsets: Uint32Array;
   lengths: Uint32Array;
@@ -75,6 +76,7 @@ interface Mix {
 }
 
 function buildMix(): Mix {
+  random = new Random(MIX_SEED); // the same mix in every section that builds one
   const frames = Array.from({ length: MIX_FRAMES }, mixFrame);
   const slab = Buffer.concat(frames);
   const offsets = new Uint32Array(MIX_FRAMES);
@@ -93,7 +95,7 @@ function buildMix(): Mix {
  * away. The sum is kept a small integer (| 0): a double accumulator would be
  * boxed across the calls and its allocations charged to the case.
  */
-type Case = (mix: Mix, frames: number) => number;
+export type Case = (mix: Mix, frames: number) => number;
 
 const baseline: Case = (mix, frames) => {
   const { slab, offsets } = mix;
@@ -139,7 +141,7 @@ const naive: Case = (mix, frames) => {
 
 const decoder = new Decoder();
 
-const ours: Case = (mix, frames) => {
+export const decodeCase: Case = (mix, frames) => {
   const { slab, offsets, lengths } = mix;
   const d = decoder;
   let sink = 0;
@@ -180,7 +182,7 @@ let gcRuns = 0;
 /** Lets the observer deliver the entries of collections that have happened. */
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
-interface Result {
+export interface Result {
   name: string;
   framesPerSec: number;
   nsPerFrame: number;
@@ -242,7 +244,11 @@ async function measure(name: string, fn: Case, mix: Mix, frames: number, reps: n
   };
 }
 
-export async function run(opts: { quick: boolean }): Promise<void> {
+/**
+ * Measures each case over the decode mix (built once), after one thrown-away warm-up run,
+ * with collections counted; the bench sections that compare against the decoder share it.
+ */
+export async function measureCases(cases: readonly (readonly [string, Case])[], opts: { quick: boolean }): Promise<{ mix: Mix; frames: number; reps: number; results: Result[] }> {
   const frames = opts.quick ? 1_000_000 : 10_000_000;
   const reps = opts.quick ? 1 : 3;
   const gc = exposeGc();
@@ -254,17 +260,15 @@ export async function run(opts: { quick: boolean }): Promise<void> {
   // The first measurement pays for setting the measuring up; it is thrown away.
   await measure('warm-up', baseline, mix, 100_000, 1, gc);
   const results: Result[] = [];
-  results.push(await measure('baseline: read 1 byte/frame', baseline, mix, frames, reps, gc));
-  results.push(await measure('naive: object + subarray/layer', naive, mix, frames, reps, gc));
-  results.push(await measure('Decoder.decode', ours, mix, frames, reps, gc));
-  results.push(await measure('Decoder.decode + 2 talker adds', oursWithTalkers, mix, frames, reps, gc));
+  for (const [name, fn] of cases) results.push(await measure(name, fn, mix, frames, reps, gc));
   obs.disconnect();
+  return { mix, frames, reps, results };
+}
 
-  const base = results[0].nsPerFrame;
-  console.log(
-    `\n## decode: ${(frames / 1e6).toFixed(0)} M frames per row, best of ${reps}; mix of ${MIX_FRAMES} frames, ` +
-      `avg ${mix.avgLen.toFixed(0)} B (64..1500, 80% IPv4, 85% TCP, 12% UDP, 10% VLAN); one core, shared machine: noisy`,
-  );
+/** The table: one row per case, x baseline against the first row. */
+export function printResults(title: string, results: readonly Result[]): void {
+  const base = results[0]!.nsPerFrame;
+  console.log(title);
   const head = ['case', 'frames/s', 'ns/frame', 'x baseline', 'bytes/frame', 'GCs'];
   const rows = results.map((r) => [
     r.name,
@@ -278,7 +282,22 @@ export async function run(opts: { quick: boolean }): Promise<void> {
   const line = (cells: string[]): string => cells.map((s, c) => (c === 0 ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join('  ');
   console.log(line(head));
   for (const r of rows) console.log(line(r));
-  const d = results[2];
+}
+
+export const MIX_DESCRIPTION = `mix of ${MIX_FRAMES} frames (64..1500 B, 80% IPv4, 85% TCP to 443, 12% UDP to 53, 10% VLAN); one core, shared machine: noisy`;
+
+export async function run(opts: { quick: boolean }): Promise<void> {
+  const { mix, frames, reps, results } = await measureCases(
+    [
+      ['baseline: read 1 byte/frame', baseline],
+      ['naive: object + subarray/layer', naive],
+      ['Decoder.decode', decodeCase],
+      ['Decoder.decode + 2 talker adds', oursWithTalkers],
+    ],
+    opts,
+  );
+  printResults(`\n## decode: ${(frames / 1e6).toFixed(0)} M frames per row, best of ${reps}; ${MIX_DESCRIPTION}, avg ${mix.avgLen.toFixed(0)} B`, results);
+  const d = results[2]!;
   console.log(
     `goal: >= 10 M frames/s and 0 bytes/frame -> ${(d.framesPerSec / 1e6).toFixed(1)} M frames/s, ${d.bytesPerFrame.toFixed(2)} bytes/frame, ${d.gcs} GCs in ${(frames / 1e6).toFixed(0)} M frames`,
   );
