@@ -20,6 +20,7 @@ import type { Logger } from './log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
 import { Pipeline } from './session/pipeline.js';
 import { AllowList } from './session/allow.js';
+import { SessionFilters } from './session/filters.js';
 import { Router } from './session/router.js';
 import { Session } from './session/session.js';
 
@@ -36,6 +37,8 @@ export interface RecorderSummary {
   readonly datagrams: number;
   readonly packets: number;
   readonly writtenPackets: number;
+  /** Packets the capture filters kept out of the files (not drops). */
+  readonly filtered: number;
   readonly dropped: Readonly<Record<string, number>>;
   readonly sessions: number;
   readonly filesClosed: number;
@@ -64,12 +67,15 @@ export class Recorder {
   readonly pipeline: Pipeline;
   /** Each session's writer: the Recorder makes them, so only it drives them. */
   private readonly writers = new Map<Session, SessionWriter>();
+  private readonly filters = new SessionFilters();
 
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
     private readonly opts: RecorderOptions,
   ) {
+    // A bad filter is a bad configuration: ConfigError before anything is opened.
+    this.filters.prepare(config);
     this.pool = new ChunkPool(config.maxBuffer);
     this.catalog = new Catalog(config.out, config.maxTotalBytes, {
       deleted: (file, reason) =>
@@ -154,8 +160,12 @@ export class Recorder {
     for (const w of this.writers.values()) w.rotate();
   }
 
-  /** New sessions and rotation settings, applied between two batches (SIGHUP). */
+  /**
+   * New sessions, rotation settings and filters, applied between two batches (SIGHUP). Throws
+   * ConfigError, changing nothing, when a filter does not compile.
+   */
   reconfigure(next: Config): { updated: Session[]; retired: Session[] } {
+    this.filters.prepare(next);
     const result = this.router.reconfigure({ strict: next.strict, configured: next.sessions, defaults: next });
     for (const s of result.retired) this.writers.get(s)!.rotate();
     return result;
@@ -205,6 +215,7 @@ export class Recorder {
       datagrams: this.pipeline.datagrams,
       packets: snaps.reduce((n, s) => n + s.packets, 0),
       writtenPackets: snaps.reduce((n, s) => n + s.output.writtenPackets, 0),
+      filtered: snaps.reduce((n, s) => n + s.filteredPackets, 0),
       dropped,
       sessions: snaps.length,
       filesClosed: snaps.reduce((n, s) => n + s.output.filesClosed, 0),
@@ -254,7 +265,7 @@ export class Recorder {
         },
       },
     });
-    session = new Session(sc, drops, writer);
+    session = new Session(sc, drops, writer, (text) => this.filters.get(text));
     this.writers.set(session, writer);
     this.log.info({ event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source }, 'session created');
     return session;

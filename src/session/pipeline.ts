@@ -1,8 +1,9 @@
 /**
  * The hot path: one call per batch, one loop over its datagrams.
  *
- *   datagram ──▶ allowed source? ──▶ VXLAN check ──▶ session (VNI [+ source]) ──▶ decode ──▶ writer.append
- *        └─ source_denied / short / bad_vxlan / unknown_vni / session_limit: counted here
+ *   datagram ──▶ allowed source? ──▶ VXLAN check ──▶ session (VNI [+ source]) ──▶ decode ──▶ filter ──▶ writer.append
+ *        └─ source_denied / short / bad_vxlan / unknown_vni / session_limit: counted here    │   └──▶ tap.packet (live streams)
+ *                                                                       not matched: session.filtered ┘   tap.flush() once per batch
  *
  * The inner frame is decoded once, for the session's protocol counts and talkers and for
  * its true original length: AWS truncates mirrored frames (PacketLength, target MTU), but
@@ -17,13 +18,29 @@ import { Decoder } from '../decode/packet.js';
 import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, vxlanHasVni, vxlanVni } from '../decode/vxlan.js';
 import type { AllowList } from './allow.js';
 import type { Router } from './router.js';
+import type { Session } from './session.js';
 import { ADDR_BYTES, type Batch } from '../source/batch.js';
+
+/**
+ * Where the live streams take their copy (control/streams.ts): packet() per kept packet while
+ * `active`, flush() once at the end of the batch. Both must copy what they keep and return:
+ * the batch's slab is reused.
+ */
+export interface PacketTap {
+  /** True while anyone listens; read once per batch. */
+  readonly active: boolean;
+  /** `capLen` bytes at buf[off] exactly as the session's file gets them, `origLen` on the wire. */
+  packet(session: Session, buf: Buffer, off: number, capLen: number, origLen: number, sec: number, nsec: number): void;
+  flush(): void;
+}
 
 export class Pipeline {
   /** Datagrams seen, and those dropped before they belonged to a session, by reason. */
   datagrams = 0;
   readonly drops = newDropCounters();
   private readonly decoder = new Decoder();
+  /** The live streams, set by the appliance; null offline. */
+  tap: PacketTap | null = null;
 
   constructor(
     private readonly router: Router,
@@ -36,6 +53,7 @@ export class Pipeline {
     const { slab, offsets, lengths, wireLengths, tsSec, tsNsec, srcAddr } = batch;
     const n = batch.count;
     const allow = this.allow;
+    const tap = this.tap !== null && this.tap.active ? this.tap : null;
     let refused = 0;
     this.datagrams += n;
     for (let i = 0; i < n; i++) {
@@ -65,10 +83,16 @@ export class Pipeline {
       const d = this.decoder;
       d.decode(slab, frameOff, frameLen);
       const origLen = session.account(d, frameLen, wireFrameLen);
+      // The filter sees what the file would hold: the frame cut to the snaplen.
+      const snaplen = session.config.snaplen;
+      const capLen = frameLen < snaplen ? frameLen : snaplen;
+      if (!session.passes(slab, frameOff, capLen, origLen)) continue;
       const out = session.output;
       if (!out.append(slab, frameOff, frameLen, origLen, tsSec[i]!, tsNsec[i]!) && out.saturated) refused++;
+      if (tap !== null) tap.packet(session, slab, frameOff, capLen, origLen, tsSec[i]!, tsNsec[i]!);
     }
     this.decoder.release();
+    if (tap !== null) tap.flush();
     // Saturated when most of what was just read had to be dropped for want of queue memory:
     // reading on would only burn the CPU the writers need. One hot session among quiet ones
     // does not stop the reading of theirs.

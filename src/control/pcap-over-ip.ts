@@ -1,0 +1,67 @@
+/**
+ * PCAP-over-IP: a TCP listener that sends every client the all-session live stream as a
+ * microsecond pcap (the convention Wireshark `-i TCP@host:port`, Arkime, Zeek and NetworkMiner
+ * read: a pcap file header, then records, until either side closes). What a client sends is
+ * ignored. Clients count against max-streams; one too many is closed at once.
+ *
+ *   connection ──▶ StreamHub.attach(socket, all sessions, µs) ──▶ records as they arrive
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Endpoint } from '../config.js';
+import type { Logger } from '../log.js';
+import type { StreamHub } from './streams.js';
+
+export class PcapOverIpServer {
+  port = 0;
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    private readonly endpoint: Endpoint,
+    private readonly hub: StreamHub,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const server = createServer((socket) => this.connected(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.endpoint.port, this.endpoint.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.port = (server.address() as AddressInfo).port;
+  }
+
+  /** Stops listening; the hub ends the clients' streams (StreamHub.close), anything left is destroyed. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (server === null) return;
+    this.server = null;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const s of this.sockets) s.destroy();
+    });
+  }
+
+  private connected(socket: Socket): void {
+    const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+    // A reset by the peer is how many clients leave: 'close' follows and frees the client.
+    socket.on('error', () => undefined);
+    socket.setNoDelay(true);
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    // Nothing is read from a client, but its bytes must not pile up in our buffers.
+    socket.resume();
+    const client = this.hub.attach(socket, { session: null, filter: null, nanoseconds: false, transport: 'pcap-over-ip', peer });
+    if (client === null) {
+      this.log.warn({ event: 'stream_refused', transport: 'pcap-over-ip', peer }, 'live stream refused: max-streams clients already connected');
+      socket.destroy();
+      return;
+    }
+    client.flush();
+  }
+}
