@@ -131,7 +131,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
   { name: 'pcap-over-ip', liveOnly: true, key: 'pcapOverIp', kind: 'endpoint', default: '', help: 'TCP address serving every session live as a microsecond pcap stream (PCAP-over-IP: wireshark -k -i TCP@host:port)' },
   { name: 'max-streams', liveOnly: true, key: 'maxStreams', kind: 'count', default: '8', max: 1024, help: 'live stream clients at once (HTTP and PCAP-over-IP); more are refused (HTTP 503)' },
-  { name: 'stream-buffer', liveOnly: true, key: 'streamBuffer', kind: 'size', default: '8MiB', min: 256 * 1024, max: 1024 * 1024 * 1024, help: 'bytes each stream client may have waiting; when full, its packets drop (mirrorcap_stream_dropped_packets_total)' },
+  { name: 'stream-buffer', liveOnly: true, key: 'streamBuffer', kind: 'size', default: '8MiB', min: 1024 * 1024, max: 1024 * 1024 * 1024, help: 'bytes each stream client may have waiting; when full, its packets drop (mirrorcap_stream_dropped_packets_total)' },
   { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
   { name: 'log-level', key: 'logLevel', kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'log level of the JSON lines on stdout' },
   { name: 'config', key: 'configFile', kind: 'path', default: '', help: 'YAML or JSON file with any of these options and a sessions list' },
