@@ -96,7 +96,7 @@ export class StreamHub implements PacketTap {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.checkStalls(Date.now()), 1000);
+    this.timer = setInterval(() => this.tick(Date.now()), 1000);
     this.timer.unref();
   }
 
@@ -164,7 +164,8 @@ export class StreamHub implements PacketTap {
     for (const c of this.clients) c.sink.destroy();
   }
 
-  private checkStalls(now: number): void {
+  /** Once a second: disconnects clients stalled for STALL_MS (`now` epoch ms). */
+  tick(now: number): void {
     for (const c of this.clients) {
       if (c.droppedSinceProgress > 0 && now - c.lastProgress >= STALL_MS) {
         this.stalled++;
