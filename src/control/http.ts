@@ -4,7 +4,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
 
@@ -73,24 +73,14 @@ export class ControlServer {
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
     });
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.endpoint.port, this.endpoint.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.port = (server.address() as AddressInfo).port;
+    this.port = await listen(server, this.endpoint);
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     if (server === null) return;
     this.server = null;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await closeServer(server, () => server.closeAllConnections());
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -136,6 +126,26 @@ export class ControlServer {
     const want = Buffer.from(this.apiToken);
     return given.length === want.length && timingSafeEqual(given, want);
   }
+}
+
+/** Binds a server to an endpoint; resolves with the port it got (the endpoint's may be 0), rejects with the bind error. */
+export async function listen(server: NetServer, endpoint: Endpoint): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(endpoint.port, endpoint.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+/** Stops listening and ends the open connections with `destroyConnections`; resolves once the server is closed. */
+export function closeServer(server: NetServer, destroyConnections: () => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    destroyConnections();
+  });
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {

@@ -7,14 +7,14 @@
  *   connection ──▶ StreamHub.attach(socket, all sessions, µs) ──▶ records as they arrive
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import type { Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
+import { closeServer, listen } from './http.js';
 import type { StreamHub } from './streams.js';
 
 export class PcapOverIpServer {
   port = 0;
-  private server: Server | null = null;
+  private readonly server: Server = createServer((socket) => this.connected(socket));
   private readonly sockets = new Set<Socket>();
 
   constructor(
@@ -24,25 +24,13 @@ export class PcapOverIpServer {
   ) {}
 
   async start(): Promise<void> {
-    const server = createServer((socket) => this.connected(socket));
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.endpoint.port, this.endpoint.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.port = (server.address() as AddressInfo).port;
+    this.port = await listen(this.server, this.endpoint);
   }
 
   /** Stops listening; the hub ends the clients' streams (StreamHub.close), anything left is destroyed. */
   async stop(): Promise<void> {
-    const server = this.server;
-    if (server === null) return;
-    this.server = null;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
+    if (!this.server.listening) return;
+    await closeServer(this.server, () => {
       for (const s of this.sockets) s.destroy();
     });
   }
