@@ -21,7 +21,7 @@ export interface ControlHandlers {
   sessions(): unknown;
   files(): unknown;
   /** A live pcap stream of one session (by name) or of all (null); answers `res` itself. */
-  stream?(req: IncomingMessage, res: ServerResponse, session: string | null): void;
+  stream?(req: IncomingMessage, res: ServerResponse, session: string | null): Promise<void> | void;
 }
 
 type Route = (res: ServerResponse, req: IncomingMessage) => Promise<void> | void;

@@ -17,17 +17,27 @@
  * no event. Writes (and their Buffer views) happen per batch and per chunk.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { compileFilter, FilterError, type CompiledFilter } from '../filter/index.js';
+import { Worker } from 'node:worker_threads';
+import { matcherOf, MAX_FILTER_LENGTH, type CompiledFilter } from '../filter/index.js';
 import type { Logger } from '../log.js';
 import { MAX_SNAPLEN, PCAP_MAGIC_NS, PCAP_MAGIC_US, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../pcap/pcap.js';
 import type { PacketTap } from '../session/pipeline.js';
 import type { Session } from '../session/session.js';
+import type { CompileReply } from './filter-worker.js';
 import { sendJson } from './http.js';
 
 /** A client that is full and has taken nothing for this long is disconnected. */
 export const STALL_MS = 10_000;
 /** One chunk holds the largest record (snaplen up to MAX_SNAPLEN). */
 const CHUNK_BYTES = 257 * 1024;
+/** Stream filters compiled at once (each in a worker thread); more are answered 503. */
+const MAX_COMPILING = 2;
+/** A compile taking longer than this is abandoned (400). */
+const COMPILE_TIMEOUT_MS = 10_000;
+
+/** What a stream client filters with: the text (for the logs) and its match function. */
+export type StreamFilter = Pick<CompiledFilter, 'text' | 'match'>;
+
 /** The media type of a pcap stream (IANA, RFC 8024's registration of application/vnd.tcpdump.pcap). */
 export const PCAP_CONTENT_TYPE = 'application/vnd.tcpdump.pcap';
 
@@ -42,7 +52,7 @@ export interface StreamSink {
 export interface StreamOptions {
   /** Only this session's packets; null = every session. */
   readonly session: string | null;
-  readonly filter: CompiledFilter | null;
+  readonly filter: StreamFilter | null;
   /** Nanosecond pcap (HTTP, like the files) or microsecond (PCAP-over-IP, the widest support). */
   readonly nanoseconds: boolean;
   /** For the logs: 'http' or 'pcap-over-ip', and the peer. */
@@ -59,6 +69,7 @@ export class StreamHub implements PacketTap {
   /** The connected clients; replaced (not mutated) on connect and disconnect, so packet() loops over a stable array. */
   private clients: StreamClient[] = [];
   private timer: NodeJS.Timeout | null = null;
+  private compiling = 0;
 
   constructor(
     private readonly opts: {
@@ -126,27 +137,31 @@ export class StreamHub implements PacketTap {
    * for a filter that does not compile (reason, position, word), 404 for an unknown session,
    * 503 beyond max-streams.
    */
-  serveHttp(req: IncomingMessage, res: ServerResponse, session: string | null): void {
+  async serveHttp(req: IncomingMessage, res: ServerResponse, session: string | null): Promise<void> {
     const text = new URL(req.url ?? '/', 'http://localhost').searchParams.get('filter');
-    let filter: CompiledFilter | null = null;
-    if (text !== null && text.trim() !== '') {
-      try {
-        filter = compileFilter(text);
-      } catch (err) {
-        if (!(err instanceof FilterError)) throw err;
-        return sendJson(res, 400, { error: `invalid filter: ${err.message}`, reason: err.reason, position: err.position, word: err.word });
-      }
-    }
     if (session !== null && !this.opts.hasSession(session)) return sendJson(res, 404, { error: 'no such session', session });
-    if (this.clients.length >= this.opts.maxStreams) {
-      this.refused++;
-      this.opts.log.warn({ event: 'stream_refused', transport: 'http', session }, 'live stream refused: max-streams clients already connected');
-      return sendJson(res, 503, { error: `too many live streams (max-streams ${this.opts.maxStreams})` });
+    if (this.clients.length >= this.opts.maxStreams) return this.refuse(res, session, `too many live streams (max-streams ${this.opts.maxStreams})`);
+    let filter: StreamFilter | null = null;
+    if (text !== null && text.trim() !== '') {
+      if (this.compiling >= MAX_COMPILING) return this.refuse(res, session, 'too many stream filters being compiled; try again');
+      this.compiling++;
+      const reply = await compileInWorker(text).finally(() => this.compiling--);
+      if (!reply.ok) return sendJson(res, 400, { error: `invalid filter: ${reply.message}`, reason: reply.reason, position: reply.position, word: reply.word });
+      filter = { text, match: matcherOf(reply.program as CompiledFilter['program']) };
+      // The client may have gone, or others taken the slots, while it compiled.
+      if (res.destroyed) return;
+      if (this.clients.length >= this.opts.maxStreams) return this.refuse(res, session, `too many live streams (max-streams ${this.opts.maxStreams})`);
     }
     res.writeHead(200, { 'Content-Type': PCAP_CONTENT_TYPE, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
     if (req.method === 'HEAD') return void res.end();
     const peer = `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`;
     this.attach(res, { session, filter, nanoseconds: true, transport: 'http', peer })!.flush();
+  }
+
+  private refuse(res: ServerResponse, session: string | null, why: string): void {
+    this.refused++;
+    this.opts.log.warn({ event: 'stream_refused', transport: 'http', session, why }, `live stream refused: ${why}`);
+    sendJson(res, 503, { error: why });
   }
 
   /** Sends what every client has buffered and ends its stream; resolves when all are closed or by `deadline` (epoch ms), destroying the rest. */
@@ -177,6 +192,29 @@ export class StreamHub implements PacketTap {
       }
     }
   }
+}
+
+/** Compiles `text` in a worker thread (see filter-worker.ts); a compile past COMPILE_TIMEOUT_MS is abandoned as a 400. */
+function compileInWorker(text: string): Promise<CompileReply> {
+  if (text.length > MAX_FILTER_LENGTH) {
+    return Promise.resolve({ ok: false, message: `filter longer than ${MAX_FILTER_LENGTH} characters`, reason: 'unsupported', position: MAX_FILTER_LENGTH, word: '' });
+  }
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./filter-worker.js', import.meta.url), { workerData: { text } });
+    const timeout = setTimeout(() => {
+      void worker.terminate();
+      resolve({ ok: false, message: `filter took more than ${COMPILE_TIMEOUT_MS / 1000} s to compile`, reason: 'unsupported', position: 0, word: text });
+    }, COMPILE_TIMEOUT_MS);
+    worker.once('message', (reply: CompileReply) => {
+      clearTimeout(timeout);
+      resolve(reply);
+      void worker.terminate();
+    });
+    worker.once('error', (err) => {
+      clearTimeout(timeout);
+      reject(err);
+    });
+  });
 }
 
 /** One client: its chunks, what it has been sent, what it dropped. */
