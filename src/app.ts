@@ -23,6 +23,8 @@ const RELOADABLE: ReadonlySet<string> = new Set<keyof Config>([...SESSION_SETTIN
 export class App {
   readonly recorder: Recorder;
   readonly source: Source;
+  /** The GENEVE socket (--geneve), or null. */
+  readonly geneveSource: Source | null;
   readonly metrics: Metrics;
   readonly control: ControlServer;
   private timers: NodeJS.Timeout[] = [];
@@ -39,6 +41,7 @@ export class App {
     const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
+    this.geneveSource = config.geneve === null ? null : createSource(config, log, config.geneve);
     this.metrics = createMetrics(
       {
         pipeline: recorder.pipeline,
@@ -73,6 +76,7 @@ export class App {
     await recorder.start();
     await this.control.start();
     await this.source.start(recorder.pipeline.process);
+    await this.geneveSource?.start(recorder.pipeline.processGeneve);
     const granted = this.source.recvBuffer;
     if (granted > 0 && granted < config.recvBuffer) {
       log.warn(
@@ -90,6 +94,7 @@ export class App {
         version: this.version,
         source: this.source.kind,
         udpPort: this.source.port,
+        ...(this.geneveSource ? { genevePort: this.geneveSource.port } : {}),
         httpPort: this.control.port,
         recvBuffer: granted,
         minFreeBytes: recorder.disk.minFreeBytes,
@@ -162,7 +167,9 @@ export class App {
     this.timers = [];
     // Datagrams the kernel already holds for us reached the box: they go in the files too.
     this.source.drain?.();
+    this.geneveSource?.drain?.();
     await this.source.stop();
+    await this.geneveSource?.stop();
     await this.recorder.stop(deadline);
     await this.control.stop();
     const summary = this.recorder.summary();
@@ -178,6 +185,7 @@ export class App {
   async readiness(): Promise<Readiness> {
     const reasons: string[] = [];
     if (!this.source.ready) reasons.push('source not receiving');
+    if (this.geneveSource !== null && !this.geneveSource.ready) reasons.push('GENEVE source not receiving');
     const output = await this.recorder.outputProblem();
     if (output !== null) reasons.push(output);
     const disk = this.recorder.disk;

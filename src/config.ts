@@ -41,12 +41,16 @@ export interface SessionConfig extends SessionSettings {
   readonly name: string;
   /** Outer source address this session is bound to (session-key vni+src), or null for any. */
   readonly source: string | null;
+  /** How its packets arrive when not VXLAN: GENEVE with Ethernet, or with raw IP (a GWLB endpoint's, or keyed by VNI). */
+  readonly encap?: 'geneve' | 'gwlbe' | 'geneve-ip';
 }
 
 export type SessionKey = 'vni' | 'vni+src';
 
 export interface Config extends SessionSettings {
   readonly listen: Endpoint;
+  /** UDP address for GENEVE (a Gateway Load Balancer endpoint as mirror target); null = off. */
+  readonly geneve: Endpoint | null;
   readonly http: Endpoint;
   /** auto, native, dgram, or pcap:<interface>. */
   readonly source: string;
@@ -100,6 +104,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
+  { name: 'geneve', liveOnly: true, key: 'geneve', kind: 'endpoint', default: '', help: 'UDP address for GENEVE from a Gateway Load Balancer endpoint (usually 0.0.0.0:6081; VXLAN inside it is routed like VXLAN); empty = off' },
   { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap' },
   { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> (default: udp dst port <listen port>); an error with any other source' },
   { name: 'http', liveOnly: true, key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
@@ -264,6 +269,7 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
       if (!o.values!.includes(text)) fail(what, value, origin, expectation(o));
       return text;
     case 'endpoint': {
+      if (text === '' && o.default === '') return null;
       const ep = parseEndpoint(text);
       if (!ep) fail(what, value, origin, expectation(o));
       return ep;

@@ -64,6 +64,10 @@ export interface SessionSnapshot {
   readonly vni: number;
   /** Outer source address the session is bound to (session-key vni+src), or null. */
   readonly source: string | null;
+  /** How its packets arrive: vxlan (directly or inside GENEVE), geneve (Ethernet), gwlbe (raw IP). */
+  readonly encap: string;
+  /** The AWS Gateway Load Balancer ids of the GENEVE packet that made the session, if one did. */
+  readonly gwlb: GwlbIds | null;
   /** Packets and inner-frame bytes (original lengths) routed to this session. */
   readonly packets: number;
   readonly bytes: number;
@@ -82,6 +86,12 @@ export interface SessionSnapshot {
   /** Failed file operations by errno code. */
   readonly writeErrors: Readonly<Record<string, number>>;
   readonly output: OutputStats;
+}
+
+/** AWS GWLB GENEVE option values, 16 hex digits each. */
+export interface GwlbIds {
+  readonly endpointId: string;
+  readonly attachmentId: string | null;
 }
 
 export class Session {
@@ -112,6 +122,8 @@ export class Session {
     /** Per-reason drop counters (drops.ts), shared with the output, which counts its own reasons. */
     private readonly drops: Float64Array,
     readonly output: SessionOutput,
+    /** The AWS GWLB ids of the GENEVE packet that made the session, if one did. */
+    readonly gwlb: GwlbIds | null = null,
   ) {}
 
   get config(): SessionConfig {
@@ -197,6 +209,8 @@ export class Session {
       name: this.cfg.name,
       vni: this.cfg.vni,
       source: this.cfg.source,
+      encap: this.cfg.encap ?? 'vxlan',
+      gwlb: this.gwlb,
       packets: this.packets,
       bytes: this.bytes,
       packetsPerSecond: this.packetsPerSecond,
