@@ -269,7 +269,7 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
       if (!o.values!.includes(text)) fail(what, value, origin, expectation(o));
       return text;
     case 'endpoint': {
-      if (text === '' && o.default === '') return null;
+      if (text === '' && origin === 'default') return null;
       const ep = parseEndpoint(text);
       if (!ep) fail(what, value, origin, expectation(o));
       return ep;

@@ -41,7 +41,16 @@ interface Expected {
  * IPv4/IPv6 carrying VXLAN to vni-<vxlan vni>; other IP to gwlbe-<endpoint id>, or
  * geneve-<vni>-ip without one. Only tshark's fields are read, never our parser.
  */
-async function expected(path: string): Promise<Expected[]> {
+function expected(path: string): Promise<Expected[]> {
+  let e = tsharkSays.get(path);
+  if (e === undefined) tsharkSays.set(path, (e = askTshark(path)));
+  return e;
+}
+
+/** One tshark run per capture for the whole file's tests: tshark starts slowly on a busy machine. */
+const tsharkSays = new Map<string, Promise<Expected[]>>();
+
+async function askTshark(path: string): Promise<Expected[]> {
   const fields = ['udp.dstport', 'udp.payload', 'geneve.proto_type', 'geneve.vni', 'geneve.flags.oam', 'geneve.option.class', 'geneve.option.type', 'geneve.options', 'vxlan.vni', 'geneve.option.unknown.data'];
   const out = await tool('tshark', ['-r', path, '-T', 'fields', '-E', 'occurrence=a', '-E', 'aggregator=|', '-E', 'separator=\t', ...fields.flatMap((f) => ['-e', f])]);
   const result: Expected[] = [];
