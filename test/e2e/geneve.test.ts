@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { httpGet, MAIN, metricSum, sendDatagrams, startAppliance, waitFor } from '../lib/appliance.js';
 import { decap, type DecapResult } from '../../src/commands/decap.js';
@@ -20,6 +21,7 @@ import { ourRecords, realCaptures } from '../lib/captures.js';
 import { tsharkFrames } from '../lib/tshark.js';
 import { tool } from '../lib/tools.js';
 
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const cli = (args: string[]): SpawnSyncReturns<string> => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 60_000 });
 const temp = (): Promise<string> => mkdtemp(join(tmpdir(), 'mirrorcap-geneve-'));
 
@@ -199,4 +201,27 @@ t.test('every real GENEVE datagram sent live to --geneve: the files decap writes
   const want = group(geneveOnly);
   t.same(sorted(await written(join(dir, 'live'))), sorted(want.sessions), `${want.sessions.size} sessions, ${geneveOnly.length} datagrams`);
   for (const [reason, n] of want.drops) t.equal(metricSum(metrics, 'mirrorcap_dropped_packets_total', { reason }), n, `${n} counted as ${reason}`);
+});
+
+t.test('replay --encap geneve --gwlb: a GWLB endpoint\'s delivery, round trip through --geneve', async (t) => {
+  const dir = await temp();
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const fixture = join(ROOT, 'pcaps', 'ipv4.pcap');
+  const want = (await tsharkFrames(fixture)).map((f) => f.data.toString('hex'));
+  const app = await startAppliance(['--out', join(dir, 'live'), '--geneve', '127.0.0.1:0', '--session-key', 'vni+src']);
+  t.teardown(() => app.proc.kill('SIGKILL'));
+  const port = app.logs.find((l) => l.event === 'start')!['genevePort'] as number;
+  const r = cli(['replay', fixture, '--target', `127.0.0.1:${port}`, '--vni', '321', '--encap', 'geneve', '--gwlb', 'vpce-0a1b2c3d4e5f60718', '--flat-out']);
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /in GENEVE as GWLB endpoint a1b2c3d4e5f60718/);
+  await waitFor(async () => metricSum((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_datagrams_total') === want.length, 5000, 'all received');
+  const api = (await httpGet(app.httpPort, '/api/sessions')).body;
+  t.equal(await app.stop(), 0);
+  // The stand-in ENI (192.0.2.1) inside the GENEVE keys the session under vni+src.
+  const live = await written(join(dir, 'live'));
+  t.same([...live.keys()], ['vni-321-192.0.2.1']);
+  t.same(live.get('vni-321-192.0.2.1'), want, 'every frame, byte for byte, in order');
+  t.match(api, /"endpointId":\s*"a1b2c3d4e5f60718"/, 'the endpoint id reached /api/sessions');
+  const bad = cli(['replay', fixture, '--target', `127.0.0.1:${port}`, '--gwlb', '12']);
+  t.equal(bad.status, 2, '--gwlb without --encap geneve is a usage error');
 });
