@@ -63,15 +63,15 @@ export class Geneve extends View {
   options = 0;
   /** Options with the critical bit that we do not read; the packet must be dropped if any. */
   criticalUnknown = 0;
-  /** GWLB VPC endpoint id as two 32-bit halves; hasEndpoint says whether the option was there. */
+  /** Whether the GWLB options were there; their values are read by the getters below. */
   hasEndpoint = false;
-  endpointHi = 0;
-  endpointLo = 0;
   hasAttachment = false;
-  attachmentHi = 0;
-  attachmentLo = 0;
   hasFlowCookie = false;
-  flowCookie = 0;
+  /**
+   * GWLB values as 32-bit words: endpoint id hi, lo, attachment id hi, lo, flow cookie. A typed
+   * array, because a number field holding 2^31 or more would box a new heap number per packet.
+   */
+  private readonly words = new Uint32Array(5);
 
   reset(buf: Buffer, off: number, len: number): number {
     this.buf = buf;
@@ -107,24 +107,48 @@ export class Geneve extends View {
   /** Reads one option of the GWLB class; false when it is not one we know (type or length). */
   private gwlbOption(type: number, data: number, dataLen: number): boolean {
     const buf = this.buf;
+    const w = this.words;
     if (type === GWLB_ENDPOINT_ID && dataLen === 8) {
       this.hasEndpoint = true;
-      this.endpointHi = u32(buf, data);
-      this.endpointLo = u32(buf, data + 4);
+      w[0] = u32(buf, data);
+      w[1] = u32(buf, data + 4);
       return true;
     }
     if (type === GWLB_ATTACHMENT_ID && dataLen === 8) {
       this.hasAttachment = true;
-      this.attachmentHi = u32(buf, data);
-      this.attachmentLo = u32(buf, data + 4);
+      w[2] = u32(buf, data);
+      w[3] = u32(buf, data + 4);
       return true;
     }
     if (type === GWLB_FLOW_COOKIE && dataLen === 4) {
       this.hasFlowCookie = true;
-      this.flowCookie = u32(buf, data);
+      w[4] = u32(buf, data);
       return true;
     }
     return false;
+  }
+
+  /** The GWLB VPC endpoint id's high and low 32 bits (valid when hasEndpoint). */
+  get endpointHi(): number {
+    return this.words[0]!;
+  }
+
+  get endpointLo(): number {
+    return this.words[1]!;
+  }
+
+  /** The GWLB attachment id's halves (valid when hasAttachment). */
+  get attachmentHi(): number {
+    return this.words[2]!;
+  }
+
+  get attachmentLo(): number {
+    return this.words[3]!;
+  }
+
+  /** The GWLB flow cookie (valid when hasFlowCookie). */
+  get flowCookie(): number {
+    return this.words[4]!;
   }
 
   /** Options length in bytes (Opt Len × 4). */
