@@ -33,6 +33,8 @@ export interface SessionSettings {
   readonly rotatePackets: number;
   /** Finished files kept per session, oldest deleted first; 0 = keep all. */
   readonly ring: number;
+  /** Drop a frame whose IP packet was seen within this many seconds (both ends mirrored); 0 = off. */
+  readonly dedup: number;
   readonly snaplen: number;
 }
 
@@ -112,6 +114,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size', perSession: true },
   { name: 'rotate-seconds', key: 'rotateSeconds', kind: 'duration', default: '300', min: 1, zeroOff: true, help: 'start a new file when the current one is this old', perSession: true },
   { name: 'rotate-packets', key: 'rotatePackets', kind: 'count', default: '0', help: 'start a new file after this many packets (0 = off)', perSession: true },
+  { name: 'dedup', key: 'dedup', kind: 'duration', default: '0', min: 0.001, max: 10, zeroOff: true, help: 'drop a frame whose IP packet (TTL, checksum and MAC addresses aside) was seen within this window, e.g. 2ms: both ends of a conversation mirrored into one session (0 = off)', perSession: true },
   { name: 'ring', key: 'ring', kind: 'count', default: '0', help: 'finished files kept per session, oldest deleted first (0 = keep all)', perSession: true },
   { name: 'snaplen', key: 'snaplen', kind: 'count', default: '65535', min: 64, max: 262144, help: 'bytes of each inner frame written; longer frames are cut (orig_len keeps the real length)', perSession: true },
   { name: 'session-key', key: 'sessionKey', kind: 'enum', default: 'vni', values: ['vni', 'vni+src'], help: 'what makes a session: the VNI, or the VNI and the outer source address' },

@@ -6,6 +6,7 @@
  *                                                                 ├─ IP/UDP to a VXLAN ─┤   GENEVE VNI, or GWLB endpoint)
  *                                                                 │  port: VXLAN check ─┤
  *                                                                 └─ other IP (GWLB) ───┘
+ *   (--dedup: a copy of a packet seen within the window is counted by its session, not written)
  *        └─ source_denied / short / bad_vxlan / bad_geneve / geneve_oam / geneve_critical_option /
  *           unsupported_protocol / unknown_vni / session_limit: counted here
  *
@@ -208,8 +209,13 @@ export class Pipeline {
     const slab = batch.slab;
     if (etherType === 0) d.decode(slab, frameOff, frameLen);
     else d.decodeL3(slab, frameOff, frameLen, etherType);
+    const sec = batch.tsSec[i]!;
+    const nsec = batch.tsNsec[i]!;
+    // Both ends mirrored: the second copy of a packet is counted by the session's dedup, not written.
+    const dedup = session.dedup;
+    if (dedup !== null && dedup.duplicate(d, sec, nsec)) return;
     const origLen = session.account(d, frameLen, wireFrameLen);
     const out = session.output;
-    if (!out.append(slab, frameOff, frameLen, origLen, batch.tsSec[i]!, batch.tsNsec[i]!) && out.saturated) this.refused++;
+    if (!out.append(slab, frameOff, frameLen, origLen, sec, nsec) && out.saturated) this.refused++;
   }
 }

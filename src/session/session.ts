@@ -14,6 +14,7 @@ import type { Decoder } from '../decode/packet.js';
 import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
 import { OK } from '../decode/status.js';
 import { DROP_REASONS, SESSION_DROPS } from '../drops.js';
+import { Dedup } from './dedup.js';
 import { TopTalkers, type Talker } from './talkers.js';
 
 /** Slots of the top-talkers table: an address with more than 1/64 of the bytes is sure to be listed. */
@@ -68,6 +69,8 @@ export interface SessionSnapshot {
   readonly encap: string;
   /** The AWS Gateway Load Balancer ids of the GENEVE packet that made the session, if one did. */
   readonly gwlb: GwlbIds | null;
+  /** Frames dropped as the copy of one seen within the dedup window (both ends mirrored). */
+  readonly deduplicated: number;
   /** Packets and inner-frame bytes (original lengths) routed to this session. */
   readonly packets: number;
   readonly bytes: number;
@@ -124,7 +127,14 @@ export class Session {
     readonly output: SessionOutput,
     /** The AWS GWLB ids of the GENEVE packet that made the session, if one did. */
     readonly gwlb: GwlbIds | null = null,
-  ) {}
+  ) {
+    this.dedup = cfg.dedup > 0 ? new Dedup(cfg.dedup) : null;
+  }
+
+  /** --dedup: the pipeline asks it before account(); null when off. */
+  dedup: Dedup | null;
+  /** Copies dropped by dedups this session had before a reload turned it off or on again. */
+  private dedupedBefore = 0;
 
   get config(): SessionConfig {
     return this.cfg;
@@ -172,6 +182,13 @@ export class Session {
   /** New settings from a reloaded config; the output applies what concerns it (snaplen from a new file). */
   reconfigure(config: SessionConfig): void {
     this.cfg = config;
+    if (config.dedup === 0 && this.dedup !== null) {
+      this.dedupedBefore += this.dedup.deduplicated;
+      this.dedup = null;
+    } else if (config.dedup > 0) {
+      if (this.dedup === null) this.dedup = new Dedup(config.dedup);
+      else this.dedup.window = config.dedup;
+    }
     this.output.configure(config);
   }
 
@@ -211,6 +228,7 @@ export class Session {
       source: this.cfg.source,
       encap: this.cfg.encap ?? 'vxlan',
       gwlb: this.gwlb,
+      deduplicated: this.dedupedBefore + (this.dedup?.deduplicated ?? 0),
       packets: this.packets,
       bytes: this.bytes,
       packetsPerSecond: this.packetsPerSecond,
