@@ -26,6 +26,8 @@ const RELOADABLE: ReadonlySet<string> = new Set<keyof Config>([...SESSION_SETTIN
 export class App {
   readonly recorder: Recorder;
   readonly source: Source;
+  /** The GENEVE socket (--geneve), or null. */
+  readonly geneveSource: Source | null;
   readonly metrics: Metrics;
   readonly control: ControlServer;
   /** Live streams (HTTP and PCAP-over-IP) and the PCAP-over-IP listener (null without --pcap-over-ip). */
@@ -53,6 +55,7 @@ export class App {
     });
     recorder.pipeline.tap = this.streams;
     this.pcapOverIp = config.pcapOverIp === null ? null : new PcapOverIpServer(config.pcapOverIp, this.streams, log);
+    this.geneveSource = config.geneve === null ? null : createSource(config, log, config.geneve);
     this.metrics = createMetrics(
       {
         pipeline: recorder.pipeline,
@@ -91,6 +94,7 @@ export class App {
     await this.pcapOverIp?.start();
     this.streams.start();
     await this.source.start(recorder.pipeline.process);
+    await this.geneveSource?.start(recorder.pipeline.processGeneve);
     const granted = this.source.recvBuffer;
     if (granted > 0 && granted < config.recvBuffer) {
       log.warn(
@@ -108,6 +112,7 @@ export class App {
         version: this.version,
         source: this.source.kind,
         udpPort: this.source.port,
+        ...(this.geneveSource ? { genevePort: this.geneveSource.port } : {}),
         httpPort: this.control.port,
         ...(this.pcapOverIp === null ? {} : { pcapOverIpPort: this.pcapOverIp.port }),
         recvBuffer: granted,
@@ -183,7 +188,9 @@ export class App {
     this.timers = [];
     // Datagrams the kernel already holds for us reached the box: they go in the files too.
     this.source.drain?.();
+    this.geneveSource?.drain?.();
     await this.source.stop();
+    await this.geneveSource?.stop();
     await this.recorder.stop(deadline);
     // Stream clients get what they were sent before the files closed, then the end of their stream.
     await this.streams.close();
@@ -202,6 +209,7 @@ export class App {
   async readiness(): Promise<Readiness> {
     const reasons: string[] = [];
     if (!this.source.ready) reasons.push('source not receiving');
+    if (this.geneveSource !== null && !this.geneveSource.ready) reasons.push('GENEVE source not receiving');
     const output = await this.recorder.outputProblem();
     if (output !== null) reasons.push(output);
     const disk = this.recorder.disk;

@@ -33,6 +33,8 @@ export interface SessionSettings {
   readonly rotatePackets: number;
   /** Finished files kept per session, oldest deleted first; 0 = keep all. */
   readonly ring: number;
+  /** Drop a frame whose IP packet was seen within this many seconds (both ends mirrored); 0 = off. */
+  readonly dedup: number;
   readonly snaplen: number;
   /** pcap-filter expression on the inner frame: what does not match is not written; null = all. */
   readonly filter: string | null;
@@ -43,12 +45,16 @@ export interface SessionConfig extends SessionSettings {
   readonly name: string;
   /** Outer source address this session is bound to (session-key vni+src), or null for any. */
   readonly source: string | null;
+  /** How its packets arrive when not VXLAN: GENEVE with Ethernet, or with raw IP (a GWLB endpoint's, or keyed by VNI). */
+  readonly encap?: 'geneve' | 'gwlbe' | 'geneve-ip';
 }
 
 export type SessionKey = 'vni' | 'vni+src';
 
 export interface Config extends SessionSettings {
   readonly listen: Endpoint;
+  /** UDP address for GENEVE (a Gateway Load Balancer endpoint as mirror target); null = off. */
+  readonly geneve: Endpoint | null;
   readonly http: Endpoint;
   /** auto, native, dgram, or pcap:<interface>. */
   readonly source: string;
@@ -108,6 +114,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
+  { name: 'geneve', liveOnly: true, key: 'geneve', kind: 'endpoint', default: '', help: 'UDP address for GENEVE from a Gateway Load Balancer endpoint (usually 0.0.0.0:6081; VXLAN inside it is routed like VXLAN); empty = off' },
   { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap' },
   { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> (default: udp dst port <listen port>); an error with any other source' },
   { name: 'http', liveOnly: true, key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
@@ -115,6 +122,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size', perSession: true },
   { name: 'rotate-seconds', key: 'rotateSeconds', kind: 'duration', default: '300', min: 1, zeroOff: true, help: 'start a new file when the current one is this old', perSession: true },
   { name: 'rotate-packets', key: 'rotatePackets', kind: 'count', default: '0', help: 'start a new file after this many packets (0 = off)', perSession: true },
+  { name: 'dedup', key: 'dedup', kind: 'duration', default: '0', min: 0.001, max: 10, zeroOff: true, help: 'drop a frame whose IP packet (TTL, checksum and MAC addresses aside) was seen within this window, e.g. 2ms: both ends of a conversation mirrored into one session (0 = off)', perSession: true },
   { name: 'ring', key: 'ring', kind: 'count', default: '0', help: 'finished files kept per session, oldest deleted first (0 = keep all)', perSession: true },
   { name: 'snaplen', key: 'snaplen', kind: 'count', default: '65535', min: 64, max: 262144, help: 'bytes of each inner frame written; longer frames are cut (orig_len keeps the real length)', perSession: true },
   { name: 'filter', key: 'filter', kind: 'text', default: '', help: 'pcap-filter (tcpdump) expression on the inner frame; packets that do not match are not written (see docs/filters.md)', perSession: true },

@@ -20,10 +20,12 @@ import type { Config, SessionConfig } from './config.js';
 import type { Logger } from './log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
 import { Pipeline } from './session/pipeline.js';
+import { VXLAN_PORT } from './decode/vxlan.js';
 import { AllowList } from './session/allow.js';
 import { SessionFilters } from './session/filters.js';
 import { Router } from './session/router.js';
-import { Session } from './session/session.js';
+import { Session, type GwlbIds } from './session/session.js';
+import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from './pcap/linktype.js';
 
 /** The output folder cannot be made or written: nothing can be recorded (exit 1). */
 export class OutputFolderError extends Error {
@@ -119,9 +121,10 @@ export class Recorder {
         configured: config.sessions,
         defaults: config,
       },
-      (sc) => this.createSession(sc),
+      (sc, gwlb) => this.createSession(sc, gwlb),
     );
-    this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null);
+    // VXLAN inside GENEVE is recognised by its UDP port: the standard one, and ours.
+    this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null, [VXLAN_PORT, config.listen.port]);
   }
 
   get sessions(): readonly Session[] {
@@ -244,14 +247,17 @@ export class Recorder {
     }
   }
 
-  private createSession(sc: SessionConfig): Session {
+  private createSession(sc: SessionConfig, gwlb: GwlbIds | null): Session {
     const drops = newDropCounters();
     let session: Session | null = null;
+    // GENEVE with an IP payload has no Ethernet header: none is invented.
+    const linkType = sc.encap === 'gwlbe' || sc.encap === 'geneve-ip' ? LINKTYPE_RAW : LINKTYPE_ETHERNET;
     const writer = new SessionWriter({
       session: sc.name,
       dir: join(this.config.out, sc.name),
       rotation: rotationOf(sc),
       snaplen: sc.snaplen,
+      linkType,
       queueSize: this.config.queueSize,
       nextSeq: () => this.catalog.nextSeq(sc.name),
       pool: this.pool,
@@ -272,9 +278,12 @@ export class Recorder {
         },
       },
     });
-    session = new Session(sc, drops, writer, (text) => this.filters.get(text));
+    session = new Session(sc, drops, writer, gwlb, (text) => this.filters.get(text, linkType));
     this.writers.set(session, writer);
-    this.log.info({ event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source }, 'session created');
+    this.log.info(
+      { event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source, ...(sc.encap ? { encap: sc.encap } : {}), ...(gwlb ? { gwlb } : {}) },
+      'session created',
+    );
     return session;
   }
 

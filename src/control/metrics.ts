@@ -97,6 +97,7 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     for (const s of snaps) for (const [layer, n] of Object.entries(s.decodeErrors)) emit({ ...sessionLabels(s), layer }, n);
   });
   counter('truncated_packets_total', 'Inner frames shorter than on the wire (AWS PacketLength or MTU truncation); orig_len keeps the real length.', ['session', 'vni'], perSession((s) => s.truncated));
+  counter('deduplicated_packets_total', 'Frames not written as the copy of one seen within --dedup (both ends of a conversation mirrored).', ['session', 'vni'], perSession((s) => s.deduplicated));
   counter(
     'receive_truncated_packets_total',
     'Inner frames the receiver held only in part (a datagram larger than the receive slot, a libpcap or capture-file snaplen), so fewer bytes than the snaplen were written; orig_len keeps the real length.',
