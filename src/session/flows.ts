@@ -1,0 +1,515 @@
+/**
+ * Flow records: every inner IPv4/IPv6 packet of a session counted under its direction-specific
+ * 5-tuple, per aggregation interval, the way VPC Flow Logs aggregates an interface's traffic
+ * (docs/flows.md has the semantics and AWS's documentation behind them).
+ *
+ *   add(decoder, sec, nsec) ─▶ key (src, dst, ports, version + protocol) ─▶ hash ─▶ index ─▶ slot
+ *     (hot path: no allocation,   read straight from the frame              open addressing,  counters,
+ *      no event, no I/O)                                                     linear probing    first/last, flags
+ *
+ *   interval [start, start + I) ──packet at or past its end, tick() past end + grace, flush()──▶ seal
+ *        │                                                                                         │
+ *        └─ the table swaps in empty slots; the sealed interval goes to `sealed(interval)`  ◀──────┘
+ *           (the flow-log writer), which hands it back with recycle() once written
+ *
+ * One table per session; one FlowBudget shared by all of them bounds the flows held in memory
+ * (being counted, or sealed and waiting to be written). Storage starts at MIN_CAPACITY slots and
+ * doubles when full, so a quiet session costs a few KiB and memory follows the traffic; a new
+ * flow that the budget cannot hold is not counted: its packets are counted in `fullPackets` and
+ * the interval is reported SKIPDATA. Flows leave when their interval is sealed: the table starts
+ * every interval empty.
+ *
+ * Time: intervals are aligned to multiples of I in Unix seconds and chosen by the packets' own
+ * timestamps, so offline decapsulation writes the same records as live capture. A packet at or
+ * past the open interval's end seals it and opens the interval it belongs to. A packet from
+ * before the open interval is late (a batch delivered after tick() sealed its interval, or a
+ * small clock step back): it is counted in the open interval with its time clamped to the
+ * interval's start. A packet more than one interval before it means the clock stepped back:
+ * the open interval is sealed and the packet's own interval opened (`clockSteps`). tick()
+ * seals quiet intervals (NODATA when nothing was seen) and opens the current one.
+ */
+import type { Decoder } from '../decode/packet.js';
+import { formatIpv4 } from '../decode/ipv4.js';
+import { formatIpv6 } from '../decode/ipv6.js';
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../decode/tcp.js';
+
+export const DEFAULT_MAX_FLOWS = 1_000_000;
+/** Slots a table starts with (and keeps while its traffic stays this small). */
+export const MIN_CAPACITY = 64;
+/** Seconds tick() waits past an interval's end before sealing it, for batches still in flight. */
+export const DEFAULT_GRACE_SEC = 1;
+
+/** Key words per slot: source address (4), destination address (4), ports, version << 8 | protocol. */
+const KEY_WORDS = 10;
+const W_DST = 4;
+const W_PORTS = 8;
+const W_META = 9;
+
+/**
+ * Protocols whose header starts with a 16-bit source and destination port: TCP, UDP, DCCP
+ * (RFC 4340), SCTP (RFC 9260), UDP-Lite (RFC 3828). The ports are read whenever those four bytes
+ * are in the frame, even if the rest of the header is cut off or malformed (as tshark shows them).
+ */
+const PORTED = new Uint8Array(256);
+PORTED[6] = 1;
+PORTED[17] = 1;
+PORTED[33] = 1;
+PORTED[132] = 1;
+PORTED[136] = 1;
+/** TCP flags are bytes 12-13 of the header (RFC 9293), read when they are in the frame. */
+const TCP_FLAGS_END = 14;
+const TCP_FLAGS_MASK = 0x0fff;
+
+/**
+ * The flags AWS reports in tcp-flags: FIN, SYN, RST, and ACK only as part of a SYN-ACK
+ * ("SYN-ACK 18"); other flags alone report 0.
+ */
+export function awsTcpFlags(flags: number): number {
+  const v = flags & (TCP_FIN | TCP_SYN | TCP_RST);
+  return (flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK) ? v | TCP_ACK : v;
+}
+
+export class FlowError extends Error {
+  readonly code = 'ERR_MIRRORCAP_FLOWS';
+  override readonly name = 'FlowError';
+}
+
+/** Flows held in memory by all sessions' tables together, against --max-flows. */
+export class FlowBudget {
+  used = 0;
+
+  constructor(readonly max = DEFAULT_MAX_FLOWS) {
+    if (!Number.isSafeInteger(max) || max < 1) throw new FlowError(`max flows must be a whole number of at least 1, got ${max}`);
+  }
+}
+
+function u32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+/**
+ * One interval's flows, struct of arrays; slots are dense in [0, count). The index maps a
+ * key's hash to slot + 1 (0 = empty), at most half full.
+ */
+export class FlowSlots {
+  count = 0;
+  capacity: number;
+  keys: Uint32Array;
+  hashes: Uint32Array;
+  packets: Float64Array;
+  bytes: Float64Array;
+  /** firstSec, firstNsec, lastSec, lastNsec per slot. */
+  times: Uint32Array;
+  /** OR of every packet's TCP flags as on the wire (decoder bits). */
+  rawFlags: Uint16Array;
+  /** OR of awsTcpFlags() of every packet. */
+  awsFlags: Uint8Array;
+  index: Uint32Array;
+  mask: number;
+
+  constructor(capacity = MIN_CAPACITY) {
+    this.capacity = capacity;
+    this.keys = new Uint32Array(capacity * KEY_WORDS);
+    this.hashes = new Uint32Array(capacity);
+    this.packets = new Float64Array(capacity);
+    this.bytes = new Float64Array(capacity);
+    this.times = new Uint32Array(capacity * 4);
+    this.rawFlags = new Uint16Array(capacity);
+    this.awsFlags = new Uint8Array(capacity);
+    this.index = new Uint32Array(capacity * 2);
+    this.mask = capacity * 2 - 1;
+  }
+
+  /** Doubles the storage (one copy of each array, one rehash of the index): amortised, never per packet. */
+  grow(): void {
+    const cap = this.capacity * 2;
+    const keys = new Uint32Array(cap * KEY_WORDS);
+    keys.set(this.keys);
+    this.keys = keys;
+    const hashes = new Uint32Array(cap);
+    hashes.set(this.hashes);
+    this.hashes = hashes;
+    const packets = new Float64Array(cap);
+    packets.set(this.packets);
+    this.packets = packets;
+    const bytes = new Float64Array(cap);
+    bytes.set(this.bytes);
+    this.bytes = bytes;
+    const times = new Uint32Array(cap * 4);
+    times.set(this.times);
+    this.times = times;
+    const rawFlags = new Uint16Array(cap);
+    rawFlags.set(this.rawFlags);
+    this.rawFlags = rawFlags;
+    const awsFlags = new Uint8Array(cap);
+    awsFlags.set(this.awsFlags);
+    this.awsFlags = awsFlags;
+    this.capacity = cap;
+    this.index = new Uint32Array(cap * 2);
+    this.mask = cap * 2 - 1;
+    for (let s = 0; s < this.count; s++) {
+      let i = hashes[s]! & this.mask;
+      while (this.index[i] !== 0) i = (i + 1) & this.mask;
+      this.index[i] = s + 1;
+    }
+  }
+
+  /** Empties the slots for another interval (the arrays are kept). */
+  reset(): void {
+    this.count = 0;
+    this.index.fill(0);
+  }
+
+  /** 4 or 6. */
+  ipVersion(s: number): number {
+    return this.keys[s * KEY_WORDS + W_META]! >>> 8;
+  }
+
+  protocol(s: number): number {
+    return this.keys[s * KEY_WORDS + W_META]! & 0xff;
+  }
+
+  srcPort(s: number): number {
+    return this.keys[s * KEY_WORDS + W_PORTS]! >>> 16;
+  }
+
+  dstPort(s: number): number {
+    return this.keys[s * KEY_WORDS + W_PORTS]! & 0xffff;
+  }
+
+  /** Text form of the source address (allocates: for writers, not the hot path). */
+  srcAddr(s: number): string {
+    return this.addr(s * KEY_WORDS, this.ipVersion(s));
+  }
+
+  dstAddr(s: number): string {
+    return this.addr(s * KEY_WORDS + W_DST, this.ipVersion(s));
+  }
+
+  firstSec(s: number): number {
+    return this.times[s * 4]!;
+  }
+
+  firstNsec(s: number): number {
+    return this.times[s * 4 + 1]!;
+  }
+
+  lastSec(s: number): number {
+    return this.times[s * 4 + 2]!;
+  }
+
+  lastNsec(s: number): number {
+    return this.times[s * 4 + 3]!;
+  }
+
+  private addr(w: number, version: number): string {
+    const b = new Uint8Array(16);
+    const n = version === 4 ? 1 : 4;
+    for (let i = 0; i < n; i++) {
+      const v = this.keys[w + i]!;
+      b[i * 4] = v >>> 24;
+      b[i * 4 + 1] = (v >>> 16) & 0xff;
+      b[i * 4 + 2] = (v >>> 8) & 0xff;
+      b[i * 4 + 3] = v & 0xff;
+    }
+    return version === 4 ? formatIpv4(b, 0) : formatIpv6(b, 0);
+  }
+}
+
+/** A sealed interval: its flows and what went wrong in it. Read-only for its consumer until recycled. */
+export interface FlowInterval {
+  readonly slots: FlowSlots;
+  /** Flows in slots [0, count). */
+  readonly count: number;
+  /** Aligned start of the interval, Unix seconds. */
+  readonly start: number;
+  /** start + interval (exclusive). */
+  readonly end: number;
+  /** When it was sealed, Unix seconds: `end` unless flushed early (`partial`). */
+  readonly closedAt: number;
+  /** Sealed before its end by flush() (shutdown): the records cover [start, closedAt). */
+  readonly partial: boolean;
+  /** Packets not counted because the flow budget was spent (SKIPDATA). */
+  readonly skippedPackets: number;
+  /** Packets the session dropped during the interval (SKIPDATA). */
+  readonly droppedPackets: number;
+}
+
+export interface FlowTableOptions {
+  /** Aggregation interval in whole seconds (AWS: 60 or 600). */
+  readonly intervalSec: number;
+  readonly budget: FlowBudget;
+  /** Receives each sealed interval, synchronously (from add(), tick() or flush()); give it back with recycle(). */
+  readonly sealed: (interval: FlowInterval) => void;
+  /** The session's per-reason drop counters: an increase between two seals marks the interval SKIPDATA. */
+  readonly drops?: Float64Array;
+  /** Seconds tick() waits past an interval's end; default DEFAULT_GRACE_SEC. */
+  readonly graceSec?: number;
+  /** Hash seed; default random, so crafted traffic cannot aim at one probe run. */
+  readonly seed?: number;
+}
+
+export class FlowTable {
+  /** IPv4/IPv6 packets and their IP bytes counted (or skipped for want of budget). */
+  packets = 0;
+  bytes = 0;
+  /** Frames that are not IPv4/IPv6, or whose IP header did not parse: not flows. */
+  notIp = 0;
+  /** Packets of new flows the budget could not hold (flow_table_full). */
+  fullPackets = 0;
+  /** Packets from before the open interval, counted in it at its start time. */
+  latePackets = 0;
+  /** Times the packet clock stepped back by more than an interval. */
+  clockSteps = 0;
+  /** Intervals sealed. */
+  intervals = 0;
+
+  private slots = new FlowSlots();
+  private spare: FlowSlots | null = null;
+  private open = false;
+  private start = 0;
+  private end = 0;
+  private skipped = 0;
+  private dropsSeen = 0;
+  private readonly key = new Uint32Array(KEY_WORDS);
+  private readonly interval: number;
+  private readonly grace: number;
+  private readonly seed: number;
+
+  constructor(private readonly opts: FlowTableOptions) {
+    if (!Number.isSafeInteger(opts.intervalSec) || opts.intervalSec < 1) {
+      throw new FlowError(`flow interval must be a whole number of seconds, at least 1, got ${opts.intervalSec}`);
+    }
+    this.interval = opts.intervalSec;
+    this.grace = opts.graceSec ?? DEFAULT_GRACE_SEC;
+    this.seed = opts.seed ?? (Math.random() * 0x100000000) >>> 0;
+    this.dropsSeen = this.dropTotal();
+  }
+
+  /** Flows in the open interval. */
+  get flows(): number {
+    return this.slots.count;
+  }
+
+  /** [start, end) of the open interval, or null before the first packet or tick. */
+  get openInterval(): { start: number; end: number } | null {
+    return this.open ? { start: this.start, end: this.end } : null;
+  }
+
+  /**
+   * Counts one decoded frame received at sec.nsec (Unix time). Call once per inner frame after
+   * Decoder.decode(); frames without an IP header are counted in `notIp`.
+   */
+  add(d: Decoder, sec: number, nsec: number): void {
+    if (d.addrLen === 0) {
+      this.notIp++;
+      return;
+    }
+    if (sec >= this.end || sec < this.start) {
+      if (!this.place(sec)) {
+        sec = this.start;
+        nsec = 0;
+      }
+    }
+    const buf = d.buf;
+    const key = this.key;
+    const proto = d.ipProto;
+    let ports = 0;
+    let flags = 0;
+    // A later fragment (offset > 0) starts in the middle of the transport payload: no ports.
+    if (PORTED[proto] === 1 && d.fragOffset === 0) {
+      const o = d.l4Off;
+      const len = d.l4Len;
+      if (len >= 4) ports = u32(buf, o);
+      if (proto === 6 && len >= TCP_FLAGS_END) flags = ((buf[o + 12]! << 8) | buf[o + 13]!) & TCP_FLAGS_MASK;
+    }
+    const meta = (d.ipVersion << 8) | proto;
+    // Multiply-xor of each word with its own odd constant (independent, so the CPU runs them in
+    // parallel), then murmur3's finaliser to spread every bit over the index.
+    const seed = this.seed;
+    let h: number;
+    if (d.addrLen === 4) {
+      const a = u32(buf, d.srcAddrOff);
+      const b = u32(buf, d.dstAddrOff);
+      key[0] = a;
+      key[W_DST] = b;
+      h = Math.imul(a ^ seed, 0x9e3779b1) ^ Math.imul(b, 0x85ebca77) ^ Math.imul(ports ^ seed, 0xc2b2ae3d) ^ Math.imul(meta + seed, 0x27d4eb2f);
+    } else {
+      const so = d.srcAddrOff;
+      const to = d.dstAddrOff;
+      h = Math.imul(ports ^ seed, 0xc2b2ae3d) ^ Math.imul(meta + seed, 0x27d4eb2f);
+      for (let i = 0; i < 4; i++) {
+        const a = u32(buf, so + 4 * i);
+        const b = u32(buf, to + 4 * i);
+        key[i] = a;
+        key[W_DST + i] = b;
+        h = Math.imul(h ^ a, 0x9e3779b1) ^ Math.imul(b, 0x85ebca77);
+      }
+    }
+    key[W_PORTS] = ports;
+    key[W_META] = meta;
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h = (h ^ (h >>> 16)) >>> 0;
+    const bytes = d.ipLength;
+    this.packets++;
+    this.bytes += bytes;
+    let t = this.slots;
+    let i = h & t.mask;
+    for (let e = t.index[i]!; e !== 0; e = t.index[i]!) {
+      const s = e - 1;
+      if (t.hashes[s] === h && this.sameKey(t.keys, s * KEY_WORDS, d.addrLen)) {
+        t.packets[s]!++;
+        t.bytes[s]! += bytes;
+        // Packets of one interval may come out of order (several sources, late batches).
+        const tm = t.times;
+        const o = s * 4;
+        if (sec > tm[o + 2]! || (sec === tm[o + 2] && nsec > tm[o + 3]!)) {
+          tm[o + 2] = sec;
+          tm[o + 3] = nsec;
+        } else if (sec < tm[o]! || (sec === tm[o] && nsec < tm[o + 1]!)) {
+          tm[o] = sec;
+          tm[o + 1] = nsec;
+        }
+        t.rawFlags[s]! |= flags;
+        t.awsFlags[s]! |= awsTcpFlags(flags);
+        return;
+      }
+      i = (i + 1) & t.mask;
+    }
+    const budget = this.opts.budget;
+    if (budget.used >= budget.max) {
+      this.fullPackets++;
+      this.skipped++;
+      return;
+    }
+    budget.used++;
+    if (t.count === t.capacity) {
+      t.grow();
+      i = h & t.mask;
+      while (t.index[i] !== 0) i = (i + 1) & t.mask;
+    }
+    const s = t.count++;
+    t.index[i] = s + 1;
+    t.hashes[s] = h;
+    t.keys.set(key, s * KEY_WORDS);
+    t.packets[s] = 1;
+    t.bytes[s] = bytes;
+    t.times[s * 4] = sec;
+    t.times[s * 4 + 1] = nsec;
+    t.times[s * 4 + 2] = sec;
+    t.times[s * 4 + 3] = nsec;
+    t.rawFlags[s] = flags;
+    t.awsFlags[s] = awsTcpFlags(flags);
+    if (d.addrLen === 4) this.clearV6Words(t.keys, s * KEY_WORDS);
+  }
+
+  /** Once a second or so (wall clock, Unix seconds): seals the open interval once nowSec is past its end + grace; opens the current one. */
+  tick(nowSec: number): void {
+    if (!this.open) {
+      this.openAt(nowSec);
+      return;
+    }
+    if (nowSec >= this.end + this.grace) {
+      this.seal(this.end);
+      this.openAt(nowSec);
+    } else if (nowSec < this.start - this.interval) {
+      this.clockSteps++;
+      this.seal(this.end);
+      this.openAt(nowSec);
+    }
+  }
+
+  /** Seals the open interval now (shutdown): its records cover [start, nowSec). The next packet or tick opens a new one. */
+  flush(nowSec: number): void {
+    if (!this.open) return;
+    this.seal(Math.max(this.start, Math.min(this.end, nowSec)));
+    this.open = false;
+    this.start = 0;
+    this.end = 0;
+  }
+
+  /** Takes back a sealed interval once it has been written (or has failed for good): its flows leave the budget. */
+  recycle(interval: FlowInterval): void {
+    const slots = interval.slots;
+    this.opts.budget.used -= interval.count;
+    // Keep the storage for a next interval when it was well used (the bigger of two such), so a
+    // steady session stops allocating; arrays a burst grew and a quiet interval left empty go.
+    const useful = slots.capacity === MIN_CAPACITY || interval.count * 4 >= slots.capacity;
+    slots.reset();
+    if (useful && (this.spare === null || slots.capacity > this.spare.capacity)) this.spare = slots;
+  }
+
+  /** Handles a packet outside the open interval; false when it is late and belongs in the open one. */
+  private place(sec: number): boolean {
+    if (!this.open) {
+      this.openAt(sec);
+      return true;
+    }
+    if (sec >= this.end) {
+      this.seal(this.end);
+      this.openAt(sec);
+      return true;
+    }
+    if (sec >= this.start - this.interval) {
+      this.latePackets++;
+      return false;
+    }
+    this.clockSteps++;
+    this.seal(this.end);
+    this.openAt(sec);
+    return true;
+  }
+
+  private openAt(sec: number): void {
+    this.start = Math.floor(sec / this.interval) * this.interval;
+    this.end = this.start + this.interval;
+    this.open = true;
+  }
+
+  private seal(closedAt: number): void {
+    const drops = this.dropTotal();
+    const interval: FlowInterval = {
+      slots: this.slots,
+      count: this.slots.count,
+      start: this.start,
+      end: this.end,
+      closedAt,
+      partial: closedAt < this.end,
+      skippedPackets: this.skipped,
+      droppedPackets: drops - this.dropsSeen,
+    };
+    this.dropsSeen = drops;
+    this.skipped = 0;
+    this.slots = this.spare ?? new FlowSlots();
+    this.spare = null;
+    this.intervals++;
+    this.opts.sealed(interval);
+  }
+
+  private dropTotal(): number {
+    const d = this.opts.drops;
+    if (d === undefined) return 0;
+    let n = 0;
+    for (let i = 0; i < d.length; i++) n += d[i]!;
+    return n;
+  }
+
+  private sameKey(keys: Uint32Array, w: number, addrLen: number): boolean {
+    const k = this.key;
+    if (keys[w + W_PORTS] !== k[W_PORTS] || keys[w + W_META] !== k[W_META] || keys[w] !== k[0] || keys[w + W_DST] !== k[W_DST]) return false;
+    if (addrLen === 4) return true;
+    for (let i = 1; i < 4; i++) if (keys[w + i] !== k[i] || keys[w + W_DST + i] !== k[W_DST + i]) return false;
+    return true;
+  }
+
+  /** An IPv4 key leaves words 1-3 of each address in the scratch key from an earlier IPv6 packet: zero them in the slot. */
+  private clearV6Words(keys: Uint32Array, w: number): void {
+    for (let i = 1; i < 4; i++) {
+      keys[w + i] = 0;
+      keys[w + W_DST + i] = 0;
+    }
+  }
+}
