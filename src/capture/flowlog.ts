@@ -30,7 +30,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createGzip, gunzipSync } from 'node:zlib';
-import type { FlowInterval } from '../session/flows.js';
+import { FlowTable, type FlowBudget, type FlowInterval } from '../session/flows.js';
 import { parseFlowFormat, type FlowRenderer } from './flowformat.js';
 import type { FlowRing } from './flowring.js';
 import { syncDir } from './recover.js';
@@ -156,6 +156,68 @@ export class FlowLogWriter {
     this.filesWritten++;
     this.recordsWritten += iv.count + (noData ? 1 : 0) + (skipData ? 1 : 0);
     return { session, path, start: iv.start, end: iv.end, closedAt: iv.closedAt, partial: iv.partial, flows: iv.count, noData, skipData, bytes };
+  }
+}
+
+export interface SessionFlowLogOptions extends FlowLogOptions {
+  /** Aggregation interval, whole seconds. */
+  readonly intervalSec: number;
+  readonly budget: FlowBudget;
+  /** The session's drop counters (SKIPDATA when they grow). */
+  readonly drops?: Float64Array;
+  readonly graceSec?: number;
+  /** A file is finished (for the catalog, post-rotate, S3). */
+  readonly fileClosed?: (file: FlowFile) => void;
+  /** An interval could not be written; its flows are released, what reached the disk is recovered at the next start. */
+  readonly writeError?: (err: NodeJS.ErrnoException, interval: FlowInterval) => void;
+}
+
+/**
+ * One session's flow records end to end: its flow table (the hot path calls `table.add()`), and
+ * each sealed interval written to its file, then handed back to the table.
+ */
+export class SessionFlowLog {
+  readonly table: FlowTable;
+  readonly writer: FlowLogWriter;
+  writeErrors = 0;
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(private readonly opts: SessionFlowLogOptions) {
+    this.writer = new FlowLogWriter(opts);
+    this.table = new FlowTable({ intervalSec: opts.intervalSec, budget: opts.budget, drops: opts.drops, graceSec: opts.graceSec, sealed: (iv) => this.sealed(iv) });
+  }
+
+  /** Once a second: closes an interval that has ended (NODATA if it saw nothing). */
+  tick(nowSec: number): void {
+    this.table.tick(nowSec);
+  }
+
+  /** Shutdown (SIGTERM): writes the open interval as it stands, then waits for every file. */
+  async close(nowSec: number): Promise<void> {
+    this.table.flush(nowSec);
+    await this.idle();
+  }
+
+  /** Resolves once every sealed interval is written (or failed), reported and handed back. */
+  async idle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending);
+  }
+
+  private sealed(iv: FlowInterval): void {
+    const done: Promise<void> = this.writer
+      .write(iv)
+      .then(
+        (file) => this.opts.fileClosed?.(file),
+        (err: NodeJS.ErrnoException) => {
+          this.writeErrors++;
+          this.opts.writeError?.(err, iv);
+        },
+      )
+      .finally(() => {
+        this.table.recycle(iv);
+        this.pending.delete(done);
+      });
+    this.pending.add(done);
   }
 }
 

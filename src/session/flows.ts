@@ -83,8 +83,18 @@ export class FlowBudget {
   }
 }
 
-function u32(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+type SlotArray = Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array;
+
+/** A longer array of the same kind with `a` at its start. */
+function resized<T extends SlotArray>(a: T, length: number): T {
+  const b = new (a.constructor as new (n: number) => T)(length);
+  b.set(a);
+  return b;
+}
+
+/** Four bytes big-endian as an int32: values stay small integers (no boxing); Uint32Array stores take the same bits. */
+function i32(b: Uint8Array, o: number): number {
+  return (b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!;
 }
 
 /**
@@ -95,7 +105,7 @@ export class FlowSlots {
   count = 0;
   capacity: number;
   keys: Uint32Array;
-  hashes: Uint32Array;
+  hashes: Int32Array;
   packets: Float64Array;
   bytes: Float64Array;
   /** firstSec, firstNsec, lastSec, lastNsec per slot. */
@@ -110,7 +120,7 @@ export class FlowSlots {
   constructor(capacity = MIN_CAPACITY) {
     this.capacity = capacity;
     this.keys = new Uint32Array(capacity * KEY_WORDS);
-    this.hashes = new Uint32Array(capacity);
+    this.hashes = new Int32Array(capacity);
     this.packets = new Float64Array(capacity);
     this.bytes = new Float64Array(capacity);
     this.times = new Uint32Array(capacity * 4);
@@ -123,32 +133,18 @@ export class FlowSlots {
   /** Doubles the storage (one copy of each array, one rehash of the index): amortised, never per packet. */
   grow(): void {
     const cap = this.capacity * 2;
-    const keys = new Uint32Array(cap * KEY_WORDS);
-    keys.set(this.keys);
-    this.keys = keys;
-    const hashes = new Uint32Array(cap);
-    hashes.set(this.hashes);
-    this.hashes = hashes;
-    const packets = new Float64Array(cap);
-    packets.set(this.packets);
-    this.packets = packets;
-    const bytes = new Float64Array(cap);
-    bytes.set(this.bytes);
-    this.bytes = bytes;
-    const times = new Uint32Array(cap * 4);
-    times.set(this.times);
-    this.times = times;
-    const rawFlags = new Uint16Array(cap);
-    rawFlags.set(this.rawFlags);
-    this.rawFlags = rawFlags;
-    const awsFlags = new Uint8Array(cap);
-    awsFlags.set(this.awsFlags);
-    this.awsFlags = awsFlags;
+    this.keys = resized(this.keys, cap * KEY_WORDS);
+    this.hashes = resized(this.hashes, cap);
+    this.packets = resized(this.packets, cap);
+    this.bytes = resized(this.bytes, cap);
+    this.times = resized(this.times, cap * 4);
+    this.rawFlags = resized(this.rawFlags, cap);
+    this.awsFlags = resized(this.awsFlags, cap);
     this.capacity = cap;
     this.index = new Uint32Array(cap * 2);
     this.mask = cap * 2 - 1;
     for (let s = 0; s < this.count; s++) {
-      let i = hashes[s]! & this.mask;
+      let i = this.hashes[s]! & this.mask;
       while (this.index[i] !== 0) i = (i + 1) & this.mask;
       this.index[i] = s + 1;
     }
@@ -282,7 +278,7 @@ export class FlowTable {
     }
     this.interval = opts.intervalSec;
     this.grace = opts.graceSec ?? DEFAULT_GRACE_SEC;
-    this.seed = opts.seed ?? (Math.random() * 0x100000000) >>> 0;
+    this.seed = opts.seed ?? (Math.random() * 0x100000000) | 0;
     this.dropsSeen = this.dropTotal();
   }
 
@@ -320,7 +316,7 @@ export class FlowTable {
     if (PORTED[proto] === 1 && d.fragOffset === 0) {
       const o = d.l4Off;
       const len = d.l4Len;
-      if (len >= 4) ports = u32(buf, o);
+      if (len >= 4) ports = i32(buf, o);
       if (proto === 6 && len >= TCP_FLAGS_END) flags = ((buf[o + 12]! << 8) | buf[o + 13]!) & TCP_FLAGS_MASK;
     }
     const meta = (d.ipVersion << 8) | proto;
@@ -329,8 +325,8 @@ export class FlowTable {
     const seed = this.seed;
     let h: number;
     if (d.addrLen === 4) {
-      const a = u32(buf, d.srcAddrOff);
-      const b = u32(buf, d.dstAddrOff);
+      const a = i32(buf, d.srcAddrOff);
+      const b = i32(buf, d.dstAddrOff);
       key[0] = a;
       key[W_DST] = b;
       h = Math.imul(a ^ seed, 0x9e3779b1) ^ Math.imul(b, 0x85ebca77) ^ Math.imul(ports ^ seed, 0xc2b2ae3d) ^ Math.imul(meta + seed, 0x27d4eb2f);
@@ -339,8 +335,8 @@ export class FlowTable {
       const to = d.dstAddrOff;
       h = Math.imul(ports ^ seed, 0xc2b2ae3d) ^ Math.imul(meta + seed, 0x27d4eb2f);
       for (let i = 0; i < 4; i++) {
-        const a = u32(buf, so + 4 * i);
-        const b = u32(buf, to + 4 * i);
+        const a = i32(buf, so + 4 * i);
+        const b = i32(buf, to + 4 * i);
         key[i] = a;
         key[W_DST + i] = b;
         h = Math.imul(h ^ a, 0x9e3779b1) ^ Math.imul(b, 0x85ebca77);
@@ -352,11 +348,11 @@ export class FlowTable {
     h = Math.imul(h, 0x85ebca6b);
     h ^= h >>> 13;
     h = Math.imul(h, 0xc2b2ae35);
-    h = (h ^ (h >>> 16)) >>> 0;
+    h ^= h >>> 16;
     const bytes = d.ipLength;
     this.packets++;
     this.bytes += bytes;
-    let t = this.slots;
+    const t = this.slots;
     let i = h & t.mask;
     for (let e = t.index[i]!; e !== 0; e = t.index[i]!) {
       const s = e - 1;

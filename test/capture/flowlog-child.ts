@@ -4,25 +4,28 @@
  * Argument: the flows folder.
  */
 import { FlowRenderer, parseFlowFormat, DEFAULT_FLOW_FORMAT } from '../../src/capture/flowformat.js';
-import { FlowLogWriter } from '../../src/capture/flowlog.js';
+import { SessionFlowLog } from '../../src/capture/flowlog.js';
 import { Decoder } from '../../src/decode/packet.js';
-import { FlowBudget, FlowTable, type FlowInterval } from '../../src/session/flows.js';
+import { FlowBudget } from '../../src/session/flows.js';
 import { ether, ipv4, udp } from '../fixtures/frames.js';
 
 const FLOWS = 200_000;
 const root = process.argv[2]!;
-const writer = new FlowLogWriter({ root, session: 'killed', node: 'test-node', renderer: new FlowRenderer(parseFlowFormat(DEFAULT_FLOW_FORMAT)) });
-let sealed: FlowInterval | null = null;
-const table = new FlowTable({ intervalSec: 60, budget: new FlowBudget(), sealed: (iv) => (sealed = iv) });
+const log = new SessionFlowLog({
+  root,
+  session: 'killed',
+  node: 'test-node',
+  renderer: new FlowRenderer(parseFlowFormat(DEFAULT_FLOW_FORMAT)),
+  intervalSec: 60,
+  budget: new FlowBudget(),
+  fileClosed: (file) => process.stdout.write(`written ${file.path}\n`),
+});
 const d = new Decoder();
 const frame = ether(0x0800, ipv4(17, udp(1, 53, Buffer.alloc(20)), { src: '10.0.0.1', dst: '10.9.0.1' }));
 for (let i = 0; i < FLOWS; i++) {
   frame.writeUInt16BE(i & 0xffff, 34);
   frame[29] = i >>> 16;
   d.decode(frame, 0, frame.length);
-  table.add(d, 1_700_000_000, i);
+  log.table.add(d, 1_700_000_000, i);
 }
-table.flush(1_700_000_030);
-process.stdout.write('writing\n');
-const file = await writer.write(sealed!);
-process.stdout.write(`written ${file.path}\n`);
+await log.close(1_700_000_030);

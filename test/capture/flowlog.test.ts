@@ -13,10 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { DEFAULT_FLOW_FORMAT, FlowRenderer, parseFlowFormat, resolveFlowSessionInfo } from '../../src/capture/flowformat.js';
-import { flowLogId, FlowLogWriter, recoverFlowLogs, type FlowFile } from '../../src/capture/flowlog.js';
+import { flowLogId, recoverFlowLogs, SessionFlowLog, type FlowFile, type FlowLogWriter } from '../../src/capture/flowlog.js';
 import { FlowRing } from '../../src/capture/flowring.js';
 import { Decoder } from '../../src/decode/packet.js';
-import { FlowBudget, FlowTable, type FlowInterval } from '../../src/session/flows.js';
+import { FlowBudget, type FlowTable } from '../../src/session/flows.js';
 import { ether, ipv4, ipv6, tcp, udp } from '../fixtures/frames.js';
 import { parseFlowLogPath, readFlowLog } from '../lib/vpcflow.js';
 
@@ -36,44 +36,41 @@ function files(root: string): string[] {
 }
 
 interface Rig {
+  log: SessionFlowLog;
   table: FlowTable;
   writer: FlowLogWriter;
   written: FlowFile[];
+  errors: NodeJS.ErrnoException[];
   budget: FlowBudget;
   feed: (frame: Buffer, sec: number) => void;
-  settle: () => Promise<void>;
 }
 
 function rig(root: string, o: { session?: string; node?: string; max?: number; fields?: Record<string, unknown>; format?: string; ring?: FlowRing; interval?: number } = {}): Rig {
   const budget = new FlowBudget(o.max ?? 1000);
-  const renderer = new FlowRenderer(parseFlowFormat(o.format ?? DEFAULT_FLOW_FORMAT), resolveFlowSessionInfo(o.fields, 'flow-fields'));
-  const writer = new FlowLogWriter({ root, session: o.session ?? 'web', node: o.node ?? 'node-a', renderer, ring: o.ring ?? null });
   const written: FlowFile[] = [];
-  const pending: Promise<unknown>[] = [];
-  const table: FlowTable = new FlowTable({
+  const errors: NodeJS.ErrnoException[] = [];
+  const log = new SessionFlowLog({
+    root,
+    session: o.session ?? 'web',
+    node: o.node ?? 'node-a',
+    renderer: new FlowRenderer(parseFlowFormat(o.format ?? DEFAULT_FLOW_FORMAT), resolveFlowSessionInfo(o.fields, 'flow-fields')),
+    ring: o.ring ?? null,
     intervalSec: o.interval ?? 60,
     budget,
     graceSec: 0,
-    sealed: (iv: FlowInterval) => {
-      pending.push(
-        writer
-          .write(iv)
-          .then((f) => written.push(f))
-          .finally(() => table.recycle(iv)),
-      );
-    },
+    fileClosed: (f) => written.push(f),
+    writeError: (err) => errors.push(err),
   });
   return {
-    table,
-    writer,
+    log,
+    table: log.table,
+    writer: log.writer,
     written,
+    errors,
     budget,
     feed: (frame, sec) => {
       d.decode(frame, 0, frame.length);
-      table.add(d, sec, 0);
-    },
-    settle: async () => {
-      await Promise.all(pending);
+      log.table.add(d, sec, 0);
     },
   };
 }
@@ -92,7 +89,7 @@ t.test('one file per interval, in the S3 layout, readable as AWS documents the f
   r.feed(ether(0x86dd, ipv6(17, udp(5353, 53, Buffer.alloc(12)), { src: '2001:db8::5', dst: '2001:db8::53' })), MIN0 + 60);
   r.table.tick(MIN0 + 120); // seals the second interval
   r.table.tick(MIN0 + 180); // the third saw nothing: NODATA
-  await r.settle();
+  await r.log.idle();
   t.equal(r.written.length, 3);
   const rel = files(root);
   t.equal(rel.length, 3);
@@ -127,7 +124,7 @@ t.test('SKIPDATA next to the flows that were counted; a flushed interval is part
   const r = rig(root, { max: 2, format: '${version} ${srcport} ${packets} ${start} ${end} ${tcp-flags} ${type} ${log-status}' });
   for (let p = 1; p <= 4; p++) r.feed(seg('10.0.0.1', '10.0.0.2', p, 80), MIN0 + p);
   r.table.flush(MIN0 + 30);
-  await r.settle();
+  await r.log.idle();
   const f = readFlowLog(r.written[0]!.path);
   t.same(f.records, [
     { version: '3', srcport: '1', packets: '1', start: String(MIN0 + 1), end: String(MIN0 + 1), 'tcp-flags': '0', type: 'IPv4', 'log-status': 'OK' },
@@ -151,7 +148,7 @@ t.test('names: the same records give the same name; sessions and nodes never sha
     const r = rig(root, { node, session, fields: FIELDS });
     r.feed(seg('10.0.0.1', '10.0.0.2', 1000, 443), MIN0 + 5);
     r.table.flush(MIN0 + 60);
-    await r.settle();
+    await r.log.idle();
     runs.push(files(root));
   }
   t.same(runs[0], runs[1], 'deterministic');
@@ -165,7 +162,7 @@ t.test('names: the same records give the same name; sessions and nodes never sha
     r.feed(seg('10.0.0.1', '10.0.0.2', 1000, 443), MIN0 + 5);
     r.table.flush(MIN0 + 60);
   }
-  await r.settle();
+  await r.log.idle();
   const both = files(root);
   t.equal(both.length, 2);
   t.equal(parseFlowLogPath(both[0]!)!.stamp, parseFlowLogPath(both[1]!)!.stamp);
@@ -180,7 +177,7 @@ t.test('recent records for the JSON view', async (t) => {
   r.feed(seg('10.0.0.1', '10.0.0.2', 2, 80), MIN0 + 2);
   r.table.tick(MIN0 + 60);
   r.table.tick(MIN0 + 120);
-  await r.settle();
+  await r.log.idle();
   const all = ring.query();
   t.equal(all.complete, true);
   t.same(
@@ -195,7 +192,7 @@ t.test('recent records for the JSON view', async (t) => {
   t.same(ring.query(MIN0 + 2, MIN0 + 59).records.map((x) => x.srcport), [2]);
   for (let p = 3; p <= 6; p++) r.feed(seg('10.0.0.1', '10.0.0.2', p, 80), MIN0 + 120 + p);
   r.table.flush(MIN0 + 130);
-  await r.settle();
+  await r.log.idle();
   t.same(ring.query().records.map((x) => x.srcport), [4, 5, 6], 'the newest records of a big interval');
   t.equal(ring.query(MIN0).complete, false, 'a window reaching back past what was overwritten');
   t.equal(ring.query(MIN0 + 124).complete, true);
@@ -207,14 +204,16 @@ t.test('a write that fails rejects, and the next interval is written', async (t)
   writeFileSync(join(root, 'AWSLogs'), 'a file where a folder should be');
   const r = rig(root, { fields: FIELDS });
   r.feed(seg('10.0.0.1', '10.0.0.2', 1, 80), MIN0 + 1);
-  r.table.flush(MIN0 + 2);
-  await t.rejects(r.writer.idle().then(() => r.settle()), { code: 'ENOTDIR' });
+  await r.log.close(MIN0 + 2);
+  t.match(r.errors, [{ code: 'ENOTDIR' }]);
+  t.equal(r.log.writeErrors, 1);
+  t.equal(r.written.length, 0);
   t.equal(r.budget.used, 0, 'the flows were given back all the same');
   rmSync(join(root, 'AWSLogs'));
   r.feed(seg('10.0.0.1', '10.0.0.2', 1, 80), MIN0 + 61);
-  r.table.flush(MIN0 + 62);
-  await r.writer.idle();
+  await r.log.close(MIN0 + 62);
   t.equal(files(root).length, 1);
+  t.equal(r.written.length, 1);
 });
 
 /** A gzip member of `text` cut after `keep` bytes, as a killed writer leaves it. */

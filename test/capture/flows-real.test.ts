@@ -16,13 +16,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { FlowRenderer, parseFlowFormat } from '../../src/capture/flowformat.js';
-import { FlowLogWriter, type FlowFile } from '../../src/capture/flowlog.js';
+import { SessionFlowLog, type FlowFile } from '../../src/capture/flowlog.js';
 import { FILE_HEADER_LEN, LINKTYPE_ETHERNET, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../../src/capture/pcap.js';
 import { readCapture } from '../../src/capture/reader.js';
 import { Decoder } from '../../src/decode/packet.js';
 import { L4_UDP } from '../../src/decode/status.js';
 import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, VXLAN_PORT, vxlanHasVni } from '../../src/decode/vxlan.js';
-import { FlowBudget, FlowTable, type FlowInterval } from '../../src/session/flows.js';
+import { FlowBudget } from '../../src/session/flows.js';
 import { readFlowLog } from '../lib/vpcflow.js';
 
 t.setTimeout(180_000);
@@ -82,20 +82,23 @@ function writePcap(path: string, frames: Frame[]): void {
 
 /** The flows our table and writer produce, read back from the files. */
 async function ours(frames: Frame[], root: string): Promise<{ flows: Map<string, Agg>; notIp: number; files: FlowFile[] }> {
-  const writer = new FlowLogWriter({ root, session: 'real', node: 'test', renderer: new FlowRenderer(parseFlowFormat(FORMAT)) });
-  const pending: Promise<FlowFile>[] = [];
-  const table: FlowTable = new FlowTable({
+  const files: FlowFile[] = [];
+  const log = new SessionFlowLog({
+    root,
+    session: 'real',
+    node: 'test',
+    renderer: new FlowRenderer(parseFlowFormat(FORMAT)),
     intervalSec: INTERVAL,
     budget: new FlowBudget(),
-    sealed: (iv: FlowInterval) => pending.push(writer.write(iv).finally(() => table.recycle(iv))),
+    fileClosed: (f) => files.push(f),
   });
   const d = new Decoder();
   for (const f of frames) {
     d.decode(f.data, 0, f.data.length);
-    table.add(d, f.sec, f.nsec);
+    log.table.add(d, f.sec, f.nsec);
   }
-  table.flush(Number.MAX_SAFE_INTEGER);
-  const files = await Promise.all(pending);
+  await log.close(Number.MAX_SAFE_INTEGER);
+  if (log.writeErrors > 0) throw new Error(`${log.writeErrors} flow files not written`);
   const flows = new Map<string, Agg>();
   for (const file of files) {
     for (const r of readFlowLog(file.path).records) {
@@ -106,7 +109,7 @@ async function ours(frames: Frame[], root: string): Promise<{ flows: Map<string,
       flows.set(key, { packets: Number(r.packets), bytes: Number(r.bytes), start, end: Number(r.end), flags: Number(r['tcp-flags']) });
     }
   }
-  return { flows, notIp: table.notIp, files };
+  return { flows, notIp: log.table.notIp, files };
 }
 
 const TSHARK_FIELDS = [
