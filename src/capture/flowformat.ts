@@ -246,10 +246,10 @@ export class FlowRenderer {
           v = t.protocol(s);
           break;
         case F_PACKETS:
-          v = t.packets[s]!;
+          v = t.packets(s);
           break;
         case F_BYTES:
-          v = t.bytes[s]!;
+          v = t.bytes(s);
           break;
         case F_START:
           v = t.firstSec(s);
@@ -264,7 +264,7 @@ export class FlowRenderer {
           v = 'OK';
           break;
         case F_TCP_FLAGS:
-          v = t.awsFlags[s]!;
+          v = t.awsTcpFlags(s);
           break;
         case F_TYPE:
           v = t.ipVersion(s) === 4 ? 'IPv4' : 'IPv6';
@@ -316,13 +316,13 @@ export class FlowRenderer {
     r.srcport = t.srcPort(s);
     r.dstport = t.dstPort(s);
     r.protocol = t.protocol(s);
-    r.packets = t.packets[s]!;
-    r.bytes = t.bytes[s]!;
+    r.packets = t.packets(s);
+    r.bytes = t.bytes(s);
     r.start = t.firstSec(s);
     r.end = t.lastSec(s);
     r.action = 'ACCEPT';
     r['log-status'] = 'OK';
-    r['tcp-flags'] = t.awsFlags[s]!;
+    r['tcp-flags'] = t.awsTcpFlags(s);
     r.type = t.ipVersion(s) === 4 ? 'IPv4' : 'IPv6';
     const dir = this.direction(src, dst);
     if (dir !== '-') r['flow-direction'] = dir;

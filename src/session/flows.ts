@@ -39,11 +39,29 @@ export const MIN_CAPACITY = 64;
 /** Seconds tick() waits past an interval's end before sealing it, for batches still in flight. */
 export const DEFAULT_GRACE_SEC = 1;
 
-/** Key words per slot: source address (4), destination address (4), ports, version << 8 | protocol. */
+/**
+ * One flow is one 64-byte record (a cache line) of 16 words, so a packet touches the index, its
+ * record and its times:
+ *
+ *   word  0-3  source address (IPv4: word 0, the others 0)     |
+ *         4-7  destination address                             | the key
+ *         8    source port << 16 | destination port            |
+ *         9    IP version << 8 | protocol                      |
+ *        10    hash of the key
+ *        11    AWS tcp-flags << 16 | TCP flags as on the wire (OR of every packet)
+ *     12-13    packets (float64)
+ *     14-15    IP bytes (float64)
+ */
+const REC_WORDS = 16;
 const KEY_WORDS = 10;
 const W_DST = 4;
 const W_PORTS = 8;
 const W_META = 9;
+const W_HASH = 10;
+const W_FLAGS = 11;
+/** Float64 slots of a record, counted in float64s from the record's start. */
+const D_PACKETS = 6;
+const D_BYTES = 7;
 
 /**
  * Protocols whose header starts with a 16-bit source and destination port: TCP, UDP, DCCP
@@ -83,49 +101,29 @@ export class FlowBudget {
   }
 }
 
-type SlotArray = Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array;
-
-/** A longer array of the same kind with `a` at its start. */
-function resized<T extends SlotArray>(a: T, length: number): T {
-  const b = new (a.constructor as new (n: number) => T)(length);
-  b.set(a);
-  return b;
-}
-
-/** Four bytes big-endian as an int32: values stay small integers (no boxing); Uint32Array stores take the same bits. */
-function i32(b: Uint8Array, o: number): number {
-  return (b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!;
-}
+const EMPTY = Buffer.alloc(0);
+const EMPTY_VIEW: DataView = new DataView(new ArrayBuffer(0));
 
 /**
- * One interval's flows, struct of arrays; slots are dense in [0, count). The index maps a
- * key's hash to slot + 1 (0 = empty), at most half full.
+ * One interval's flows: records (see REC_WORDS) dense in [0, count), their first/last times, and
+ * an index mapping a key's hash to slot + 1 (0 = empty), at most half full.
  */
 export class FlowSlots {
   count = 0;
   capacity: number;
-  keys: Uint32Array;
-  hashes: Int32Array;
-  packets: Float64Array;
-  bytes: Float64Array;
+  /** The records as words, and the same memory as float64s (for the counters). */
+  records: Uint32Array;
+  counters: Float64Array;
   /** firstSec, firstNsec, lastSec, lastNsec per slot. */
   times: Uint32Array;
-  /** OR of every packet's TCP flags as on the wire (decoder bits). */
-  rawFlags: Uint16Array;
-  /** OR of awsTcpFlags() of every packet. */
-  awsFlags: Uint8Array;
   index: Uint32Array;
   mask: number;
 
   constructor(capacity = MIN_CAPACITY) {
     this.capacity = capacity;
-    this.keys = new Uint32Array(capacity * KEY_WORDS);
-    this.hashes = new Int32Array(capacity);
-    this.packets = new Float64Array(capacity);
-    this.bytes = new Float64Array(capacity);
+    this.records = new Uint32Array(capacity * REC_WORDS);
+    this.counters = new Float64Array(this.records.buffer);
     this.times = new Uint32Array(capacity * 4);
-    this.rawFlags = new Uint16Array(capacity);
-    this.awsFlags = new Uint8Array(capacity);
     this.index = new Uint32Array(capacity * 2);
     this.mask = capacity * 2 - 1;
   }
@@ -133,18 +131,18 @@ export class FlowSlots {
   /** Doubles the storage (one copy of each array, one rehash of the index): amortised, never per packet. */
   grow(): void {
     const cap = this.capacity * 2;
-    this.keys = resized(this.keys, cap * KEY_WORDS);
-    this.hashes = resized(this.hashes, cap);
-    this.packets = resized(this.packets, cap);
-    this.bytes = resized(this.bytes, cap);
-    this.times = resized(this.times, cap * 4);
-    this.rawFlags = resized(this.rawFlags, cap);
-    this.awsFlags = resized(this.awsFlags, cap);
+    const records = new Uint32Array(cap * REC_WORDS);
+    records.set(this.records);
+    this.records = records;
+    this.counters = new Float64Array(records.buffer);
+    const times = new Uint32Array(cap * 4);
+    times.set(this.times);
+    this.times = times;
     this.capacity = cap;
     this.index = new Uint32Array(cap * 2);
     this.mask = cap * 2 - 1;
     for (let s = 0; s < this.count; s++) {
-      let i = this.hashes[s]! & this.mask;
+      let i = records[s * REC_WORDS + W_HASH]! & this.mask;
       while (this.index[i] !== 0) i = (i + 1) & this.mask;
       this.index[i] = s + 1;
     }
@@ -158,28 +156,47 @@ export class FlowSlots {
 
   /** 4 or 6. */
   ipVersion(s: number): number {
-    return this.keys[s * KEY_WORDS + W_META]! >>> 8;
+    return this.records[s * REC_WORDS + W_META]! >>> 8;
   }
 
   protocol(s: number): number {
-    return this.keys[s * KEY_WORDS + W_META]! & 0xff;
+    return this.records[s * REC_WORDS + W_META]! & 0xff;
   }
 
   srcPort(s: number): number {
-    return this.keys[s * KEY_WORDS + W_PORTS]! >>> 16;
+    return this.records[s * REC_WORDS + W_PORTS]! >>> 16;
   }
 
   dstPort(s: number): number {
-    return this.keys[s * KEY_WORDS + W_PORTS]! & 0xffff;
+    return this.records[s * REC_WORDS + W_PORTS]! & 0xffff;
+  }
+
+  packets(s: number): number {
+    return this.counters[s * (REC_WORDS / 2) + D_PACKETS]!;
+  }
+
+  /** IP bytes. */
+  bytes(s: number): number {
+    return this.counters[s * (REC_WORDS / 2) + D_BYTES]!;
+  }
+
+  /** OR of the TCP flags of every packet, as on the wire (decoder TCP_* bits). */
+  rawTcpFlags(s: number): number {
+    return this.records[s * REC_WORDS + W_FLAGS]! & 0xffff;
+  }
+
+  /** OR of awsTcpFlags() of every packet: the tcp-flags field. */
+  awsTcpFlags(s: number): number {
+    return this.records[s * REC_WORDS + W_FLAGS]! >>> 16;
   }
 
   /** Text form of the source address (allocates: for writers, not the hot path). */
   srcAddr(s: number): string {
-    return this.addr(s * KEY_WORDS, this.ipVersion(s));
+    return this.addr(s * REC_WORDS, this.ipVersion(s));
   }
 
   dstAddr(s: number): string {
-    return this.addr(s * KEY_WORDS + W_DST, this.ipVersion(s));
+    return this.addr(s * REC_WORDS + W_DST, this.ipVersion(s));
   }
 
   firstSec(s: number): number {
@@ -202,7 +219,7 @@ export class FlowSlots {
     const b = new Uint8Array(16);
     const n = version === 4 ? 1 : 4;
     for (let i = 0; i < n; i++) {
-      const v = this.keys[w + i]!;
+      const v = this.records[w + i]!;
       b[i * 4] = v >>> 24;
       b[i * 4 + 1] = (v >>> 16) & 0xff;
       b[i * 4 + 2] = (v >>> 8) & 0xff;
@@ -246,9 +263,6 @@ export interface FlowTableOptions {
 }
 
 export class FlowTable {
-  /** IPv4/IPv6 packets and their IP bytes counted (or skipped for want of budget). */
-  packets = 0;
-  bytes = 0;
   /** Frames that are not IPv4/IPv6, or whose IP header did not parse: not flows. */
   notIp = 0;
   /** Packets of new flows the budget could not hold (flow_table_full). */
@@ -268,6 +282,8 @@ export class FlowTable {
   private skipped = 0;
   private dropsSeen = 0;
   private readonly key = new Uint32Array(KEY_WORDS);
+  private viewed: Buffer = EMPTY;
+  private view: DataView = EMPTY_VIEW;
   private readonly interval: number;
   private readonly grace: number;
   private readonly seed: number;
@@ -297,7 +313,8 @@ export class FlowTable {
    * Decoder.decode(); frames without an IP header are counted in `notIp`.
    */
   add(d: Decoder, sec: number, nsec: number): void {
-    if (d.addrLen === 0) {
+    const addrLen = d.addrLen;
+    if (addrLen === 0) {
       this.notIp++;
       return;
     }
@@ -307,8 +324,8 @@ export class FlowTable {
         nsec = 0;
       }
     }
-    const buf = d.buf;
-    const key = this.key;
+    let dv = this.view;
+    if (d.buf !== this.viewed) dv = this.viewFrame(d.buf);
     const proto = d.ipProto;
     let ports = 0;
     let flags = 0;
@@ -316,29 +333,30 @@ export class FlowTable {
     if (PORTED[proto] === 1 && d.fragOffset === 0) {
       const o = d.l4Off;
       const len = d.l4Len;
-      if (len >= 4) ports = i32(buf, o);
-      if (proto === 6 && len >= TCP_FLAGS_END) flags = ((buf[o + 12]! << 8) | buf[o + 13]!) & TCP_FLAGS_MASK;
+      if (len >= 4) ports = dv.getInt32(o);
+      if (proto === 6 && len >= TCP_FLAGS_END) flags = dv.getUint16(o + 12) & TCP_FLAGS_MASK;
     }
     const meta = (d.ipVersion << 8) | proto;
+    const key = this.key;
+    const seed = this.seed;
     // Multiply-xor of each word with its own odd constant (independent, so the CPU runs them in
     // parallel), then murmur3's finaliser to spread every bit over the index.
-    const seed = this.seed;
-    let h: number;
-    if (d.addrLen === 4) {
-      const a = i32(buf, d.srcAddrOff);
-      const b = i32(buf, d.dstAddrOff);
-      key[0] = a;
-      key[W_DST] = b;
-      h = Math.imul(a ^ seed, 0x9e3779b1) ^ Math.imul(b, 0x85ebca77) ^ Math.imul(ports ^ seed, 0xc2b2ae3d) ^ Math.imul(meta + seed, 0x27d4eb2f);
-    } else {
-      const so = d.srcAddrOff;
-      const to = d.dstAddrOff;
-      h = Math.imul(ports ^ seed, 0xc2b2ae3d) ^ Math.imul(meta + seed, 0x27d4eb2f);
-      for (let i = 0; i < 4; i++) {
-        const a = i32(buf, so + 4 * i);
-        const b = i32(buf, to + 4 * i);
-        key[i] = a;
-        key[W_DST + i] = b;
+    let h = Math.imul(ports ^ seed, 0xc2b2ae3d) ^ Math.imul(meta + seed, 0x27d4eb2f);
+    const so = d.srcAddrOff;
+    const to = d.dstAddrOff;
+    const a0 = dv.getInt32(so);
+    const b0 = dv.getInt32(to);
+    h ^= Math.imul(a0 ^ seed, 0x9e3779b1) ^ Math.imul(b0, 0x85ebca77);
+    key[0] = a0;
+    key[W_DST] = b0;
+    // IPv4 leaves words 1-3 of each address as an earlier IPv6 packet left them: the version in
+    // the key keeps IPv4 from ever being compared with them, and insert() zeroes them in the record.
+    if (addrLen === 16) {
+      for (let w = 1; w < 4; w++) {
+        const a = dv.getInt32(so + 4 * w);
+        const b = dv.getInt32(to + 4 * w);
+        key[w] = a;
+        key[W_DST + w] = b;
         h = Math.imul(h ^ a, 0x9e3779b1) ^ Math.imul(b, 0x85ebca77);
       }
     }
@@ -350,60 +368,24 @@ export class FlowTable {
     h = Math.imul(h, 0xc2b2ae35);
     h ^= h >>> 16;
     const bytes = d.ipLength;
-    this.packets++;
-    this.bytes += bytes;
     const t = this.slots;
-    let i = h & t.mask;
+    const rec = t.records;
+    const mask = t.mask;
+    let i = h & mask;
     for (let e = t.index[i]!; e !== 0; e = t.index[i]!) {
-      const s = e - 1;
-      if (t.hashes[s] === h && this.sameKey(t.keys, s * KEY_WORDS, d.addrLen)) {
-        t.packets[s]!++;
-        t.bytes[s]! += bytes;
-        // Packets of one interval may come out of order (several sources, late batches).
-        const tm = t.times;
-        const o = s * 4;
-        if (sec > tm[o + 2]! || (sec === tm[o + 2] && nsec > tm[o + 3]!)) {
-          tm[o + 2] = sec;
-          tm[o + 3] = nsec;
-        } else if (sec < tm[o]! || (sec === tm[o] && nsec < tm[o + 1]!)) {
-          tm[o] = sec;
-          tm[o + 1] = nsec;
-        }
-        t.rawFlags[s]! |= flags;
-        t.awsFlags[s]! |= awsTcpFlags(flags);
+      const base = (e - 1) * REC_WORDS;
+      if ((rec[base + W_HASH]! | 0) === h && this.sameKey(rec, base, addrLen)) {
+        this.update(t, e - 1, bytes, flags, sec, nsec);
         return;
       }
-      i = (i + 1) & t.mask;
+      i = (i + 1) & mask;
     }
-    const budget = this.opts.budget;
-    if (budget.used >= budget.max) {
-      this.fullPackets++;
-      this.skipped++;
-      return;
-    }
-    budget.used++;
-    if (t.count === t.capacity) {
-      t.grow();
-      i = h & t.mask;
-      while (t.index[i] !== 0) i = (i + 1) & t.mask;
-    }
-    const s = t.count++;
-    t.index[i] = s + 1;
-    t.hashes[s] = h;
-    t.keys.set(key, s * KEY_WORDS);
-    t.packets[s] = 1;
-    t.bytes[s] = bytes;
-    t.times[s * 4] = sec;
-    t.times[s * 4 + 1] = nsec;
-    t.times[s * 4 + 2] = sec;
-    t.times[s * 4 + 3] = nsec;
-    t.rawFlags[s] = flags;
-    t.awsFlags[s] = awsTcpFlags(flags);
-    if (d.addrLen === 4) this.clearV6Words(t.keys, s * KEY_WORDS);
+    this.insert(t, i, h, addrLen, bytes, flags, sec, nsec);
   }
 
   /** Once a second or so (wall clock, Unix seconds): seals the open interval once nowSec is past its end + grace; opens the current one. */
   tick(nowSec: number): void {
+    this.release();
     if (!this.open) {
       this.openAt(nowSec);
       return;
@@ -420,6 +402,7 @@ export class FlowTable {
 
   /** Seals the open interval now (shutdown): its records cover [start, nowSec). The next packet or tick opens a new one. */
   flush(nowSec: number): void {
+    this.release();
     if (!this.open) return;
     this.seal(Math.max(this.start, Math.min(this.end, nowSec)));
     this.open = false;
@@ -493,19 +476,79 @@ export class FlowTable {
     return n;
   }
 
-  private sameKey(keys: Uint32Array, w: number, addrLen: number): boolean {
+  private sameKey(rec: Uint32Array, base: number, addrLen: number): boolean {
     const k = this.key;
-    if (keys[w + W_PORTS] !== k[W_PORTS] || keys[w + W_META] !== k[W_META] || keys[w] !== k[0] || keys[w + W_DST] !== k[W_DST]) return false;
+    if (rec[base + W_PORTS] !== k[W_PORTS] || rec[base + W_META] !== k[W_META] || rec[base] !== k[0] || rec[base + W_DST] !== k[W_DST]) return false;
     if (addrLen === 4) return true;
-    for (let i = 1; i < 4; i++) if (keys[w + i] !== k[i] || keys[w + W_DST + i] !== k[W_DST + i]) return false;
+    for (let w = 1; w < 4; w++) if (rec[base + w] !== k[w] || rec[base + W_DST + w] !== k[W_DST + w]) return false;
     return true;
   }
 
-  /** An IPv4 key leaves words 1-3 of each address in the scratch key from an earlier IPv6 packet: zero them in the slot. */
-  private clearV6Words(keys: Uint32Array, w: number): void {
-    for (let i = 1; i < 4; i++) {
-      keys[w + i] = 0;
-      keys[w + W_DST + i] = 0;
+  private update(t: FlowSlots, s: number, bytes: number, flags: number, sec: number, nsec: number): void {
+    const c = t.counters;
+    const d = s * (REC_WORDS / 2);
+    c[d + D_PACKETS]!++;
+    c[d + D_BYTES]! += bytes;
+    if (flags !== 0) t.records[s * REC_WORDS + W_FLAGS]! |= flags | (awsTcpFlags(flags) << 16);
+    // Packets of one interval may come out of order (several sources, late batches).
+    const tm = t.times;
+    const o = s * 4;
+    if (sec > tm[o + 2]! || (sec === tm[o + 2] && nsec >= tm[o + 3]!)) {
+      tm[o + 2] = sec;
+      tm[o + 3] = nsec;
+    } else if (sec < tm[o]! || (sec === tm[o] && nsec < tm[o + 1]!)) {
+      tm[o] = sec;
+      tm[o + 1] = nsec;
     }
   }
+
+  /** A new flow in free index position i (budget permitting). */
+  private insert(t: FlowSlots, i: number, h: number, addrLen: number, bytes: number, flags: number, sec: number, nsec: number): void {
+    const budget = this.opts.budget;
+    if (budget.used >= budget.max) {
+      this.fullPackets++;
+      this.skipped++;
+      return;
+    }
+    budget.used++;
+    if (t.count === t.capacity) {
+      t.grow();
+      i = h & t.mask;
+      while (t.index[i] !== 0) i = (i + 1) & t.mask;
+    }
+    const s = t.count++;
+    const base = s * REC_WORDS;
+    const r = t.records;
+    t.index[i] = s + 1;
+    r.set(this.key, base);
+    if (addrLen === 4) {
+      for (let w = 1; w < 4; w++) {
+        r[base + w] = 0;
+        r[base + W_DST + w] = 0;
+      }
+    }
+    r[base + W_HASH] = h;
+    r[base + W_FLAGS] = flags | (awsTcpFlags(flags) << 16);
+    t.counters[s * (REC_WORDS / 2) + D_PACKETS] = 1;
+    t.counters[s * (REC_WORDS / 2) + D_BYTES] = bytes;
+    const tm = t.times;
+    tm[s * 4] = sec;
+    tm[s * 4 + 1] = nsec;
+    tm[s * 4 + 2] = sec;
+    tm[s * 4 + 3] = nsec;
+  }
+
+  /** A DataView of the frame buffer: 4-byte reads in one load. Re-made when the buffer changes. */
+  private viewFrame(buf: Buffer): DataView {
+    this.viewed = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    return this.view;
+  }
+
+  /** Forgets the last frame buffer, so an idle table does not keep a source's old slab alive. */
+  private release(): void {
+    this.viewed = EMPTY;
+    this.view = EMPTY_VIEW;
+  }
+
 }

@@ -46,14 +46,14 @@ function flows(iv: FlowInterval): Flow[] {
       dport: s.dstPort(i),
       proto: s.protocol(i),
       type: s.ipVersion(i) === 4 ? 'IPv4' : 'IPv6',
-      packets: s.packets[i]!,
-      bytes: s.bytes[i]!,
+      packets: s.packets(i),
+      bytes: s.bytes(i),
       start: s.firstSec(i),
       end: s.lastSec(i),
       firstNs: s.firstNsec(i),
       lastNs: s.lastNsec(i),
-      flags: s.awsFlags[i]!,
-      raw: s.rawFlags[i]!,
+      flags: s.awsTcpFlags(i),
+      raw: s.rawTcpFlags(i),
     });
   }
   return out;
@@ -112,8 +112,6 @@ t.test('a TCP connection: two directions, flags OR-ed as in AWS examples, times,
   t.match(up, { src: c, dst: s, sport: 43638, dport: 5001, proto: 6, type: 'IPv4', packets: 4, bytes: 40 * 4 + 100, start: T0, end: T0 + 5, flags: 3, firstNs: 100, lastNs: 600 });
   t.equal(up!.raw, SYN | ACK | PSH | FIN, 'raw flags keep everything seen');
   t.match(down, { src: s, dst: c, sport: 5001, dport: 43638, packets: 3, bytes: 120, start: T0, end: T0 + 6, flags: 19 });
-  t.equal(table.packets, 7);
-  t.equal(table.bytes, 40 * 7 + 100);
 });
 
 t.test('ports 0 for ICMP, ICMPv6 and other protocols; ports of SCTP; UDP; IPv6', async (t) => {
@@ -192,7 +190,7 @@ t.test('truncated frames count the length their IP header gives; non-IP frames a
   t.equal(f.length, 1);
   t.match(f[0], { packets: 1, bytes: 1440, sport: 1000, dport: 80 });
   t.equal(table.notIp, 3);
-  t.equal(table.packets, 1);
+  t.equal(flows(sealed[0]!).length, 1);
 });
 
 t.test('IPv4 and IPv6 keys never merge; same addresses in different directions are two flows', async (t) => {
@@ -368,7 +366,7 @@ t.test('growth: many flows in one interval, exact against a Map; recycled storag
   for (let s = 0; s < iv.count; s++) {
     const addr = iv.slots.srcAddr(s);
     const hex = iv.slots.ipVersion(s) === 4 ? Buffer.from(addr.split('.').map(Number)).toString('hex') : hexOf6(addr);
-    got.set(`${iv.slots.ipVersion(s)}|${hex}|${iv.slots.srcPort(s)}`, iv.slots.packets[s]!);
+    got.set(`${iv.slots.ipVersion(s)}|${hex}|${iv.slots.srcPort(s)}`, iv.slots.packets(s));
   }
   t.same(got, want);
   t.equal(budget.used, want.size);
