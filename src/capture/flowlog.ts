@@ -31,7 +31,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createGzip, gunzipSync } from 'node:zlib';
 import { FlowTable, type FlowBudget, type FlowInterval } from '../session/flows.js';
-import { parseFlowFormat, type FlowRenderer } from './flowformat.js';
+import { FlowFormatError, parseFlowFormat, type FlowRenderer } from './flowformat.js';
 import type { FlowRing } from './flowring.js';
 import { syncDir } from './recover.js';
 import { DIR_MODE, FILE_MODE } from './writer.js';
@@ -110,6 +110,10 @@ export class FlowLogWriter {
     this.id = flowLogId(opts.node, opts.session);
     this.account = opts.renderer.info.values['account-id'] ?? UNKNOWN_PATH_VALUE;
     this.region = opts.renderer.info.values['region'] ?? UNKNOWN_PATH_VALUE;
+    // They become folder and file names (resolveFlowSessionInfo checks them; this is the last line).
+    for (const v of [this.account, this.region]) {
+      if (!/^[A-Za-z0-9-]{1,64}$/.test(v)) throw new FlowFormatError(`flow log account or region ${JSON.stringify(v)} cannot be part of a path`);
+    }
   }
 
   /** Queues an interval; resolves with its file once renamed and synced, rejects on an I/O error (the `.part` stays for recovery). */

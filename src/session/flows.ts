@@ -3,7 +3,7 @@
  * 5-tuple, per aggregation interval, the way VPC Flow Logs aggregates an interface's traffic
  * (docs/flows.md has the semantics and AWS's documentation behind them).
  *
- *   add(decoder, sec, nsec) ─▶ key (src, dst, ports, version + protocol) ─▶ hash ─▶ index ─▶ slot
+ *   add(decoder, tsSec, tsNsec, i) ─▶ key (src, dst, ports, version + protocol) ─▶ hash ─▶ index ─▶ slot
  *     (hot path: no allocation,   read straight from the frame              open addressing,  counters,
  *      no event, no I/O)                                                     linear probing    first/last, flags
  *
@@ -309,10 +309,14 @@ export class FlowTable {
   }
 
   /**
-   * Counts one decoded frame received at sec.nsec (Unix time). Call once per inner frame after
-   * Decoder.decode(); frames without an IP header are counted in `notIp`.
+   * Counts one decoded frame received at tsSec[i].tsNsec[i] (Unix time: a batch's arrays and the
+   * datagram's index). Call once per inner frame after Decoder.decode(); frames without an IP
+   * header are counted in `notIp`. The times are read here, not passed as numbers: a second
+   * count above 2^30 would be boxed at every call.
    */
-  add(d: Decoder, sec: number, nsec: number): void {
+  add(d: Decoder, tsSec: Uint32Array, tsNsec: Uint32Array, i: number): void {
+    let sec = tsSec[i]!;
+    let nsec = tsNsec[i]!;
     const addrLen = d.addrLen;
     if (addrLen === 0) {
       this.notIp++;
@@ -371,16 +375,16 @@ export class FlowTable {
     const t = this.slots;
     const rec = t.records;
     const mask = t.mask;
-    let i = h & mask;
-    for (let e = t.index[i]!; e !== 0; e = t.index[i]!) {
+    let at = h & mask;
+    for (let e = t.index[at]!; e !== 0; e = t.index[at]!) {
       const base = (e - 1) * REC_WORDS;
       if ((rec[base + W_HASH]! | 0) === h && this.sameKey(rec, base, addrLen)) {
         this.update(t, e - 1, bytes, flags, sec, nsec);
         return;
       }
-      i = (i + 1) & mask;
+      at = (at + 1) & mask;
     }
-    this.insert(t, i, h, addrLen, bytes, flags, sec, nsec);
+    this.insert(t, at, h, addrLen, bytes, flags, sec, nsec);
   }
 
   /** Once a second or so (wall clock, Unix seconds): seals the open interval once nowSec is past its end + grace; opens the current one. */

@@ -8,6 +8,7 @@ import { DEFAULT_FLOW_FORMAT, FLOW_FIELDS, FlowRenderer, parseFlowFormat, resolv
 import { Decoder } from '../../src/decode/packet.js';
 import { FlowBudget, FlowTable, type FlowInterval } from '../../src/session/flows.js';
 import { ether, icmp, ipv4, tcp } from '../fixtures/frames.js';
+import { addAt } from '../lib/flows.js';
 
 const V2 = 'version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status';
 
@@ -61,7 +62,7 @@ function interval(frames: Array<[Buffer, number]>, intervalSec = 600): FlowInter
   const table = new FlowTable({ intervalSec, budget: new FlowBudget(), sealed: (iv) => (got = iv) });
   for (const [f, sec] of frames) {
     d.decode(f, 0, f.length);
-    table.add(d, sec, 0);
+    addAt(table, d, sec);
   }
   table.flush(frames[frames.length - 1]![1] + 1);
   return got!;

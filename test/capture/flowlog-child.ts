@@ -8,6 +8,7 @@ import { SessionFlowLog } from '../../src/capture/flowlog.js';
 import { Decoder } from '../../src/decode/packet.js';
 import { FlowBudget } from '../../src/session/flows.js';
 import { ether, ipv4, udp } from '../fixtures/frames.js';
+import { addAt } from '../lib/flows.js';
 
 const FLOWS = 200_000;
 const root = process.argv[2]!;
@@ -26,6 +27,6 @@ for (let i = 0; i < FLOWS; i++) {
   frame.writeUInt16BE(i & 0xffff, 34);
   frame[29] = i >>> 16;
   d.decode(frame, 0, frame.length);
-  log.table.add(d, 1_700_000_000, i);
+  addAt(log.table, d, 1_700_000_000, i);
 }
 await log.close(1_700_000_030);

@@ -19,6 +19,7 @@ import { Decoder } from '../../src/decode/packet.js';
 import { FlowBudget, type FlowTable } from '../../src/session/flows.js';
 import { ether, ipv4, ipv6, tcp, udp } from '../fixtures/frames.js';
 import { parseFlowLogPath, readFlowLog } from '../lib/vpcflow.js';
+import { addAt } from '../lib/flows.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const d = new Decoder();
@@ -70,7 +71,7 @@ function rig(root: string, o: { session?: string; node?: string; max?: number; f
     budget,
     feed: (frame, sec) => {
       d.decode(frame, 0, frame.length);
-      log.table.add(d, sec, 0);
+      addAt(log.table, d, sec);
     },
   };
 }
@@ -197,6 +198,11 @@ t.test('recent records for the JSON view', async (t) => {
   t.equal(ring.query(MIN0).complete, false, 'a window reaching back past what was overwritten');
   t.equal(ring.query(MIN0 + 124).complete, true);
   t.throws(() => new FlowRing(0));
+});
+
+t.test('an account or region that cannot be a folder name is refused', async (t) => {
+  const renderer = new FlowRenderer(parseFlowFormat(DEFAULT_FLOW_FORMAT), { values: { region: '../../etc' }, addresses: [] });
+  t.throws(() => new SessionFlowLog({ root: '/nonexistent', session: 's', node: 'n', renderer, intervalSec: 60, budget: new FlowBudget() }), { code: 'ERR_MIRRORCAP_FLOW_FORMAT' });
 });
 
 t.test('a write that fails rejects, and the next interval is written', async (t) => {

@@ -24,6 +24,7 @@ import { L4_UDP } from '../../src/decode/status.js';
 import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, VXLAN_PORT, vxlanHasVni } from '../../src/decode/vxlan.js';
 import { FlowBudget } from '../../src/session/flows.js';
 import { readFlowLog } from '../lib/vpcflow.js';
+import { addAt } from '../lib/flows.js';
 
 t.setTimeout(180_000);
 
@@ -95,7 +96,7 @@ async function ours(frames: Frame[], root: string): Promise<{ flows: Map<string,
   const d = new Decoder();
   for (const f of frames) {
     d.decode(f.data, 0, f.data.length);
-    log.table.add(d, f.sec, f.nsec);
+    addAt(log.table, d, f.sec, f.nsec);
   }
   await log.close(Number.MAX_SAFE_INTEGER);
   if (log.writeErrors > 0) throw new Error(`${log.writeErrors} flow files not written`);

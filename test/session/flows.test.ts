@@ -8,6 +8,7 @@ import t from 'tap';
 import { Decoder } from '../../src/decode/packet.js';
 import { awsTcpFlags, FlowBudget, FlowTable, MIN_CAPACITY, type FlowInterval } from '../../src/session/flows.js';
 import { arp, ether, fragment, icmp, icmpv6, ipv4, ipv6, tcp, udp } from '../fixtures/frames.js';
+import { addAt } from '../lib/flows.js';
 
 const FIN = 0x01;
 const SYN = 0x02;
@@ -70,7 +71,7 @@ function setup(o: { interval?: number; max?: number; drops?: Float64Array; grace
   const table = new FlowTable({ intervalSec: o.interval ?? 60, budget, sealed: (iv) => sealed.push(iv), drops: o.drops, graceSec: o.grace ?? 1 });
   const feed = (frame: Buffer, sec: number, nsec = 0): void => {
     d.decode(frame, 0, frame.length);
-    table.add(d, sec, nsec);
+    addAt(table, d, sec, nsec);
   };
   return { table, sealed, budget, feed };
 }
@@ -301,7 +302,7 @@ t.test('budget: a full table counts the packets of new flows and keeps counting 
   const add = (tb: FlowTable, sport: number): void => {
     const f = v4tcp('10.0.0.1', '10.0.0.2', sport, 80, ACK);
     d.decode(f, 0, f.length);
-    tb.add(d, T0, 0);
+    addAt(tb, d, T0);
   };
   add(a, 1);
   add(a, 2);
@@ -354,7 +355,7 @@ t.test('growth: many flows in one interval, exact against a Map; recycled storag
   for (let n = 0; n < 20_000; n++) {
     const f = frames[rnd() % frames.length]!;
     d.decode(f, 0, f.length);
-    table.add(d, T0, n);
+    addAt(table, d, T0, n);
     const k = `${d.ipVersion}|${d.buf.subarray(d.srcAddrOff, d.srcAddrOff + d.addrLen).toString('hex')}|${d.srcPort}`;
     want.set(k, (want.get(k) ?? 0) + 1);
   }
@@ -382,7 +383,7 @@ t.test("storage: a small interval's slots are reused, a poorly used big one is l
     for (let i = 0; i < n; i++) {
       const f = v4tcp('10.0.0.1', '10.0.0.2', 1000 + i, 80, ACK);
       d.decode(f, 0, f.length);
-      table.add(d, sec, 0);
+      addAt(table, d, sec);
     }
   };
   burst(T0, 1);
