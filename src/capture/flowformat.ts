@@ -193,21 +193,27 @@ const CODES: Readonly<Record<string, number>> = {
 /** One flow as the JSON view shows it: AWS field names, known values only, plus the session. */
 export type FlowRecord = Record<string, string | number>;
 
+/** A field's code: what value it takes (see FlowRenderer.value). */
+function codeOf(field: string): number {
+  return CODES[field] ?? (STATIC_FIELDS.includes(field) ? F_STATIC : F_UNKNOWN);
+}
+
+/** Fields of the JSON view: every field but the file format's version. */
+const RECORD_FIELDS: ReadonlyArray<readonly [string, number]> = FLOW_FIELDS.filter((f) => f !== 'version').map((f) => [f, codeOf(f)] as const);
+
 /**
  * Renders one session's records in a format. Every packet mirrorcap records passed the source's
  * security groups and network ACLs (AWS does not mirror what they drop), so `action` is ACCEPT.
  */
 export class FlowRenderer {
   private readonly codes: Int8Array;
-  private readonly statics: readonly string[];
   private readonly local: ReadonlySet<string>;
 
   constructor(
     readonly format: FlowFormat,
     readonly info: FlowSessionInfo = EMPTY_FLOW_INFO,
   ) {
-    this.codes = Int8Array.from(format.fields, (f) => CODES[f] ?? (STATIC_FIELDS.includes(f) ? F_STATIC : F_UNKNOWN));
-    this.statics = format.fields.map((f) => info.values[f] ?? '-');
+    this.codes = Int8Array.from(format.fields, codeOf);
     this.local = new Set(info.addresses);
   }
 
@@ -217,66 +223,11 @@ export class FlowRenderer {
 
   /** The record of flow s, without the newline. */
   flow(t: FlowSlots, s: number): string {
-    const codes = this.codes;
+    const { codes, format } = this;
     const src = t.srcAddr(s);
     const dst = t.dstAddr(s);
-    let line = '';
-    for (let k = 0; k < codes.length; k++) {
-      let v: string | number;
-      switch (codes[k]) {
-        case F_VERSION:
-          v = this.format.version;
-          break;
-        case F_STATIC:
-          v = this.statics[k]!;
-          break;
-        case F_SRCADDR:
-          v = src;
-          break;
-        case F_DSTADDR:
-          v = dst;
-          break;
-        case F_SRCPORT:
-          v = t.srcPort(s);
-          break;
-        case F_DSTPORT:
-          v = t.dstPort(s);
-          break;
-        case F_PROTOCOL:
-          v = t.protocol(s);
-          break;
-        case F_PACKETS:
-          v = t.packets(s);
-          break;
-        case F_BYTES:
-          v = t.bytes(s);
-          break;
-        case F_START:
-          v = t.firstSec(s);
-          break;
-        case F_END:
-          v = t.lastSec(s);
-          break;
-        case F_ACTION:
-          v = 'ACCEPT';
-          break;
-        case F_LOG_STATUS:
-          v = 'OK';
-          break;
-        case F_TCP_FLAGS:
-          v = t.awsTcpFlags(s);
-          break;
-        case F_TYPE:
-          v = t.ipVersion(s) === 4 ? 'IPv4' : 'IPv6';
-          break;
-        case F_DIRECTION:
-          v = this.direction(src, dst);
-          break;
-        default:
-          v = '-';
-      }
-      line = k === 0 ? `${v}` : `${line} ${v}`;
-    }
+    let line = `${this.value(codes[0]!, format.fields[0]!, t, s, src, dst)}`;
+    for (let k = 1; k < codes.length; k++) line = `${line} ${this.value(codes[k]!, format.fields[k]!, t, s, src, dst)}`;
     return line;
   }
 
@@ -285,47 +236,23 @@ export class FlowRenderer {
    * the interval's start and end; every flow field and action `-`.
    */
   status(kind: FlowStatus, start: number, end: number): string {
-    const codes = this.codes;
-    const out: string[] = [];
-    for (let k = 0; k < codes.length; k++) {
-      const c = codes[k];
-      out.push(
-        c === F_VERSION
-          ? String(this.format.version)
-          : c === F_STATIC
-            ? this.statics[k]!
-            : c === F_START
-              ? String(start)
-              : c === F_END
-                ? String(end)
-                : c === F_LOG_STATUS
-                  ? kind
-                  : '-',
-      );
-    }
-    return out.join(' ');
+    return this.format.fields
+      .map((f) => {
+        const c = codeOf(f);
+        return c === F_VERSION ? this.format.version : c === F_STATIC ? (this.info.values[f] ?? '-') : c === F_START ? start : c === F_END ? end : c === F_LOG_STATUS ? kind : '-';
+      })
+      .join(' ');
   }
 
   /** Flow s as a JSON object: every field mirrorcap knows, whatever the file format holds. */
   record(session: string, t: FlowSlots, s: number): FlowRecord {
     const src = t.srcAddr(s);
     const dst = t.dstAddr(s);
-    const r: FlowRecord = { session, ...this.info.values };
-    r.srcaddr = src;
-    r.dstaddr = dst;
-    r.srcport = t.srcPort(s);
-    r.dstport = t.dstPort(s);
-    r.protocol = t.protocol(s);
-    r.packets = t.packets(s);
-    r.bytes = t.bytes(s);
-    r.start = t.firstSec(s);
-    r.end = t.lastSec(s);
-    r.action = 'ACCEPT';
-    r['log-status'] = 'OK';
-    r['tcp-flags'] = t.awsTcpFlags(s);
-    r.type = t.ipVersion(s) === 4 ? 'IPv4' : 'IPv6';
-    const dir = this.direction(src, dst);
-    if (dir !== '-') r['flow-direction'] = dir;
+    const r: FlowRecord = { session };
+    for (const [f, c] of RECORD_FIELDS) {
+      const v = this.value(c, f, t, s, src, dst);
+      if (v !== '-') r[f] = v;
+    }
     r['start-ns'] = `${t.firstSec(s)}${String(t.firstNsec(s)).padStart(9, '0')}`;
     r['end-ns'] = `${t.lastSec(s)}${String(t.lastNsec(s)).padStart(9, '0')}`;
     return r;
@@ -336,10 +263,44 @@ export class FlowRenderer {
     return { session, ...this.info.values, start, end, 'log-status': kind };
   }
 
-  private direction(src: string, dst: string): string {
-    if (this.local.size === 0) return '-';
-    if (this.local.has(dst)) return 'ingress';
-    if (this.local.has(src)) return 'egress';
-    return '-';
+  /** Field `field` (of code `code`) of flow s; `-` where mirrorcap cannot know it. */
+  private value(code: number, field: string, t: FlowSlots, s: number, src: string, dst: string): string | number {
+    switch (code) {
+      case F_VERSION:
+        return this.format.version;
+      case F_STATIC:
+        return this.info.values[field] ?? '-';
+      case F_SRCADDR:
+        return src;
+      case F_DSTADDR:
+        return dst;
+      case F_SRCPORT:
+        return t.srcPort(s);
+      case F_DSTPORT:
+        return t.dstPort(s);
+      case F_PROTOCOL:
+        return t.protocol(s);
+      case F_PACKETS:
+        return t.packets(s);
+      case F_BYTES:
+        return t.bytes(s);
+      case F_START:
+        return t.firstSec(s);
+      case F_END:
+        return t.lastSec(s);
+      case F_ACTION:
+        return 'ACCEPT';
+      case F_LOG_STATUS:
+        return 'OK';
+      case F_TCP_FLAGS:
+        return t.awsTcpFlags(s);
+      case F_TYPE:
+        return t.ipVersion(s) === 4 ? 'IPv4' : 'IPv6';
+      case F_DIRECTION:
+        if (this.local.has(dst)) return 'ingress';
+        return this.local.has(src) ? 'egress' : '-';
+      default:
+        return '-';
+    }
   }
 }
