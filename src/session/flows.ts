@@ -59,6 +59,10 @@ const W_PORTS = 8;
 const W_META = 9;
 const W_HASH = 10;
 const W_FLAGS = 11;
+/** FlowTable.scratch: the packet's time and key hash. */
+const S_SEC = 0;
+const S_NSEC = 1;
+const S_HASH = 2;
 /** Float64 slots of a record, counted in float64s from the record's start. */
 const D_PACKETS = 6;
 const D_BYTES = 7;
@@ -282,6 +286,7 @@ export class FlowTable {
   private skipped = 0;
   private dropsSeen = 0;
   private readonly key = new Uint32Array(KEY_WORDS);
+  private readonly scratch = new Uint32Array(3);
   private viewed: Buffer = EMPTY;
   private view: DataView = EMPTY_VIEW;
   private readonly interval: number;
@@ -323,7 +328,8 @@ export class FlowTable {
       return;
     }
     if (sec >= this.end || sec < this.start) {
-      if (!this.place(sec)) {
+      this.scratch[S_SEC] = sec;
+      if (!this.place()) {
         sec = this.start;
         nsec = 0;
       }
@@ -371,6 +377,12 @@ export class FlowTable {
     h ^= h >>> 13;
     h = Math.imul(h, 0xc2b2ae35);
     h ^= h >>> 16;
+    // Numbers above 2^30 (the time, half the hashes) go to the helpers through a typed array:
+    // as arguments they would be boxed at every call.
+    const scratch = this.scratch;
+    scratch[S_SEC] = sec;
+    scratch[S_NSEC] = nsec;
+    scratch[S_HASH] = h;
     const bytes = d.ipLength;
     const t = this.slots;
     const rec = t.records;
@@ -379,12 +391,12 @@ export class FlowTable {
     for (let e = t.index[at]!; e !== 0; e = t.index[at]!) {
       const base = (e - 1) * REC_WORDS;
       if ((rec[base + W_HASH]! | 0) === h && this.sameKey(rec, base, addrLen)) {
-        this.update(t, e - 1, bytes, flags, sec, nsec);
+        this.update(t, e - 1, bytes, flags);
         return;
       }
       at = (at + 1) & mask;
     }
-    this.insert(t, at, h, addrLen, bytes, flags, sec, nsec);
+    this.insert(t, at, addrLen, bytes, flags);
   }
 
   /** Once a second or so (wall clock, Unix seconds): seals the open interval once nowSec is past its end + grace; opens the current one. */
@@ -425,8 +437,9 @@ export class FlowTable {
     if (useful && (this.spare === null || slots.capacity > this.spare.capacity)) this.spare = slots;
   }
 
-  /** Handles a packet outside the open interval; false when it is late and belongs in the open one. */
-  private place(sec: number): boolean {
+  /** Handles a packet (at scratch[S_SEC]) outside the open interval; false when it is late and belongs in the open one. */
+  private place(): boolean {
+    const sec = this.scratch[S_SEC]!;
     if (!this.open) {
       this.openAt(sec);
       return true;
@@ -488,7 +501,9 @@ export class FlowTable {
     return true;
   }
 
-  private update(t: FlowSlots, s: number, bytes: number, flags: number, sec: number, nsec: number): void {
+  private update(t: FlowSlots, s: number, bytes: number, flags: number): void {
+    const sec = this.scratch[S_SEC]!;
+    const nsec = this.scratch[S_NSEC]!;
     const c = t.counters;
     const d = s * (REC_WORDS / 2);
     c[d + D_PACKETS]!++;
@@ -507,8 +522,11 @@ export class FlowTable {
   }
 
   /** A new flow in free index position i (budget permitting). */
-  private insert(t: FlowSlots, i: number, h: number, addrLen: number, bytes: number, flags: number, sec: number, nsec: number): void {
+  private insert(t: FlowSlots, i: number, addrLen: number, bytes: number, flags: number): void {
     const budget = this.opts.budget;
+    const h = this.scratch[S_HASH]! | 0;
+    const sec = this.scratch[S_SEC]!;
+    const nsec = this.scratch[S_NSEC]!;
     if (budget.used >= budget.max) {
       this.fullPackets++;
       this.skipped++;
