@@ -377,25 +377,48 @@ export class FlowTable {
     h ^= h >>> 13;
     h = Math.imul(h, 0xc2b2ae35);
     h ^= h >>> 16;
-    // Numbers above 2^30 (the time, half the hashes) go to the helpers through a typed array:
-    // as arguments they would be boxed at every call.
-    const scratch = this.scratch;
-    scratch[S_SEC] = sec;
-    scratch[S_NSEC] = nsec;
-    scratch[S_HASH] = h;
     const bytes = d.ipLength;
     const t = this.slots;
     const rec = t.records;
     const mask = t.mask;
     let at = h & mask;
     for (let e = t.index[at]!; e !== 0; e = t.index[at]!) {
-      const base = (e - 1) * REC_WORDS;
-      if ((rec[base + W_HASH]! | 0) === h && this.sameKey(rec, base, addrLen)) {
-        this.update(t, e - 1, bytes, flags);
+      const s = e - 1;
+      const base = s * REC_WORDS;
+      // Compared against the locals (int32, as read): the cheapest test first, IPv6's other words last.
+      if (
+        (rec[base + W_HASH]! | 0) === h &&
+        (rec[base + W_PORTS]! | 0) === ports &&
+        rec[base + W_META] === meta &&
+        (rec[base]! | 0) === a0 &&
+        (rec[base + W_DST]! | 0) === b0 &&
+        (addrLen === 4 || this.sameV6(rec, base))
+      ) {
+        // Counted in place (not in a helper: the time, above 2^30, would be boxed as an argument).
+        const c = t.counters;
+        const cd = s * (REC_WORDS / 2);
+        c[cd + D_PACKETS]!++;
+        c[cd + D_BYTES]! += bytes;
+        if (flags !== 0) rec[base + W_FLAGS]! |= flags | (awsTcpFlags(flags) << 16);
+        // Packets of one interval may come out of order (several sources, late batches).
+        const tm = t.times;
+        const o = s * 4;
+        if (sec > tm[o + 2]! || (sec === tm[o + 2] && nsec >= tm[o + 3]!)) {
+          tm[o + 2] = sec;
+          tm[o + 3] = nsec;
+        } else if (sec < tm[o]! || (sec === tm[o] && nsec < tm[o + 1]!)) {
+          tm[o] = sec;
+          tm[o + 1] = nsec;
+        }
         return;
       }
       at = (at + 1) & mask;
     }
+    // A new flow: the time and hash reach insert() through a typed array, for the same reason.
+    const scratch = this.scratch;
+    scratch[S_SEC] = sec;
+    scratch[S_NSEC] = nsec;
+    scratch[S_HASH] = h;
     this.insert(t, at, addrLen, bytes, flags);
   }
 
@@ -493,32 +516,11 @@ export class FlowTable {
     return n;
   }
 
-  private sameKey(rec: Uint32Array, base: number, addrLen: number): boolean {
+  /** Words 1-3 of an IPv6 key's addresses (the rest was compared already). */
+  private sameV6(rec: Uint32Array, base: number): boolean {
     const k = this.key;
-    if (rec[base + W_PORTS] !== k[W_PORTS] || rec[base + W_META] !== k[W_META] || rec[base] !== k[0] || rec[base + W_DST] !== k[W_DST]) return false;
-    if (addrLen === 4) return true;
     for (let w = 1; w < 4; w++) if (rec[base + w] !== k[w] || rec[base + W_DST + w] !== k[W_DST + w]) return false;
     return true;
-  }
-
-  private update(t: FlowSlots, s: number, bytes: number, flags: number): void {
-    const sec = this.scratch[S_SEC]!;
-    const nsec = this.scratch[S_NSEC]!;
-    const c = t.counters;
-    const d = s * (REC_WORDS / 2);
-    c[d + D_PACKETS]!++;
-    c[d + D_BYTES]! += bytes;
-    if (flags !== 0) t.records[s * REC_WORDS + W_FLAGS]! |= flags | (awsTcpFlags(flags) << 16);
-    // Packets of one interval may come out of order (several sources, late batches).
-    const tm = t.times;
-    const o = s * 4;
-    if (sec > tm[o + 2]! || (sec === tm[o + 2] && nsec >= tm[o + 3]!)) {
-      tm[o + 2] = sec;
-      tm[o + 3] = nsec;
-    } else if (sec < tm[o]! || (sec === tm[o] && nsec < tm[o + 1]!)) {
-      tm[o] = sec;
-      tm[o + 1] = nsec;
-    }
   }
 
   /** A new flow in free index position i (budget permitting). */
