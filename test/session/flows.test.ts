@@ -425,3 +425,49 @@ t.test('bad options are refused with a code', async (t) => {
   t.throws(() => new FlowBudget(0), { code: 'ERR_MIRRORCAP_FLOWS' });
   t.throws(() => new FlowTable({ intervalSec: 0.5, budget: new FlowBudget(), sealed: () => undefined }), { code: 'ERR_MIRRORCAP_FLOWS' });
 });
+
+t.test('every fixture frame cut at every length, and random bytes: counted or not IP, never a throw', async (t) => {
+  const { readCapture } = await import('../../src/capture/reader.js');
+  const { fileURLToPath } = await import('node:url');
+  const { dirname, join } = await import('node:path');
+  const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
+  const frames: Buffer[] = [];
+  for (const f of ['ethernet-vlan.pcap', 'ipv4.pcap', 'ipv6.pcap', 'malformed.pcap', 'truncated.pcap']) {
+    await readCapture(join(root, 'pcaps', f), (buf, off, len) => frames.push(Buffer.from(buf.subarray(off, off + len))));
+  }
+  t.ok(frames.length > 50, `${frames.length} fixture frames`);
+  const { table, sealed } = setup({ max: 1_000_000 });
+  let fed = 0;
+  let ip = 0;
+  // Each cut ends its buffer (after 7 bytes of something else), so a read past the frame would throw.
+  for (const f of frames) {
+    for (let len = 0; len <= f.length; len++) {
+      const buf = Buffer.concat([Buffer.alloc(7, 0xa5), f.subarray(0, len)]);
+      d.decode(buf, 7, len);
+      if (d.addrLen !== 0) ip++;
+      addAt(table, d, T0, fed++);
+    }
+  }
+  let x = 0x9e3779b9;
+  for (let n = 0; n < 20_000; n++) {
+    const len = 14 + (n % 120);
+    const buf = Buffer.alloc(len);
+    for (let k = 0; k < len; k++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      buf[k] = x & 0xff;
+    }
+    // Half of them claim IPv4 or IPv6, so the IP paths see garbage too.
+    if (n % 2 === 0) buf.writeUInt16BE(n % 4 === 0 ? 0x0800 : 0x86dd, 12);
+    if (n % 4 === 0) buf[14] = 0x45;
+    if (n % 4 === 2) buf[14] = 0x60;
+    d.decode(buf, 0, len);
+    if (d.addrLen !== 0) ip++;
+    addAt(table, d, T0, fed++);
+  }
+  table.flush(T0 + 1);
+  const counted = flows(sealed[0]!).reduce((n, f) => n + f.packets, 0);
+  t.equal(counted + table.notIp, fed, 'every frame is a packet of some flow or not IP');
+  t.equal(counted, ip);
+});
