@@ -253,8 +253,6 @@ export class FlowRenderer {
       const v = this.value(c, f, t, s, src, dst);
       if (v !== '-') r[f] = v;
     }
-    r['start-ns'] = `${t.firstSec(s)}${String(t.firstNsec(s)).padStart(9, '0')}`;
-    r['end-ns'] = `${t.lastSec(s)}${String(t.lastNsec(s)).padStart(9, '0')}`;
     return r;
   }
 

@@ -3,7 +3,7 @@
  * 5-tuple, per aggregation interval, the way VPC Flow Logs aggregates an interface's traffic
  * (docs/flows.md has the semantics and AWS's documentation behind them).
  *
- *   add(decoder, tsSec, tsNsec, i) ─▶ key (src, dst, ports, version + protocol) ─▶ hash ─▶ index ─▶ slot
+ *   add(decoder, tsSec, i)   ─▶ key (src, dst, ports, version + protocol) ─▶ hash ─▶ index ─▶ slot
  *     (hot path: no allocation,   read straight from the frame              open addressing,  counters,
  *      no event, no I/O)                                                     linear probing    first/last, flags
  *
@@ -40,32 +40,67 @@ export const MIN_CAPACITY = 64;
 export const DEFAULT_GRACE_SEC = 1;
 
 /**
- * One flow is one 64-byte record (a cache line) of 16 words, so a packet touches the index, its
- * record and its times:
+ * One flow is one 64-byte record (a cache line) of 16 words, times included; the index entry
+ * that leads to it carries some bits of the hash, so a packet of a known flow reads one index
+ * word and one record line:
  *
- *   word  0-3  source address (IPv4: word 0, the others 0)     |
- *         4-7  destination address                             | the key
- *         8    source port << 16 | destination port            |
- *         9    IP version << 8 | protocol                      |
- *        10    hash of the key
- *        11    AWS tcp-flags << 16 | TCP flags as on the wire (OR of every packet)
+ *   word  0-3  source address (IPv4: word 0, the others 0)             |
+ *         4-7  destination address                                     | the key
+ *         8    source port << 16 | destination port                    |
+ *         9    IP version << 8 | protocol  (bits 0-15, the key's part) |
+ *              | TCP flags as on the wire << 16 (9 bits, OR of every packet)
+ *              | AWS tcp-flags << 25 (5 bits, OR of every packet)
+ *        10    first second, Unix time
+ *        11    last second
  *     12-13    packets (float64)
  *     14-15    IP bytes (float64)
+ *
+ *   index entry: slot + 1 (low SLOT_BITS bits; 0 = empty) | top bits of the key's hash
+ *
+ * The hash itself is not stored: growing the table computes it again from the key (keyHash()).
  */
 const REC_WORDS = 16;
 const KEY_WORDS = 10;
 const W_DST = 4;
 const W_PORTS = 8;
 const W_META = 9;
-const W_HASH = 10;
-const W_FLAGS = 11;
-/** FlowTable.scratch: the packet's time and key hash. */
-const S_SEC = 0;
-const S_NSEC = 1;
-const S_HASH = 2;
+const W_FIRST = 10;
+const W_LAST = 11;
 /** Float64 slots of a record, counted in float64s from the record's start. */
 const D_PACKETS = 6;
 const D_BYTES = 7;
+const META_MASK = 0xffff;
+const RAW_FLAGS_SHIFT = 16;
+const RAW_FLAGS_MASK = 0x1ff;
+const AWS_FLAGS_SHIFT = 25;
+const AWS_FLAGS_MASK = 0x1f;
+const SLOT_BITS = 22;
+const SLOT_MASK = (1 << SLOT_BITS) - 1;
+/** Most flows one table holds in an interval (2^21: the index has room for 2^22 - 1 slot numbers). */
+export const MAX_TABLE_FLOWS = 1 << (SLOT_BITS - 1);
+/** FlowTable.scratch: the packet's time and key hash. */
+const S_SEC = 0;
+const S_HASH = 1;
+
+/**
+ * The key's hash: multiply-xor of each word with its own odd constant (independent, so the CPU
+ * runs them in parallel), then murmur3's finaliser. add() computes the same from the frame.
+ */
+function keyHash(seed: number, k: Uint32Array, base: number): number {
+  const v6 = ((k[base + W_META]! >>> 8) & 0xff) === 6;
+  let h = Math.imul(k[base + W_PORTS]! ^ seed, 0xc2b2ae3d) ^ Math.imul((k[base + W_META]! & META_MASK) + seed, 0x27d4eb2f);
+  h ^= Math.imul(k[base]! ^ seed, 0x9e3779b1) ^ Math.imul(k[base + W_DST]!, 0x85ebca77);
+  if (v6) for (let w = 1; w < 4; w++) h = Math.imul(h ^ k[base + w]!, 0x9e3779b1) ^ Math.imul(k[base + W_DST + w]!, 0x85ebca77);
+  return fmix(h);
+}
+
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
 
 /**
  * Protocols whose header starts with a 16-bit source and destination port: TCP, UDP, DCCP
@@ -80,7 +115,6 @@ PORTED[132] = 1;
 PORTED[136] = 1;
 /** TCP flags are bytes 12-13 of the header (RFC 9293), read when they are in the frame. */
 const TCP_FLAGS_END = 14;
-const TCP_FLAGS_MASK = 0x0fff;
 
 /**
  * The flags AWS reports in tcp-flags: FIN, SYN, RST, and ACK only as part of a SYN-ACK
@@ -109,8 +143,8 @@ const EMPTY = Buffer.alloc(0);
 const EMPTY_VIEW: DataView = new DataView(new ArrayBuffer(0));
 
 /**
- * One interval's flows: records (see REC_WORDS) dense in [0, count), their first/last times, and
- * an index mapping a key's hash to slot + 1 (0 = empty), at most half full.
+ * One interval's flows: records (see REC_WORDS) dense in [0, count), and an index mapping a
+ * key's hash to slot + 1, at most half full.
  */
 export class FlowSlots {
   count = 0;
@@ -118,37 +152,36 @@ export class FlowSlots {
   /** The records as words, and the same memory as float64s (for the counters). */
   records: Uint32Array;
   counters: Float64Array;
-  /** firstSec, firstNsec, lastSec, lastNsec per slot. */
-  times: Uint32Array;
   index: Uint32Array;
   mask: number;
 
-  constructor(capacity = MIN_CAPACITY) {
+  constructor(
+    /** The hash seed of the table the slots belong to. */
+    readonly seed: number,
+    capacity = MIN_CAPACITY,
+  ) {
     this.capacity = capacity;
     this.records = new Uint32Array(capacity * REC_WORDS);
     this.counters = new Float64Array(this.records.buffer);
-    this.times = new Uint32Array(capacity * 4);
     this.index = new Uint32Array(capacity * 2);
     this.mask = capacity * 2 - 1;
   }
 
-  /** Doubles the storage (one copy of each array, one rehash of the index): amortised, never per packet. */
+  /** Doubles the storage (one copy, one rehash of the index): amortised, never per packet. */
   grow(): void {
     const cap = this.capacity * 2;
     const records = new Uint32Array(cap * REC_WORDS);
     records.set(this.records);
     this.records = records;
     this.counters = new Float64Array(records.buffer);
-    const times = new Uint32Array(cap * 4);
-    times.set(this.times);
-    this.times = times;
     this.capacity = cap;
     this.index = new Uint32Array(cap * 2);
     this.mask = cap * 2 - 1;
     for (let s = 0; s < this.count; s++) {
-      let i = records[s * REC_WORDS + W_HASH]! & this.mask;
+      const h = keyHash(this.seed, records, s * REC_WORDS);
+      let i = h & this.mask;
       while (this.index[i] !== 0) i = (i + 1) & this.mask;
-      this.index[i] = s + 1;
+      this.index[i] = ((h & ~SLOT_MASK) | (s + 1)) >>> 0;
     }
   }
 
@@ -160,7 +193,7 @@ export class FlowSlots {
 
   /** 4 or 6. */
   ipVersion(s: number): number {
-    return this.records[s * REC_WORDS + W_META]! >>> 8;
+    return (this.records[s * REC_WORDS + W_META]! >>> 8) & 0xff;
   }
 
   protocol(s: number): number {
@@ -184,14 +217,23 @@ export class FlowSlots {
     return this.counters[s * (REC_WORDS / 2) + D_BYTES]!;
   }
 
-  /** OR of the TCP flags of every packet, as on the wire (decoder TCP_* bits). */
+  /** OR of the TCP flags of every packet, as on the wire (decoder TCP_* bits, reserved bits left out). */
   rawTcpFlags(s: number): number {
-    return this.records[s * REC_WORDS + W_FLAGS]! & 0xffff;
+    return (this.records[s * REC_WORDS + W_META]! >>> RAW_FLAGS_SHIFT) & RAW_FLAGS_MASK;
   }
 
   /** OR of awsTcpFlags() of every packet: the tcp-flags field. */
   awsTcpFlags(s: number): number {
-    return this.records[s * REC_WORDS + W_FLAGS]! >>> 16;
+    return (this.records[s * REC_WORDS + W_META]! >>> AWS_FLAGS_SHIFT) & AWS_FLAGS_MASK;
+  }
+
+  /** Unix seconds of the flow's first and last packet in the interval. */
+  firstSec(s: number): number {
+    return this.records[s * REC_WORDS + W_FIRST]!;
+  }
+
+  lastSec(s: number): number {
+    return this.records[s * REC_WORDS + W_LAST]!;
   }
 
   /** Text form of the source address (allocates: for writers, not the hot path). */
@@ -201,22 +243,6 @@ export class FlowSlots {
 
   dstAddr(s: number): string {
     return this.addr(s * REC_WORDS + W_DST, this.ipVersion(s));
-  }
-
-  firstSec(s: number): number {
-    return this.times[s * 4]!;
-  }
-
-  firstNsec(s: number): number {
-    return this.times[s * 4 + 1]!;
-  }
-
-  lastSec(s: number): number {
-    return this.times[s * 4 + 2]!;
-  }
-
-  lastNsec(s: number): number {
-    return this.times[s * 4 + 3]!;
   }
 
   private addr(w: number, version: number): string {
@@ -278,7 +304,7 @@ export class FlowTable {
   /** Intervals sealed. */
   intervals = 0;
 
-  private slots = new FlowSlots();
+  private slots: FlowSlots;
   private spare: FlowSlots | null = null;
   private open = false;
   private start = 0;
@@ -286,7 +312,7 @@ export class FlowTable {
   private skipped = 0;
   private dropsSeen = 0;
   private readonly key = new Uint32Array(KEY_WORDS);
-  private readonly scratch = new Uint32Array(3);
+  private readonly scratch = new Uint32Array(2);
   private viewed: Buffer = EMPTY;
   private view: DataView = EMPTY_VIEW;
   private readonly interval: number;
@@ -300,6 +326,7 @@ export class FlowTable {
     this.interval = opts.intervalSec;
     this.grace = opts.graceSec ?? DEFAULT_GRACE_SEC;
     this.seed = opts.seed ?? (Math.random() * 0x100000000) | 0;
+    this.slots = new FlowSlots(this.seed);
     this.dropsSeen = this.dropTotal();
   }
 
@@ -314,14 +341,13 @@ export class FlowTable {
   }
 
   /**
-   * Counts one decoded frame received at tsSec[i].tsNsec[i] (Unix time: a batch's arrays and the
+   * Counts one decoded frame received in second tsSec[i] (Unix time: a batch's array and the
    * datagram's index). Call once per inner frame after Decoder.decode(); frames without an IP
-   * header are counted in `notIp`. The times are read here, not passed as numbers: a second
-   * count above 2^30 would be boxed at every call.
+   * header are counted in `notIp`. The second is read here, not passed as a number: a value
+   * above 2^30 would be boxed at every call.
    */
-  add(d: Decoder, tsSec: Uint32Array, tsNsec: Uint32Array, i: number): void {
+  add(d: Decoder, tsSec: Uint32Array, i: number): void {
     let sec = tsSec[i]!;
-    let nsec = tsNsec[i]!;
     const addrLen = d.addrLen;
     if (addrLen === 0) {
       this.notIp++;
@@ -329,10 +355,7 @@ export class FlowTable {
     }
     if (sec >= this.end || sec < this.start) {
       this.scratch[S_SEC] = sec;
-      if (!this.place()) {
-        sec = this.start;
-        nsec = 0;
-      }
+      if (!this.place()) sec = this.start;
     }
     let dv = this.view;
     if (d.buf !== this.viewed) dv = this.viewFrame(d.buf);
@@ -344,13 +367,12 @@ export class FlowTable {
       const o = d.l4Off;
       const len = d.l4Len;
       if (len >= 4) ports = dv.getInt32(o);
-      if (proto === 6 && len >= TCP_FLAGS_END) flags = dv.getUint16(o + 12) & TCP_FLAGS_MASK;
+      if (proto === 6 && len >= TCP_FLAGS_END) flags = dv.getUint16(o + 12) & RAW_FLAGS_MASK;
     }
     const meta = (d.ipVersion << 8) | proto;
     const key = this.key;
     const seed = this.seed;
-    // Multiply-xor of each word with its own odd constant (independent, so the CPU runs them in
-    // parallel), then murmur3's finaliser to spread every bit over the index.
+    // keyHash(), from the frame: see there.
     let h = Math.imul(ports ^ seed, 0xc2b2ae3d) ^ Math.imul(meta + seed, 0x27d4eb2f);
     const so = d.srcAddrOff;
     const to = d.dstAddrOff;
@@ -372,53 +394,43 @@ export class FlowTable {
     }
     key[W_PORTS] = ports;
     key[W_META] = meta;
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 16;
+    h = fmix(h);
     const bytes = d.ipLength;
     const t = this.slots;
     const rec = t.records;
     const mask = t.mask;
+    const tag = h & ~SLOT_MASK;
     let at = h & mask;
     for (let e = t.index[at]!; e !== 0; e = t.index[at]!) {
-      const s = e - 1;
-      const base = s * REC_WORDS;
-      // Compared against the locals (int32, as read): the cheapest test first, IPv6's other words last.
-      if (
-        (rec[base + W_HASH]! | 0) === h &&
-        (rec[base + W_PORTS]! | 0) === ports &&
-        rec[base + W_META] === meta &&
-        (rec[base]! | 0) === a0 &&
-        (rec[base + W_DST]! | 0) === b0 &&
-        (addrLen === 4 || this.sameV6(rec, base))
-      ) {
-        // Counted in place (not in a helper: the time, above 2^30, would be boxed as an argument).
-        const c = t.counters;
-        const cd = s * (REC_WORDS / 2);
-        c[cd + D_PACKETS]!++;
-        c[cd + D_BYTES]! += bytes;
-        if (flags !== 0) rec[base + W_FLAGS]! |= flags | (awsTcpFlags(flags) << 16);
-        // Packets of one interval may come out of order (several sources, late batches).
-        const tm = t.times;
-        const o = s * 4;
-        if (sec > tm[o + 2]! || (sec === tm[o + 2] && nsec >= tm[o + 3]!)) {
-          tm[o + 2] = sec;
-          tm[o + 3] = nsec;
-        } else if (sec < tm[o]! || (sec === tm[o] && nsec < tm[o + 1]!)) {
-          tm[o] = sec;
-          tm[o + 1] = nsec;
+      if ((e & ~SLOT_MASK) === tag) {
+        const s = (e & SLOT_MASK) - 1;
+        const base = s * REC_WORDS;
+        const m = rec[base + W_META]!;
+        // Compared against the locals (int32, as read), IPv6's other words last.
+        if (
+          (m & META_MASK) === meta &&
+          (rec[base + W_PORTS]! | 0) === ports &&
+          (rec[base]! | 0) === a0 &&
+          (rec[base + W_DST]! | 0) === b0 &&
+          (addrLen === 4 || this.sameV6(rec, base))
+        ) {
+          // Counted in place (not in a helper: the second, above 2^30, would be boxed as an argument).
+          const c = t.counters;
+          const cd = s * (REC_WORDS / 2);
+          c[cd + D_PACKETS]!++;
+          c[cd + D_BYTES]! += bytes;
+          if (flags !== 0) rec[base + W_META] = m | (flags << RAW_FLAGS_SHIFT) | (awsTcpFlags(flags) << AWS_FLAGS_SHIFT);
+          // Packets of one interval may come out of order (several sources, late batches).
+          if (sec > rec[base + W_LAST]!) rec[base + W_LAST] = sec;
+          else if (sec < rec[base + W_FIRST]!) rec[base + W_FIRST] = sec;
+          return;
         }
-        return;
       }
       at = (at + 1) & mask;
     }
-    // A new flow: the time and hash reach insert() through a typed array, for the same reason.
-    const scratch = this.scratch;
-    scratch[S_SEC] = sec;
-    scratch[S_NSEC] = nsec;
-    scratch[S_HASH] = h;
+    // A new flow: the second and the hash reach insert() through a typed array, for the same reason.
+    this.scratch[S_SEC] = sec;
+    this.scratch[S_HASH] = h;
     this.insert(t, at, addrLen, bytes, flags);
   }
 
@@ -502,7 +514,7 @@ export class FlowTable {
     };
     this.dropsSeen = drops;
     this.skipped = 0;
-    this.slots = this.spare ?? new FlowSlots();
+    this.slots = this.spare ?? new FlowSlots(this.seed);
     this.spare = null;
     this.intervals++;
     this.opts.sealed(interval);
@@ -526,15 +538,14 @@ export class FlowTable {
   /** A new flow in free index position i (budget permitting). */
   private insert(t: FlowSlots, i: number, addrLen: number, bytes: number, flags: number): void {
     const budget = this.opts.budget;
-    const h = this.scratch[S_HASH]! | 0;
-    const sec = this.scratch[S_SEC]!;
-    const nsec = this.scratch[S_NSEC]!;
-    if (budget.used >= budget.max) {
+    if (budget.used >= budget.max || t.count === MAX_TABLE_FLOWS) {
       this.fullPackets++;
       this.skipped++;
       return;
     }
     budget.used++;
+    const h = this.scratch[S_HASH]! | 0;
+    const sec = this.scratch[S_SEC]!;
     if (t.count === t.capacity) {
       t.grow();
       i = h & t.mask;
@@ -543,7 +554,7 @@ export class FlowTable {
     const s = t.count++;
     const base = s * REC_WORDS;
     const r = t.records;
-    t.index[i] = s + 1;
+    t.index[i] = ((h & ~SLOT_MASK) | (s + 1)) >>> 0;
     r.set(this.key, base);
     if (addrLen === 4) {
       for (let w = 1; w < 4; w++) {
@@ -551,15 +562,11 @@ export class FlowTable {
         r[base + W_DST + w] = 0;
       }
     }
-    r[base + W_HASH] = h;
-    r[base + W_FLAGS] = flags | (awsTcpFlags(flags) << 16);
+    r[base + W_META] = r[base + W_META]! | (flags << RAW_FLAGS_SHIFT) | (awsTcpFlags(flags) << AWS_FLAGS_SHIFT);
+    r[base + W_FIRST] = sec;
+    r[base + W_LAST] = sec;
     t.counters[s * (REC_WORDS / 2) + D_PACKETS] = 1;
     t.counters[s * (REC_WORDS / 2) + D_BYTES] = bytes;
-    const tm = t.times;
-    tm[s * 4] = sec;
-    tm[s * 4 + 1] = nsec;
-    tm[s * 4 + 2] = sec;
-    tm[s * 4 + 3] = nsec;
   }
 
   /** A DataView of the frame buffer: 4-byte reads in one load. Re-made when the buffer changes. */

@@ -27,6 +27,6 @@ for (let i = 0; i < FLOWS; i++) {
   frame.writeUInt16BE(i & 0xffff, 34);
   frame[29] = i >>> 16;
   d.decode(frame, 0, frame.length);
-  addAt(log.table, d, 1_700_000_000, i);
+  addAt(log.table, d, 1_700_000_000);
 }
 await log.close(1_700_000_030);

@@ -96,7 +96,7 @@ async function ours(frames: Frame[], root: string): Promise<{ flows: Map<string,
   const d = new Decoder();
   for (const f of frames) {
     d.decode(f.data, 0, f.data.length);
-    addAt(log.table, d, f.sec, f.nsec);
+    addAt(log.table, d, f.sec);
   }
   await log.close(Number.MAX_SAFE_INTEGER);
   if (log.writeErrors > 0) throw new Error(`${log.writeErrors} flow files not written`);
