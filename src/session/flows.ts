@@ -272,7 +272,7 @@ export interface FlowInterval {
   readonly closedAt: number;
   /** Sealed before its end by flush() (shutdown): the records cover [start, closedAt). */
   readonly partial: boolean;
-  /** Packets not counted because the flow budget was spent (SKIPDATA). */
+  /** Packets of new flows not counted: the flow budget was spent, or the table held MAX_TABLE_FLOWS (SKIPDATA). */
   readonly skippedPackets: number;
   /** Packets the session dropped during the interval (SKIPDATA). */
   readonly droppedPackets: number;
