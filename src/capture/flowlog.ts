@@ -24,7 +24,7 @@
  * not gzip as `.corrupt`.
  */
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Writable } from 'node:stream';
@@ -34,7 +34,8 @@ import { FlowTable, type FlowBudget, type FlowInterval } from '../session/flows.
 import { FlowFormatError, parseFlowFormat, type FlowRenderer } from './flowformat.js';
 import type { FlowRing } from './flowring.js';
 import { syncDir } from './recover.js';
-import { DIR_MODE, FILE_MODE } from './writer.js';
+import { makeFolder } from './folder.js';
+import { FILE_MODE } from './writer.js';
 
 export const FLOW_LOG_SUFFIX = '.log.gz';
 const PART = '.part';
@@ -232,7 +233,7 @@ let partSeq = 0;
  * it to `<prefix>_<hash>.log.gz` (a name not yet taken), then syncs the folder.
  */
 async function writeFlowFile(dir: string, prefix: string, id: string, text: AsyncIterable<string>): Promise<{ path: string; bytes: number }> {
-  await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  await makeFolder(dir);
   const part = join(dir, `${prefix}_p${process.pid}-${partSeq++}${FLOW_LOG_SUFFIX}${PART}`);
   const sha = createHash('sha256').update(`${id}\n`);
   const fh = await open(part, 'wx', FILE_MODE);
