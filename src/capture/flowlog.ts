@@ -31,15 +31,16 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createGzip, gunzipSync } from 'node:zlib';
 import { FlowTable, type FlowBudget, type FlowInterval } from '../session/flows.js';
-import { FlowFormatError, parseFlowFormat, type FlowRenderer } from './flowformat.js';
+import { FlowFormatError, parseFlowFormat } from '../flowformat.js';
+import { codedError, ErrorCode } from '../errors.js';
+import type { FlowRenderer } from '../session/flowrender.js';
 import type { FlowRing } from './flowring.js';
+import { CORRUPT_SUFFIX, PART_SUFFIX } from './naming.js';
 import { syncDir } from './recover.js';
 import { makeFolder } from './folder.js';
 import { FILE_MODE } from './writer.js';
 
 export const FLOW_LOG_SUFFIX = '.log.gz';
-const PART = '.part';
-const CORRUPT = '.corrupt';
 /** Path segment for an account or region the session's config does not give. */
 export const UNKNOWN_PATH_VALUE = 'unknown';
 /** Records rendered between two yields to the event loop. */
@@ -234,7 +235,7 @@ let partSeq = 0;
  */
 async function writeFlowFile(dir: string, prefix: string, id: string, text: AsyncIterable<string>): Promise<{ path: string; bytes: number }> {
   await makeFolder(dir);
-  const part = join(dir, `${prefix}_p${process.pid}-${partSeq++}${FLOW_LOG_SUFFIX}${PART}`);
+  const part = join(dir, `${prefix}_p${process.pid}-${partSeq++}${FLOW_LOG_SUFFIX}${PART_SUFFIX}`);
   const sha = createHash('sha256').update(`${id}\n`);
   const fh = await open(part, 'wx', FILE_MODE);
   let bytes: number;
@@ -301,7 +302,7 @@ export async function recoverFlowLogs(root: string): Promise<FlowRecovery[]> {
     throw err;
   });
   const results: FlowRecovery[] = [];
-  for (const rel of names.filter((n) => n.endsWith(FLOW_LOG_SUFFIX + PART)).sort()) {
+  for (const rel of names.filter((n) => n.endsWith(FLOW_LOG_SUFFIX + PART_SUFFIX)).sort()) {
     const path = join(root, rel);
     try {
       results.push(await recoverFlowPart(path));
@@ -349,10 +350,10 @@ function isHeader(line: string): boolean {
 }
 
 async function quarantine(path: string, reason: string): Promise<FlowRecovery> {
-  const finalPath = `${path.slice(0, -(FLOW_LOG_SUFFIX + PART).length)}${CORRUPT}`;
+  const finalPath = `${path.slice(0, -(FLOW_LOG_SUFFIX + PART_SUFFIX).length)}${CORRUPT_SUFFIX}`;
   try {
     await lstat(finalPath);
-    throw new Error(`${finalPath} already exists`);
+    throw codedError(ErrorCode.INVALID_STATE, `${finalPath} already exists`);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }

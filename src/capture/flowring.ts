@@ -8,7 +8,8 @@
  * Records are the writer's JSON objects (flowformat.ts FlowRecord): one per flow per interval,
  * created once per interval, never per packet.
  */
-import type { FlowRecord } from './flowformat.js';
+import { codedError, ErrorCode } from '../errors.js';
+import type { FlowRecord } from '../session/flowrender.js';
 
 export const DEFAULT_FLOW_RING = 65536;
 
@@ -27,7 +28,7 @@ export class FlowRing {
   private lostUntil: number | null = null;
 
   constructor(readonly capacity = DEFAULT_FLOW_RING) {
-    if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError(`flow ring capacity must be a whole number of at least 1, got ${capacity}`);
+    if (!Number.isSafeInteger(capacity) || capacity < 1) throw codedError(ErrorCode.INVALID_ARGUMENT, `flow ring capacity must be a whole number of at least 1, got ${capacity}`, RangeError);
     this.slots = new Array<FlowRecord | undefined>(capacity);
   }
 

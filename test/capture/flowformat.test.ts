@@ -4,10 +4,11 @@
  * record examples", Amazon VPC User Guide), with `-` where mirrorcap cannot know a value.
  */
 import t from 'tap';
-import { DEFAULT_FLOW_FORMAT, FLOW_FIELDS, FlowRenderer, parseFlowFormat, resolveFlowSessionInfo } from '../../src/capture/flowformat.js';
+import { DEFAULT_FLOW_FORMAT, FLOW_FIELDS, parseFlowFormat, resolveFlowSessionInfo } from '../../src/flowformat.js';
+import { FlowRenderer } from '../../src/session/flowrender.js';
 import { Decoder } from '../../src/decode/packet.js';
 import { FlowBudget, FlowTable, type FlowInterval } from '../../src/session/flows.js';
-import { ether, icmp, ipv4, tcp } from '../fixtures/frames.js';
+import { ether, icmp, ipv4, tcp } from '../lib/frames.js';
 import { addAt } from '../lib/flows.js';
 
 const V2 = 'version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status';

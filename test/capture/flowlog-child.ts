@@ -3,11 +3,12 @@
  * flow-log writer (slowly enough to be killed in the middle) and prints "written <path>".
  * Argument: the flows folder.
  */
-import { FlowRenderer, parseFlowFormat, DEFAULT_FLOW_FORMAT } from '../../src/capture/flowformat.js';
+import { DEFAULT_FLOW_FORMAT, parseFlowFormat } from '../../src/flowformat.js';
+import { FlowRenderer } from '../../src/session/flowrender.js';
 import { SessionFlowLog } from '../../src/capture/flowlog.js';
 import { Decoder } from '../../src/decode/packet.js';
 import { FlowBudget } from '../../src/session/flows.js';
-import { ether, ipv4, udp } from '../fixtures/frames.js';
+import { ether, ipv4, udp } from '../lib/frames.js';
 import { addAt } from '../lib/flows.js';
 
 const FLOWS = 200_000;

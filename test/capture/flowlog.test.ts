@@ -12,12 +12,13 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
-import { DEFAULT_FLOW_FORMAT, FlowRenderer, parseFlowFormat, resolveFlowSessionInfo } from '../../src/capture/flowformat.js';
+import { DEFAULT_FLOW_FORMAT, parseFlowFormat, resolveFlowSessionInfo } from '../../src/flowformat.js';
+import { FlowRenderer } from '../../src/session/flowrender.js';
 import { flowLogId, recoverFlowLogs, SessionFlowLog, type FlowFile, type FlowLogWriter } from '../../src/capture/flowlog.js';
 import { FlowRing } from '../../src/capture/flowring.js';
 import { Decoder } from '../../src/decode/packet.js';
 import { FlowBudget, type FlowTable } from '../../src/session/flows.js';
-import { ether, ipv4, ipv6, tcp, udp } from '../fixtures/frames.js';
+import { ether, ipv4, ipv6, tcp, udp } from '../lib/frames.js';
 import { parseFlowLogPath, readFlowLog } from '../lib/vpcflow.js';
 import { addAt } from '../lib/flows.js';
 

@@ -7,7 +7,7 @@
 import t from 'tap';
 import { Decoder } from '../../src/decode/packet.js';
 import { awsTcpFlags, FlowBudget, FlowTable, MIN_CAPACITY, type FlowInterval } from '../../src/session/flows.js';
-import { arp, ether, fragment, icmp, icmpv6, ipv4, ipv6, tcp, udp } from '../fixtures/frames.js';
+import { arp, ether, fragment, icmp, icmpv6, ipv4, ipv6, tcp, udp } from '../lib/frames.js';
 import { addAt } from '../lib/flows.js';
 
 const FIN = 0x01;
@@ -428,7 +428,7 @@ t.test('bad options are refused with a code', async (t) => {
 });
 
 t.test('every fixture frame cut at every length, and random bytes: counted or not IP, never a throw', async (t) => {
-  const { readCapture } = await import('../../src/capture/reader.js');
+  const { readCapture } = await import('../../src/pcap/reader.js');
   const { fileURLToPath } = await import('node:url');
   const { dirname, join } = await import('node:path');
   const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
