@@ -5,6 +5,7 @@
  */
 import { SESSION_SETTING_KEYS, type Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
+import { flowsAnswer } from './control/flowquery.js';
 import { ControlServer, type Readiness } from './control/http.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
@@ -36,7 +37,7 @@ export class App {
     /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
     private readonly rereadConfig: () => Config = () => config,
   ) {
-    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true });
+    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
     this.metrics = createMetrics(
@@ -50,6 +51,7 @@ export class App {
         catalog: recorder.catalog,
         disk: recorder.disk,
         postRotate: recorder.postRotate,
+        flowBudget: recorder.flowBudget,
         refresh: async () => this.source.refresh?.(),
       },
       version,
@@ -62,6 +64,7 @@ export class App {
         readiness: () => this.readiness(),
         sessions: () => sessionsJson(recorder.sessions, recorder.catalog),
         files: () => filesJson(recorder.catalog),
+        flows: (params) => flowsAnswer(recorder.flowRing, params),
       },
       config.httpToken,
       log,

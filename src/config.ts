@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { addrForName, canonicalAddr, parseCidr, type Cidr } from './addr.js';
+import { DEFAULT_FLOW_FORMAT, EMPTY_FLOW_INFO, FlowFormatError, parseFlowFormat, resolveFlowSessionInfo, type FlowFormat, type FlowSessionInfo } from './flowformat.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 
 export class ConfigError extends Error {
@@ -34,6 +35,10 @@ export interface SessionSettings {
   /** Finished files kept per session, oldest deleted first; 0 = keep all. */
   readonly ring: number;
   readonly snaplen: number;
+  /** Write VPC Flow Logs records of the session's inner IP packets (docs/flows.md). */
+  readonly flows: boolean;
+  /** The session's values of the fields that describe the mirrored interface (account-id, region, ...). */
+  readonly flowFields: FlowSessionInfo;
 }
 
 export interface SessionConfig extends SessionSettings {
@@ -71,11 +76,18 @@ export interface Config extends SessionSettings {
   readonly httpToken: string | null;
   /** Command run with each finished file's path as its argument; null = none. */
   readonly postRotate: string | null;
+  /** Flow records: aggregation interval (whole seconds), record format, flows held at most, records kept for /api/flows. */
+  readonly flowInterval: number;
+  readonly flowFormat: FlowFormat;
+  readonly maxFlows: number;
+  readonly flowRing: number;
+  /** This appliance's name in flow log ids; null = the host name. */
+  readonly nodeName: string | null;
   readonly configFile: string | null;
   readonly sessions: readonly SessionConfig[];
 }
 
-type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path' | 'cidrs' | 'text' | 'source';
+type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path' | 'cidrs' | 'text' | 'source' | 'flow-format' | 'flow-fields';
 
 interface OptionSpec {
   readonly name: string;
@@ -121,6 +133,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
   { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
+  { name: 'flows', key: 'flows', kind: 'bool', default: 'false', help: 'write VPC Flow Logs records of the inner IP packets under <out>/flows/ (docs/flows.md)', perSession: true },
+  { name: 'flow-interval', key: 'flowInterval', kind: 'duration', default: '60', min: 1, help: 'aggregation interval of flow records, whole seconds (AWS: 60 or 600); one file per session and interval' },
+  { name: 'flow-format', key: 'flowFormat', kind: 'flow-format', default: '', help: 'flow record fields as AWS names them, e.g. \'${version} ${srcaddr} ${dstaddr} ${tcp-flags}\' (default: the version 2 fields)' },
+  { name: 'flow-fields', key: 'flowFields', kind: 'flow-fields', default: '', help: 'values of the fields that describe the mirrored interface, name=value[,name=value...] (account-id, interface-id, vpc-id, region, ..., addresses for flow-direction)', perSession: true },
+  { name: 'max-flows', key: 'maxFlows', kind: 'count', default: '1000000', min: 1, help: 'flows all sessions together may hold; new flows beyond it are not counted and their interval says SKIPDATA' },
+  { name: 'flow-ring', liveOnly: true, key: 'flowRing', kind: 'count', default: '65536', help: 'newest flow records kept in memory for /api/flows (0 = none)' },
+  { name: 'node-name', key: 'nodeName', kind: 'text', default: '', help: 'this appliance\'s name, part of each session\'s flow log id (default: the host name)' },
   { name: 'log-level', key: 'logLevel', kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'log level of the JSON lines on stdout' },
   { name: 'config', key: 'configFile', kind: 'path', default: '', help: 'YAML or JSON file with any of these options and a sessions list' },
 ];
@@ -189,6 +208,10 @@ function expectation(o: OptionSpec): string {
       return 'HOST:PORT with an IP address, e.g. 0.0.0.0:4789 or [::]:4789, port 0-65535';
     case 'path':
       return 'a path';
+    case 'flow-format':
+      return 'flow log fields such as ${version} ${srcaddr} ${dstaddr}';
+    case 'flow-fields':
+      return 'name=value pairs such as account-id=123456789012,region=us-east-1';
   }
 }
 
@@ -213,6 +236,10 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
         : Array.isArray(value) && o.kind === 'cidrs' && value.every((v) => typeof v === 'string')
           ? value.join(',')
           : null;
+  // A config file gives flow fields as a mapping: checked as it is (YAML numbers and lists kept).
+  if (o.kind === 'flow-fields' && typeof value === 'object' && value !== null) {
+    return flowValue(() => resolveFlowSessionInfo(value, what), what, origin);
+  }
   if (text === null) fail(what, value, origin, expectation(o));
   // An empty value given on purpose is a mistake (a templated token that came out empty
   // would silently open /api), not a way to unset: only the defaults are empty.
@@ -271,6 +298,26 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
     case 'path':
       if (text === '' && o.name !== 'config') fail(what, value, origin, 'a non-empty path');
       return text === '' ? null : text;
+    case 'flow-format':
+      return flowValue(() => parseFlowFormat(text === '' ? DEFAULT_FLOW_FORMAT : text), what, origin);
+    case 'flow-fields':
+      return flowValue(() => resolveFlowSessionInfo(text === '' ? undefined : Object.fromEntries(text.split(',').map(pair)), what), what, origin);
+  }
+}
+
+/** `name=value` of a --flow-fields list; a pair without `=` is left for the field check to name. */
+function pair(text: string): [string, string] {
+  const eq = text.indexOf('=');
+  return eq < 0 ? [text.trim(), ''] : [text.slice(0, eq).trim(), text.slice(eq + 1).trim()];
+}
+
+/** The flow format's own check, its message said as a config error with where the value came from. */
+function flowValue<T>(parse: () => T, what: string, origin: Origin): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof FlowFormatError) throw new ConfigError(`invalid ${what} (from ${origin}): ${err.message}`);
+    throw err;
   }
 }
 
@@ -350,9 +397,12 @@ function readConfigFile(path: string): Record<string, unknown> {
 
 const SESSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
-/** Session names become folder and file names: no separators, no dot-only names, nothing outside --out. */
+/** The folder of flow-log files under --out: no session may be named so. */
+export const FLOWS_FOLDER = 'flows';
+
+/** Session names become folder and file names: no separators, no dot-only names, nothing outside --out, not the flows folder. */
 export function isValidSessionName(name: string): boolean {
-  return SESSION_NAME.test(name) && !/^\.+$/.test(name);
+  return SESSION_NAME.test(name) && !/^\.+$/.test(name) && name !== FLOWS_FOLDER;
 }
 
 /** The session of a VNI nobody configured (session-key vni), and the start of its names with vni+src. */
@@ -428,7 +478,7 @@ function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, s
     }
     const name = fields.get('name');
     if (typeof name !== 'string' || !isValidSessionName(name)) {
-      fail(`${at}.name`, name, origin, 'a name of letters, digits, "-", "_" and "." (not only dots, at most 128)');
+      fail(`${at}.name`, name, origin, `a name of letters, digits, "-", "_" and "." (not only dots, at most 128, not "${FLOWS_FOLDER}")`);
     }
     if (seenNames.has(name)) fail(`${at}.name`, name, origin, 'a name no other session uses');
     seenNames.add(name);
@@ -451,7 +501,9 @@ function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, s
           `unknown key "${k}" in ${at} (from ${origin}); a session takes vni, name, source, ${perSession.map((o) => o.name).join(', ')}`,
         );
       }
-      overrides[spec.key!] = convert(spec, { value: v, origin }, `${at}.${k}`);
+      const own = convert(spec, { value: v, origin }, `${at}.${k}`);
+      // A session's flow fields add to (and override) the top-level ones: account and region once, the interface per session.
+      overrides[spec.key!] = spec.kind === 'flow-fields' ? mergeFlowInfo(base.flowFields, own as FlowSessionInfo) : own;
     }
     return Object.freeze({ ...base, ...overrides, vni, name, source }) as SessionConfig;
   });
@@ -460,6 +512,14 @@ function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, s
     if (clash !== null) fail(`sessions[${i}].name`, s.name, origin, clash);
   });
   return sessions;
+}
+
+function mergeFlowInfo(base: FlowSessionInfo, own: FlowSessionInfo): FlowSessionInfo {
+  if (base === EMPTY_FLOW_INFO) return own;
+  return Object.freeze({
+    values: Object.freeze({ ...base.values, ...own.values }),
+    addresses: own.addresses.length > 0 ? own.addresses : base.addresses,
+  });
 }
 
 /** Options `mirrorcap decap` takes: everything about sessions, rotation and output. */

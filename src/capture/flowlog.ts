@@ -30,10 +30,12 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createGzip, gunzipSync } from 'node:zlib';
-import { FlowTable, type FlowBudget, type FlowInterval } from '../session/flows.js';
-import { FlowFormatError, parseFlowFormat } from '../flowformat.js';
+import type { SessionSettings } from '../config.js';
+import { FlowFormatError, parseFlowFormat, type FlowFormat, type FlowSessionInfo } from '../flowformat.js';
 import { codedError, ErrorCode } from '../errors.js';
-import type { FlowRenderer } from '../session/flowrender.js';
+import { FlowTable, type FlowBudget, type FlowInterval } from '../session/flows.js';
+import { FlowRenderer } from '../session/flowrender.js';
+import type { FlowOutput, FlowOutputStats } from '../session/session.js';
 import type { FlowRing } from './flowring.js';
 import { CORRUPT_SUFFIX, PART_SUFFIX } from './naming.js';
 import { syncDir } from './recover.js';
@@ -69,6 +71,17 @@ export function flowLogDir(root: string, account: string, region: string, sec: n
   return join(root, 'AWSLogs', account, 'vpcflowlogs', region, pad(d.getUTCFullYear(), 4), pad(d.getUTCMonth() + 1), pad(d.getUTCDate()));
 }
 
+/** The account and region of a session's flow-log paths; throws FlowFormatError for values that cannot be folder names. */
+export function flowPathValues(info: FlowSessionInfo): [account: string, region: string] {
+  const account = info.values['account-id'] ?? UNKNOWN_PATH_VALUE;
+  const region = info.values['region'] ?? UNKNOWN_PATH_VALUE;
+  // They become folder and file names (resolveFlowSessionInfo checks them; this is the last line).
+  for (const v of [account, region]) {
+    if (!/^[A-Za-z0-9-]{1,64}$/.test(v)) throw new FlowFormatError(`flow log account or region ${JSON.stringify(v)} cannot be part of a path`);
+  }
+  return [account, region];
+}
+
 /** A finished flow-log file. */
 export interface FlowFile {
   readonly session: string;
@@ -94,7 +107,6 @@ export interface FlowLogOptions {
   readonly session: string;
   /** This appliance's name (the host name by default): part of the flow log id. */
   readonly node: string;
-  readonly renderer: FlowRenderer;
   /** Receives the newest records for the JSON view; null for none. */
   readonly ring?: FlowRing | null;
 }
@@ -105,22 +117,17 @@ export class FlowLogWriter {
   filesWritten = 0;
   recordsWritten = 0;
   private tail: Promise<unknown> = Promise.resolve();
-  private readonly account: string;
-  private readonly region: string;
 
   constructor(private readonly opts: FlowLogOptions) {
     this.id = flowLogId(opts.node, opts.session);
-    this.account = opts.renderer.info.values['account-id'] ?? UNKNOWN_PATH_VALUE;
-    this.region = opts.renderer.info.values['region'] ?? UNKNOWN_PATH_VALUE;
-    // They become folder and file names (resolveFlowSessionInfo checks them; this is the last line).
-    for (const v of [this.account, this.region]) {
-      if (!/^[A-Za-z0-9-]{1,64}$/.test(v)) throw new FlowFormatError(`flow log account or region ${JSON.stringify(v)} cannot be part of a path`);
-    }
   }
 
-  /** Queues an interval; resolves with its file once renamed and synced, rejects on an I/O error (the `.part` stays for recovery). */
-  write(iv: FlowInterval): Promise<FlowFile> {
-    const p = this.tail.then(() => this.writeNow(iv));
+  /**
+   * Queues an interval, to be rendered with the session's values of when it was sealed; resolves
+   * with its file once renamed and synced, rejects on an I/O error (the `.part` stays for recovery).
+   */
+  write(iv: FlowInterval, renderer: FlowRenderer): Promise<FlowFile> {
+    const p = this.tail.then(() => this.writeNow(iv, renderer));
     this.tail = p.catch(() => undefined);
     return p;
   }
@@ -130,8 +137,8 @@ export class FlowLogWriter {
     await this.tail;
   }
 
-  private async writeNow(iv: FlowInterval): Promise<FlowFile> {
-    const { renderer, ring, session } = this.opts;
+  private async writeNow(iv: FlowInterval, renderer: FlowRenderer): Promise<FlowFile> {
+    const { ring, session } = this.opts;
     const noData = iv.count === 0 && iv.skippedPackets === 0 && iv.droppedPackets === 0;
     const skipData = iv.skippedPackets > 0 || iv.droppedPackets > 0;
     const ringFrom = ring ? Math.max(0, iv.count - ring.capacity) : iv.count;
@@ -156,8 +163,9 @@ export class FlowLogWriter {
       }
       yield chunk;
     }
-    const dir = flowLogDir(this.opts.root, this.account, this.region, iv.start);
-    const prefix = `${this.account}_vpcflowlogs_${this.region}_${this.id}_${flowLogStamp(iv.start)}`;
+    const [account, region] = flowPathValues(renderer.info);
+    const dir = flowLogDir(this.opts.root, account, region, iv.start);
+    const prefix = `${account}_vpcflowlogs_${region}_${this.id}_${flowLogStamp(iv.start)}`;
     const { path, bytes } = await writeFlowFile(dir, prefix, this.id, text());
     this.filesWritten++;
     this.recordsWritten += iv.count + (noData ? 1 : 0) + (skipData ? 1 : 0);
@@ -165,7 +173,13 @@ export class FlowLogWriter {
   }
 }
 
+export type FlowSettings = Pick<SessionSettings, 'flows' | 'flowFields'>;
+
 export interface SessionFlowLogOptions extends FlowLogOptions {
+  /** The record format (--flow-format). */
+  readonly format: FlowFormat;
+  /** The session's settings: flows on or off, its flow fields (configure() takes new ones). */
+  readonly settings: FlowSettings;
   /** Aggregation interval, whole seconds. */
   readonly intervalSec: number;
   readonly budget: FlowBudget;
@@ -179,28 +193,53 @@ export interface SessionFlowLogOptions extends FlowLogOptions {
 }
 
 /**
- * One session's flow records end to end: its flow table (the hot path calls `table.add()`), and
- * each sealed interval written to its file, then handed back to the table.
+ * One session's flow records end to end: its flow table (the hot path calls `table.add()` while
+ * the session's flows are on), and each sealed interval written to its file, then handed back
+ * to the table. It is the session's FlowOutput (session/session.ts).
  */
-export class SessionFlowLog {
+export class SessionFlowLog implements FlowOutput {
   readonly table: FlowTable;
   readonly writer: FlowLogWriter;
   writeErrors = 0;
   private readonly pending = new Set<Promise<void>>();
+  private enabled: boolean;
+  private renderer: FlowRenderer;
 
   constructor(private readonly opts: SessionFlowLogOptions) {
     this.writer = new FlowLogWriter(opts);
     this.table = new FlowTable({ intervalSec: opts.intervalSec, budget: opts.budget, drops: opts.drops, graceSec: opts.graceSec, sealed: (iv) => this.sealed(iv) });
+    flowPathValues(opts.settings.flowFields);
+    this.enabled = opts.settings.flows;
+    this.renderer = new FlowRenderer(opts.format, opts.settings.flowFields);
   }
 
-  /** Once a second: closes an interval that has ended (NODATA if it saw nothing). */
+  /**
+   * A reload: flows turned off, or new flow fields, end the open interval now (its records
+   * under the values they were counted with); flows turned on start at the next packet.
+   */
+  configure(settings: FlowSettings): void {
+    if (settings.flows === this.enabled && sameFlowInfo(settings.flowFields, this.renderer.info)) return;
+    flowPathValues(settings.flowFields);
+    if (this.enabled) this.table.flush(Math.floor(Date.now() / 1000));
+    this.enabled = settings.flows;
+    this.renderer = new FlowRenderer(this.opts.format, settings.flowFields);
+  }
+
+  stats(): FlowOutputStats {
+    return { filesWritten: this.writer.filesWritten, recordsWritten: this.writer.recordsWritten, writeErrors: this.writeErrors };
+  }
+
+  /** Once a second (live): closes an interval that has ended (NODATA if it saw nothing). */
   tick(nowSec: number): void {
-    this.table.tick(nowSec);
+    if (this.enabled) this.table.tick(Math.floor(nowSec));
   }
 
-  /** Shutdown (SIGTERM): writes the open interval as it stands, then waits for every file. */
+  /**
+   * Shutdown (SIGTERM): writes the open interval as it stands (partial, up to nowSec; Infinity
+   * = its end, when the packets' own time is the clock), then waits for every file.
+   */
   async close(nowSec: number): Promise<void> {
-    this.table.flush(nowSec);
+    this.table.flush(Math.floor(nowSec));
     await this.idle();
   }
 
@@ -211,7 +250,7 @@ export class SessionFlowLog {
 
   private sealed(iv: FlowInterval): void {
     const done: Promise<void> = this.writer
-      .write(iv)
+      .write(iv, this.renderer)
       .then(
         (file) => this.opts.fileClosed?.(file),
         (err: NodeJS.ErrnoException) => {
@@ -225,6 +264,10 @@ export class SessionFlowLog {
       });
     this.pending.add(done);
   }
+}
+
+function sameFlowInfo(a: FlowSessionInfo, b: FlowSessionInfo): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 let partSeq = 0;

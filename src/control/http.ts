@@ -7,6 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
+import type { FlowsAnswer } from './flowquery.js';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -20,9 +21,11 @@ export interface ControlHandlers {
   readiness(): Promise<Readiness>;
   sessions(): unknown;
   files(): unknown;
+  /** /api/flows: JSON lines of the newest flow records in a window (flowquery.ts). */
+  flows(params: URLSearchParams): FlowsAnswer;
 }
 
-type Route = (res: ServerResponse) => Promise<void> | void;
+type Route = (res: ServerResponse, params: URLSearchParams) => Promise<void> | void;
 
 export class ControlServer {
   port = 0;
@@ -48,6 +51,14 @@ export class ControlServer {
       ],
       ['/api/sessions', (res) => sendJson(res, 200, handlers.sessions())],
       ['/api/files', (res) => sendJson(res, 200, handlers.files())],
+      [
+        '/api/flows',
+        (res, params) => {
+          const a = handlers.flows(params);
+          if (!a.complete) res.setHeader('X-Mirrorcap-Complete', 'false');
+          send(res, a.status, a.status === 200 ? 'application/x-ndjson; charset=utf-8' : 'application/json; charset=utf-8', a.body);
+        },
+      ],
     ]);
   }
 
@@ -87,7 +98,9 @@ export class ControlServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0]!;
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
     const route = this.routes.get(path);
     try {
       if (route === undefined) sendJson(res, 404, { error: 'not found', path });
@@ -97,7 +110,7 @@ export class ControlServer {
       } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('Allow', 'GET, HEAD');
         sendJson(res, 405, { error: 'method not allowed' });
-      } else await route(res);
+      } else await route(res, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)));
     } catch (err) {
       this.log.error({ err, path }, 'http handler failed');
       if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });

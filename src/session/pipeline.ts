@@ -2,13 +2,15 @@
  * The hot path: one call per batch, one loop over its datagrams.
  *
  *   datagram ──▶ allowed source? ──▶ VXLAN check ──▶ session (VNI [+ source]) ──▶ decode ──▶ writer.append
+ *                                                                                     └──▶ flow table (--flows)
  *        └─ source_denied / short / bad_vxlan / unknown_vni / session_limit: counted here
  *
  * The inner frame is decoded once, for the session's protocol counts and talkers and for
  * its true original length: AWS truncates mirrored frames (PacketLength, target MTU), but
  * the inner IP header still says how long the packet was, and orig_len says it too. A
  * frame the receiver could not hold whole (wireLengths > lengths) also keeps its real
- * length, and is counted apart (receiveTruncated): that cut is ours, not AWS's.
+ * length, and is counted apart (receiveTruncated): that cut is ours, not AWS's. With flows
+ * on, the same decode feeds the session's flow table (session/flows.ts).
  *
  * No allocation, no events, no logging per datagram; counters are plain numbers.
  */
@@ -65,6 +67,8 @@ export class Pipeline {
       const d = this.decoder;
       d.decode(slab, frameOff, frameLen);
       const origLen = session.account(d, frameLen, wireFrameLen);
+      const flows = session.flows;
+      if (flows !== null) flows.add(d, tsSec, i);
       const out = session.output;
       if (!out.append(slab, frameOff, frameLen, origLen, tsSec[i]!, tsNsec[i]!) && out.saturated) refused++;
     }

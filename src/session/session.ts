@@ -14,6 +14,7 @@ import type { Decoder } from '../decode/packet.js';
 import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
 import { OK } from '../decode/status.js';
 import { DROP_REASONS, SESSION_DROPS } from '../drops.js';
+import type { FlowTable } from './flows.js';
 import { TopTalkers, type Talker } from './talkers.js';
 
 /** Slots of the top-talkers table: an address with more than 1/64 of the bytes is sure to be listed. */
@@ -59,6 +60,35 @@ export interface SessionOutput {
   configure(settings: SessionSettings): void;
 }
 
+export interface FlowOutputStats {
+  readonly filesWritten: number;
+  /** Lines written after the header: flows, NODATA and SKIPDATA records. */
+  readonly recordsWritten: number;
+  /** Intervals that could not be written. */
+  readonly writeErrors: number;
+}
+
+/** Where a session's flow records go (capture's SessionFlowLog): its table is fed per packet while flows are on. */
+export interface FlowOutput {
+  readonly table: FlowTable;
+  stats(): FlowOutputStats;
+  /** The session's settings changed (a reload): flows on or off, new flow fields. */
+  configure(settings: SessionSettings): void;
+}
+
+export interface FlowSnapshot extends FlowOutputStats {
+  /** Flows in the open interval. */
+  readonly active: number;
+  /** Packets of new flows not counted: the flow budget (--max-flows) was spent. */
+  readonly tableFullPackets: number;
+  /** Frames without an IP header: no flow. */
+  readonly notIpPackets: number;
+  /** Packets from before the open interval, counted in it. */
+  readonly latePackets: number;
+  readonly clockSteps: number;
+  readonly intervals: number;
+}
+
 export interface SessionSnapshot {
   readonly name: string;
   readonly vni: number;
@@ -82,6 +112,8 @@ export interface SessionSnapshot {
   /** Failed file operations by errno code. */
   readonly writeErrors: Readonly<Record<string, number>>;
   readonly output: OutputStats;
+  /** Its flow table and flow-log files; null when flows were never on for it. */
+  readonly flows: FlowSnapshot | null;
 }
 
 export class Session {
@@ -107,12 +139,19 @@ export class Session {
   private readonly samples = new Float64Array((RATE_WINDOW_SECONDS + 1) * 2);
   private sampleCount = 0;
 
+  /** The flow table the pipeline feeds, while the session's flows are on; null when off. */
+  flows: FlowTable | null;
+
   constructor(
     private cfg: SessionConfig,
     /** Per-reason drop counters (drops.ts), shared with the output, which counts its own reasons. */
     private readonly drops: Float64Array,
     readonly output: SessionOutput,
-  ) {}
+    /** Where its flow records go; null when there are none (no --flows anywhere). */
+    readonly flowOutput: FlowOutput | null = null,
+  ) {
+    this.flows = cfg.flows && flowOutput !== null ? flowOutput.table : null;
+  }
 
   get config(): SessionConfig {
     return this.cfg;
@@ -161,6 +200,8 @@ export class Session {
   reconfigure(config: SessionConfig): void {
     this.cfg = config;
     this.output.configure(config);
+    this.flowOutput?.configure(config);
+    this.flows = config.flows && this.flowOutput !== null ? this.flowOutput.table : null;
   }
 
   /** Called once a second: updates the rates over the last RATE_WINDOW_SECONDS. */
@@ -208,6 +249,23 @@ export class Session {
       decodeErrors,
       writeErrors: Object.fromEntries(this.writeErrors),
       output: this.output.stats(),
+      flows: this.flowSnapshot(),
+    };
+  }
+
+  private flowSnapshot(): FlowSnapshot | null {
+    const out = this.flowOutput;
+    if (out === null) return null;
+    const t = out.table;
+    if (!this.cfg.flows && t.intervals === 0 && t.openInterval === null) return null;
+    return {
+      ...out.stats(),
+      active: t.flows,
+      tableFullPackets: t.fullPackets,
+      notIpPackets: t.notIp,
+      latePackets: t.latePackets,
+      clockSteps: t.clockSteps,
+      intervals: t.intervals,
     };
   }
 }

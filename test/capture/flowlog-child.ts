@@ -3,8 +3,7 @@
  * flow-log writer (slowly enough to be killed in the middle) and prints "written <path>".
  * Argument: the flows folder.
  */
-import { DEFAULT_FLOW_FORMAT, parseFlowFormat } from '../../src/flowformat.js';
-import { FlowRenderer } from '../../src/session/flowrender.js';
+import { DEFAULT_FLOW_FORMAT, EMPTY_FLOW_INFO, parseFlowFormat } from '../../src/flowformat.js';
 import { SessionFlowLog } from '../../src/capture/flowlog.js';
 import { Decoder } from '../../src/decode/packet.js';
 import { FlowBudget } from '../../src/session/flows.js';
@@ -17,7 +16,8 @@ const log = new SessionFlowLog({
   root,
   session: 'killed',
   node: 'test-node',
-  renderer: new FlowRenderer(parseFlowFormat(DEFAULT_FLOW_FORMAT)),
+  format: parseFlowFormat(DEFAULT_FLOW_FORMAT),
+  settings: { flows: true, flowFields: EMPTY_FLOW_INFO },
   intervalSec: 60,
   budget: new FlowBudget(),
   fileClosed: (file) => process.stdout.write(`written ${file.path}\n`),

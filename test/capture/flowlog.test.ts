@@ -13,7 +13,6 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { DEFAULT_FLOW_FORMAT, parseFlowFormat, resolveFlowSessionInfo } from '../../src/flowformat.js';
-import { FlowRenderer } from '../../src/session/flowrender.js';
 import { flowLogId, recoverFlowLogs, SessionFlowLog, type FlowFile, type FlowLogWriter } from '../../src/capture/flowlog.js';
 import { FlowRing } from '../../src/capture/flowring.js';
 import { Decoder } from '../../src/decode/packet.js';
@@ -55,7 +54,8 @@ function rig(root: string, o: { session?: string; node?: string; max?: number; f
     root,
     session: o.session ?? 'web',
     node: o.node ?? 'node-a',
-    renderer: new FlowRenderer(parseFlowFormat(o.format ?? DEFAULT_FLOW_FORMAT), resolveFlowSessionInfo(o.fields, 'flow-fields')),
+    format: parseFlowFormat(o.format ?? DEFAULT_FLOW_FORMAT),
+    settings: { flows: true, flowFields: resolveFlowSessionInfo(o.fields, 'flow-fields') },
     ring: o.ring ?? null,
     intervalSec: o.interval ?? 60,
     budget,
@@ -202,8 +202,9 @@ t.test('recent records for the JSON view', async (t) => {
 });
 
 t.test('an account or region that cannot be a folder name is refused', async (t) => {
-  const renderer = new FlowRenderer(parseFlowFormat(DEFAULT_FLOW_FORMAT), { values: { region: '../../etc' }, addresses: [] });
-  t.throws(() => new SessionFlowLog({ root: '/nonexistent', session: 's', node: 'n', renderer, intervalSec: 60, budget: new FlowBudget() }), { code: 'ERR_MIRRORCAP_FLOW_FORMAT' });
+  const settings = { flows: true, flowFields: { values: { region: '../../etc' }, addresses: [] } };
+  const format = parseFlowFormat(DEFAULT_FLOW_FORMAT);
+  t.throws(() => new SessionFlowLog({ root: '/nonexistent', session: 's', node: 'n', format, settings, intervalSec: 60, budget: new FlowBudget() }), { code: 'ERR_MIRRORCAP_FLOW_FORMAT' });
 });
 
 t.test('a write that fails rejects, and the next interval is written', async (t) => {
