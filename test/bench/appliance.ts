@@ -98,12 +98,15 @@ interface ReceiverKind {
   start(dir: string): Promise<Running>;
 }
 
-function applianceReceiver(source: 'native' | 'dgram'): ReceiverKind {
+/** The flow table's row (issue 16): native with --flows, at 64 B, against native without in the same run. */
+const FLOWS = 'native --flows';
+
+function applianceReceiver(source: 'native' | 'dgram', flows = false): ReceiverKind {
   return {
-    name: source,
+    name: flows ? `${source} --flows` : source,
     outerBytes: 0,
     async start(dir) {
-      const app = await startAppliance(['--out', dir, '--source', source]);
+      const app = await startAppliance(['--out', dir, '--source', source, ...(flows ? ['--flows'] : [])]);
       return {
         port: app.udpPort,
         pid: app.proc.pid!,
@@ -418,6 +421,12 @@ function goals(tables: Table[]): Verdict[] {
     if (r.zeroLoss === null) return `<${kpps(lowest(r))}`;
     return `${r.steps.length === 1 ? '>=' : ''}${kpps(r.zeroLoss)}`;
   };
+  const f64 = find(FLOWS, '64');
+  if (n64 && f64) {
+    const ratio = value(f64) / value(n64);
+    verdicts.push([ratio >= 0.9, `zero-loss rate at 64 B with --flows within 10 % of without (issue 16): ${rate(f64)} vs ${rate(n64)} = ${(100 * ratio).toFixed(0)} %`]);
+  }
+
   const vsDgram = sizes.map((size) => {
     const n = find('native', size);
     const d = find('dgram', size);
@@ -504,6 +513,7 @@ export async function run(opts: { quick: boolean }): Promise<void> {
       const ceiling = await generatorCeiling(spec.size, plan.flatSeconds);
       const rows: Result[] = [];
       for (const kind of kinds) rows.push(await measure(kind, spec.size, plan, root, spec.searchSteps));
+      if (native.ok && spec.size === '64') rows.push(await measure(applianceReceiver('native', true), spec.size, plan, root, spec.searchSteps));
       const table: Table = { size: spec.size, title: `${spec.title}; ${load}${disk ? `; ${diskLine(disk)}` : ''}`, disk, ceiling, rows };
       printResults(table);
       tables.push(table);
@@ -513,7 +523,7 @@ export async function run(opts: { quick: boolean }): Promise<void> {
         'written pps, Gbit/s (inner frames), file MB/s, loss: flat out. CPU: receiver process only, per second of sending. ' +
         "tcpdump's socket drops are its 'dropped by kernel', which on lo counts each packet out and in.",
     );
-    console.log(`\ngoals (issue 4), this run:`);
+    console.log(`\ngoals (issues 4, 16), this run:`);
     for (const [met, text] of goals(tables)) console.log(`  [${met ? 'met' : 'not met'}] ${text}`);
     console.log(`appliance section took ${((performance.now() - started) / 1000).toFixed(0)} s`);
   } finally {
