@@ -303,3 +303,25 @@ t.test('SIGKILL while a big interval is written: nothing half-written under a fi
   }
   if (before.some((f) => f.endsWith('.part'))) t.match(results, [{ action: 'recovered' }], 'the torn file was recovered');
 });
+
+t.test('a reload: new flow fields end the open interval under the old ones; flows off stops the ticks', async (t) => {
+  const root = tmp(t);
+  const r = rig(root, { fields: FIELDS });
+  r.feed(seg('10.0.0.1', '10.0.0.2', 1000, 443), MIN0 + 5);
+  const moved = { ...FIELDS, region: 'us-east-1' };
+  r.log.configure({ flows: true, flowFields: resolveFlowSessionInfo(moved, 'flow-fields') });
+  await r.log.idle();
+  t.equal(r.written.length, 1, 'the open interval is written at once');
+  t.match(r.written[0]!.path, /\/vpcflowlogs\/eu-west-1\//, 'under the values its packets were counted with');
+  r.log.configure({ flows: true, flowFields: resolveFlowSessionInfo(moved, 'flow-fields') });
+  t.equal(r.table.intervals, 1, 'the same settings again change nothing');
+  r.feed(seg('10.0.0.1', '10.0.0.2', 1000, 443), MIN0 + 6);
+  r.log.configure({ flows: false, flowFields: resolveFlowSessionInfo(moved, 'flow-fields') });
+  await r.log.idle();
+  t.equal(r.written.length, 2);
+  t.match(r.written[1]!.path, /\/vpcflowlogs\/us-east-1\//, 'the next interval under the new values');
+  r.log.tick(MIN0 + 600);
+  await r.log.idle();
+  t.equal(r.written.length, 2, 'flows off: no NODATA records for the quiet time');
+  t.throws(() => r.log.configure({ flows: true, flowFields: { values: { region: '../x' }, addresses: [] } }), { code: 'ERR_MIRRORCAP_FLOW_FORMAT' });
+});
