@@ -267,7 +267,7 @@ export class Recorder {
   }
 
   private createFlowLog(sc: SessionConfig, drops: Float64Array): SessionFlowLog {
-    return new SessionFlowLog({
+    const flowLog: SessionFlowLog = new SessionFlowLog({
       root: join(this.config.out, FLOWS_FOLDER),
       session: sc.name,
       node: this.config.nodeName ?? hostname(),
@@ -277,12 +277,14 @@ export class Recorder {
       budget: this.flowBudget,
       drops,
       ring: this.flowRing,
-      fileClosed: (file) => this.flowFileClosed(file),
+      fileClosed: (file) => this.flowFileClosed(flowLog.writer.id, file),
       writeError: (err, iv) => this.flowWriteError(sc.name, err, iv),
     });
+    return flowLog;
   }
 
-  private flowFileClosed(file: FlowFile): void {
+  private flowFileClosed(id: string, file: FlowFile): void {
+    this.catalog.addFlowLog(id, file.path, file.start, file.bytes);
     this.log.info(
       {
         event: 'flow_log_written',

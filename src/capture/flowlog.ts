@@ -50,6 +50,16 @@ const CHUNK_RECORDS = 2048;
 
 const PART_NAME = /^(.+)_vpcflowlogs_(.+)_(fl-[0-9a-f]{17})_(\d{8}T\d{4}Z)_p\d+-\d+\.log\.gz\.part$/;
 
+const FINISHED_NAME = /^[^_/]+_vpcflowlogs_[^_/]+_(fl-[0-9a-f]{17})_(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})Z_[0-9a-f]{8}\.log\.gz$/;
+
+/** A finished flow-log file's flow log id and interval start (Unix seconds) from its name; null for any other name. */
+export function parseFlowLogName(name: string): { id: string; start: number } | null {
+  const m = FINISHED_NAME.exec(name);
+  if (m === null) return null;
+  const n = (i: number): number => Number(m[i]);
+  return { id: m[1]!, start: Date.UTC(n(2), n(3) - 1, n(4), n(5), n(6)) / 1000 };
+}
+
 /** The flow log id of a session on a node (see the module comment). */
 export function flowLogId(node: string, session: string): string {
   return `fl-${createHash('sha256').update(`${node}\0${session}`).digest('hex').slice(0, 17)}`;

@@ -12,6 +12,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
+import { Catalog, flowLogKey } from '../../src/capture/catalog.js';
 import { DEFAULT_FLOW_FORMAT, parseFlowFormat, resolveFlowSessionInfo } from '../../src/flowformat.js';
 import { flowLogId, recoverFlowLogs, SessionFlowLog, type FlowFile, type FlowLogWriter } from '../../src/capture/flowlog.js';
 import { FlowRing } from '../../src/capture/flowring.js';
@@ -324,4 +325,33 @@ t.test('a reload: new flow fields end the open interval under the old ones; flow
   await r.log.idle();
   t.equal(r.written.length, 2, 'flows off: no NODATA records for the quiet time');
   t.throws(() => r.log.configure({ flows: true, flowFields: { values: { region: '../x' }, addresses: [] } }), { code: 'ERR_MIRRORCAP_FLOW_FORMAT' });
+});
+
+t.test('flow-log files are under the budget: listed at start and as written, the oldest deleted first', async (t) => {
+  const out = tmp(t);
+  const r = rig(join(out, 'flows'), { fields: FIELDS });
+  for (let i = 0; i < 4; i++) {
+    r.feed(seg('10.0.0.1', '10.0.0.2', 1000 + i, 443), MIN0 + 60 * i);
+    r.table.tick(MIN0 + 60 * i + 60);
+  }
+  await r.log.idle();
+  t.equal(r.written.length, 4);
+  const sizes = r.written.map((f) => f.bytes);
+  const deleted: string[] = [];
+  // A budget that holds the three newest files and not the fourth.
+  const budget = sizes.slice(1).reduce((a, b) => a + b, 0);
+  const catalog = new Catalog(out, budget + sizes[0]!, { deleted: (f) => deleted.push(f.path), deleteFailed: () => undefined });
+  await catalog.scan();
+  const key = flowLogKey(r.writer.id);
+  t.same(catalog.filesOf(key).map((f) => f.path), r.written.map((f) => f.path), 'every file, oldest first, under flows/<id>');
+  t.same(catalog.filesOf(key).map((f) => f.start), [0, 1, 2, 3].map((i) => MIN0 + 60 * i), 'the interval start from the name');
+  t.equal(catalog.totalBytes, budget + sizes[0]!);
+  r.feed(seg('10.0.0.1', '10.0.0.2', 2000, 443), MIN0 + 240);
+  await r.log.close(MIN0 + 300);
+  const last = r.written.at(-1)!;
+  catalog.addFlowLog(r.writer.id, last.path, last.start, last.bytes);
+  await catalog.idle();
+  t.ok(deleted.includes(r.written[0]!.path), 'over the budget: the oldest file goes');
+  t.notOk(existsSync(r.written[0]!.path));
+  t.ok(catalog.totalBytes <= budget + sizes[0]!, 'within the budget again');
 });
