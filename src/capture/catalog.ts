@@ -86,7 +86,11 @@ export class Catalog {
     private readonly events: CatalogEvents,
   ) {}
 
-  /** Reads the finished files already in the output folder (oldest first per session). */
+  /**
+   * Reads the finished files already in the output folder (oldest first per session). The
+   * budget is not applied yet: the caller first holds the ones that still need steps, then
+   * calls keepBudget().
+   */
   async scan(): Promise<void> {
     let dirs: string[];
     try {
@@ -109,22 +113,26 @@ export class Catalog {
       if (list.length > 0) this.bySession.set(session, list);
     }
     await this.scanFlowLogs();
-    this.trimBudget();
   }
 
   /** A flow-log file just written: listed under flowLogKey(id), trimmed by the budget only. */
   addFlowLog(id: string, path: string, start: number, bytes: number): FinishedFile {
+    const entry = this.listFlowLog(id, path, start, bytes);
+    this.keepBudget();
+    return entry;
+  }
+
+  private listFlowLog(id: string, path: string, start: number, bytes: number): Entry {
     const key = flowLogKey(id);
     const entry: Entry = { session: key, seq: 0, start, packets: null, first: null, last: null, path, artefacts: [path], bytes, pending: [], capture: basename(path), dir: dirname(path) };
     let list = this.bySession.get(key);
     if (!list) this.bySession.set(key, (list = []));
     list.push(entry);
     this.totalBytes += bytes;
-    this.trimBudget();
     return entry;
   }
 
-  /** The flow-log files earlier runs left under <out>/flows/. */
+  /** The flow-log files earlier runs left under <out>/flows/ (the budget is applied by the caller, as for scan()). */
   private async scanFlowLogs(): Promise<void> {
     let names: string[];
     try {
@@ -139,9 +147,14 @@ export class Catalog {
       const path = join(this.outDir, FLOWS_FOLDER, rel);
       const st = await stat(path).catch(() => null);
       if (!st?.isFile()) continue;
-      this.addFlowLog(parsed.id, path, parsed.start, st.size);
+      this.listFlowLog(parsed.id, path, parsed.start, st.size);
     }
     for (const [key, list] of this.bySession) if (key.startsWith(`${FLOWS_FOLDER}/`)) list.sort(olderFirst);
+  }
+
+  /** Files of an earlier run that still need `steps`: busy until done() for each, like new files. */
+  hold(file: FinishedFile, steps: readonly string[]): void {
+    (file as Entry).pending.push(...steps);
   }
 
   /** The next file sequence number of a session: one past the highest it ever used. */
@@ -248,11 +261,14 @@ export class Catalog {
         } else i++;
       }
     }
-    this.trimBudget();
+    this.keepBudget();
   }
 
-  /** Deletes the oldest free files, whatever their session, until the total fits or only busy ones are left. */
-  private trimBudget(): void {
+  /**
+   * Deletes the oldest free files, whatever their session, until the total fits or only busy
+   * ones are left (called after each change, and once after scan() and hold() at start).
+   */
+  keepBudget(): void {
     if (this.maxTotalBytes <= 0) return;
     while (this.totalBytes > this.maxTotalBytes) {
       let oldest: Entry[] | null = null;
