@@ -125,6 +125,9 @@ export class Recorder {
         if (step !== this.postRotate?.name) log.warn({ event: 'finish_step_skipped', path, step }, 'stopping: step not run for this file; the next start resumes it');
       },
     });
+    // Before the router: it makes the configured sessions, and their flow logs, at once.
+    this.flowBudget = new FlowBudget(config.maxFlows);
+    this.flowRing = config.flowRing > 0 ? new FlowRing(config.flowRing) : null;
     this.router = new Router(
       {
         sessionKey: config.sessionKey,
@@ -135,8 +138,6 @@ export class Recorder {
       },
       (sc) => this.createSession(sc),
     );
-    this.flowBudget = new FlowBudget(config.maxFlows);
-    this.flowRing = config.flowRing > 0 ? new FlowRing(config.flowRing) : null;
     this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null);
   }
 

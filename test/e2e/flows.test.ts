@@ -131,14 +131,17 @@ t.test('decap --flows: the records of a VXLAN capture equal tshark over the pcap
   const input = join(work, 'vxlan.pcap');
   writeFileSync(input, buildPcap({ ns: true, records }));
   const out = join(work, 'out');
-  const args = [MAIN, 'decap', input, '--out', out, '--flows', '--flow-interval', '60', '--flow-fields', FIELDS, '--flow-format', FORMAT, '--node-name', 'test'];
+  // A configured session with flows on and its interface; account and region for every session from the flag.
+  const config = join(work, 'config.yaml');
+  writeFileSync(config, `sessions:\n  - { vni: ${VNI}, name: web, flows: true, flow-fields: { interface-id: ${ENI} } }\n`);
+  const args = [MAIN, 'decap', input, '--out', out, '--config', config, '--flow-interval', '60', '--flow-fields', `account-id=${ACCOUNT},region=${REGION}`, '--flow-format', FORMAT, '--node-name', 'test'];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 120_000 });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /flow records\s+\d+ in \d+ files/, 'decap says what it wrote');
   const files = flowFiles(t, out);
   t.notOk(files.some((f) => f.rel.endsWith('.part')), 'no .part left');
   t.ok(files.every((f) => f.rel.includes(`_vpcflowlogs_${REGION}_fl-`)), 'one flow log id');
-  compare(t, ourFlows(t, files, 60), tsharkFlows(t, work, join(out, `vni-${VNI}`), 60));
+  compare(t, ourFlows(t, files, 60), tsharkFlows(t, work, join(out, 'web'), 60));
   // The same capture again gives byte-identical files under the same names (offline is deterministic).
   const again = join(work, 'again');
   t.equal(spawnSync(process.execPath, [...args.slice(0, 4), again, ...args.slice(5)], { encoding: 'utf8', timeout: 120_000 }).status, 0);
