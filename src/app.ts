@@ -7,12 +7,15 @@ import { SESSION_SETTING_KEYS, type Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
 import { flowsAnswer } from './control/flowquery.js';
 import { ControlServer, type Readiness } from './control/http.js';
+import { PcapOverIpServer } from './control/pcap-over-ip.js';
+import { StreamHub } from './control/streams.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
 import { Recorder, type RecorderSummary } from './recorder.js';
 import { VXLAN_HEADER_LEN } from './decode/vxlan.js';
 import { createSource, largestSnaplen } from './source/select.js';
 import type { Source } from './source/source.js';
+import type { Session } from './session/session.js';
 
 /**
  * What a reload applies: the sessions and every per-session setting (rotation, ring, snaplen,
@@ -26,6 +29,9 @@ export class App {
   readonly source: Source;
   readonly metrics: Metrics;
   readonly control: ControlServer;
+  /** Live streams (HTTP and PCAP-over-IP) and the PCAP-over-IP listener (null without --pcap-over-ip). */
+  readonly streams: StreamHub;
+  readonly pcapOverIp: PcapOverIpServer | null;
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<RecorderSummary> | null = null;
   private started = false;
@@ -40,6 +46,14 @@ export class App {
     const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
+    this.streams = new StreamHub({
+      maxStreams: config.maxStreams,
+      bufferBytes: config.streamBuffer,
+      log,
+      hasSession: (name) => recorder.sessions.some((s) => s.name === name),
+    });
+    recorder.pipeline.tap = this.streams;
+    this.pcapOverIp = config.pcapOverIp === null ? null : new PcapOverIpServer(config.pcapOverIp, this.streams, log);
     this.metrics = createMetrics(
       {
         pipeline: recorder.pipeline,
@@ -52,6 +66,7 @@ export class App {
         disk: recorder.disk,
         postRotate: recorder.postRotate,
         flowBudget: recorder.flowBudget,
+        streams: this.streams,
         refresh: async () => this.source.refresh?.(),
       },
       version,
@@ -65,6 +80,7 @@ export class App {
         sessions: () => sessionsJson(recorder.sessions, recorder.catalog),
         files: () => filesJson(recorder.catalog),
         flows: (params) => flowsAnswer(recorder.flowRing, params),
+        stream: (req, res, session) => this.streams.serveHttp(req, res, session),
       },
       config.httpToken,
       log,
@@ -75,6 +91,8 @@ export class App {
     const { config, log, recorder } = this;
     await recorder.start();
     await this.control.start();
+    await this.pcapOverIp?.start();
+    this.streams.start();
     await this.source.start(recorder.pipeline.process);
     const granted = this.source.recvBuffer;
     if (granted > 0 && granted < config.recvBuffer) {
@@ -94,6 +112,7 @@ export class App {
         source: this.source.kind,
         udpPort: this.source.port,
         httpPort: this.control.port,
+        ...(this.pcapOverIp === null ? {} : { pcapOverIpPort: this.pcapOverIp.port }),
         recvBuffer: granted,
         minFreeBytes: recorder.disk.minFreeBytes,
         config: describeConfig(config),
@@ -116,13 +135,15 @@ export class App {
    */
   reload(): void {
     let next: Config;
+    let result: { updated: Session[]; retired: Session[] };
     try {
       next = this.rereadConfig();
+      result = this.recorder.reconfigure(next);
     } catch (err) {
       this.log.error({ event: 'reload_failed', err: (err as Error).message }, 'config reload failed; keeping the running configuration');
       return;
     }
-    const { updated, retired } = this.recorder.reconfigure(next);
+    const { updated, retired } = result;
     this.warnIfSlotsTooSmall(next);
     const restartNeeded = (Object.keys(next) as Array<keyof Config>).filter(
       (k) => !RELOADABLE.has(k) && JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
@@ -167,6 +188,9 @@ export class App {
     this.source.drain?.();
     await this.source.stop();
     await this.recorder.stop(deadline);
+    // Stream clients get what they were sent before the files closed, then the end of their stream.
+    await this.streams.close();
+    await this.pcapOverIp?.stop();
     await this.control.stop();
     const summary = this.recorder.summary();
     if (this.started) {

@@ -39,6 +39,8 @@ export interface SessionSettings {
   readonly flows: boolean;
   /** The session's values of the fields that describe the mirrored interface (account-id, region, ...). */
   readonly flowFields: FlowSessionInfo;
+  /** pcap-filter expression on the inner frame: what does not match is not written; null = all. */
+  readonly filter: string | null;
 }
 
 export interface SessionConfig extends SessionSettings {
@@ -83,6 +85,12 @@ export interface Config extends SessionSettings {
   readonly flowRing: number;
   /** This appliance's name in flow log ids; null = the host name. */
   readonly nodeName: string | null;
+  /** TCP address serving the all-session live stream as PCAP-over-IP; null = none. */
+  readonly pcapOverIp: Endpoint | null;
+  /** Live stream clients at once (HTTP and PCAP-over-IP together). */
+  readonly maxStreams: number;
+  /** Bytes each stream client may have waiting; beyond it its packets drop. */
+  readonly streamBuffer: number;
   readonly configFile: string | null;
   readonly sessions: readonly SessionConfig[];
 }
@@ -121,6 +129,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'rotate-packets', key: 'rotatePackets', kind: 'count', default: '0', help: 'start a new file after this many packets (0 = off)', perSession: true },
   { name: 'ring', key: 'ring', kind: 'count', default: '0', help: 'finished files kept per session, oldest deleted first (0 = keep all)', perSession: true },
   { name: 'snaplen', key: 'snaplen', kind: 'count', default: '65535', min: 64, max: 262144, help: 'bytes of each inner frame written; longer frames are cut (orig_len keeps the real length)', perSession: true },
+  { name: 'filter', key: 'filter', kind: 'text', default: '', help: 'pcap-filter (tcpdump) expression on the inner frame; packets that do not match are not written (see docs/filters.md)', perSession: true },
   { name: 'session-key', key: 'sessionKey', kind: 'enum', default: 'vni', values: ['vni', 'vni+src'], help: 'what makes a session: the VNI, or the VNI and the outer source address' },
   { name: 'strict', key: 'strict', kind: 'bool', default: 'false', help: 'drop VNIs not listed in the config file (reason="unknown_vni") instead of creating vni-<n> sessions' },
   { name: 'recv-buffer', liveOnly: true, key: 'recvBuffer', kind: 'size', default: '32MiB', help: 'socket receive buffer to ask the kernel for' },
@@ -132,6 +141,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first' },
   { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
+  { name: 'pcap-over-ip', liveOnly: true, key: 'pcapOverIp', kind: 'endpoint', default: '', help: 'TCP address serving every session live as a microsecond pcap stream (PCAP-over-IP: wireshark -k -i TCP@host:port)' },
+  { name: 'max-streams', liveOnly: true, key: 'maxStreams', kind: 'count', default: '8', max: 1024, help: 'live stream clients at once (HTTP and PCAP-over-IP); more are refused (HTTP 503)' },
+  { name: 'stream-buffer', liveOnly: true, key: 'streamBuffer', kind: 'size', default: '8MiB', min: 1024 * 1024, max: 1024 * 1024 * 1024, help: 'bytes each stream client may have waiting; when full, its packets drop (mirrorcap_stream_dropped_packets_total)' },
   { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
   { name: 'flows', key: 'flows', kind: 'bool', default: 'false', help: 'write VPC Flow Logs records of the inner IP packets under <out>/flows/ (docs/flows.md)', perSession: true },
   { name: 'flow-interval', key: 'flowInterval', kind: 'duration', default: '60', min: 1, help: 'aggregation interval of flow records, whole seconds (AWS: 60 or 600); one file per session and interval' },
@@ -291,6 +303,8 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
       if (!o.values!.includes(text)) fail(what, value, origin, expectation(o));
       return text;
     case 'endpoint': {
+      // An endpoint whose default is empty is off until given (pcap-over-ip).
+      if (text === '' && origin === 'default') return null;
       const ep = parseEndpoint(text);
       if (!ep) fail(what, value, origin, expectation(o));
       return ep;

@@ -26,6 +26,7 @@ import { DROP_REASONS, newDropCounters } from './drops.js';
 import { Pipeline } from './session/pipeline.js';
 import { AllowList } from './session/allow.js';
 import { FlowBudget, type FlowInterval } from './session/flows.js';
+import { SessionFilters } from './session/filters.js';
 import { Router } from './session/router.js';
 import { Session } from './session/session.js';
 
@@ -39,6 +40,8 @@ export interface RecorderSummary {
   readonly datagrams: number;
   readonly packets: number;
   readonly writtenPackets: number;
+  /** Packets the capture filters kept out of the files (not drops). */
+  readonly filtered: number;
   readonly dropped: Readonly<Record<string, number>>;
   readonly sessions: number;
   readonly filesClosed: number;
@@ -84,12 +87,15 @@ export class Recorder {
   private readonly flowLogs = new Map<Session, SessionFlowLog>();
   /** Each session's writer: the Recorder makes them, so only it drives them. */
   private readonly writers = new Map<Session, SessionWriter>();
+  private readonly filters = new SessionFilters();
 
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
     private readonly opts: RecorderOptions,
   ) {
+    // A bad filter is a bad configuration: ConfigError before anything is opened.
+    this.filters.prepare(config);
     this.pool = new ChunkPool(config.maxBuffer);
     this.catalog = new Catalog(config.out, config.maxTotalBytes, {
       deleted: (file, reason) =>
@@ -190,8 +196,12 @@ export class Recorder {
     for (const w of this.writers.values()) w.rotate();
   }
 
-  /** New sessions and rotation settings, applied between two batches (SIGHUP). */
+  /**
+   * New sessions, rotation settings and filters, applied between two batches (SIGHUP). Throws
+   * ConfigError, changing nothing, when a filter does not compile.
+   */
   reconfigure(next: Config): { updated: Session[]; retired: Session[] } {
+    this.filters.prepare(next);
     const result = this.router.reconfigure({ strict: next.strict, configured: next.sessions, defaults: next });
     for (const s of result.retired) this.writers.get(s)!.rotate();
     // A retired session's open flow interval is written now (a revived one opens a new one).
@@ -241,6 +251,7 @@ export class Recorder {
       datagrams: this.pipeline.datagrams,
       packets: snaps.reduce((n, s) => n + s.packets, 0),
       writtenPackets: snaps.reduce((n, s) => n + s.output.writtenPackets, 0),
+      filtered: snaps.reduce((n, s) => n + s.filteredPackets, 0),
       dropped,
       sessions: snaps.length,
       filesClosed: snaps.reduce((n, s) => n + s.output.filesClosed, 0),
@@ -346,7 +357,7 @@ export class Recorder {
       },
     });
     const flowLog = this.createFlowLog(sc, drops);
-    session = new Session(sc, drops, writer, flowLog);
+    session = new Session(sc, drops, writer, (text) => this.filters.get(text), flowLog);
     this.writers.set(session, writer);
     this.flowLogs.set(session, flowLog);
     this.log.info({ event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source }, 'session created');

@@ -3,14 +3,14 @@
  * as the live appliance, read by the offline source (source/file.ts) with the capture's own
  * timestamps, so the files are the ones the appliance would have written for that traffic.
  */
-import { OFFLINE_OPTIONS, optionsHelp, resolveConfig, resolveOption, type Config, type OptionSpec } from '../config.js';
+import { ConfigError, OFFLINE_OPTIONS, optionsHelp, resolveConfig, resolveOption, type Config, type OptionSpec } from '../config.js';
 import { VXLAN_PORT } from '../decode/vxlan.js';
 import { DROP_REASONS } from '../drops.js';
 import { createLogger, type Logger } from '../log.js';
 import { CaptureError } from '../pcap/errors.js';
 import { OutputFolderError, Recorder, type RecorderSummary } from '../recorder.js';
 import { FileSource } from '../source/file.js';
-import { orUsageError, toolArguments } from './common.js';
+import { orUsageError, toolArguments, usageError } from './common.js';
 
 export interface DecapResult {
   readonly path: string;
@@ -72,6 +72,7 @@ export function formatDecap(r: DecapResult, out: string): string {
     `  written         ${n(r.summary.writtenPackets)} packets in ${n(r.summary.filesClosed)} files`,
   ];
   if (r.summary.flowFiles > 0) lines.push(`  flow records    ${n(r.summary.flowRecords)} in ${n(r.summary.flowFiles)} files`);
+  if (r.summary.filtered > 0) lines.splice(5, 0, `  filtered        ${n(r.summary.filtered)} (not matching the filter; not drops)`);
   if (r.summary.filesLeftPart > 0) lines.push(`  left as .part   ${n(r.summary.filesLeftPart)} files (could not be renamed: see the log)`);
   if (Object.keys(r.unsupportedLinkTypes).length > 0) {
     lines.push(`  link types we cannot read: ${Object.entries(r.unsupportedLinkTypes).map(([lt, c]) => `${lt} (${n(c)} packets)`).join(', ')}`);
@@ -108,6 +109,8 @@ export async function decapCommand(argv: string[]): Promise<number> {
   try {
     result = await decap(path, port, config, log);
   } catch (err) {
+    // A --filter that does not compile: a bad command line.
+    if (err instanceof ConfigError) usageError(err.message);
     if (err instanceof CaptureError || err instanceof OutputFolderError) {
       process.stderr.write(`mirrorcap decap: ${err.message}\n`);
       return 1;

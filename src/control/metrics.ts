@@ -11,6 +11,7 @@ import { DROP_REASONS, PIPELINE_DROPS } from '../drops.js';
 import type { FlowBudget } from '../session/flows.js';
 import type { Pipeline } from '../session/pipeline.js';
 import type { FlowSnapshot, Session, SessionSnapshot } from '../session/session.js';
+import type { StreamHub } from './streams.js';
 import { BATCH_SIZE_BUCKETS, type Source } from '../source/source.js';
 
 export interface MetricsView {
@@ -25,6 +26,7 @@ export interface MetricsView {
   readonly disk: DiskGuard;
   readonly postRotate: PostRotate | null;
   readonly flowBudget: FlowBudget;
+  readonly streams: StreamHub;
   /** Refreshes counters that need I/O to read (e.g. /proc/net/udp). */
   readonly refresh: () => Promise<void>;
 }
@@ -103,6 +105,7 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     ['session', 'vni'],
     perSession((s) => s.receiveTruncated),
   );
+  counter('filtered_packets_total', 'Packets the capture filter (--filter, a session\'s filter) kept out of the files; not drops.', ['session', 'vni'], perSession((s) => s.filteredPackets));
   counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.output.filesClosed));
   counter('files_deleted_total', 'Finished capture files deleted, by reason: ring (per session) or budget (max-total-bytes).', ['reason'], (emit) => {
     for (const [reason, n] of Object.entries(view.catalog.deleted)) emit({ reason }, n);
@@ -147,6 +150,13 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   flowMetrics(counter, gauge, (read) => (emit) => {
     for (const s of snaps) if (s.flows !== null) emit(sessionLabels(s), read(s.flows));
   }, view.flowBudget);
+  gauge('streams', 'Live stream clients connected, by transport (http, pcap-over-ip).', ['transport'], (emit) => {
+    for (const transport of ['http', 'pcap-over-ip']) emit({ transport }, view.streams.connected(transport));
+  });
+  counter('stream_packets_total', 'Packets queued for live stream clients (one per client that takes it).', [], (emit) => emit({}, view.streams.packets));
+  counter('stream_dropped_packets_total', 'Packets a live stream client could not take (its buffer full); the files are not affected.', [], (emit) => emit({}, view.streams.dropped));
+  counter('stream_refused_total', 'Live stream clients refused because max-streams were connected.', [], (emit) => emit({}, view.streams.refused));
+  counter('stream_stalled_total', 'Live stream clients disconnected after 10 s with a full buffer.', [], (emit) => emit({}, view.streams.stalled));
   register.registerMetric(batchSizeHistogram(view));
   return {
     register,

@@ -15,6 +15,7 @@ import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
 import { OK } from '../decode/status.js';
 import { DROP_REASONS, SESSION_DROPS } from '../drops.js';
 import type { FlowTable } from './flows.js';
+import type { CompiledFilter } from '../filter/index.js';
 import { TopTalkers, type Talker } from './talkers.js';
 
 /** Slots of the top-talkers table: an address with more than 1/64 of the bytes is sure to be listed. */
@@ -114,6 +115,10 @@ export interface SessionSnapshot {
   readonly output: OutputStats;
   /** Its flow table and flow-log files; null when flows were never on for it. */
   readonly flows: FlowSnapshot | null;
+  /** The capture filter (--filter or the session's filter:), null for none. */
+  readonly filter: string | null;
+  /** Packets the filter kept out of the files (not drops). */
+  readonly filteredPackets: number;
 }
 
 export class Session {
@@ -138,6 +143,9 @@ export class Session {
   /** Per-second samples of (packets, bytes), a ring of RATE_WINDOW_SECONDS + 1 entries. */
   private readonly samples = new Float64Array((RATE_WINDOW_SECONDS + 1) * 2);
   private sampleCount = 0;
+  /** Packets the filter did not match: not written, not a drop. */
+  private filtered = 0;
+  private match: CompiledFilter['match'] | null;
 
   /** The flow table the pipeline feeds, while the session's flows are on; null when off. */
   flows: FlowTable | null;
@@ -147,9 +155,12 @@ export class Session {
     /** Per-reason drop counters (drops.ts), shared with the output, which counts its own reasons. */
     private readonly drops: Float64Array,
     readonly output: SessionOutput,
+    /** The compiled filter of a config's filter text (SessionFilters.get). */
+    private readonly filterOf: (text: string | null) => CompiledFilter | null = () => null,
     /** Where its flow records go; null when there are none (no --flows anywhere). */
     readonly flowOutput: FlowOutput | null = null,
   ) {
+    this.match = filterOf(cfg.filter)?.match ?? null;
     this.flows = cfg.flows && flowOutput !== null ? flowOutput.table : null;
   }
 
@@ -191,6 +202,18 @@ export class Session {
     return origLen;
   }
 
+  /**
+   * Whether the capture filter keeps this frame (counted when not): `capLen` bytes at buf[off]
+   * as the file would hold them (cut to the snaplen), `wireLen` its length on the wire. The
+   * hot path: one generated function, nothing allocated.
+   */
+  passes(buf: Buffer, off: number, capLen: number, wireLen: number): boolean {
+    const match = this.match;
+    if (match === null || match(buf, off, capLen, wireLen)) return true;
+    this.filtered++;
+    return false;
+  }
+
   /** A file operation of the output failed with this errno code. */
   writeError(code: string): void {
     this.writeErrors.set(code, (this.writeErrors.get(code) ?? 0) + 1);
@@ -199,6 +222,7 @@ export class Session {
   /** New settings from a reloaded config; the output applies what concerns it (snaplen from a new file). */
   reconfigure(config: SessionConfig): void {
     this.cfg = config;
+    this.match = this.filterOf(config.filter)?.match ?? null;
     this.output.configure(config);
     this.flowOutput?.configure(config);
     this.flows = config.flows && this.flowOutput !== null ? this.flowOutput.table : null;
@@ -249,6 +273,8 @@ export class Session {
       decodeErrors,
       writeErrors: Object.fromEntries(this.writeErrors),
       output: this.output.stats(),
+      filter: this.cfg.filter,
+      filteredPackets: this.filtered,
       flows: this.flowSnapshot(),
     };
   }
