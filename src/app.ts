@@ -5,6 +5,7 @@
  */
 import { SESSION_SETTING_KEYS, type Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
+import { flowsAnswer } from './control/flowquery.js';
 import { ControlServer, type Readiness } from './control/http.js';
 import { PcapOverIpServer } from './control/pcap-over-ip.js';
 import { StreamHub } from './control/streams.js';
@@ -44,7 +45,7 @@ export class App {
     /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
     private readonly rereadConfig: () => Config = () => config,
   ) {
-    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true });
+    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
     this.streams = new StreamHub({
@@ -67,6 +68,7 @@ export class App {
         catalog: recorder.catalog,
         disk: recorder.disk,
         postRotate: recorder.postRotate,
+        flowBudget: recorder.flowBudget,
         streams: this.streams,
         refresh: async () => this.source.refresh?.(),
       },
@@ -80,6 +82,7 @@ export class App {
         readiness: () => this.readiness(),
         sessions: () => sessionsJson(recorder.sessions, recorder.catalog),
         files: () => filesJson(recorder.catalog),
+        flows: (params) => flowsAnswer(recorder.flowRing, params),
         stream: (req, res, session) => this.streams.serveHttp(req, res, session),
       },
       config.httpToken,

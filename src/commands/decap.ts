@@ -28,7 +28,7 @@ export interface DecapResult {
 }
 
 export async function decap(path: string, port: number, config: Config, log: Logger, genevePort = GENEVE_PORT): Promise<DecapResult> {
-  const recorder = new Recorder(config, log, { guardDisk: false, clampTime: false });
+  const recorder = new Recorder(config, log, { guardDisk: false, clampTime: false, wallClock: false });
   const source = new FileSource({ path, port, genevePort, pace: () => (recorder.backlogged ? recorder.drained() : undefined) });
   try {
     await recorder.start();
@@ -72,6 +72,7 @@ export function formatDecap(r: DecapResult, out: string): string {
     `  dropped         ${n(Object.values(dropped).reduce((a, b) => a + b, 0))} (${reasons(dropped)})`,
     `  written         ${n(r.summary.writtenPackets)} packets in ${n(r.summary.filesClosed)} files`,
   ];
+  if (r.summary.flowFiles > 0) lines.push(`  flow records    ${n(r.summary.flowRecords)} in ${n(r.summary.flowFiles)} files`);
   if (r.summary.filtered > 0) lines.splice(5, 0, `  filtered        ${n(r.summary.filtered)} (not matching the filter; not drops)`);
   if (r.summary.filesLeftPart > 0) lines.push(`  left as .part   ${n(r.summary.filesLeftPart)} files (could not be renamed: see the log)`);
   if (Object.keys(r.unsupportedLinkTypes).length > 0) {

@@ -7,6 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
+import type { FlowsAnswer } from './flowquery.js';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -20,6 +21,8 @@ export interface ControlHandlers {
   readiness(): Promise<Readiness>;
   sessions(): unknown;
   files(): unknown;
+  /** /api/flows: JSON lines of the newest flow records in a window (flowquery.ts). */
+  flows(params: URLSearchParams): FlowsAnswer;
   /** A live pcap stream of one session (by name) or of all (null); answers `res` itself. */
   stream?(req: IncomingMessage, res: ServerResponse, session: string | null): Promise<void> | void;
 }
@@ -54,6 +57,16 @@ export class ControlServer {
       ],
       ['/api/sessions', (res) => sendJson(res, 200, handlers.sessions())],
       ['/api/files', (res) => sendJson(res, 200, handlers.files())],
+      [
+        '/api/flows',
+        (res, req) => {
+          const url = req.url ?? '';
+          const q = url.indexOf('?');
+          const a = handlers.flows(new URLSearchParams(q < 0 ? '' : url.slice(q + 1)));
+          if (!a.complete) res.setHeader('X-Mirrorcap-Complete', 'false');
+          send(res, a.status, a.status === 200 ? 'application/x-ndjson; charset=utf-8' : 'application/json; charset=utf-8', a.body);
+        },
+      ],
     ]);
     this.stream = handlers.stream?.bind(handlers);
   }

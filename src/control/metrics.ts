@@ -8,8 +8,9 @@ import type { ChunkPool } from '../capture/chunks.js';
 import type { DiskGuard } from '../capture/disk.js';
 import type { PostRotate } from '../finish/post-rotate.js';
 import { DROP_REASONS, PIPELINE_DROPS } from '../drops.js';
+import type { FlowBudget } from '../session/flows.js';
 import type { Pipeline } from '../session/pipeline.js';
-import type { Session, SessionSnapshot } from '../session/session.js';
+import type { FlowSnapshot, Session, SessionSnapshot } from '../session/session.js';
 import type { StreamHub } from './streams.js';
 import { BATCH_SIZE_BUCKETS, type Source } from '../source/source.js';
 
@@ -24,6 +25,7 @@ export interface MetricsView {
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
   readonly postRotate: PostRotate | null;
+  readonly flowBudget: FlowBudget;
   readonly streams: StreamHub;
   /** Refreshes counters that need I/O to read (e.g. /proc/net/udp). */
   readonly refresh: () => Promise<void>;
@@ -146,6 +148,9 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   counter('receive_batches_total', 'Batches of datagrams handed to the pipeline (one recvmmsg, or one event-loop turn of node:dgram).', [], (emit) =>
     emit({}, view.source?.stats.batches ?? 0),
   );
+  flowMetrics(counter, gauge, (read) => (emit) => {
+    for (const s of snaps) if (s.flows !== null) emit(sessionLabels(s), read(s.flows));
+  }, view.flowBudget);
   gauge('streams', 'Live stream clients connected, by transport (http, pcap-over-ip).', ['transport'], (emit) => {
     for (const transport of ['http', 'pcap-over-ip']) emit({ transport }, view.streams.connected(transport));
   });
@@ -162,6 +167,23 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
       return register.metrics();
     },
   };
+}
+
+type Define = (name: string, help: string, labelNames: string[], fill: (emit: Emit) => void) => void;
+
+/** Flow records (--flows, docs/flows.md): sessions whose flows were never on have no samples. */
+function flowMetrics(counter: Define, gauge: Define, perSession: (read: (f: FlowSnapshot) => number) => (emit: Emit) => void, budget: FlowBudget): void {
+  const labels = ['session', 'vni'];
+  counter('flow_table_full_total', 'Packets of new flows not counted because --max-flows flows were held; their interval is written SKIPDATA.', labels, perSession((f) => f.tableFullPackets));
+  counter('flow_records_total', 'Flow-log records written (flows, NODATA and SKIPDATA).', labels, perSession((f) => f.recordsWritten));
+  counter('flow_files_total', 'Flow-log files written (one per session and interval).', labels, perSession((f) => f.filesWritten));
+  counter('flow_write_errors_total', 'Flow intervals whose file could not be written (the log has the errno).', labels, perSession((f) => f.writeErrors));
+  counter('flow_late_packets_total', 'Packets from before the open flow interval, counted in it at its start.', labels, perSession((f) => f.latePackets));
+  counter('flow_clock_steps_total', 'Times the packet clock stepped back by more than a flow interval.', labels, perSession((f) => f.clockSteps));
+  counter('flow_not_ip_packets_total', 'Inner frames without an IPv4/IPv6 header: no flow record.', labels, perSession((f) => f.notIpPackets));
+  gauge('flows_active', 'Flows in the open interval.', labels, perSession((f) => f.active));
+  gauge('flows_held', 'Flows held in memory by all sessions (counting, or written out), against --max-flows.', [], (emit) => emit({}, budget.used));
+  gauge('flows_max', 'Most flows all sessions may hold (--max-flows).', [], (emit) => emit({}, budget.max));
 }
 
 /**

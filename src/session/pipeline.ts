@@ -6,7 +6,7 @@
  *                                                                 ├─ IP/UDP to a VXLAN ─┤   GENEVE VNI, or GWLB endpoint)
  *                                                                 │  port: VXLAN check ─┤
  *                                                                 └─ other IP (GWLB) ───┘
- *   decode ──▶ dedup ──▶ filter ──▶ writer.append, and tap.packet (live streams); tap.flush() once per batch
+ *   decode ──▶ dedup ──▶ filter ──▶ flow table (--flows), writer.append and tap.packet (live streams); tap.flush() once per batch
  *   (--dedup: a copy of a packet seen within the window is counted by its session, not written;
  *    --filter: what does not match is counted as the session's filtered packets, not written)
  *        └─ source_denied / short / bad_vxlan / bad_geneve / geneve_oam / geneve_critical_option /
@@ -16,7 +16,9 @@
  * its true original length: AWS truncates mirrored frames (PacketLength, target MTU), but
  * the inner IP header still says how long the packet was, and orig_len says it too. A
  * frame the receiver could not hold whole (wireLengths > lengths) also keeps its real
- * length, and is counted apart (receiveTruncated): that cut is ours, not AWS's.
+ * length, and is counted apart (receiveTruncated): that cut is ours, not AWS's. With flows
+ * on, the same decode feeds the session's flow table (session/flows.ts) for every packet the
+ * session's filter keeps: flow records describe exactly what was captured.
  *
  * GENEVE (RFC 8926) from a Gateway Load Balancer endpoint carries the mirrored VXLAN datagram
  * as an IPv4 payload: it is decapsulated again and routed exactly like VXLAN received
@@ -240,6 +242,8 @@ export class Pipeline {
     const snaplen = session.config.snaplen;
     const capLen = frameLen < snaplen ? frameLen : snaplen;
     if (!session.passes(slab, frameOff, capLen, origLen)) return;
+    const flows = session.flows;
+    if (flows !== null) flows.add(d, batch.tsSec, i);
     const out = session.output;
     if (!out.append(slab, frameOff, frameLen, origLen, sec, nsec) && out.saturated) this.refused++;
     const tap = this.batchTap;

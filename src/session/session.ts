@@ -14,6 +14,7 @@ import type { Decoder } from '../decode/packet.js';
 import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
 import { OK } from '../decode/status.js';
 import { DROP_REASONS, SESSION_DROPS } from '../drops.js';
+import type { FlowTable } from './flows.js';
 import type { CompiledFilter } from '../filter/index.js';
 import { Dedup } from './dedup.js';
 import { TopTalkers, type Talker } from './talkers.js';
@@ -61,6 +62,35 @@ export interface SessionOutput {
   configure(settings: SessionSettings): void;
 }
 
+export interface FlowOutputStats {
+  readonly filesWritten: number;
+  /** Lines written after the header: flows, NODATA and SKIPDATA records. */
+  readonly recordsWritten: number;
+  /** Intervals that could not be written. */
+  readonly writeErrors: number;
+}
+
+/** Where a session's flow records go (capture's SessionFlowLog): its table is fed per packet while flows are on. */
+export interface FlowOutput {
+  readonly table: FlowTable;
+  stats(): FlowOutputStats;
+  /** The session's settings changed (a reload): flows on or off, new flow fields. */
+  configure(settings: SessionSettings): void;
+}
+
+export interface FlowSnapshot extends FlowOutputStats {
+  /** Flows in the open interval. */
+  readonly active: number;
+  /** Packets of new flows not counted: the flow budget (--max-flows) was spent. */
+  readonly tableFullPackets: number;
+  /** Frames without an IP header: no flow. */
+  readonly notIpPackets: number;
+  /** Packets from before the open interval, counted in it. */
+  readonly latePackets: number;
+  readonly clockSteps: number;
+  readonly intervals: number;
+}
+
 export interface SessionSnapshot {
   readonly name: string;
   readonly vni: number;
@@ -90,6 +120,8 @@ export interface SessionSnapshot {
   /** Failed file operations by errno code. */
   readonly writeErrors: Readonly<Record<string, number>>;
   readonly output: OutputStats;
+  /** Its flow table and flow-log files; null when flows were never on for it. */
+  readonly flows: FlowSnapshot | null;
   /** The capture filter (--filter or the session's filter:), null for none. */
   readonly filter: string | null;
   /** Packets the filter kept out of the files (not drops). */
@@ -128,6 +160,9 @@ export class Session {
   private filtered = 0;
   private match: CompiledFilter['match'] | null;
 
+  /** The flow table the pipeline feeds, while the session's flows are on; null when off. */
+  flows: FlowTable | null;
+
   constructor(
     private cfg: SessionConfig,
     /** Per-reason drop counters (drops.ts), shared with the output, which counts its own reasons. */
@@ -137,9 +172,12 @@ export class Session {
     readonly gwlb: GwlbIds | null = null,
     /** The compiled filter of a config's filter text (SessionFilters.get). */
     private readonly filterOf: (text: string | null) => CompiledFilter | null = () => null,
+    /** Where its flow records go; null when there are none (no --flows anywhere). */
+    readonly flowOutput: FlowOutput | null = null,
   ) {
     this.dedup = cfg.dedup > 0 ? new Dedup(cfg.dedup) : null;
     this.match = filterOf(cfg.filter)?.match ?? null;
+    this.flows = cfg.flows && flowOutput !== null ? flowOutput.table : null;
   }
 
   /** --dedup: the pipeline asks it before account(); null when off. */
@@ -214,6 +252,8 @@ export class Session {
       else this.dedup.window = config.dedup;
     }
     this.output.configure(config);
+    this.flowOutput?.configure(config);
+    this.flows = config.flows && this.flowOutput !== null ? this.flowOutput.table : null;
   }
 
   /** Called once a second: updates the rates over the last RATE_WINDOW_SECONDS. */
@@ -266,6 +306,23 @@ export class Session {
       output: this.output.stats(),
       filter: this.cfg.filter,
       filteredPackets: this.filtered,
+      flows: this.flowSnapshot(),
+    };
+  }
+
+  private flowSnapshot(): FlowSnapshot | null {
+    const out = this.flowOutput;
+    if (out === null) return null;
+    const t = out.table;
+    if (!this.cfg.flows && t.intervals === 0 && t.openInterval === null) return null;
+    return {
+      ...out.stats(),
+      active: t.flows,
+      tableFullPackets: t.fullPackets,
+      notIpPackets: t.notIp,
+      latePackets: t.latePackets,
+      clockSteps: t.clockSteps,
+      intervals: t.intervals,
     };
   }
 }

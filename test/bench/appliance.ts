@@ -105,12 +105,15 @@ interface ReceiverKind {
  */
 const STREAM_FILTERS = ['udp dst port 5001', 'host 198.18.0.2 and udp', 'udp portrange 10000-60000', 'ip and not tcp'];
 
-function applianceReceiver(source: 'native' | 'dgram', streams = 0): ReceiverKind {
+/** The flow table's row (issue 16): native with --flows, at 64 B, against native without in the same run. */
+const FLOWS = 'native --flows';
+
+function applianceReceiver(source: 'native' | 'dgram', streams = 0, flows = false): ReceiverKind {
   return {
-    name: streams === 0 ? source : `${source} + ${streams} streams`,
+    name: flows ? `${source} --flows` : streams === 0 ? source : `${source} + ${streams} streams`,
     outerBytes: 0,
     async start(dir) {
-      const app = await startAppliance(['--out', dir, '--source', source]);
+      const app = await startAppliance(['--out', dir, '--source', source, ...(flows ? ['--flows'] : [])]);
       const clients = STREAM_FILTERS.slice(0, streams).map((f) =>
         spawn('curl', ['-sN', '-o', '/dev/null', '-G', '--data-urlencode', `filter=${f}`, `http://127.0.0.1:${app.httpPort}/api/stream`], { stdio: 'ignore' }),
       );
@@ -440,6 +443,12 @@ function goals(tables: Table[]): Verdict[] {
     if (r.zeroLoss === null) return `<${kpps(lowest(r))}`;
     return `${r.steps.length === 1 ? '>=' : ''}${kpps(r.zeroLoss)}`;
   };
+  const f64 = find(FLOWS, '64');
+  if (n64 && f64) {
+    const ratio = value(f64) / value(n64);
+    verdicts.push([ratio >= 0.9, `zero-loss rate at 64 B with --flows within 10 % of without (issue 16): ${rate(f64)} vs ${rate(n64)} = ${(100 * ratio).toFixed(0)} %`]);
+  }
+
   const vsDgram = sizes.map((size) => {
     const n = find('native', size);
     const d = find('dgram', size);
@@ -539,6 +548,8 @@ export async function run(opts: { quick: boolean }): Promise<void> {
         rows.push(await measure(kind, spec.size, plan, root, spec.searchSteps));
         // Issue 12: live streams must not slow capture; measured where capture is hardest.
         if (kind.name === 'native' && spec.size === '64' && haveTool('curl')) rows.push(await measure(applianceReceiver('native', 4), spec.size, plan, root, spec.searchSteps));
+        // Issue 16: the flow table must not slow capture either.
+        if (kind.name === 'native' && spec.size === '64') rows.push(await measure(applianceReceiver('native', 0, true), spec.size, plan, root, spec.searchSteps));
       }
       const table: Table = { size: spec.size, title: `${spec.title}; ${load}${disk ? `; ${diskLine(disk)}` : ''}`, disk, ceiling, rows };
       printResults(table);
@@ -549,7 +560,7 @@ export async function run(opts: { quick: boolean }): Promise<void> {
         'written pps, Gbit/s (inner frames), file MB/s, loss: flat out. CPU: receiver process only, per second of sending. ' +
         "tcpdump's socket drops are its 'dropped by kernel', which on lo counts each packet out and in.",
     );
-    console.log(`\ngoals (issue 4), this run:`);
+    console.log(`\ngoals (issues 4, 12, 16), this run:`);
     for (const [met, text] of goals(tables)) console.log(`  [${met ? 'met' : 'not met'}] ${text}`);
     console.log(`appliance section took ${((performance.now() - started) / 1000).toFixed(0)} s`);
   } finally {
