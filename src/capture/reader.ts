@@ -32,9 +32,12 @@
  * Corruption: a file that ends inside a header, record or block, or holds an impossible length,
  * ends the read with one CaptureError naming the byte offset of that unit, after every whole
  * record before it was delivered. Nothing throws per record.
+ *
+ * Compressed files (.pcap.gz, .pcap.zst, told by their first bytes) are read the same way through
+ * a decompressing source (src/pcap/compressed.ts); offsets are then uncompressed offsets.
  */
-import { open } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+import { openByteSource, type ByteSource } from '../pcap/compressed.js';
+import type { Container } from '../pcap/blocks.js';
 import { CaptureError, CaptureErrorCode } from './errors.js';
 import { FILE_HEADER_LEN, MAX_SNAPLEN, PCAP_MAGIC_NS, PCAP_MAGIC_US, RECORD_HEADER_LEN } from './pcap.js';
 import { MAX_TSRESOL_POW10, MAX_TSRESOL_POW2, TimestampConverter } from './timestamp.js';
@@ -188,7 +191,9 @@ export class CaptureReader {
 
   private constructor(
     readonly path: string,
-    private readonly fh: FileHandle,
+    private readonly fh: ByteSource,
+    /** 'gzip' or 'zstd' for a compressed file, else null. */
+    readonly container: Container | null,
     options: CaptureReaderOptions,
   ) {
     this.buf = Buffer.allocUnsafe(options.bufferSize ?? DEFAULT_BUFFER_SIZE);
@@ -208,9 +213,9 @@ export class CaptureReader {
         throw new RangeError(`CaptureReader option ${key} must be a positive integer, got ${String(v)}`);
       }
     }
-    const fh = await open(path, 'r');
+    const { source: fh, container } = await openByteSource(path);
     try {
-      const reader = new CaptureReader(path, fh, options);
+      const reader = new CaptureReader(path, fh, container, options);
       await reader.start();
       return reader;
     } catch (err) {
