@@ -119,6 +119,8 @@ export class S3Uploader {
   private readonly running = new Set<Job>();
   /** Jobs by path: a file handed over twice is uploaded once. */
   private readonly byPath = new Map<string, Promise<UploadResult>>();
+  /** The admission of the file handed over last (see upload()). */
+  private admissions: Promise<void> = Promise.resolve();
   /** Per-part digests of the uploads in flight, by key, for the checksum middleware. */
   private readonly digestsByKey = new Map<string, Digests>();
   private readonly baseMs: number;
@@ -192,7 +194,13 @@ export class S3Uploader {
   upload(file: UploadFile): Promise<UploadResult> {
     const known = this.byPath.get(file.path);
     if (known !== undefined) return known;
-    const p = this.admit(file).finally(() => this.byPath.delete(file.path));
+    // Files are looked at one after the other, so they queue (and go up) in the order handed over.
+    const admitted = this.admissions.then(() => this.admit(file));
+    this.admissions = admitted.then(
+      () => undefined,
+      () => undefined,
+    );
+    const p = admitted.then((a) => a.done).finally(() => this.byPath.delete(file.path));
     this.byPath.set(file.path, p);
     return p;
   }
@@ -230,7 +238,8 @@ export class S3Uploader {
     while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
 
-  private async admit(file: UploadFile): Promise<UploadResult> {
+  /** Looks at the file and queues it; `done` settles when it is uploaded (wrapped: not awaited here). */
+  private async admit(file: UploadFile): Promise<{ done: Promise<UploadResult> }> {
     if (this.closed) throw new S3UploadError('ERR_MIRRORCAP_S3_CLOSED', file.path, 'not uploaded: the uploader is closed');
     let st;
     try {
@@ -243,11 +252,11 @@ export class S3Uploader {
     const marker = await readMarker(file.path);
     if (marker !== null && marker.bucket === s.bucket && marker.key === key && marker.bytes === st.size) {
       this.skippedFiles++;
-      return { path: file.path, bucket: s.bucket, key, bytes: st.size, sha256: marker.sha256, outcome: 'already-uploaded' };
+      return { done: Promise.resolve({ path: file.path, bucket: s.bucket, key, bytes: st.size, sha256: marker.sha256, outcome: 'already-uploaded' }) };
     }
     // close() may have come while we looked at the file: it has emptied the queue for good.
     if (this.closed) throw new S3UploadError('ERR_MIRRORCAP_S3_CLOSED', file.path, 'not uploaded: the uploader is closed');
-    return new Promise((resolve, reject) => {
+    const done = new Promise<UploadResult>((resolve, reject) => {
       this.queue.push({
         file,
         key,
@@ -259,8 +268,9 @@ export class S3Uploader {
         resolve,
         reject,
       });
-      this.tick();
     });
+    this.tick();
+    return { done };
   }
 
   private tick(): void {

@@ -8,8 +8,9 @@
  *
  * A compressed source is sequential: each read() continues where the last one ended (which is
  * how CaptureReader reads). Memory stays flat: the next piece is decompressed only when the
- * queue is empty, so it holds what one 64 KiB piece decompresses to, whatever the file's size. Decompression runs on libuv's thread pool (zlib) or in the binding, chunk by
- * chunk, never in one long synchronous call.
+ * queue is empty, so it holds what one 64 KiB piece decompresses to, whatever the file's size.
+ * Decompression runs on libuv's thread pool (zlib) or in the binding, piece by piece, never in
+ * one long synchronous call.
  *
  * Offsets are offsets in the uncompressed bytes. `start` (a block of a .gz file's seek table, see
  * blocks.ts) begins decompressing at that block, the source's offset then being the block's
@@ -21,7 +22,7 @@ import type { Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { CaptureError, CaptureErrorCode } from '../capture/errors.js';
 import { containerOf, type Block, type Container } from './blocks.js';
-import { zstd, zstdUnavailableReason } from './zstd.js';
+import { zstd, zstdUnavailableReason, ZstdFrameWalker } from './zstd.js';
 
 /** What the reader needs of a file: FileHandle has exactly this shape. */
 export interface ByteSource {
@@ -87,6 +88,8 @@ class Decompressed implements ByteSource {
   private failure: string | null = null;
   private ended = false;
   private wake: (() => void) | null = null;
+  /** zstd: the frame structure of the input, to notice a stream cut inside a frame. */
+  private readonly frames: ZstdFrameWalker | null;
 
   constructor(
     private readonly path: string,
@@ -97,6 +100,7 @@ class Decompressed implements ByteSource {
   ) {
     this.pos = start?.rawOffset ?? 0;
     this.inputPos = start?.packedOffset ?? 0;
+    this.frames = container === 'zstd' ? new ZstdFrameWalker() : null;
     const signal = (): void => {
       const w = this.wake;
       this.wake = null;
@@ -107,6 +111,8 @@ class Decompressed implements ByteSource {
       signal();
     });
     decompressor.on('end', () => {
+      // gunzip reports a cut member itself; node:zlib's zstd does not report a cut frame.
+      if (this.frames !== null && !this.frames.complete()) this.failure ??= 'zstd data ends inside a frame: the file is cut short';
       this.ended = true;
       signal();
     });
@@ -164,8 +170,9 @@ class Decompressed implements ByteSource {
         this.inputDone = true;
         this.decompressor.end();
       } else {
-        // The decompressor may keep the buffer until it has processed it: hand it a copy.
-        this.decompressor.write(Buffer.from(this.piece.subarray(0, got)), () => {
+        const piece = Buffer.from(this.piece.subarray(0, got)); // the decompressor may hold it a while
+        this.frames?.feed(piece);
+        this.decompressor.write(piece, () => {
           const w = this.wake;
           this.wake = null;
           w?.();

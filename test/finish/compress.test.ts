@@ -19,7 +19,7 @@ import { blockSizeFor } from '../../src/finish/compress-worker.js';
 import { COMPRESS_SUFFIX, CompressError, Compressor, compressSettings, removeCompressTemps, type CompressFormat } from '../../src/finish/compress.js';
 import { blockAt, MAX_BLOCKS, readBlockTable } from '../../src/pcap/blocks.js';
 import { openByteSource } from '../../src/pcap/compressed.js';
-import { zstd, zstdBackends } from '../../src/pcap/zstd.js';
+import { zstd, zstdBackends, ZstdFrameWalker } from '../../src/pcap/zstd.js';
 import { ourRecords, readRecords, tsharkRecords, type Rec } from '../capture/helpers.js';
 import { haveTool } from '../lib/tshark.js';
 import { realFrames, writeMixCapture } from '../lib/mix.js';
@@ -188,6 +188,40 @@ t.test('every zstd backend of this Node writes frames the other and the zstd too
     for (const r of backends) t.ok((await through(r.createDecompressor(), frame)).equals(raw), `${r.name} reads ${w.name}`);
     if (haveTool('zstd')) t.ok(spawnSync('zstd', ['-dc'], { input: frame, maxBuffer: 16 << 20 }).stdout.equals(raw), `zstd -d reads ${w.name}`);
   }
+});
+
+t.test('ZstdFrameWalker: whole zstd streams (from the zstd tool, several frames, a skippable one) are complete, every cut one is not', { skip: haveTool('zstd') ? false : 'zstd not installed' }, async (t) => {
+  const raw = mixBytes.subarray(0, 200_000);
+  const z = (args: string[], input: Buffer): Buffer => spawnSync('zstd', ['-c', '-q', ...args], { input, maxBuffer: 16 << 20 }).stdout;
+  const skippable = Buffer.alloc(8 + 5);
+  skippable.writeUInt32LE(0x184d2a5e, 0);
+  skippable.writeUInt32LE(5, 4);
+  const streams: [string, Buffer][] = [
+    ['checksum, content size', z(['--check'], raw)],
+    ['no checksum, streamed (no content size)', spawnSync('sh', ['-c', 'cat | zstd -c -q --no-check'], { input: raw, maxBuffer: 16 << 20 }).stdout],
+    ['level 19, long window', z(['-19', '--long'], raw)],
+    ['two frames and a skippable frame', Buffer.concat([z([], raw.subarray(0, 100_000)), skippable, z([], raw.subarray(100_000))])],
+    ['an empty input', z([], Buffer.alloc(0))],
+  ];
+  for (const [what, stream] of streams) {
+    const whole = new ZstdFrameWalker();
+    whole.feed(stream);
+    t.ok(whole.complete(), `${what}: complete`);
+    const bytewise = new ZstdFrameWalker();
+    for (let i = 0; i < stream.length; i++) bytewise.feed(stream.subarray(i, i + 1));
+    t.ok(bytewise.complete(), `${what}: complete fed a byte at a time`);
+    let cutComplete = 0;
+    for (let cut = 1; cut < stream.length; cut += Math.max(1, Math.floor(stream.length / 400))) {
+      const w = new ZstdFrameWalker();
+      w.feed(stream.subarray(0, cut));
+      const frameEnd = what.startsWith('two') && (cut === stream.indexOf(skippable) || cut === stream.indexOf(skippable) + skippable.length);
+      if (w.complete() && !frameEnd) cutComplete++;
+    }
+    t.equal(cutComplete, 0, `${what}: no cut inside a frame counts as complete`);
+  }
+  const junk = new ZstdFrameWalker();
+  junk.feed(Buffer.from('not zstd at all'));
+  t.ok(junk.invalid && !junk.complete(), 'other bytes are not zstd');
 });
 
 t.test('a bounded pool: at most `threads` threads, every file done, counters add up', async (t) => {
