@@ -19,8 +19,8 @@ export interface ZstdBackend {
 
 /** What node:zlib grew in 22.15 (not in @types/node 20). */
 interface ZlibZstd {
-  createZstdCompress(options: { params: Record<number, number> }): Transform;
-  createZstdDecompress(): Transform;
+  createZstdCompress(options: { params: Record<number, number>; chunkSize: number }): Transform;
+  createZstdDecompress(options: { chunkSize: number }): Transform;
   constants: Record<string, number>;
 }
 
@@ -34,6 +34,9 @@ interface ZstdNapi {
 export const ZSTD_MIN_LEVEL = 1;
 export const ZSTD_MAX_LEVEL = 19;
 
+/** Output chunk of node:zlib's zstd streams (its default, 16 KiB, costs a thread-pool hop per 16 KiB). */
+const CHUNK = 256 << 10;
+
 let picked: { backend: ZstdBackend | null; reason: string } | null = null;
 
 function fromZlib(): ZstdBackend | null {
@@ -45,8 +48,8 @@ function fromZlib(): ZstdBackend | null {
   const params = (level: number): Record<number, number> => ({ [c.ZSTD_c_compressionLevel!]: level, [c.ZSTD_c_checksumFlag!]: 1 });
   return {
     name: 'node:zlib',
-    createCompressor: (level) => createZstdCompress({ params: params(level) }),
-    createDecompressor: () => createZstdDecompress(),
+    createCompressor: (level) => createZstdCompress({ params: params(level), chunkSize: CHUNK }),
+    createDecompressor: () => createZstdDecompress({ chunkSize: CHUNK }),
   };
 }
 

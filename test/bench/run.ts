@@ -12,6 +12,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['decode', () => import('./decode.js')],
   ['receive-rate', () => import('./receive-rate.js')],
   ['reader', () => import('./reader.js')],
+  ['compress', () => import('./compress.js')],
   ['appliance', () => import('./appliance.js')],
 ];
 
