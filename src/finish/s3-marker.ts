@@ -63,9 +63,14 @@ export async function writeMarker(path: string, marker: UploadMarker): Promise<v
   }
 }
 
-/** Removes the marker of `path` (none is fine). */
-export async function removeMarker(path: string): Promise<void> {
-  await unlink(markerPath(path)).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
-  });
+/**
+ * Deletes a file and its marker, the marker first (see above). For the ring, the budget and
+ * delete-after-upload alike: a file without a marker is fine, a marker without its file is litter.
+ */
+export async function deleteWithMarker(path: string): Promise<void> {
+  for (const p of [markerPath(path), path]) {
+    await unlink(p).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  }
 }

@@ -22,7 +22,8 @@ import { openByteSource } from '../../src/pcap/compressed.js';
 import { zstd, zstdBackends, ZstdFrameWalker } from '../../src/pcap/zstd.js';
 import { ourRecords, readRecords, tsharkRecords, type Rec } from '../capture/helpers.js';
 import { haveTool } from '../lib/tshark.js';
-import { realFrames, writeMixCapture } from '../lib/mix.js';
+import { MAIN } from '../lib/appliance.js';
+import { REPO_ROOT, realFrames, writeMixCapture } from '../lib/mix.js';
 
 const FORMATS: CompressFormat[] = ['gzip', 'zstd'];
 const TOOL: Record<CompressFormat, string> = { gzip: 'gzip', zstd: 'zstd' };
@@ -33,7 +34,7 @@ t.teardown(() => rm(dir, { recursive: true, force: true }));
 
 const real = await realFrames();
 const mix = join(dir, 'mix.pcap');
-const mixRecords = await writeMixCapture(mix, 3 << 20, real);
+const mixRecords = await writeMixCapture(mix, 2 << 20, real);
 const mixBytes = await readFile(mix);
 
 function md5(buf: Buffer): string {
@@ -275,6 +276,33 @@ t.test('failures: a missing file, a closed compressor, leftovers of a killed run
   t.same(removed.filter((n) => !n.startsWith('close-0.')).sort(), ['x.pcap.gz.tmp', 'y.pcap.zst.tmp'], 'temp files of ours are removed');
   t.notOk((await readdir(dir)).some((n) => n.endsWith('.gz.tmp') || n.endsWith('.zst.tmp')), 'none is left');
   t.ok((await readdir(dir)).includes('keep.pcap.tmp'), 'other files are left alone');
+});
+
+t.test('mirrorcap decap reads a compressed capture: the files it writes equal those from the plain one', async (t) => {
+  const input = join(REPO_ROOT, 'pcaps', 'vxlan-outer.pcap');
+  const outputs: string[] = [];
+  for (const format of FORMATS) {
+    if (format === 'zstd' && zstd() === null) continue;
+    const copy = join(dir, `decap-${format}.pcap`);
+    await copyFile(input, copy);
+    const c = new Compressor({ format });
+    const r = await c.compress(copy);
+    await c.close();
+    outputs.push(r.path);
+  }
+  const frames = async (capture: string): Promise<string[]> => {
+    const out = await mkdtemp(join(dir, 'decap-'));
+    const run = spawnSync(process.execPath, [MAIN, 'decap', capture, '--out', out], { encoding: 'utf8' });
+    t.equal(run.status, 0, `decap ${basename(capture)}: ${run.stderr.slice(0, 200)}`);
+    const all: string[] = [];
+    for (const session of (await readdir(out)).sort()) {
+      for (const f of (await readdir(join(out, session))).sort()) all.push(...(await ourRecords(join(out, session, f))).map((x) => `${session} ${x.ts} ${x.hex}`));
+    }
+    return all;
+  };
+  const plain = await frames(input);
+  t.ok(plain.length > 0, `the plain capture gives ${plain.length} frames`);
+  for (const p of outputs) t.same(await frames(p), plain, `${basename(p)}: the same sessions and frames`);
 });
 
 t.test('settings are validated with a clear error', async (t) => {

@@ -20,7 +20,7 @@ import t, { type Test } from 'tap';
 import { ConfigError } from '../../src/config.js';
 import { S3Uploader, type UploadFile, type UploadResult } from '../../src/finish/s3.js';
 import { redact, S3UploadError } from '../../src/finish/s3-errors.js';
-import { markerPath, readMarker } from '../../src/finish/s3-marker.js';
+import { deleteWithMarker, markerPath, readMarker } from '../../src/finish/s3-marker.js';
 import { objectKey, s3Settings, type S3Options } from '../../src/finish/s3-settings.js';
 import { waitFor } from '../lib/appliance.js';
 import { directClient, listKeys, objectBytes, objectHead, S3Proxy, S3Server, useTestCredentials, type Recorded } from '../lib/s3.js';
@@ -321,6 +321,13 @@ t.test('restarts upload nothing twice: markers, a crash between upload and marke
   t.match(String(events(text(), 's3_upload_failed')[0]?.msg), /two appliances share \{host\} "probe-1"/);
   t.equal(again.skippedFiles, 2);
   t.equal(again.uploadedFiles, 0);
+
+  // Delete-after-upload: the caller deletes once the upload resolved; marker first, then the file.
+  await deleteWithMarker(list[0]!.path);
+  t.notOk(existsSync(list[0]!.path) || existsSync(markerPath(list[0]!.path)), 'file and marker gone');
+  await deleteWithMarker(list[0]!.path);
+  t.pass('deleting again is fine');
+  t.ok((await objectBytes(direct, BUCKET, again.keyFor(list[0]!))).length === 40_000, 'the object stays');
 });
 
 t.test('local problems reject at once: a missing file, a file deleted while it waited', async (t) => {
