@@ -682,9 +682,17 @@ class Sender : public Napi::ObjectWrap<Sender> {
   std::vector<iovec> iov_;
 };
 
+}  // namespace
+
+// stderr_capture.cc
+void InitStderrCapture(Napi::Env env, Napi::Object exports);
+
+namespace {
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Receiver", Receiver::Define(env));
   exports.Set("Sender", Sender::Define(env));
+  InitStderrCapture(env, exports);
   return exports;
 }
 

@@ -9,7 +9,8 @@ import { ControlServer, type Readiness } from './control/http.js';
 import type { Logger } from './control/log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
 import { Recorder, type RecorderSummary } from './recorder.js';
-import { createSource } from './source/select.js';
+import { VXLAN_HEADER_LEN } from './decode/vxlan.js';
+import { createSource, largestSnaplen } from './source/select.js';
 import type { Source } from './source/source.js';
 
 /** What a reload applies; every other option needs a restart (a new socket, folder, pool...). */
@@ -33,7 +34,7 @@ export class App {
     /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
     private readonly rereadConfig: () => Config = () => config,
   ) {
-    const recorder = new Recorder(config, log, { guardDisk: true });
+    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
     this.metrics = createMetrics(
@@ -117,6 +118,7 @@ export class App {
       return;
     }
     const { updated, retired } = this.recorder.reconfigure(next);
+    this.warnIfSlotsTooSmall(next);
     const restartNeeded = (Object.keys(next) as Array<keyof Config>).filter(
       (k) => !RELOADABLE.has(k) && JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
     );
@@ -125,6 +127,22 @@ export class App {
     this.log.info(
       { event: 'reload', sessions: next.sessions.length, updated: updated.map((s) => s.name), retired: retired.map((s) => s.name), restartNeeded },
       restartNeeded.length > 0 ? `config reloaded; ${restartNeeded.join(', ')} take effect after a restart` : 'config reloaded',
+    );
+  }
+
+  /**
+   * The native source's receive slots are sized at start from the largest snaplen; a reload
+   * cannot resize them under a running receiver. Frames longer than a slot are cut there
+   * (counted as receive_truncated) until a restart: say so once, now.
+   */
+  private warnIfSlotsTooSmall(next: Config): void {
+    const slotBytes = this.source.maxDatagram;
+    const snaplen = largestSnaplen(next);
+    if (slotBytes === undefined || snaplen + VXLAN_HEADER_LEN <= slotBytes) return;
+    const maxFrame = slotBytes - VXLAN_HEADER_LEN;
+    this.log.warn(
+      { event: 'snaplen_above_receive_slot', snaplen, slotBytes, maxFrame },
+      `snaplen ${snaplen} is larger than the receive slots sized at start: frames are cut to ${maxFrame} bytes (mirrorcap_receive_truncated_packets_total) until a restart`,
     );
   }
 

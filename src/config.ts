@@ -96,11 +96,11 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
   { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap' },
-  { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> (default: udp dst port <listen port>)' },
+  { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> (default: udp dst port <listen port>); an error with any other source' },
   { name: 'http', liveOnly: true, key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
   { name: 'out', key: 'out', kind: 'path', default: './captures', help: 'output folder; one subfolder per session' },
-  { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size (0 = off)', perSession: true },
-  { name: 'rotate-seconds', key: 'rotateSeconds', kind: 'duration', default: '300', min: 1, zeroOff: true, help: 'start a new file when the current one is this old (0 = off)', perSession: true },
+  { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size', perSession: true },
+  { name: 'rotate-seconds', key: 'rotateSeconds', kind: 'duration', default: '300', min: 1, zeroOff: true, help: 'start a new file when the current one is this old', perSession: true },
   { name: 'rotate-packets', key: 'rotatePackets', kind: 'count', default: '0', help: 'start a new file after this many packets (0 = off)', perSession: true },
   { name: 'ring', key: 'ring', kind: 'count', default: '0', help: 'finished files kept per session, oldest deleted first (0 = keep all)', perSession: true },
   { name: 'snaplen', key: 'snaplen', kind: 'count', default: '65535', min: 64, max: 262144, help: 'bytes of each inner frame written; longer frames are cut (orig_len keeps the real length)', perSession: true },
@@ -112,7 +112,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'max-buffer', key: 'maxBuffer', kind: 'size', default: '128MiB', min: 4 * 1024 * 1024, help: 'bytes all sessions together may hold waiting for the disk' },
   { name: 'max-sessions', key: 'maxSessions', kind: 'count', default: '1024', min: 1, max: 1 << 20, help: 'most sessions at once; packets for more are dropped (reason="session_limit")' },
   { name: 'allow', key: 'allow', kind: 'cidrs', default: '', help: 'outer source addresses allowed to send, CIDR[,CIDR...]; others drop (reason="source_denied") (default: any)' },
-  { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first (0 = none)' },
+  { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first' },
   { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
   { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
@@ -139,16 +139,23 @@ function fail(what: string, value: unknown, origin: Origin, expected: string): n
   throw new ConfigError(`invalid ${what} ${shown} (from ${origin}): expected ${expected}`);
 }
 
+/**
+ * An option's allowed range in words, from its min/max ("at least 4KiB, or 0 for off",
+ * "from 64 to 262144"); '' when it has none. Errors, --help and the README table say it.
+ */
+export function optionLimits(o: OptionSpec): string {
+  const fmt = o.kind === 'size' ? formatSize : o.kind === 'duration' ? formatDuration : String;
+  const lo = o.min ?? (o.max !== undefined && o.kind === 'count' ? 0 : undefined);
+  const range = lo !== undefined && o.max !== undefined ? `from ${fmt(lo)} to ${fmt(o.max)}` : lo !== undefined ? `at least ${fmt(lo)}` : '';
+  return range === '' ? '' : range + (o.zeroOff ? ', or 0 for off' : '');
+}
+
 function expectation(o: OptionSpec): string {
-  const range = (lo: number | undefined, hi: number | undefined, fmt: (n: number) => string): string =>
-    (lo !== undefined && hi !== undefined
-      ? ` from ${fmt(lo)} to ${fmt(hi)}`
-      : lo !== undefined
-        ? ` of at least ${fmt(lo)}`
-        : '') + (o.zeroOff ? ', or 0 for off' : '');
+  const limits = optionLimits(o);
+  const range = limits === '' ? '' : limits.startsWith('from') ? ` ${limits}` : ` of ${limits}`;
   switch (o.kind) {
     case 'size':
-      return `a size such as 100MiB, 512KiB, 1GiB or a number of bytes${range(o.min, o.max, formatSize)}`;
+      return `a size such as 100MiB, 512KiB, 1GiB or a number of bytes${range}`;
     case 'size-auto':
       return 'auto, or a size such as 1GiB, 500MiB or a number of bytes';
     case 'cidrs':
@@ -158,9 +165,9 @@ function expectation(o: OptionSpec): string {
     case 'source':
       return 'auto, native, dgram or pcap:<interface>';
     case 'duration':
-      return `a duration such as 300, 30s, 500ms, 5m or 1h${range(o.min, o.max, formatDuration)}`;
+      return `a duration such as 300, 30s, 500ms, 5m or 1h${range}`;
     case 'count':
-      return `a whole number${range(o.min ?? 0, o.max, String)}`;
+      return `a whole number${range}`;
     case 'bool':
       return 'true or false';
     case 'enum':
@@ -194,6 +201,11 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
           ? value.join(',')
           : null;
   if (text === null) fail(what, value, origin, expectation(o));
+  // An empty value given on purpose is a mistake (a templated token that came out empty
+  // would silently open /api), not a way to unset: only the defaults are empty.
+  if (text === '' && origin !== 'default' && (o.kind === 'text' || o.kind === 'cidrs')) {
+    fail(what, value, origin, o.kind === 'text' ? 'a non-empty string (leave the option out for none)' : 'a non-empty list of addresses or prefixes (leave the option out to allow any source)');
+  }
   const inRange = (n: number): boolean =>
     (o.zeroOff === true && n === 0) || ((o.min === undefined || n >= o.min) && (o.max === undefined || n <= o.max));
   switch (o.kind) {
@@ -257,6 +269,7 @@ function normalizeKey(key: string): string {
 /**
  * Parses argv (after the subcommand) into raw option values. `--name value`, `--name=value`,
  * and for booleans `--name`, `--no-name`, `--name=false`. Positional arguments are returned.
+ * A value never starts with "--": `--name --other` says --name lacks its value.
  */
 export function parseFlags(
   argv: readonly string[],
@@ -289,8 +302,10 @@ export function parseFlags(
     if (value === undefined) {
       if (spec.kind === 'bool') value = 'true';
       else {
+        // `--rotate-size --snaplen 100`: the next flag is not a value (no option takes one
+        // starting with "--"; `--name=--value` still passes anything).
         const next = argv[i + 1];
-        if (next === undefined) throw new ConfigError(`option --${name} needs a value: ${expectation(spec)}`);
+        if (next === undefined || next.startsWith('--')) throw new ConfigError(`option --${name} needs a value: expected ${expectation(spec)}`);
         value = next;
         i++;
       }
@@ -407,13 +422,20 @@ export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv, d
   }
 
   const out: Record<string, unknown> = {};
+  const raws = new Map<string, Raw>();
   for (const o of OPTIONS) {
     if (o.name === 'config') continue;
     const raw: Raw =
       flags.get(o.name) ??
       envRaw(o) ??
       (fileValues.has(o.name) ? { value: fileValues.get(o.name), origin: fileOrigin } : { value: defaults[o.name] ?? o.default, origin: 'default' });
+    raws.set(o.name, raw);
     out[o.key!] = convert(o, raw);
+  }
+  // Only libpcap reads a BPF filter: with a socket source it would be silently ignored.
+  if (out.bpf !== null && !(out.source as string).startsWith('pcap:')) {
+    const raw = raws.get('bpf')!;
+    fail('bpf', raw.value, raw.origin, `no BPF filter unless --source is pcap:<interface> (it is ${out.source as string})`);
   }
   out.configFile = configFile;
   const base: RotationConfig = {
@@ -431,7 +453,9 @@ export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv, d
 export function optionsHelp(specs: readonly OptionSpec[] = OPTIONS): string {
   const rows = specs.map((o) => {
     const flag = o.kind === 'bool' ? `--${o.name}` : `--${o.name} ${o.kind === 'enum' ? o.values!.join('|') : o.kind.toUpperCase()}`;
-    const def = o.default === '' ? '' : ` (default ${o.default})`;
+    const limits = optionLimits(o);
+    const notes = [o.default === '' ? '' : `default ${o.default}`, limits].filter((x) => x !== '').join('; ');
+    const def = notes === '' ? '' : ` (${notes})`;
     return `  ${flag.padEnd(34)} ${o.help}${def}\n  ${''.padEnd(34)} env ${envName(o.name)}`;
   });
   return rows.join('\n');

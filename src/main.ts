@@ -5,10 +5,11 @@
  * file is corrupt).
  */
 import { decapCommand, DECAP_HELP } from './commands/decap.js';
-import { interfacesCommand } from './commands/interfaces.js';
+import { interfacesCommand, INTERFACES_HELP } from './commands/interfaces.js';
 import { replayCommand, REPLAY_HELP } from './commands/replay.js';
 import { runCommand, RUN_HELP } from './commands/run.js';
-import { usageError, VERSION } from './commands/common.js';
+import { noArguments, orUsageError, usageError, VERSION } from './commands/common.js';
+import { parseFlags } from './config.js';
 
 const USAGE = `mirrorcap ${VERSION}: VXLAN mirror target → per-session rotating pcap files
 
@@ -22,13 +23,42 @@ Commands:
 
 `;
 
-const HELP: Readonly<Record<string, string>> = { run: RUN_HELP, decap: DECAP_HELP, replay: REPLAY_HELP };
+const VERSION_HELP = `Usage: mirrorcap version
+
+Prints mirrorcap's version.
+`;
+
+const HELP_HELP = `Usage: mirrorcap help [command]
+
+Prints the help of a command (run, decap, replay, interfaces, version, help), or without
+one the list of commands and the options of run. \`mirrorcap <command> --help\` does the same.
+`;
+
+const HELP: Readonly<Record<string, string>> = {
+  run: RUN_HELP,
+  decap: DECAP_HELP,
+  replay: REPLAY_HELP,
+  interfaces: INTERFACES_HELP,
+  version: VERSION_HELP,
+  help: HELP_HELP,
+};
 
 // `mirrorcap interfaces | head`: a reader that goes away is not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
 });
+
+/** `mirrorcap help [command]`: the help asked for, or exit 2 for a topic that is not a command. */
+function help(args: readonly string[]): void {
+  const { positional } = orUsageError(() => parseFlags(args, [], 'mirrorcap help'));
+  if (positional.length > 1) usageError(`help takes one command, got ${positional.length} (see mirrorcap help help)`);
+  const topic = positional[0];
+  if (topic === undefined) return void process.stdout.write(USAGE + RUN_HELP);
+  const text = Object.hasOwn(HELP, topic) ? HELP[topic] : undefined;
+  if (text === undefined) usageError(`unknown command "${topic}" (see mirrorcap --help)`);
+  process.stdout.write(text);
+}
 
 async function main(): Promise<void> {
   const [first, ...rest] = process.argv.slice(2);
@@ -37,11 +67,12 @@ async function main(): Promise<void> {
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(rest[0] && HELP[rest[0]] ? HELP[rest[0]] : USAGE + RUN_HELP);
-      return;
+      return help(wantsHelp ? ['help'] : rest);
     case 'version':
     case '--version':
     case '-V':
+      if (wantsHelp) return void process.stdout.write(VERSION_HELP);
+      noArguments('version', rest);
       process.stdout.write(`${VERSION}\n`);
       return;
     case 'decap':
@@ -53,6 +84,8 @@ async function main(): Promise<void> {
       process.exitCode = await replayCommand(rest);
       return;
     case 'interfaces':
+      if (wantsHelp) return void process.stdout.write(INTERFACES_HELP);
+      noArguments('interfaces', rest);
       process.exitCode = interfacesCommand();
       return;
     case 'run':
@@ -61,7 +94,11 @@ async function main(): Promise<void> {
     case undefined:
       return runCommand([]);
     default:
-      if (first.startsWith('-')) return runCommand([first, ...rest]);
+      if (first.startsWith('-')) {
+        // `mirrorcap --snaplen 100 --help`: the options of run, as for `mirrorcap run --help`.
+        if (wantsHelp) return void process.stdout.write(RUN_HELP);
+        return runCommand([first, ...rest]);
+      }
       usageError(`unknown command "${first}" (see mirrorcap --help)`);
   }
 }

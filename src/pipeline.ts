@@ -6,7 +6,9 @@
  *
  * The inner frame is decoded once, for the session's protocol counts and talkers and for
  * its true original length: AWS truncates mirrored frames (PacketLength, target MTU), but
- * the inner IP header still says how long the packet was, and orig_len says it too.
+ * the inner IP header still says how long the packet was, and orig_len says it too. A
+ * frame the receiver could not hold whole (wireLengths > lengths) also keeps its real
+ * length, and is counted apart (receiveTruncated): that cut is ours, not AWS's.
  *
  * No allocation, no events, no logging per datagram; counters are plain numbers.
  */
@@ -59,13 +61,20 @@ export class Pipeline {
       }
       const frameOff = off + VXLAN_HEADER_LEN;
       const frameLen = len - VXLAN_HEADER_LEN;
-      let origLen = wireLengths[i]! - VXLAN_HEADER_LEN;
+      // The frame as the datagram carried it; the receiver may hold less (MSG_TRUNC, a snaplen).
+      const wireFrameLen = wireLengths[i]! - VXLAN_HEADER_LEN;
+      let origLen = wireFrameLen;
       const d = this.decoder;
       d.decode(slab, frameOff, frameLen);
       session.protocols[d.l3 * L4_NAMES.length + d.l4]!++;
       if (d.status !== OK) session.decodeErrors[d.errorLayer]!++;
-      if (d.claimedFrameLength > origLen) origLen = d.claimedFrameLength;
-      if (origLen > frameLen) session.truncated++;
+      // AWS truncation: the datagram itself is shorter than the inner IP header says.
+      if (d.claimedFrameLength > wireFrameLen) {
+        origLen = d.claimedFrameLength;
+        session.truncated++;
+      }
+      // Cut on our side, and the cut shows in the file: fewer bytes than the snaplen keeps.
+      if (wireFrameLen > frameLen && frameLen < session.config.snaplen) session.receiveTruncated++;
       if (d.addrLen !== 0) {
         session.talkers.add(slab, d.srcAddrOff, d.addrLen, origLen);
         session.talkers.add(slab, d.dstAddrOff, d.addrLen, origLen);

@@ -5,15 +5,16 @@
  * capture file; both write exactly the same files for the same traffic.
  */
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Catalog } from './capture/catalog.js';
 import { ChunkPool } from './capture/chunks.js';
 import { DiskGuard } from './capture/disk.js';
+import { makeFolder } from './capture/folder.js';
 import { PART_SUFFIX } from './capture/naming.js';
 import { PostRotate } from './capture/post-rotate.js';
 import { recoverDirectory } from './capture/recover.js';
-import { DIR_MODE, SessionWriter, type CaptureFile } from './capture/writer.js';
+import { SessionWriter, type CaptureFile } from './capture/writer.js';
 import type { Config, SessionConfig } from './config.js';
 import type { Logger } from './control/log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
@@ -24,6 +25,12 @@ import { Session } from './session/session.js';
 
 /** At close, post-rotate commands get this long to finish before we go on anyway. */
 const POST_ROTATE_GRACE_MS = 4_000;
+
+/** The output folder cannot be made or written: nothing can be recorded (exit 1). */
+export class OutputFolderError extends Error {
+  readonly code = 'ERR_MIRRORCAP_OUTPUT_FOLDER';
+  override readonly name = 'OutputFolderError';
+}
 
 export interface RecorderSummary {
   readonly datagrams: number;
@@ -37,6 +44,11 @@ export interface RecorderSummary {
 export interface RecorderOptions {
   /** Pause writing below min-free-bytes (live). Offline decapsulation has no one to pause for. */
   readonly guardDisk: boolean;
+  /**
+   * Keep each file's records in time order by clamping a step back (live: receive clocks).
+   * Offline the capture's own timestamps are written as they are.
+   */
+  readonly clampTime: boolean;
 }
 
 export class Recorder {
@@ -89,9 +101,11 @@ export class Recorder {
 
   /** Makes the output folder ready: writable, files left open by a killed process recovered, the catalog read. */
   async open(): Promise<void> {
-    await mkdir(this.config.out, { recursive: true, mode: DIR_MODE });
+    await makeFolder(this.config.out).catch((err: NodeJS.ErrnoException) => {
+      throw new OutputFolderError(`cannot create output folder ${this.config.out}: ${err.message}`, { cause: err });
+    });
     const unwritable = await this.outputProblem();
-    if (unwritable !== null) throw new Error(unwritable);
+    if (unwritable !== null) throw new OutputFolderError(unwritable);
     await this.recoverPartFiles();
     await this.catalog.scan();
     if (this.opts.guardDisk) await this.disk.check();
@@ -184,6 +198,7 @@ export class Recorder {
         pool: this.pool,
         drops,
         disk: this.disk,
+        clampTime: this.opts.clampTime,
         events: {
           fileClosed: (file) => this.fileClosed(session, file),
           writeError: (file, op, err) => {

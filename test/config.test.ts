@@ -123,9 +123,66 @@ t.test('every bad flag value is a one-line ConfigError naming key, value, allowe
   }
 });
 
+t.test('a flag that takes a value never swallows the next flag', async (t) => {
+  // Every kind of option that takes a value: a following --x is the next flag, not a value.
+  for (const o of OPTIONS.filter((o) => o.kind !== 'bool')) {
+    t.throws(() => parseFlags([`--${o.name}`, '--snaplen', '100']), { name: 'ConfigError', message: new RegExp(`^option --${o.name} needs a value: expected `) }, `--${o.name} --snaplen 100`);
+    t.throws(() => parseFlags([`--${o.name}`, '--strict']), { message: new RegExp(`^option --${o.name} needs a value`) }, `--${o.name} --strict`);
+  }
+  // A value that starts with one dash is a value, and no option takes a negative number.
+  t.throws(() => resolve(['--ring', '-1']), { message: /invalid ring "-1".*whole number/ });
+  t.throws(() => resolve(['--rotate-size', '-4KiB']), { message: /invalid rotate-size "-4KiB"/ });
+  t.throws(() => resolve(['--flush-interval', '-1s']), { message: /invalid flush-interval "-1s"/ });
+  t.throws(() => resolve(['--min-free-bytes', '-1']), { message: /invalid min-free-bytes "-1"/ });
+  t.equal(resolve(['--post-rotate=--help']).postRotate, '--help', '--name=value still takes anything');
+  const cli = spawnSync(process.execPath, [MAIN, '--rotate-size', '--snaplen', '100'], { encoding: 'utf8' });
+  t.equal(cli.status, 2);
+  t.equal(cli.stderr, `mirrorcap: option --rotate-size needs a value: expected a size such as 100MiB, 512KiB, 1GiB or a number of bytes of at least 4KiB, or 0 for off\n`);
+  // The commands' own options too.
+  const replay = spawnSync(process.execPath, [MAIN, 'replay', 'pcaps/ipv4.pcap', '--vni', '--flat-out'], { encoding: 'utf8' });
+  t.equal(replay.status, 2);
+  t.match(replay.stderr, /^mirrorcap: option --vni needs a value: expected a whole number/);
+  const decap = spawnSync(process.execPath, [MAIN, 'decap', 'pcaps/ipv4.pcap', '--port', '--out', 'x'], { encoding: 'utf8' });
+  t.equal(decap.status, 2);
+  t.match(decap.stderr, /^mirrorcap: option --port needs a value/);
+});
+
+t.test('--bpf only with the interface source: elsewhere it would be ignored', async (t) => {
+  t.equal(resolve(['--source', 'pcap:eth0', '--bpf', 'udp port 4790']).bpf, 'udp port 4790');
+  t.equal(resolve(['--source', 'pcap:eth0']).bpf, null);
+  for (const source of ['auto', 'native', 'dgram']) {
+    t.throws(() => resolve(['--source', source, '--bpf', 'udp']), { name: 'ConfigError', message: `invalid bpf "udp" (from --bpf): expected no BPF filter unless --source is pcap:<interface> (it is ${source})` }, `--source ${source} --bpf udp`);
+  }
+  t.throws(() => resolve([], { MIRRORCAP_BPF: 'udp' }), { message: /^invalid bpf "udp" \(from MIRRORCAP_BPF\): expected no BPF filter unless --source is pcap:<interface> \(it is auto\)$/ });
+  const path = await file('bpf.yaml', 'source: dgram\nbpf: udp\n');
+  t.throws(() => resolve(['--config', path]), { message: /^invalid bpf "udp" \(from config file .*bpf.yaml\)/ });
+  const cli = spawnSync(process.execPath, [MAIN, '--bpf', 'udp', '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { encoding: 'utf8', timeout: 10_000 });
+  t.equal(cli.status, 2, 'exit status 2');
+  t.match(cli.stderr, /^mirrorcap: invalid bpf "udp" \(from --bpf\)/);
+});
+
 t.test('bad environment values name the variable', async (t) => {
   t.throws(() => resolve([], { MIRRORCAP_RING: 'many' }), { message: /invalid ring "many" \(from MIRRORCAP_RING\)/ });
   t.throws(() => resolve([], { MIRRORCAP_LISTEN: 'x' }), { message: /\(from MIRRORCAP_LISTEN\)/ });
+});
+
+t.test('an empty value given on purpose is an error, not "unset" (an empty token would open /api)', async (t) => {
+  for (const name of ['http-token', 'post-rotate', 'bpf', 'allow']) {
+    const expected = new RegExp(`^invalid ${name} "" \\(from --${name}\\): expected a non-empty`);
+    t.throws(() => resolve([`--${name}`, '']), { name: 'ConfigError', message: expected }, `--${name} ""`);
+    t.throws(() => resolve([`--${name}=`]), { message: expected }, `--${name}=`);
+    t.throws(() => resolve([], { [envName(name)]: '' }), { message: new RegExp(`^invalid ${name} "" \\(from ${envName(name)}\\)`) }, `${envName(name)}=`);
+    t.throws(() => resolve([], { [envName(name)]: '  ' }), { message: new RegExp(`^invalid ${name} "  "`) }, `${envName(name)}="  "`);
+  }
+  const path = await file('t.yaml', 'http-token: ""\n');
+  t.throws(() => resolve(['--config', path]), { message: /^invalid http-token "" \(from config file .*t.yaml\)/ });
+  const c = resolve([]);
+  t.equal(c.httpToken, null, 'not given: no token');
+  t.equal(c.postRotate, null);
+  t.same(c.allow, [], 'not given: any source');
+  const cli = spawnSync(process.execPath, [MAIN, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, MIRRORCAP_HTTP_TOKEN: '' } });
+  t.equal(cli.status, 2, 'an empty MIRRORCAP_HTTP_TOKEN stops the appliance with exit status 2');
+  t.match(cli.stderr, /^mirrorcap: invalid http-token "" \(from MIRRORCAP_HTTP_TOKEN\)/);
 });
 
 t.test('bad config files', async (t) => {

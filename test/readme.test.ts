@@ -1,9 +1,15 @@
 /** The README is part of the product: every option and every metric must be in it. */
-import { readFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { App } from '../src/app.js';
-import { OPTIONS, envName, parseFlags, resolveConfig } from '../src/config.js';
+import { OPTIONS, envName, optionLimits, optionsHelp, parseFlags, resolveConfig } from '../src/config.js';
 import { createLogger } from '../src/control/log.js';
+import { httpGet, metricValue, startAppliance, waitFor } from './lib/appliance.js';
+import { tsharkFrames } from './lib/tshark.js';
 
 const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
 
@@ -16,6 +22,23 @@ t.test('every option is in the configuration table with its environment name and
   }
 });
 
+t.test('every option\'s limits (min, max, 0 for off) are in its README row and in --help', async (t) => {
+  const help = optionsHelp(OPTIONS);
+  const limited = OPTIONS.filter((o) => o.min !== undefined || o.max !== undefined);
+  t.ok(limited.length >= 8, `${limited.length} options have limits`);
+  for (const o of limited) {
+    const limits = optionLimits(o);
+    t.ok(limits !== '', `--${o.name}: its limits in words`);
+    const row = readme.split('\n').find((l) => l.startsWith(`| \`--${o.name}\` |`)) ?? '';
+    t.ok(row.includes(limits), `--${o.name} row says "${limits}"`);
+    const entry = help.split('\n').find((l) => l.startsWith(`  --${o.name} `)) ?? '';
+    t.ok(entry.includes(limits), `--help for --${o.name} says "${limits}"`);
+  }
+  t.equal(optionLimits(OPTIONS.find((o) => o.name === 'rotate-size')!), 'at least 4KiB, or 0 for off');
+  t.equal(optionLimits(OPTIONS.find((o) => o.name === 'snaplen')!), 'from 64 to 262144');
+  t.equal(optionLimits(OPTIONS.find((o) => o.name === 'flush-interval')!), 'at least 10ms');
+});
+
 t.test('every mirrorcap_ metric is in the metrics table', async (t) => {
   const app = new App(resolveConfig(parseFlags([]).flags, {}), createLogger('silent'), 'test');
   const names = app.metrics.register.getMetricsAsArray().map((m) => m.name).filter((n) => n.startsWith('mirrorcap_'));
@@ -26,4 +49,34 @@ t.test('every mirrorcap_ metric is in the metrics table', async (t) => {
 t.test('the README shows the quick start and test commands CI runs', async (t) => {
   t.match(readme, /npm ci\nnpm start/);
   t.match(readme, /npm test/);
+});
+
+t.test('the quick start does what it says: replay, a .pcap.part until SIGUSR1, the start line names the ports', async (t) => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const command = /^node dist\/src\/main\.js replay .*$/m.exec(readme)?.[0];
+  t.ok(command, 'the README shows a replay command');
+  t.match(command ?? '', / --target 127\.0\.0\.1:4789 /);
+  const out = await mkdtemp(join(tmpdir(), 'mirrorcap-readme-'));
+  const app = await startAppliance(['--out', out]);
+  t.teardown(() => app.proc.kill('SIGKILL'));
+  const start = app.logs.find((l) => l.event === 'start');
+  t.ok(readme.includes('The `start` log line says which ports mirrorcap bound (`udpPort`, `httpPort`)'), 'the README names the start line and its fields');
+  t.ok(typeof start?.udpPort === 'number' && typeof start.httpPort === 'number', 'the start line has udpPort and httpPort');
+  const args = command!.split(' ').slice(2).map((a) => (a === '127.0.0.1:4789' ? `127.0.0.1:${app.udpPort}` : a));
+  const replay = spawnSync(process.execPath, [join(root, 'dist', 'src', 'main.js'), ...args], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  t.equal(replay.status, 0, replay.stderr);
+  const frames = tsharkFrames(join(root, 'pcaps', 'ipv4.pcap')).length;
+  t.ok(readme.includes(`Its ${frames} frames appear in \`captures/vni-123/\``), `the README says ${frames} frames`);
+  const duration = Number(/Capture duration:\s+([\d.]+) seconds/.exec(spawnSync('capinfos', ['-u', join(root, 'pcaps', 'ipv4.pcap')], { encoding: 'utf8' }).stdout)?.[1]);
+  t.ok(readme.includes(`${Math.round(duration)} s for this one`), `the README says the capture's pace takes ${Math.round(duration)} s`);
+  const written = async (): Promise<number | undefined> => metricValue((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_written_packets_total', { session: 'vni-123' });
+  await waitFor(async () => (await written()) === frames, 5000, 'written');
+  const dir = join(out, 'vni-123');
+  const open = await readdir(dir);
+  t.match(open, [/^vni-123-\d{8}T\d{6}Z-000000\.pcap\.part$/], 'one .pcap.part while the file is open');
+  t.equal(tsharkFrames(join(dir, open[0]!)).length, frames, 'tshark reads it as it is');
+  app.proc.kill('SIGUSR1');
+  await waitFor(() => app.logs.some((l) => l.event === 'file_rotated'), 5000, 'rotated');
+  t.same(await readdir(dir), [open[0]!.replace(/\.part$/, '')], 'SIGUSR1 makes it a .pcap');
+  t.equal(await app.stop(), 0);
 });

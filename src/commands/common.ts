@@ -21,6 +21,12 @@ export function orUsageError<T>(fn: () => T): T {
   }
 }
 
+/** For commands that take nothing (interfaces, version): any option or argument exits 2. */
+export function noArguments(command: string, argv: readonly string[]): void {
+  const { positional } = orUsageError(() => parseFlags(argv, [], `mirrorcap ${command}`));
+  if (positional.length > 0) usageError(`${command} takes no arguments, got "${positional[0]}" (see mirrorcap help ${command})`);
+}
+
 /** Flags and the one capture file a tool command (decap, replay) takes; usage errors exit 2. */
 export async function toolArguments(argv: readonly string[], table: readonly OptionSpec[], command: string): Promise<{ flags: Map<string, Raw>; path: string }> {
   const { flags, positional } = orUsageError(() => parseFlags(argv, table, `mirrorcap ${command}`));

@@ -1,6 +1,14 @@
 /** `mirrorcap interfaces`: what --source pcap:<iface> can open, as libpcap (cap) lists it. */
 import { loadCap } from '../source/libpcap.js';
 
+export const INTERFACES_HELP = `Usage: mirrorcap interfaces
+
+Lists the network interfaces libpcap can open for --source pcap:<iface>, with their
+addresses. Needs the optional cap module (libpcap bindings, built at npm ci when
+libpcap-dev is installed), and root or CAP_NET_RAW to capture on them.
+Exit status: 0, or 2 when the cap module is missing.
+`;
+
 export function interfacesCommand(): number {
   const cap = loadCap();
   if (!cap.ok) {

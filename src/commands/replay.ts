@@ -18,6 +18,10 @@ export const REPLAY_HELP = `Usage: mirrorcap replay <capture> --target HOST:PORT
 Sends each frame of a capture (pcap or pcapng) as a VXLAN datagram, as AWS Traffic
 Mirroring would, to test a mirror target or a deployment before AWS sends anything.
 Prints what it sent and stops by itself at the end of the capture (or of N loops).
+A frame longer than one datagram carries (65,499 bytes after the VXLAN header) is sent
+cut to that length, and counted and listed in the summary.
+Exit status: 0 sent, 1 the capture is corrupt or the target refused datagrams (ICMP
+port unreachable), 2 a bad command line.
 
 Options:
 ${optionsHelp(REPLAY_OPTIONS)}
@@ -45,13 +49,26 @@ export async function replayCommand(argv: string[]): Promise<number> {
   });
   try {
     const r = await replay(opts);
+    const n = (x: number): string => x.toLocaleString('en-US');
+    const target = `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
+    const cut =
+      r.cut === 1
+        ? `1 frame longer than ${n(r.maxFrame)} bytes (the most one UDP datagram carries after the VXLAN header), sent as its first ${n(r.maxFrame)}`
+        : `${n(r.cut)} frames longer than ${n(r.maxFrame)} bytes (the most one UDP datagram carries after the VXLAN header), sent as their first ${n(r.maxFrame)}`;
+    const examples = r.cutExamples.map((e) => `record ${n(e.record)} (${n(e.bytes)} bytes)`).join(', ') + (r.cut > r.cutExamples.length * r.loops ? ', ...' : '');
     process.stdout.write(
-      `mirrorcap replay: ${path} -> ${opts.host}:${opts.port} vni ${opts.vni}\n` +
-        `  sent      ${r.sent.toLocaleString('en-US')} packets, ${r.bytes.toLocaleString('en-US')} bytes of inner frames, ${r.loops} loop${r.loops === 1 ? '' : 's'}\n` +
-        `  rate      ${Math.round(r.pps).toLocaleString('en-US')} packets/s, ${r.mbps.toFixed(1)} Mbit/s over ${r.seconds.toFixed(3)} s (${r.sender}, ${r.sourcePorts} source port${r.sourcePorts === 1 ? '' : 's'})\n` +
-        (r.skipped > 0 ? `  skipped   ${r.skipped} records without an Ethernet or IP frame\n` : '') +
-        (r.refused > 0 ? `  refused   ${r.refused} datagrams (ICMP port unreachable: is the target listening?)\n` : ''),
+      `mirrorcap replay: ${path} -> ${target} vni ${opts.vni}\n` +
+        `  sent      ${n(r.sent)} packets, ${n(r.bytes)} bytes of inner frames, ${r.loops} loop${r.loops === 1 ? '' : 's'}\n` +
+        `  rate      ${n(Math.round(r.pps))} packets/s, ${r.mbps.toFixed(1)} Mbit/s over ${r.seconds.toFixed(3)} s (${r.sender}, ${r.sourcePorts} source port${r.sourcePorts === 1 ? '' : 's'})\n` +
+        (r.skipped > 0 ? `  skipped   ${n(r.skipped)} records without an Ethernet or IP frame\n` : '') +
+        (r.cut > 0 ? `  cut       ${cut}: ${examples}\n` : '') +
+        (r.refused > 0 ? `  refused   ${n(r.refused)} datagrams (ICMP port unreachable: is the target listening?)\n` : ''),
     );
+    if (r.refused > 0) {
+      // The datagrams went nowhere: the replay did not do its work.
+      process.stderr.write(`mirrorcap replay: ${target} refused ${n(r.refused)} of ${n(r.sent)} datagrams (ICMP port unreachable): is anything listening there?\n`);
+      return 1;
+    }
     return 0;
   } catch (err) {
     if (err instanceof CaptureError) {

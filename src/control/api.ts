@@ -28,6 +28,7 @@ export function sessionsJson(sessions: readonly Session[], catalog: Catalog): un
       currentFile: cur === null ? null : { path: cur.path + PART_SUFFIX, bytes: cur.bytes, packets: cur.packets, first: isoNs(cur.firstSec, cur.firstNsec) },
       finishedFiles: catalog.filesOf(s.name).length,
       truncatedPackets: s.truncated,
+      receiveTruncatedPackets: s.receiveTruncated,
       protocols: protocolsJson(s.protocols),
       decodeErrors: Object.fromEntries([...s.decodeErrors].flatMap((n, layer) => (n > 0 ? [[LAYER_NAMES[layer]!, n]] : []))),
       topTalkers: s.talkers.top(TOP_TALKERS),

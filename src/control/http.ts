@@ -107,8 +107,9 @@ export class ControlServer {
 
   private authorized(req: IncomingMessage): boolean {
     if (this.apiToken === null) return true;
-    const header = req.headers.authorization ?? '';
-    const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
+    // RFC 7235: the scheme is case-insensitive ("bearer", "BEARER"), one or more spaces follow it.
+    const m = /^bearer +(.*)$/i.exec(req.headers.authorization ?? '');
+    const given = Buffer.from(m === null ? '' : m[1]!);
     const want = Buffer.from(this.apiToken);
     return given.length === want.length && timingSafeEqual(given, want);
   }

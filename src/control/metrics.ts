@@ -100,6 +100,12 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     }
   });
   counter('truncated_packets_total', 'Inner frames shorter than on the wire (AWS PacketLength or MTU truncation); orig_len keeps the real length.', ['session', 'vni'], perSession((s) => s.truncated));
+  counter(
+    'receive_truncated_packets_total',
+    'Inner frames the receiver held only in part (a datagram larger than the receive slot, a libpcap or capture-file snaplen), so fewer bytes than the snaplen were written; orig_len keeps the real length.',
+    ['session', 'vni'],
+    perSession((s) => s.receiveTruncated),
+  );
   counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.writer.filesClosed));
   counter('files_deleted_total', 'Finished capture files deleted, by reason: ring (per session) or budget (max-total-bytes).', ['reason'], (emit) => {
     for (const [reason, n] of Object.entries(view.catalog.deleted)) emit({ reason }, n);

@@ -41,10 +41,18 @@ export interface ReplaySummary {
   readonly skipped: number;
   /** Datagrams the target refused (ICMP port unreachable). */
   readonly refused: number;
+  /** Frames longer than maxFrame, sent cut to it (every loop counted). */
+  readonly cut: number;
+  /** The first few cut frames of the capture: 1-based record number and length. */
+  readonly cutExamples: ReadonlyArray<{ readonly record: number; readonly bytes: number }>;
+  /** The longest inner frame one datagram carries here. */
+  readonly maxFrame: number;
   readonly sourcePorts: number;
   readonly sender: string;
 }
 
+/** Cut frames listed by record number in the summary; the rest are only counted. */
+const CUT_EXAMPLES = 5;
 /** Source ports used with sourcePortHash: enough for an NLB to spread flows, few enough to open. */
 const HASH_PORTS = 64;
 /** Datagrams per send call at most. */
@@ -69,11 +77,15 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   let sent = 0;
   let bytes = 0;
   let skipped = 0;
+  let cut = 0;
+  const cutExamples: Array<{ record: number; bytes: number }> = [];
   try {
     for (let loop = 0; loop < opts.loops; loop++) {
       const reader = await CaptureReader.open(opts.path);
+      let record = 0;
       try {
         const sink = (buf: Buffer, off: number, capLen: number, _orig: number, sec: number, nsec: number, linkType: number): void => {
+          record++;
           const kind = locateNetworkLayer(linkType, buf, off, capLen, link);
           if (kind !== LINK_ETHERNET && !(kind === LINK_NETWORK && link.etherType !== 0)) {
             skipped++;
@@ -82,7 +94,12 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
           // Frames captured without an Ethernet header get a placeholder one: mirrors carry Ethernet.
           const l2 = kind === LINK_NETWORK ? ETHERNET_LEN : 0;
           const from = off + link.offset;
-          const len = Math.min(l2 + capLen - link.offset, maxFrame);
+          const whole = l2 + capLen - link.offset;
+          const len = Math.min(whole, maxFrame);
+          if (whole > maxFrame) {
+            cut++;
+            if (loop === 0 && cutExamples.length < CUT_EXAMPLES) cutExamples.push({ record, bytes: whole });
+          }
           const at = q.reserve(VXLAN_HEADER_LEN + len);
           writeVxlanHeader(q.slab, at, opts.vni);
           const p = at + VXLAN_HEADER_LEN;
@@ -120,6 +137,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     loops: opts.loops,
     skipped,
     refused: senders.reduce((n, s) => n + s.refused, 0),
+    cut,
+    cutExamples,
+    maxFrame,
     sourcePorts: senders.length,
     sender: senders[0]!.kind,
   };

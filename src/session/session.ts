@@ -21,8 +21,14 @@ export class Session {
   readonly protocols = new Float64Array(L3_NAMES.length * L4_NAMES.length);
   /** Inner frames the decoder could not walk to the end, by the layer that stopped it. */
   readonly decodeErrors = new Float64Array(LAYER_NAMES.length);
-  /** Frames shorter than they were on the wire (AWS PacketLength / MTU truncation, or snapped). */
+  /** Frames shorter than the inner IP header says: AWS PacketLength / MTU truncation. */
   truncated = 0;
+  /**
+   * Frames the receiver held only in part, so fewer bytes than the snaplen reached the file:
+   * a datagram larger than the native receive slot (a snaplen reloaded past it), or one cut
+   * by libpcap's or a capture file's snaplen. Their orig_len is still the real length.
+   */
+  receiveTruncated = 0;
   /** Inner IPv4/IPv6 addresses by bytes sent and received, in fixed memory. */
   readonly talkers = new TopTalkers(TALKER_SLOTS);
   /** Failed file operations by errno code (ENOSPC, EIO, ...); errors are rare, a Map is fine. */

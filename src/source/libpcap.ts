@@ -10,6 +10,7 @@ import { ConfigError } from '../config.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_NULL, LINKTYPE_RAW } from '../capture/linktype.js';
 import { BatchingSource } from './batcher.js';
 import { WallClock } from './clock.js';
+import { catchStderr } from './native.js';
 import { OuterParser } from './outer.js';
 import type { BatchSink, Source } from './source.js';
 
@@ -54,6 +55,8 @@ export interface LibpcapSourceOptions {
   readonly bpf: string | null;
   /** libpcap's kernel buffer. */
   readonly bufferBytes: number;
+  /** What libpcap printed on stderr while opening the interface (it opened all the same). */
+  readonly warn?: (text: string) => void;
 }
 
 const SLAB_BYTES = 4 * 1024 * 1024;
@@ -82,14 +85,26 @@ export class LibpcapSource extends BatchingSource implements Source {
 
   async start(sink: BatchSink): Promise<void> {
     this.batcher.start(sink);
+    const { iface } = this.opts;
+    // Asked first: opening an unknown interface makes cap print libpcap's SIOCGIFADDR
+    // warning on stderr before it fails (and catchStderr needs the native addon).
+    if (!this.cap.Cap.deviceList().some((d) => d.name === iface)) throw noSuchInterface(iface);
     const handle = new this.cap.Cap();
     const filter = this.opts.bpf ?? `udp dst port ${this.opts.port}`;
     let link: string;
+    // cap prints libpcap's warnings itself ("eth1: no IPv4 address assigned - This may not
+    // actually work"): kept off our stderr, logged when the open succeeds, dropped when
+    // our own error says what went wrong.
+    let printed = '';
     try {
-      link = handle.open(this.opts.iface, filter, this.opts.bufferBytes, this.packet);
+      link = catchStderr(
+        () => handle.open(iface, filter, this.opts.bufferBytes, this.packet),
+        (text) => (printed = text.trim()),
+      );
     } catch (err) {
-      throw explainOpenError(this.opts.iface, filter, (err as Error).message);
+      throw explainOpenError(iface, filter, (err as Error).message);
     }
+    if (printed !== '') this.opts.warn?.(printed);
     const linkType = LINK_TYPES[link];
     if (linkType === undefined) {
       handle.close();
@@ -122,12 +137,14 @@ export class LibpcapSource extends BatchingSource implements Source {
   };
 }
 
+function noSuchInterface(iface: string): ConfigError {
+  return new ConfigError(`--source pcap:${iface}: there is no interface "${iface}"; \`mirrorcap interfaces\` lists the ones that can be opened`);
+}
+
 /** libpcap's open errors, turned into what the operator should do. */
 function explainOpenError(iface: string, filter: string, message: string): ConfigError {
   const at = `--source pcap:${iface}`;
-  if (/no such device|doesn't exist|not exist/i.test(message)) {
-    return new ConfigError(`${at}: there is no interface "${iface}" (${message}); \`mirrorcap interfaces\` lists the ones that can be opened`);
-  }
+  if (/no such device|doesn't exist|not exist/i.test(message)) return noSuchInterface(iface);
   if (/permission|not permitted|EPERM|EACCES/i.test(message)) {
     return new ConfigError(`${at}: not allowed to capture on ${iface} (${message}); run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep $(command -v node), or AmbientCapabilities=CAP_NET_RAW in systemd)`);
   }

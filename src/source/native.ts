@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { fileURLToPath } from 'node:url';
+import { VXLAN_HEADER_LEN } from '../decode/vxlan.js';
 import { Batch } from './batch.js';
 import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
 
@@ -85,6 +86,10 @@ export interface NativeBinding {
   Receiver: new (host: string, port: number, reusePort: boolean) => NativeReceiver;
   /** Connected to host:port; host must be numeric. */
   Sender: new (host: string, port: number) => NativeSender;
+  /** Points fd 2 into a non-blocking pipe; returns [the saved fd 2, the pipe's read end]. */
+  redirectStderr(): [number, number];
+  /** Puts fd 2 back and returns what was written meanwhile. */
+  restoreStderr(saved: number, readEnd: number): string;
 }
 
 /** Slots of the receiver's counters array. */
@@ -134,6 +139,21 @@ export function loadNative(path: string = DEFAULT_ADDON_PATH): NativeLoad {
   return load;
 }
 
+/**
+ * Runs `fn` (synchronous) with fd 2 going into a pipe, and hands what a C library printed
+ * there meanwhile to `caught`, also when fn throws. Without the addon fn runs as is.
+ */
+export function catchStderr<T>(fn: () => T, caught: (text: string) => void): T {
+  const load = loadNative();
+  if (!load.ok) return fn();
+  const [saved, readEnd] = load.binding.redirectStderr();
+  try {
+    return fn();
+  } finally {
+    caught(load.binding.restoreStderr(saved, readEnd));
+  }
+}
+
 /** Strips [] from an IPv6 literal and resolves a name once, at start (never per packet). */
 export async function numericHost(host: string): Promise<string> {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
@@ -145,13 +165,33 @@ export async function numericHost(host: string): Promise<string> {
 // NativeSource
 
 /**
- * Slot size. AWS mirror targets have an MTU of at most 9001, so no VXLAN datagram from
- * Traffic Mirroring exceeds 8973 bytes; 9216 also covers 9216-MTU switches. A larger
- * datagram (another tap, loopback tests) is kept truncated to its slot with its real
- * size in wireLengths (MSG_TRUNC) and counted, never dropped silently. 65536-byte slots
- * would make the slab 16 MiB and spread each batch over 64 KiB strides for nothing.
+ * Slot size: each datagram lands in a slot of its own, and the kernel cuts what does not fit
+ * (MSG_TRUNC still reports the real size, in wireLengths). The slots are sized from the
+ * largest snaplen of any session, so every source writes the same records: a VXLAN header,
+ * `snaplen` bytes of frame, and headroom for the outer headers of a GENEVE wrapper (GENEVE
+ * with 252 bytes of options + IPv4 with options + UDP: 328 bytes), rounded up to 1 KiB; at
+ * most 64 KiB, which holds any UDP datagram. A datagram larger than its slot is counted by
+ * the pipeline (receive_truncated) only when the cut loses bytes the snaplen would keep: a
+ * snaplen raised by a reload past the slots sized at start.
  */
-export const DEFAULT_SLOT_BYTES = 9216;
+export const SLOT_HEADROOM = 512;
+/** Holds any UDP payload (at most 65,527 bytes over IPv6, 65,507 over IPv4). */
+export const MAX_SLOT_BYTES = 65536;
+/** Slots for the default snaplen (65535): every datagram whole. */
+export const DEFAULT_SNAPLEN = 65535;
+
+/** Bytes a receive slot needs for a VXLAN datagram with `snaplen` bytes of frame kept whole. */
+export function slotBytesFor(snaplen: number): number {
+  return Math.min(MAX_SLOT_BYTES, Math.ceil((VXLAN_HEADER_LEN + snaplen + SLOT_HEADROOM) / 1024) * 1024);
+}
+
+export const DEFAULT_SLOT_BYTES = slotBytesFor(DEFAULT_SNAPLEN);
+/**
+ * The slab (batch size x slot) stays within this: the batch shrinks for larger slots. Pages
+ * are touched only where datagrams land, so a slab of 64 KiB slots costs RSS only when large
+ * datagrams fill them.
+ */
+export const MAX_SLAB_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_BATCH_SIZE = 256;
 /** 8 x 256 datagrams per wake-up keeps a turn to a few milliseconds of pipeline work. */
 export const DEFAULT_MAX_BATCHES_PER_TURN = 8;
@@ -188,7 +228,10 @@ export interface NativeSourceOptions {
   coalesceMs?: number;
   /** Rest after the sink reports saturation, in ms; default DEFAULT_SATURATED_REST_MS. */
   saturatedRestMs?: number;
+  /** Bytes per receive slot; default slotBytesFor(snaplen). */
   slotBytes?: number;
+  /** The largest snaplen of any session: the slots hold that much frame whole. Default 65535. */
+  snaplen?: number;
   /** SO_REUSEPORT, for several sockets on one port (one per worker thread). */
   reusePort?: boolean;
   /** The addon to use; default loadNative(). */
@@ -225,8 +268,8 @@ export class NativeSource implements Source {
   private state: 'idle' | 'starting' | 'receiving' | 'closed' = 'idle';
 
   constructor(private readonly opts: NativeSourceOptions) {
-    const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
-    this.slotBytes = opts.slotBytes ?? DEFAULT_SLOT_BYTES;
+    this.slotBytes = opts.slotBytes ?? slotBytesFor(opts.snaplen ?? DEFAULT_SNAPLEN);
+    const batchSize = opts.batchSize ?? Math.max(1, Math.min(DEFAULT_BATCH_SIZE, Math.floor(MAX_SLAB_BYTES / this.slotBytes)));
     this.maxBatchesPerTurn = opts.maxBatchesPerTurn ?? DEFAULT_MAX_BATCHES_PER_TURN;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
       throw new RangeError(`batchSize must be an integer in 1..${MAX_BATCH_SIZE}, got ${batchSize}`);
@@ -251,6 +294,11 @@ export class NativeSource implements Source {
 
   get ready(): boolean {
     return this.state === 'receiving';
+  }
+
+  /** The largest datagram a slot holds whole (longer ones are cut); undefined when a slot holds any. */
+  get maxDatagram(): number | undefined {
+    return this.slotBytes < MAX_SLOT_BYTES ? this.slotBytes : undefined;
   }
 
   get recvBuffer(): number {

@@ -18,13 +18,19 @@ export function createSource(config: Config, log: Logger): Source {
     const iface = config.source.slice('pcap:'.length);
     const cap = loadCap();
     if (!cap.ok) throw new ConfigError(`--source ${config.source}: ${cap.reason}`);
-    return new LibpcapSource({ iface, port, bpf: config.bpf, bufferBytes: config.recvBuffer }, cap.cap);
+    const warn = (text: string): void => log.warn({ event: 'libpcap_warning', iface, text }, `libpcap: ${text}`);
+    return new LibpcapSource({ iface, port, bpf: config.bpf, bufferBytes: config.recvBuffer, warn }, cap.cap);
   }
   const load = loadNative();
-  if (load.ok) return new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, binding: load.binding });
+  if (load.ok) return new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, snaplen: largestSnaplen(config), binding: load.binding });
   if (config.source === 'native') {
     throw new ConfigError(`--source native: ${load.reason}; install python3, make and g++, then run \`npm ci\` again, or use --source dgram`);
   }
   log.warn({ event: 'native_unavailable', reason: load.reason }, `native source unavailable (${load.reason}); receiving with node:dgram`);
   return dgram();
+}
+
+/** The most bytes of frame any session keeps: the receive slots must hold that much whole. */
+export function largestSnaplen(config: Config): number {
+  return config.sessions.reduce((max, s) => Math.max(max, s.snaplen), config.snaplen);
 }

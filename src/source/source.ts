@@ -49,6 +49,12 @@ export interface Source {
   readonly port: number;
   /** Per BATCH_SIZE_BUCKETS bucket, how many batches had that many datagrams. */
   readonly batchSizeCounts: Float64Array;
+  /**
+   * The largest datagram delivered whole, when the source sized its buffers from the
+   * configuration (native: the receive slots); longer ones are cut, their real size kept.
+   * Undefined when every datagram arrives whole.
+   */
+  readonly maxDatagram?: number | undefined;
   /** Brings counters that need I/O to read up to date (called at scrape time). */
   refresh?(): Promise<void>;
   /** Delivers, synchronously, what is already queued for the source (before a shutdown). */

@@ -27,7 +27,7 @@ interface Rig {
 async function rig(
   t: Test,
   rotation: Partial<RotationConfig>,
-  opts: { queueSize?: number; pool?: ChunkPool; disk?: { full: boolean }; maxTotalBytes?: number; expectErrors?: boolean } = {},
+  opts: { queueSize?: number; pool?: ChunkPool; disk?: { full: boolean }; maxTotalBytes?: number; expectErrors?: boolean; clampTime?: boolean } = {},
 ): Promise<Rig> {
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-writer-'));
   t.teardown(() => rm(out, { recursive: true, force: true }));
@@ -47,6 +47,7 @@ async function rig(
     pool: opts.pool ?? new ChunkPool(256 * 1024 * 1024),
     drops,
     disk: opts.disk ?? { full: false },
+    clampTime: opts.clampTime ?? true,
     events: {
       fileClosed: (f) => {
         closed.push({ ...f });
@@ -139,6 +140,18 @@ t.test('timestamps never go backwards within a file', async (t) => {
   await writer.close();
   const [name] = await files(dir);
   t.same(tsharkFrames(join(dir, name!)).map((g) => g.epoch), [`${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 6}.000000001`]);
+});
+
+t.test('clampTime off (a capture\'s own times): a step back is written as it is; the file\'s last time is its newest', async (t) => {
+  const { dir, writer, closed } = await rig(t, {}, { clampTime: false });
+  const f = udpFrame(60, 1, 1);
+  writer.append(f, 0, f.length, f.length, T0 + 5, 500);
+  writer.append(f, 0, f.length, f.length, T0 + 6, 1);
+  writer.append(f, 0, f.length, f.length, T0 + 5, 400); // captured earlier than the one before
+  await writer.close();
+  const [name] = await files(dir);
+  t.same(tsharkFrames(join(dir, name!)).map((g) => g.epoch), [`${T0 + 5}.000000500`, `${T0 + 6}.000000001`, `${T0 + 5}.000000400`]);
+  t.same([closed[0]!.firstSec, closed[0]!.firstNsec, closed[0]!.lastSec, closed[0]!.lastNsec], [T0 + 5, 500, T0 + 6, 1]);
 });
 
 t.test('a full queue drops and counts, memory stays bounded, everything else is written', async (t) => {
@@ -286,6 +299,7 @@ t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are 
     pool: new ChunkPool(64 * 1024 * 1024),
     drops,
     disk: { full: false },
+    clampTime: true,
     events: { fileClosed: (f) => closed.push({ ...f }), writeError: (_f, op, err) => errors.push(`${op}:${err.code}`) },
   });
   const f = udpFrame(1400, 1, 1);

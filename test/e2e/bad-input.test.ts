@@ -98,3 +98,27 @@ t.test('the UDP port already taken: exit 1 with a clear log line', async (t) => 
   t.match(r.stdout, /"event":"start_failed".*EADDRINUSE/);
   t.equal(await first.stop(), 0);
 });
+
+t.test('an output folder that cannot be made: exit 1 with one clear line, run and decap alike', async (t) => {
+  const { MAIN } = await import('../lib/appliance.js');
+  const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-badout-'));
+  await writeFile(join(dir, 'a-file'), 'x');
+  // /proc/mc: mkdir answers ENOENT though /proc exists (node's recursive mkdir looped on it forever).
+  const cases: Array<[string, RegExp]> = [
+    ['/proc/mc', /ENOENT/],
+    ['/proc/mc/deeper', /ENOENT/],
+    [join(dir, 'a-file', 'x'), /ENOTDIR/],
+  ];
+  for (const [out, code] of cases) {
+    const run = spawnSync(process.execPath, [MAIN, '--out', out, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { encoding: 'utf8', timeout: 15_000 });
+    t.equal(run.status, 1, `run --out ${out}: exit 1 (not a hang)`);
+    const lines = run.stdout.trim().split('\n');
+    t.equal(lines.length, 1, 'one log line');
+    t.match(JSON.parse(lines[0] ?? '{}'), { event: 'start_failed', level: 'fatal', msg: new RegExp(`output folder ${out.replace(/[/.]/g, '\\$&')}.*`) }, 'start_failed names the folder');
+    t.match(lines[0], code);
+    const decap = spawnSync(process.execPath, [MAIN, 'decap', 'pcaps/ipv4.pcap', '--out', out], { encoding: 'utf8', timeout: 15_000 });
+    t.equal(decap.status, 1, `decap --out ${out}: exit 1`);
+    t.match(decap.stderr, new RegExp(`^mirrorcap decap: cannot create output folder ${out.replace(/[/.]/g, '\\$&')}: .*${code.source}.*\\n$`), 'one line naming the folder and why');
+    t.equal(decap.stderr.split('\n').length, 2, 'no stack trace');
+  }
+});

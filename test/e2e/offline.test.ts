@@ -15,7 +15,8 @@ import { tsharkFrames } from '../lib/tshark.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const FIXTURES = ['ipv4.pcap', 'ipv6.pcap', 'ethernet-vlan.pcap', 'truncated.pcap'].map((f) => join(ROOT, 'pcaps', f));
-const REAL = '/work/shared/pcaps/real';
+// Resolved from the repository root, as the shared captures are laid out beside it.
+const REAL = join(ROOT, '..', 'shared', 'pcaps', 'real');
 
 const cli = (args: string[], timeout = 60_000): SpawnSyncReturns<string> => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout });
 const temp = (): Promise<string> => mkdtemp(join(tmpdir(), 'mirrorcap-offline-'));
@@ -145,6 +146,27 @@ t.test('decap against the real VXLAN captures: our frames are the frames tshark 
   }
 });
 
+t.test('decap keeps the capture\'s own timestamps, a step back included; tshark, capinfos and mergecap read the file', { skip: existsSync(REAL) ? false : `${REAL} is not here` }, async (t) => {
+  // Frame 8 (9100 bytes, an offload super-packet) was captured 39 µs before frame 7.
+  const source = join(REAL, 'zeek-vxlan-encapsulated-http.pcap');
+  const out = join(await temp(), 'out');
+  const r = cli(['decap', source, '--out', out]);
+  t.equal(r.status, 0, r.stderr);
+  const want = spawnSync('tshark', ['-r', source, '-T', 'fields', '-e', 'frame.time_epoch'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  t.equal(want.length, 12);
+  t.ok(want[7]! < want[6]!, `the capture steps back at frame 8 (${want[6]} then ${want[7]})`);
+  const [file] = await pcapsUnder(join(out, 'vni-1'));
+  const got = tsharkFrames(file!).map((f) => f.epoch);
+  t.same(got, want, 'every record has the time the capture gave its datagram, to the nanosecond');
+  const info = spawnSync('capinfos', ['-M', '-c', '-o', file!], { encoding: 'utf8' });
+  t.equal(info.status, 0, info.stderr);
+  t.match(info.stdout, /Strict time order:\s+False/, 'capinfos reads it and sees the step');
+  const merged = join(out, 'merged.pcap');
+  const mc = spawnSync('mergecap', ['-w', merged, file!], { encoding: 'utf8' });
+  t.equal(mc.status, 0, mc.stderr);
+  t.equal(tsharkFrames(merged).length, 12, 'mergecap takes it');
+});
+
 t.test('decap: formats, corrupt input, unknown link types', async (t) => {
   const dir = await temp();
   const source = join(ROOT, 'pcaps', 'vxlan-outer.pcap');
@@ -206,8 +228,13 @@ t.test('interface source on lo, and its error paths', async (t) => {
   if (!root || !capOk) {
     t.pass(`skipped: needs root and the cap module (root: ${root}, cap: ${capOk})`);
   } else {
-    // No socket owns the port: the interface source sees the datagrams on lo anyway.
-    const port = await freeUdpPort();
+    // mirrorcap owns no socket on the port: the interface source sees the datagrams on lo
+    // anyway. A socket that never reads holds it, so the kernel does not answer replay with
+    // port unreachable (replay exits 1 when its datagrams are refused).
+    const holder = createSocket('udp4');
+    await new Promise<void>((r) => holder.bind(0, '127.0.0.1', () => r()));
+    t.teardown(() => holder.close());
+    const port = (holder.address() as { port: number }).port;
     const app = await startAppliance(['--out', join(dir, 'if'), '--source', 'pcap:lo', '--listen', `127.0.0.1:${port}`]);
     t.teardown(() => app.proc.kill('SIGKILL'));
     t.equal(app.logs.find((l) => l.event === 'start')?.source, 'pcap');
@@ -271,12 +298,4 @@ function toSll(pcap: Buffer): Buffer {
     p += 16 + incl;
   }
   return Buffer.concat(out);
-}
-
-async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }

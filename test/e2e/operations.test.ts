@@ -43,6 +43,13 @@ t.test('--http-token guards /api, not /metrics or the health checks', async (t) 
   t.equal((await httpGet(app.httpPort, '/api/sessions')).status, 401);
   t.equal((await httpGet(app.httpPort, '/api/files', { Authorization: 'Bearer wrong!' })).status, 401);
   t.equal((await httpGet(app.httpPort, '/api/sessions', { Authorization: 'Bearer s3cret' })).status, 200);
+  // RFC 7235: the scheme is case-insensitive, and one or more spaces follow it.
+  for (const header of ['bearer s3cret', 'BEARER s3cret', 'bEaReR  s3cret']) {
+    t.equal((await httpGet(app.httpPort, '/api/sessions', { Authorization: header })).status, 200, header);
+  }
+  for (const header of ['Basic s3cret', 'Bearers3cret', 'Bearer s3cre', 's3cret', 'Bearer']) {
+    t.equal((await httpGet(app.httpPort, '/api/sessions', { Authorization: header })).status, 401, header);
+  }
   t.equal((await httpGet(app.httpPort, '/metrics')).status, 200);
   t.equal((await httpGet(app.httpPort, '/readyz')).status, 200);
   t.notMatch(JSON.stringify(app.logs), /s3cret/, 'the token never reaches the logs');

@@ -11,8 +11,12 @@ import {
   COUNTER_RXQ_OVFL,
   COUNTER_TRUNCATED,
   DEFAULT_SLOT_BYTES,
+  MAX_SLAB_BYTES,
+  MAX_SLOT_BYTES,
   NativeSource,
+  SLOT_HEADROOM,
   loadNative,
+  slotBytesFor,
 } from '../../src/source/native.js';
 import type { NativeBinding, NativeSender, NativeSourceOptions } from '../../src/source/native.js';
 
@@ -244,7 +248,22 @@ function suite(binding: NativeBinding): void {
     t.teardown(() => s2.close());
     burst(s2, [65507]);
     await big.until(1);
-    t.same([big.got[0]!.bytes.length, big.got[0]!.wire], [DEFAULT_SLOT_BYTES, 65507], 'largest IPv4 datagram');
+    t.same([big.got[0]!.bytes.length, big.got[0]!.wire], [65507, 65507], 'the default slots (snaplen 65535) hold the largest IPv4 datagram whole');
+    t.equal(big.src.counters[COUNTER_TRUNCATED], 0);
+  });
+
+  t.test('slots are sized from the snaplen, with GENEVE headroom; the slab stays bounded', async (t) => {
+    const sized = (opts: Partial<NativeSourceOptions>) => new NativeSource({ host: '127.0.0.1', port: 0, recvBufferBytes: 0, ...opts });
+    t.equal(DEFAULT_SLOT_BYTES, MAX_SLOT_BYTES, 'the default snaplen (65535) takes any datagram whole');
+    for (const [snaplen, slot] of [[64, 1024], [256, 1024], [1000, 2048], [1500, 2048], [9000, 10240], [65535, 65536], [262144, 65536]] as const) {
+      t.equal(slotBytesFor(snaplen), slot, `snaplen ${snaplen}: ${slot}-byte slots`);
+      t.ok(slot >= 8 + snaplen + SLOT_HEADROOM || slot === MAX_SLOT_BYTES, `snaplen ${snaplen}: VXLAN header, frame and headroom fit`);
+      const src = sized({ snaplen });
+      t.ok(src.batch.slab.length <= MAX_SLAB_BYTES, `snaplen ${snaplen}: slab ${src.batch.slab.length} bytes <= ${MAX_SLAB_BYTES}`);
+      t.equal(src.batch.capacity, Math.min(256, MAX_SLAB_BYTES / slot), `snaplen ${snaplen}: ${src.batch.capacity} datagrams per recvmmsg`);
+      t.equal(src.maxDatagram, slot === MAX_SLOT_BYTES ? undefined : slot, 'maxDatagram: what a slot holds, undefined when any datagram fits');
+    }
+    t.equal(sized({ snaplen: 1000, batchSize: 1024, slotBytes: 65536 }).batch.slab.length, 1024 * 65536, 'explicit sizes are taken as given');
   });
 
   t.test('kernel drops: a tiny buffer overflowed while nobody reads', async (t) => {
@@ -430,6 +449,31 @@ function suite(binding: NativeBinding): void {
       t.equal(again.address()?.port, port, `${ending}: the worker's port was released`);
       await again.close();
     }
+  });
+
+  t.test('catchStderr: what is written on fd 2 during the call is handed over, not printed (child process)', async (t) => {
+    const url = new URL('../../src/source/native.js', import.meta.url).href;
+    const script = `
+      import { writeSync } from 'node:fs';
+      import { catchStderr } from ${JSON.stringify(url)};
+      writeSync(2, 'before\\n');
+      const caught = [];
+      const value = catchStderr(() => (writeSync(2, 'Warning: from a C library\\n'), 42), (text) => caught.push(text));
+      try {
+        catchStderr(() => { writeSync(2, 'then it threw\\n'); throw new Error('open failed'); }, (text) => caught.push(text));
+      } catch (err) {
+        caught.push(err.message);
+      }
+      writeSync(2, 'after\\n');
+      console.log(JSON.stringify({ value, caught }));
+    `;
+    const dir = mkdtempSync(join(tmpdir(), 'mirrorcap-native-'));
+    const file = join(dir, 'stderr.mjs');
+    writeFileSync(file, script);
+    const run = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 10000 });
+    t.equal(run.status, 0, run.stderr);
+    t.equal(run.stderr, 'before\nafter\n', 'fd 2 is back after each call; nothing caught leaked');
+    t.same(JSON.parse(run.stdout), { value: 42, caught: ['Warning: from a C library\n', 'then it threw\n', 'open failed'] }, 'the text, also when the call throws');
   });
 
   t.test('garbage collection and a throwing sink (child process)', async (t) => {
