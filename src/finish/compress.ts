@@ -10,8 +10,9 @@
  * whatever else must happen first). Killed half-way, a run leaves at most a `.tmp` file, which
  * removeCompressTemps() clears at start; compressing the same file again simply redoes it.
  *
- * The compressed file is a sequence of independently compressed blocks with a seek table at the
- * end (src/pcap/blocks.ts), so readers can start at any block; CaptureReader reads it directly.
+ * gzip files are a sequence of independently compressed 4 MiB blocks with a seek table at the
+ * end (src/pcap/blocks.ts), so readers can start at any block; zstd files are one frame (why:
+ * blocks.ts). CaptureReader reads both directly.
  * Wireshark/tshark open .pcap.gz and .pcap.zst files directly; tcpdump and libpcap cannot
  * (`zcat X.pcap.gz | tcpdump -r -`, `zstdcat X.pcap.zst | tcpdump -r -`).
  */
@@ -61,7 +62,7 @@ export interface CompressResult {
   readonly path: string;
   readonly rawSize: number;
   readonly packedSize: number;
-  /** Where each block starts in both files (what readBlockTable() reads back from the file). */
+  /** gzip: where each block starts in both files (readBlockTable() reads the same back); zstd: one block, the whole file. */
   readonly blocks: readonly Block[];
   /** Time the worker spent on it (it does nothing else meanwhile: its CPU time, near enough). */
   readonly ms: number;
