@@ -1,6 +1,8 @@
 /**
  * Outer source addresses travel as 16 bytes (IPv4 as ::ffff:a.b.c.d) in the batch.
- * These helpers convert at the edges: config, names, JSON. Never per packet.
+ * These helpers convert at the edges: config, names, JSON. Never per packet. Prefixes
+ * (--allow) are kept in the same 16-byte form (IPv4 as ::ffff:0:0/96 + n), so one
+ * comparison loop serves both families.
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { formatIpv4 } from './decode/ipv4.js';
@@ -53,4 +55,26 @@ export function parseAddr(text: string, out: Uint8Array, off: number): boolean {
 /** A form of an address that is safe inside a file name: dots stay, colons become dashes. */
 export function addrForName(text: string): string {
   return text.replace(/:/g, '-');
+}
+
+export interface Cidr {
+  readonly text: string;
+  readonly addr: Uint8Array;
+  /** Prefix length over the 16-byte form. */
+  readonly bits: number;
+}
+
+/** "10.0.0.0/16" → Cidr; null when malformed. A bare address is a /32 or /128. */
+export function parseCidr(text: string): Cidr | null {
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(text.trim());
+  if (!m) return null;
+  const addr = new Uint8Array(16);
+  if (!parseAddr(m[1]!, addr, 0)) return null;
+  const v4 = !m[1]!.includes(':');
+  const max = v4 ? 32 : 128;
+  const len = m[2] === undefined ? max : Number(m[2]);
+  if (len > max) return null;
+  const bits = v4 ? 96 + len : len;
+  for (let i = bits; i < 128; i++) addr[i >> 3]! &= ~(0x80 >> (i & 7));
+  return { text: text.trim(), addr, bits };
 }

@@ -3,20 +3,22 @@
  * plane reading it. Owns the start and close order. Data flows one way:
  * source → pipeline → sessions → writers → files; the control plane only reads.
  */
-import type { Config } from './config.js';
+import { SESSION_SETTING_KEYS, type Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
 import { ControlServer, type Readiness } from './control/http.js';
-import type { Logger } from './control/log.js';
+import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
 import { Recorder, type RecorderSummary } from './recorder.js';
 import { VXLAN_HEADER_LEN } from './decode/vxlan.js';
 import { createSource, largestSnaplen } from './source/select.js';
 import type { Source } from './source/source.js';
 
-/** What a reload applies; every other option needs a restart (a new socket, folder, pool...). */
-const RELOADABLE: ReadonlySet<string> = new Set<keyof Config>([
-  'sessions', 'rotateSize', 'rotateSeconds', 'rotatePackets', 'ring', 'snaplen', 'strict', 'logLevel', 'configFile',
-]);
+/**
+ * What a reload applies: the sessions and every per-session setting (rotation, ring, snaplen,
+ * ...), strictness and the log level; every other option needs a restart (a new socket,
+ * folder, pool...).
+ */
+const RELOADABLE: ReadonlySet<string> = new Set<keyof Config>([...SESSION_SETTING_KEYS, 'sessions', 'strict', 'logLevel', 'configFile']);
 
 export class App {
   readonly recorder: Recorder;
@@ -24,7 +26,7 @@ export class App {
   readonly metrics: Metrics;
   readonly control: ControlServer;
   private timers: NodeJS.Timeout[] = [];
-  private closing: Promise<RecorderSummary> | null = null;
+  private stopping: Promise<RecorderSummary> | null = null;
   private started = false;
 
   constructor(
@@ -68,7 +70,7 @@ export class App {
 
   async start(): Promise<void> {
     const { config, log, recorder } = this;
-    await recorder.open();
+    await recorder.start();
     await this.control.start();
     await this.source.start(recorder.pipeline.process);
     const granted = this.source.recvBuffer;
@@ -146,22 +148,29 @@ export class App {
     );
   }
 
-  /** Stops receiving, writes every queued record, closes and renames every file. Idempotent. */
-  close(): Promise<RecorderSummary> {
-    this.closing ??= this.doClose();
-    return this.closing;
+  /**
+   * Stops receiving, writes every queued record, closes and renames every file; post-rotate
+   * commands get until `deadline` (epoch ms). Idempotent (the first call's deadline holds).
+   */
+  stop(deadline = Infinity): Promise<RecorderSummary> {
+    this.stopping ??= this.doStop(deadline);
+    return this.stopping;
   }
 
-  private async doClose(): Promise<RecorderSummary> {
+  private async doStop(deadline: number): Promise<RecorderSummary> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     // Datagrams the kernel already holds for us reached the box: they go in the files too.
     this.source.drain?.();
-    await this.source.close();
-    await this.recorder.close();
-    await this.control.close();
+    await this.source.stop();
+    await this.recorder.stop(deadline);
+    await this.control.stop();
     const summary = this.recorder.summary();
-    if (this.started) this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');
+    if (this.started) {
+      const left = summary.filesLeftPart;
+      if (left === 0) this.log.info({ event: 'shutdown', ...summary }, 'mirrorcap stopped');
+      else this.log.warn({ event: 'shutdown', ...summary }, `mirrorcap stopped; ${left} file${left === 1 ? '' : 's'} left as .part (see write_error), recovered at the next start`);
+    }
     return summary;
   }
 

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
-import { parseCidr, type Cidr } from './session/allow.js';
+import { addrForName, formatAddr, parseAddr, parseCidr, type Cidr } from './addr.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 
 export class ConfigError extends Error {
@@ -19,7 +19,12 @@ export interface Endpoint {
   readonly port: number;
 }
 
-export interface RotationConfig {
+/**
+ * What a session entry of the config file may set for itself; the rest of Config supplies
+ * the defaults. These keys are the options marked perSession in OPTIONS (a test checks),
+ * and they are what a reload (SIGHUP) applies to running sessions.
+ */
+export interface SessionSettings {
   /** Close the file before it would grow past this many bytes; 0 = off. */
   readonly rotateSize: number;
   /** Close the file once its first packet is this many seconds old; 0 = off. */
@@ -31,7 +36,7 @@ export interface RotationConfig {
   readonly snaplen: number;
 }
 
-export interface SessionConfig extends RotationConfig {
+export interface SessionConfig extends SessionSettings {
   readonly vni: number;
   readonly name: string;
   /** Outer source address this session is bound to (session-key vni+src), or null for any. */
@@ -40,7 +45,7 @@ export interface SessionConfig extends RotationConfig {
 
 export type SessionKey = 'vni' | 'vni+src';
 
-export interface Config extends RotationConfig {
+export interface Config extends SessionSettings {
   readonly listen: Endpoint;
   readonly http: Endpoint;
   /** auto, native, dgram, or pcap:<interface>. */
@@ -121,6 +126,14 @@ export const OPTIONS: readonly OptionSpec[] = [
 ];
 
 const BY_NAME = new Map(OPTIONS.map((o) => [o.name, o]));
+
+/** The Config keys a session may set for itself (the perSession options). */
+export const SESSION_SETTING_KEYS: ReadonlyArray<keyof SessionSettings> = OPTIONS.filter((o) => o.perSession).map((o) => o.key as keyof SessionSettings);
+
+/** The per-session settings of a Config or SessionConfig, and nothing else. */
+export function sessionSettings(from: SessionSettings): SessionSettings {
+  return Object.fromEntries(SESSION_SETTING_KEYS.map((k) => [k, from[k]])) as unknown as SessionSettings;
+}
 
 export function envName(option: string): string {
   return `MIRRORCAP_${option.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
@@ -342,13 +355,75 @@ export function isValidSessionName(name: string): boolean {
   return SESSION_NAME.test(name) && !/^\.+$/.test(name);
 }
 
-function resolveSessions(list: unknown, origin: Origin, base: RotationConfig, sessionKey: SessionKey): SessionConfig[] {
+/** The session of a VNI nobody configured (session-key vni), and the start of its names with vni+src. */
+export function automaticSessionName(vni: number): string {
+  return `vni-${vni}`;
+}
+
+/** With session-key vni+src a session's name carries the outer source: <name>-<address>, colons as dashes. */
+export function sourcedSessionName(name: string, source: string): string {
+  return `${name}-${addrForName(source)}`;
+}
+
+/** An address as the router writes the sources it sees (RFC 5952), so a configured one compares equal. */
+function canonicalAddr(text: string): string {
+  const bytes = new Uint8Array(16);
+  parseAddr(text, bytes, 0);
+  return formatAddr(bytes, 0);
+}
+
+/** vni-<n> and vni-<n>-…: the names automatic sessions of VNI n get. */
+const AUTOMATIC_NAME = /^vni-(\d+)(?:-(.*))?$/;
+/** Text an address can be after sourcedSessionName (any address form: the test errs on the safe side). */
+const isSourceText = (text: string): boolean => isIP(text) === 4 || isIP(text.replace(/-/g, ':')) === 6;
+/** Text the first groups of an IPv6 address can be after sourcedSessionName: hex digits and dashes. */
+const ADDRESS_START = /^[0-9a-f-]*$/i;
+
+/**
+ * A session's name is its folder, its files' names and its metric label, so two keys must never
+ * get one name. Names are made three ways: configured, configured + source (a vni+src template),
+ * automatic (vni-<n>, vni-<n>-<address>). A configured name that another way could also make for
+ * another key is refused here, once, rather than found out when that key's traffic arrives.
+ * Returns why `s` clashes, or null.
+ */
+function nameClash(s: SessionConfig, all: readonly SessionConfig[], sessionKey: SessionKey): string | null {
+  const auto = AUTOMATIC_NAME.exec(s.name);
+  const autoVni = auto === null ? -1 : Number(auto[1]);
+  if (auto !== null && autoVni !== s.vni) {
+    return `a name not starting like ${automaticSessionName(autoVni)}, the automatic session name of VNI ${autoVni}`;
+  }
+  if (sessionKey !== 'vni+src') return null;
+  const templates = all.filter((o) => o.source === null && o !== s);
+  if (s.source !== null) {
+    // Another template, or the automatic names, plus some source must not make this name.
+    const own = addrForName(s.source);
+    for (const base of [...templates, ...(auto === null ? [] : [{ name: automaticSessionName(autoVni), vni: autoVni }])]) {
+      const rest = s.name.slice(base.name.length + 1);
+      if (s.name.startsWith(`${base.name}-`) && isSourceText(rest) && !(base.vni === s.vni && rest === own)) {
+        return `a name that "${base.name}" plus a source address cannot make (VNI ${base.vni} from ${isIP(rest) === 4 ? rest : rest.replace(/-/g, ':')} would be named so)`;
+      }
+    }
+    return null;
+  }
+  // A template: its <name>-<address> must not equal another base's <base>-<address>.
+  if (s.name === 'vni' || (auto?.[2] !== undefined && ADDRESS_START.test(auto[2]))) {
+    return `a template name that cannot meet the automatic names vni-<n>-<address> once a source address is added`;
+  }
+  for (const o of templates) {
+    if (s.name.startsWith(`${o.name}-`) && ADDRESS_START.test(s.name.slice(o.name.length + 1))) {
+      return `a template name that cannot meet "${o.name}" once a source address is added to each (${o.name}-<address> can be ${s.name}-<another address>)`;
+    }
+  }
+  return null;
+}
+
+function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, sessionKey: SessionKey): SessionConfig[] {
   if (list === undefined || list === null) return [];
   if (!Array.isArray(list)) fail('sessions', list, origin, 'a list of {vni, name} entries');
   const seenNames = new Set<string>();
   const seenKeys = new Set<string>();
   const perSession = OPTIONS.filter((o) => o.perSession);
-  return list.map((entry: unknown, i) => {
+  const sessions = list.map((entry: unknown, i) => {
     const at = `sessions[${i}]`;
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
       fail(at, entry, origin, 'a mapping such as {vni: 123, name: web-prod}');
@@ -369,7 +444,7 @@ function resolveSessions(list: unknown, origin: Origin, base: RotationConfig, se
       const s = fields.get('source');
       if (typeof s !== 'string' || isIP(s) === 0) fail(`${at}.source`, s, origin, 'an IPv4 or IPv6 address');
       if (sessionKey !== 'vni+src') fail(`${at}.source`, s, origin, 'no source unless session-key is vni+src');
-      source = s;
+      source = canonicalAddr(s);
     }
     const key = `${vni}/${source ?? '*'}`;
     if (seenKeys.has(key)) fail(`${at}.vni`, vni, origin, `a VNI${source ? ' and source' : ''} no other session uses`);
@@ -387,6 +462,11 @@ function resolveSessions(list: unknown, origin: Origin, base: RotationConfig, se
     }
     return Object.freeze({ ...base, ...overrides, vni, name, source }) as SessionConfig;
   });
+  sessions.forEach((s, i) => {
+    const clash = nameClash(s, sessions, sessionKey);
+    if (clash !== null) fail(`sessions[${i}].name`, s.name, origin, clash);
+  });
+  return sessions;
 }
 
 /** Options `mirrorcap decap` takes: everything about sessions, rotation and output. */
@@ -438,13 +518,7 @@ export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv, d
     fail('bpf', raw.value, raw.origin, `no BPF filter unless --source is pcap:<interface> (it is ${out.source as string})`);
   }
   out.configFile = configFile;
-  const base: RotationConfig = {
-    rotateSize: out.rotateSize as number,
-    rotateSeconds: out.rotateSeconds as number,
-    rotatePackets: out.rotatePackets as number,
-    ring: out.ring as number,
-    snaplen: out.snaplen as number,
-  };
+  const base = sessionSettings(out as unknown as SessionSettings);
   out.sessions = Object.freeze(resolveSessions(sessionsRaw, fileOrigin, base, out.sessionKey as SessionKey));
   return Object.freeze(out) as unknown as Config;
 }

@@ -11,20 +11,18 @@ import { Catalog } from './capture/catalog.js';
 import { ChunkPool } from './capture/chunks.js';
 import { DiskGuard } from './capture/disk.js';
 import { makeFolder } from './capture/folder.js';
-import { PART_SUFFIX } from './capture/naming.js';
-import { PostRotate } from './capture/post-rotate.js';
+import { Finisher, type FinishStep } from './finish/finisher.js';
+import { PostRotate } from './finish/post-rotate.js';
 import { recoverDirectory } from './capture/recover.js';
-import { SessionWriter, type CaptureFile } from './capture/writer.js';
+import { rotationOf } from './capture/rotation.js';
+import { FINISH_OPS, SessionWriter, type CaptureFile } from './capture/writer.js';
 import type { Config, SessionConfig } from './config.js';
-import type { Logger } from './control/log.js';
+import type { Logger } from './log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
-import { Pipeline } from './pipeline.js';
+import { Pipeline } from './session/pipeline.js';
 import { AllowList } from './session/allow.js';
 import { Router } from './session/router.js';
 import { Session } from './session/session.js';
-
-/** At close, post-rotate commands get this long to finish before we go on anyway. */
-const POST_ROTATE_GRACE_MS = 4_000;
 
 /** The output folder cannot be made or written: nothing can be recorded (exit 1). */
 export class OutputFolderError extends Error {
@@ -39,6 +37,10 @@ export interface RecorderSummary {
   readonly dropped: Readonly<Record<string, number>>;
   readonly sessions: number;
   readonly filesClosed: number;
+  /** Files that could not be renamed (or closed) and stay .part until the next start recovers them. */
+  readonly filesLeftPart: number;
+  /** --post-rotate results (the numbers of mirrorcap_post_rotate_total) and commands still running; null without. */
+  readonly postRotate: { readonly ok: number; readonly failed: number; readonly skipped: number; readonly running: number } | null;
 }
 
 export interface RecorderOptions {
@@ -56,8 +58,12 @@ export class Recorder {
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
   readonly postRotate: PostRotate | null;
+  /** Runs each finished file's steps in order (index, compress, post-rotate, s3). */
+  readonly finisher: Finisher;
   readonly router: Router;
   readonly pipeline: Pipeline;
+  /** Each session's writer: the Recorder makes them, so only it drives them. */
+  private readonly writers = new Map<Session, SessionWriter>();
 
   constructor(
     private readonly config: Config,
@@ -66,7 +72,11 @@ export class Recorder {
   ) {
     this.pool = new ChunkPool(config.maxBuffer);
     this.catalog = new Catalog(config.out, config.maxTotalBytes, {
-      deleted: (file, reason) => log.info({ event: 'file_deleted', path: file.path, reason, bytes: file.bytes }, 'file deleted'),
+      deleted: (file, reason) =>
+        log.info(
+          { event: 'file_deleted', path: file.path, reason, bytes: file.bytes, ...(file.artefacts.length > 1 ? { artefacts: file.artefacts } : {}) },
+          'file deleted',
+        ),
       deleteFailed: (file, err) => log.error({ event: 'delete_failed', path: file.path, code: err.code, err: err.message }, 'could not delete file'),
     });
     this.disk = new DiskGuard(config.out, config.minFreeBytes, {
@@ -80,8 +90,21 @@ export class Recorder {
         ? null
         : new PostRotate(config.postRotate, {
             failed: (path, why) => log.error({ event: 'post_rotate_failed', path, why }, 'post-rotate command failed'),
-            skipped: (path) => log.error({ event: 'post_rotate_skipped', path }, 'post-rotate queue full: command not run for this file'),
+            skipped: (path, reason) =>
+              log.error(
+                { event: 'post_rotate_skipped', path, reason },
+                reason === 'shutdown' ? 'stopping: post-rotate command not started in time, not run for this file' : 'post-rotate queue full: command not run for this file',
+              ),
+            stillRunning: (path) => log.warn({ event: 'post_rotate_running', path }, 'stopping: post-rotate command still running; it goes on by itself'),
           });
+    const steps: FinishStep[] = [];
+    if (this.postRotate !== null) steps.push(this.postRotate);
+    this.finisher = new Finisher(steps, this.catalog, {
+      // The post-rotate step reports its own skips; this is for the steps after it.
+      skipped: (path, step) => {
+        if (step !== this.postRotate?.name) log.warn({ event: 'finish_step_skipped', path, step }, 'stopping: step not run for this file; the next start resumes it');
+      },
+    });
     this.router = new Router(
       {
         sessionKey: config.sessionKey,
@@ -100,7 +123,7 @@ export class Recorder {
   }
 
   /** Makes the output folder ready: writable, files left open by a killed process recovered, the catalog read. */
-  async open(): Promise<void> {
+  async start(): Promise<void> {
     await makeFolder(this.config.out).catch((err: NodeJS.ErrnoException) => {
       throw new OutputFolderError(`cannot create output folder ${this.config.out}: ${err.message}`, { cause: err });
     });
@@ -108,6 +131,8 @@ export class Recorder {
     if (unwritable !== null) throw new OutputFolderError(unwritable);
     await this.recoverPartFiles();
     await this.catalog.scan();
+    await this.finisher.resume(this.catalog.all());
+    this.catalog.keepBudget();
     if (this.opts.guardDisk) await this.disk.check();
   }
 
@@ -123,51 +148,75 @@ export class Recorder {
 
   /** Hands every partly filled chunk to the disk (the flush-interval timer). */
   flushAll(): void {
-    for (const s of this.sessions) s.writer.flush();
+    for (const w of this.writers.values()) w.flush();
   }
 
   /** Once a second: rates, time-based rotation of quiet sessions, free space. */
   tick(nowSec: number): void {
-    for (const s of this.sessions) {
+    for (const [s, w] of this.writers) {
       s.sampleRates();
-      s.writer.tick(nowSec);
+      w.tick(nowSec);
     }
     if (this.opts.guardDisk) void this.disk.check();
   }
 
   /** Closes every session's current file now; the next packets start new ones. */
   rotateAll(): void {
-    for (const s of this.sessions) s.writer.rotate();
+    for (const w of this.writers.values()) w.rotate();
   }
 
   /** New sessions and rotation settings, applied between two batches (SIGHUP). */
   reconfigure(next: Config): { updated: Session[]; retired: Session[] } {
     const result = this.router.reconfigure({ strict: next.strict, configured: next.sessions, defaults: next });
-    for (const s of result.retired) s.writer.rotate();
+    for (const s of result.retired) this.writers.get(s)!.rotate();
     return result;
   }
 
-  /** Writes every queued record, closes and renames every file, lets post-rotate commands finish. */
-  async close(): Promise<void> {
-    await Promise.all(this.sessions.map((s) => s.writer.close()));
-    if (this.postRotate !== null && !(await this.postRotate.idle(POST_ROTATE_GRACE_MS))) {
-      this.log.warn({ event: 'post_rotate_pending' }, 'post-rotate commands still running; they continue on their own');
+  /**
+   * Writes every queued record, closes and renames every file, then gives the finished files'
+   * steps until `deadline` (epoch ms; Infinity = as long as they take): steps not started by
+   * then are skipped (logged, counted); post-rotate commands still running go on by themselves.
+   * Resolves once the deletions the ring and the budget made meanwhile are done (and logged).
+   */
+  async stop(deadline = Infinity): Promise<void> {
+    await Promise.all([...this.writers.values()].map((w) => w.stop()));
+    await this.finisher.stop(deadline);
+    await this.catalog.idle();
+  }
+
+  /** Whether the writers hold half of what they may: an offline reader should let them drain. */
+  get backlogged(): boolean {
+    let total = 0;
+    for (const w of this.writers.values()) {
+      const held = w.stats().heldBytes;
+      if (held > this.config.queueSize / 2) return true;
+      total += held;
     }
+    return total > this.config.maxBuffer / 2;
+  }
+
+  /** Resolves once every writer has written what it was given so far. */
+  async drained(): Promise<void> {
+    await Promise.all([...this.writers.values()].map((w) => w.idle()));
   }
 
   summary(): RecorderSummary {
+    const snaps = this.sessions.map((s) => s.snapshot());
+    const p = this.postRotate;
     const dropped: Record<string, number> = {};
     DROP_REASONS.forEach((r, i) => {
-      const n = this.pipeline.drops[i]! + this.sessions.reduce((sum, s) => sum + s.drops[i]!, 0);
+      const n = this.pipeline.drops[i]! + snaps.reduce((sum, s) => sum + (s.dropped[r] ?? 0), 0);
       if (n > 0) dropped[r] = n;
     });
     return {
       datagrams: this.pipeline.datagrams,
-      packets: this.sessions.reduce((n, s) => n + s.packets, 0),
-      writtenPackets: this.sessions.reduce((n, s) => n + s.writer.writtenPackets, 0),
+      packets: snaps.reduce((n, s) => n + s.packets, 0),
+      writtenPackets: snaps.reduce((n, s) => n + s.output.writtenPackets, 0),
       dropped,
-      sessions: this.sessions.length,
-      filesClosed: this.sessions.reduce((n, s) => n + s.writer.filesClosed, 0),
+      sessions: snaps.length,
+      filesClosed: snaps.reduce((n, s) => n + s.output.filesClosed, 0),
+      filesLeftPart: snaps.reduce((n, s) => n + s.output.filesLeftPart, 0),
+      postRotate: p === null ? null : { ok: p.ok, failed: p.failed, skipped: p.skipped, running: p.runningCount },
     };
   }
 
@@ -186,42 +235,45 @@ export class Recorder {
 
   private createSession(sc: SessionConfig): Session {
     const drops = newDropCounters();
-    const session: Session = new Session(
-      sc,
+    let session: Session | null = null;
+    const writer = new SessionWriter({
+      session: sc.name,
+      dir: join(this.config.out, sc.name),
+      rotation: rotationOf(sc),
+      snaplen: sc.snaplen,
+      queueSize: this.config.queueSize,
+      nextSeq: () => this.catalog.nextSeq(sc.name),
+      pool: this.pool,
       drops,
-      new SessionWriter({
-        session: sc.name,
-        dir: join(this.config.out, sc.name),
-        rotation: sc,
-        queueSize: this.config.queueSize,
-        nextSeq: () => this.catalog.nextSeq(sc.name),
-        pool: this.pool,
-        drops,
-        disk: this.disk,
-        clampTime: this.opts.clampTime,
-        events: {
-          fileClosed: (file) => this.fileClosed(session, file),
-          writeError: (file, op, err) => {
-            const code = err.code ?? 'UNKNOWN';
-            session.writeErrors.set(code, (session.writeErrors.get(code) ?? 0) + 1);
-            this.log.error(
-              { event: 'write_error', session: sc.name, path: file.path + PART_SUFFIX, op, code, err: err.message },
-              'capture file write failed; the file is closed at its last whole record',
-            );
-          },
+      disk: this.disk,
+      clampTime: this.opts.clampTime,
+      events: {
+        fileClosed: (file) => this.fileClosed(session!, file),
+        writeError: (_file, where, op, err) => {
+          const code = err.code ?? 'UNKNOWN';
+          session!.writeError(code);
+          this.log.error(
+            { event: 'write_error', session: sc.name, path: where, op, code, err: err.message },
+            FINISH_OPS.has(op)
+              ? `could not ${op} the finished capture file; it stays .part and the next start recovers it`
+              : 'capture file write failed; the file is closed at its last whole record',
+          );
         },
-      }),
-    );
+      },
+    });
+    session = new Session(sc, drops, writer);
+    this.writers.set(session, writer);
     this.log.info({ event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source }, 'session created');
     return session;
   }
 
+  /** A finished file joins the catalog busy with the steps it still needs; each step frees it when it ends. */
   private fileClosed(session: Session, file: CaptureFile): void {
-    this.catalog.add(file, session.config.ring);
+    const entry = this.catalog.add(file, session.config.ring, this.finisher.names);
     this.log.info(
       { event: 'file_rotated', session: session.name, path: file.path, packets: file.packets, bytes: file.bytes },
       'file rotated',
     );
-    this.postRotate?.run(file.path);
+    this.finisher.add(entry);
   }
 }

@@ -1,25 +1,43 @@
 /**
- * The finished files on disk, per session: what /api/files lists, what the ring trims.
- * Filled from the output folder at start (files of earlier runs) and by writers as they
- * close files. Deletion is the only I/O it does.
+ * The finished files on disk, per session: what /api/files lists, what the ring and the
+ * budget trim. Filled from the output folder at start (files of earlier runs) and by writers
+ * as they close files.
+ *
+ * A finished file may have steps still to run on it (post-rotate today; index, compression,
+ * upload later). While any is pending the file is busy: the ring and the budget pass over it
+ * and trim once it is free, so nothing is deleted before what must happen to it has happened.
+ * A step may change what the file is on disk (gzip turns X.pcap into X.pcap.gz, an index adds
+ * X.pcap.idx): when it ends the catalog reads the capture's names again, so what it lists,
+ * counts and deletes is what exists.
+ *
+ *   writer closes X.pcap ─▶ add(X, steps) ─▶ busy ─▶ done(X, step) ─▶ read X.pcap* again ─▶ free ─▶ ring/budget may delete X.pcap*
+ *                                             (ring and budget skip it)          (path, bytes)
+ *
+ * Reading names and deleting are the only I/O it does; idle() waits for both.
  */
 import { readdir, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { isValidSessionName } from '../config.js';
-import { parseCaptureFileName } from './naming.js';
+import { isFinishedArtefact, parseCaptureFileName } from './naming.js';
 import type { CaptureFile } from './writer.js';
 
 export interface FinishedFile {
   readonly session: string;
-  readonly path: string;
   readonly seq: number;
   /** UTC second the file started (from its name): the age the budget goes by. */
   readonly start: number;
-  readonly bytes: number;
   /** Unknown (null) for files an earlier run wrote. */
   readonly packets: number | null;
   readonly first: readonly [sec: number, nsec: number] | null;
   readonly last: readonly [sec: number, nsec: number] | null;
+  /** The capture as it is now: X.pcap, or what a step made of it (X.pcap.gz). */
+  readonly path: string;
+  /** Every name of this capture on disk, path included (X.pcap, X.pcap.idx, ...), in name order. */
+  readonly artefacts: readonly string[];
+  /** Bytes of all of them. */
+  readonly bytes: number;
+  /** Steps not yet done on it: while any is, nothing deletes it. */
+  readonly pending: readonly string[];
 }
 
 export type DeleteReason = 'ring' | 'budget';
@@ -29,9 +47,30 @@ export interface CatalogEvents {
   deleteFailed(file: FinishedFile, err: NodeJS.ErrnoException): void;
 }
 
+interface Entry extends FinishedFile {
+  path: string;
+  artefacts: string[];
+  bytes: number;
+  pending: string[];
+  /** The capture's own file name, which every artefact's name starts with. */
+  readonly capture: string;
+  readonly dir: string;
+}
+
+interface Found {
+  readonly path: string;
+  readonly bytes: number;
+  /** The capture itself, not something made from it. */
+  readonly own: boolean;
+}
+
 export class Catalog {
-  private readonly bySession = new Map<string, FinishedFile[]>();
+  private readonly bySession = new Map<string, Entry[]>();
   private readonly seqs = new Map<string, number>();
+  /** Each session's ring, as its last added file said (0 = keep all). */
+  private readonly rings = new Map<string, number>();
+  /** Deletions and re-reads under way. */
+  private readonly work = new Set<Promise<void>>();
   readonly deleted: Record<DeleteReason, number> = { ring: 0, budget: 0 };
   /** Bytes of all finished files listed. */
   totalBytes = 0;
@@ -43,7 +82,11 @@ export class Catalog {
     private readonly events: CatalogEvents,
   ) {}
 
-  /** Reads the finished files already in the output folder (oldest first per session). */
+  /**
+   * Reads the finished files already in the output folder (oldest first per session). The
+   * budget is not applied yet: the caller first holds the ones that still need steps, then
+   * calls keepBudget().
+   */
   async scan(): Promise<void> {
     let dirs: string[];
     try {
@@ -54,22 +97,24 @@ export class Catalog {
     }
     for (const session of dirs.filter(isValidSessionName)) {
       const dir = join(this.outDir, session);
-      const found: FinishedFile[] = [];
-      for (const name of await readdir(dir)) {
-        const parsed = parseCaptureFileName(session, name);
-        if (!parsed || parsed.part) continue;
-        const path = join(dir, name);
-        const st = await stat(path).catch(() => null);
-        if (st?.isFile()) {
-          found.push({ session, path, seq: parsed.seq, start: stampSeconds(parsed.stamp), bytes: st.size, packets: null, first: null, last: null });
-          this.totalBytes += st.size;
-        }
+      const list: Entry[] = [];
+      for (const [capture, found] of await findCaptures(dir, session, null)) {
+        const parsed = parseCaptureFileName(session, capture)!;
+        const e: Entry = { session, seq: parsed.seq, start: stampSeconds(parsed.stamp), packets: null, first: null, last: null, path: '', artefacts: [], bytes: 0, pending: [], capture, dir };
+        this.place(e, found);
+        this.totalBytes += e.bytes;
+        list.push(e);
       }
-      found.sort(olderFirst);
-      if (found.length > 0) this.bySession.set(session, found);
+      list.sort(olderFirst);
+      if (list.length > 0) this.bySession.set(session, list);
     }
-    this.trimBudget();
   }
+
+  /** Files of an earlier run that still need `steps`: busy until done() for each, like new files. */
+  hold(file: FinishedFile, steps: readonly string[]): void {
+    (file as Entry).pending.push(...steps);
+  }
+
 
   /** The next file sequence number of a session: one past the highest it ever used. */
   nextSeq(session: string): number {
@@ -82,39 +127,56 @@ export class Catalog {
     return next;
   }
 
-  /** Records a file a writer just closed, then trims the session's ring (0 = keep all). */
-  add(file: CaptureFile, ring: number): void {
-    const entry: FinishedFile = {
+  /**
+   * Records a file a writer just closed, with the steps still to run on it, then trims the
+   * session's ring (0 = keep all) and the budget. Report each step's end with done().
+   */
+  add(file: CaptureFile, ring: number, steps: readonly string[] = []): FinishedFile {
+    const entry: Entry = {
       session: file.session,
-      path: file.path,
       seq: file.seq,
       start: file.firstSec,
-      bytes: file.bytes,
       packets: file.packets,
       first: [file.firstSec, file.firstNsec],
       last: [file.lastSec, file.lastNsec],
+      path: file.path,
+      artefacts: [file.path],
+      bytes: file.bytes,
+      pending: [...steps],
+      capture: basename(file.path),
+      dir: dirname(file.path),
     };
     let list = this.bySession.get(file.session);
     if (!list) this.bySession.set(file.session, (list = []));
     list.push(entry);
     this.totalBytes += entry.bytes;
-    if (ring > 0) {
-      while (list.length > ring) this.delete(list.shift()!, 'ring');
-    }
-    this.trimBudget();
+    this.rings.set(file.session, ring);
+    this.trim(file.session);
+    return entry;
   }
 
-  /** Deletes the oldest finished files, whatever their session, until the total fits. */
-  private trimBudget(): void {
-    if (this.maxTotalBytes <= 0) return;
-    while (this.totalBytes > this.maxTotalBytes) {
-      let oldest: FinishedFile[] | null = null;
-      for (const list of this.bySession.values()) {
-        if (list.length > 0 && (oldest === null || olderFirst(list[0]!, oldest[0]!) < 0)) oldest = list;
-      }
-      if (oldest === null) return;
-      this.delete(oldest.shift()!, 'budget');
-    }
+  /**
+   * A step on `file` has ended (well or not): reads what the file is now, and once no step
+   * is pending lets the ring and the budget have it. Resolves when that is done.
+   */
+  done(file: FinishedFile, step: string): Promise<void> {
+    const e = file as Entry;
+    return this.track(
+      findCaptures(e.dir, e.session, e.capture).then(
+        (found) => {
+          this.totalBytes -= e.bytes;
+          this.place(e, found.get(e.capture) ?? []);
+          this.totalBytes += e.bytes;
+          this.settle(e, step);
+        },
+        () => this.settle(e, step), // cannot read the folder now: keep what we knew
+      ),
+    );
+  }
+
+  /** Resolves once no deletion or step bookkeeping is under way. */
+  async idle(): Promise<void> {
+    while (this.work.size > 0) await Promise.allSettled([...this.work]);
   }
 
   filesOf(session: string): readonly FinishedFile[] {
@@ -125,20 +187,112 @@ export class Catalog {
     return [...this.bySession.values()].flat();
   }
 
-  /** Forgets the file at once (so budgets count right) and removes it from disk. */
-  private delete(file: FinishedFile, reason: DeleteReason): void {
-    this.totalBytes -= file.bytes;
-    unlink(file.path).then(
-      () => {
+  private settle(e: Entry, step: string): void {
+    const i = e.pending.indexOf(step);
+    if (i >= 0) e.pending.splice(i, 1);
+    if (e.artefacts.length === 0) {
+      // The step took the file away (shipped it and removed it): nothing left to list or trim.
+      const list = this.bySession.get(e.session)!;
+      const at = list.indexOf(e);
+      if (at >= 0) list.splice(at, 1);
+    }
+    this.trim(e.session);
+  }
+
+  /** Sets path, artefacts and bytes from what is on disk: the capture itself if there, else its largest artefact. */
+  private place(e: Entry, found: readonly Found[]): void {
+    const main = found.find((f) => f.own) ?? found.reduce<Found | null>((a, b) => (a === null || b.bytes > a.bytes ? b : a), null);
+    e.path = main?.path ?? e.path;
+    e.artefacts = found.map((f) => f.path).sort();
+    e.bytes = found.reduce((n, f) => n + f.bytes, 0);
+  }
+
+  /** Deletes the session's oldest free files beyond its ring (busy ones wait), then keeps the budget. */
+  private trim(session: string): void {
+    const ring = this.rings.get(session) ?? 0;
+    const list = this.bySession.get(session);
+    if (ring > 0 && list !== undefined) {
+      let beyond = list.length - ring;
+      for (let i = 0; i < beyond; ) {
+        if (list[i]!.pending.length === 0) {
+          this.delete(list.splice(i, 1)[0]!, 'ring');
+          beyond--;
+        } else i++;
+      }
+    }
+    this.keepBudget();
+  }
+
+  /**
+   * Deletes the oldest free files, whatever their session, until the total fits or only busy
+   * ones are left (called after each change, and once after scan() and hold() at start).
+   */
+  keepBudget(): void {
+    if (this.maxTotalBytes <= 0) return;
+    while (this.totalBytes > this.maxTotalBytes) {
+      let oldest: Entry[] | null = null;
+      let at = -1;
+      for (const list of this.bySession.values()) {
+        const i = list.findIndex((e) => e.pending.length === 0);
+        if (i >= 0 && (oldest === null || olderFirst(list[i]!, oldest[at]!) < 0)) {
+          oldest = list;
+          at = i;
+        }
+      }
+      if (oldest === null) return;
+      this.delete(oldest.splice(at, 1)[0]!, 'budget');
+    }
+  }
+
+  /** Forgets the file at once (so budgets count right) and removes all its names from disk. */
+  private delete(e: Entry, reason: DeleteReason): void {
+    this.totalBytes -= e.bytes;
+    const removed = e.artefacts.map((path) =>
+      unlink(path).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') this.events.deleteFailed(e, err); // ENOENT: someone else removed it
+          return false;
+        },
+      ),
+    );
+    void this.track(
+      Promise.all(removed).then((done) => {
+        if (!done.includes(true)) return;
         this.deleted[reason]++;
-        this.events.deleted(file, reason);
-      },
-      (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return; // someone else removed it; nothing to trim
-        this.events.deleteFailed(file, err);
-      },
+        this.events.deleted(e, reason);
+      }),
     );
   }
+
+  private track(p: Promise<void>): Promise<void> {
+    this.work.add(p);
+    void p.finally(() => this.work.delete(p));
+    return p;
+  }
+}
+
+/** The finished names of `session`'s captures in `dir` (of one capture when `only` is set), grouped by capture. */
+async function findCaptures(dir: string, session: string, only: string | null): Promise<Map<string, Found[]>> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+    throw err;
+  }
+  const byCapture = new Map<string, Found[]>();
+  for (const name of names) {
+    const parsed = parseCaptureFileName(session, name);
+    if (parsed === null || !isFinishedArtefact(parsed) || (only !== null && parsed.capture !== only)) continue;
+    const path = join(dir, name);
+    const st = await stat(path).catch(() => null);
+    if (!st?.isFile()) continue;
+    let list = byCapture.get(parsed.capture);
+    if (!list) byCapture.set(parsed.capture, (list = []));
+    list.push({ path, bytes: st.size, own: parsed.suffix === '' });
+  }
+  return byCapture;
 }
 
 function olderFirst(a: FinishedFile, b: FinishedFile): number {

@@ -2,9 +2,15 @@
  * File names: <session>-<UTC start as YYYYMMDDTHHMMSSZ>-<seq, 6 digits>.pcap, written as
  * .pcap.part while open. Sorting names of one session sorts them by start time and then
  * by sequence, so the ring can delete the oldest by name order.
+ *
+ * What happens to a finished file may leave other names beside or instead of it, all
+ * starting with the capture's name: X.pcap.gz (a compressing step), X.pcap.idx (a sidecar).
+ * Those are the same capture to the catalog: counted, listed and deleted together.
  */
 export const PART_SUFFIX = '.part';
 export const PCAP_SUFFIX = '.pcap';
+/** Recovery sets aside what it cannot read under this suffix, for a human: never deleted. */
+export const CORRUPT_SUFFIX = '.corrupt';
 
 export function utcStamp(sec: number): string {
   const d = new Date(sec * 1000);
@@ -16,10 +22,27 @@ export function captureFileName(session: string, startSec: number, seq: number):
   return `${session}-${utcStamp(startSec)}-${String(seq).padStart(6, '0')}${PCAP_SUFFIX}`;
 }
 
-/** Parses a name this module made for `session`; null for anything else in the folder. */
-export function parseCaptureFileName(session: string, file: string): { stamp: string; seq: number; part: boolean } | null {
+export interface ParsedName {
+  readonly stamp: string;
+  readonly seq: number;
+  /** The capture's own name (…pcap), shared by everything made from it. */
+  readonly capture: string;
+  /** What follows the capture's name: '' for the capture itself, '.part', '.gz', '.idx', ... */
+  readonly suffix: string;
+}
+
+/**
+ * Parses a name this module made for `session`, or one made from it (X.pcap.gz; recovery's
+ * X.recovered.pcap); null for anything else in the folder.
+ */
+export function parseCaptureFileName(session: string, file: string): ParsedName | null {
   if (!file.startsWith(`${session}-`)) return null;
-  const m = /^(\d{8}T\d{6}Z)-(\d{6,})\.pcap(\.part)?$/.exec(file.slice(session.length + 1));
+  const m = /^((\d{8}T\d{6}Z)-(\d{6,})(?:\.recovered(?:-\d+)?)?\.pcap)((?:\.[A-Za-z0-9_-]+)*)$/.exec(file.slice(session.length + 1));
   if (!m) return null;
-  return { stamp: m[1]!, seq: Number(m[2]), part: m[3] !== undefined };
+  return { capture: `${session}-${m[1]!}`, stamp: m[2]!, seq: Number(m[3]), suffix: m[4]! };
+}
+
+/** Whether a name of a capture is the finished capture or made from it (not an open or set-aside file). */
+export function isFinishedArtefact(name: ParsedName): boolean {
+  return !name.suffix.endsWith(PART_SUFFIX) && !name.suffix.endsWith(CORRUPT_SUFFIX);
 }

@@ -19,12 +19,12 @@
  */
 import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { CaptureError } from './errors.js';
-import { FILE_HEADER_LEN } from './pcap.js';
-import { CaptureReader } from './reader.js';
-import { PART_SUFFIX, PCAP_SUFFIX } from './naming.js';
+import { CaptureError } from '../pcap/errors.js';
+import { FILE_HEADER_LEN } from '../pcap/pcap.js';
+import { CaptureReader } from '../pcap/reader.js';
+import { CORRUPT_SUFFIX, PART_SUFFIX, PCAP_SUFFIX } from './naming.js';
+import { codedError, ErrorCode } from '../errors.js';
 
-export const CORRUPT_SUFFIX = '.corrupt';
 const RECOVERED_INFIX = '.recovered';
 const RECOVERY_BUFFER = 1 << 20;
 const DEFAULT_CONCURRENCY = 4;
@@ -66,9 +66,9 @@ export interface RecoverDirectoryOptions {
  * end in `.part` or is not a regular file.
  */
 export async function recoverPartFile(path: string): Promise<RecoveryResult> {
-  if (!path.endsWith(PART_SUFFIX)) throw new TypeError(`recoverPartFile: ${path} does not end in ${PART_SUFFIX}`);
+  if (!path.endsWith(PART_SUFFIX)) throw codedError(ErrorCode.INVALID_ARGUMENT, `recoverPartFile: ${path} does not end in ${PART_SUFFIX}`, TypeError);
   const st = await lstat(path);
-  if (!st.isFile()) throw new TypeError(`recoverPartFile: ${path} is not a regular file`);
+  if (!st.isFile()) throw codedError(ErrorCode.INVALID_ARGUMENT, `recoverPartFile: ${path} is not a regular file`, TypeError);
   const size = st.size;
   const target = path.slice(0, -PART_SUFFIX.length);
 
@@ -108,7 +108,7 @@ export async function recoverPartFile(path: string): Promise<RecoveryResult> {
 export async function recoverDirectory(outDir: string, options: RecoverDirectoryOptions = {}): Promise<RecoveryResult[]> {
   const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-    throw new RangeError(`recoverDirectory: concurrency must be a positive integer, got ${String(concurrency)}`);
+    throw codedError(ErrorCode.INVALID_ARGUMENT, `recoverDirectory: concurrency must be a positive integer, got ${String(concurrency)}`, RangeError);
   }
   const parts = await findPartFiles(outDir);
   const results: RecoveryResult[] = new Array(parts.length);

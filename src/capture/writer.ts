@@ -14,12 +14,14 @@
  */
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RotationConfig } from '../config.js';
+import type { SessionSettings } from '../config.js';
+import type { OutputStats, SessionOutput } from '../session/session.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR } from '../drops.js';
 import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { makeFolder } from './folder.js';
 import { captureFileName, PART_SUFFIX } from './naming.js';
-import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from './pcap.js';
+import { rotationOf, type Rotation } from './rotation.js';
+import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../pcap/pcap.js';
 
 export const FILE_MODE = 0o640;
 /** Chunks gathered into one writev. */
@@ -29,7 +31,7 @@ const MAX_IOV = 16;
 export interface CaptureFile {
   readonly session: string;
   readonly seq: number;
-  /** Final path (.pcap); while open the data lives at path + '.part'. */
+  /** Final path (.pcap); while open the data lives at path + PART_SUFFIX. */
   readonly path: string;
   /** Bytes appended (file header included), whether or not they reached the disk yet. */
   bytes: number;
@@ -40,17 +42,26 @@ export interface CaptureFile {
   lastNsec: number;
 }
 
+/** Operations whose failure leaves the file as .part (the next start recovers it). */
+export const FINISH_OPS: ReadonlySet<string> = new Set(['close', 'rename', 'unlink']);
+
 export interface WriterEvents {
   /** A file was closed and renamed to its final name. */
   fileClosed(file: CaptureFile): void;
-  /** A file system operation failed; the writer has already recovered what it could. */
-  writeError(file: CaptureFile, op: string, err: NodeJS.ErrnoException): void;
+  /**
+   * A file system operation failed; the writer has already recovered what it could.
+   * `where` is the file's name on disk at the time (its .part name while open). For
+   * FINISH_OPS the file stays .part (counted in filesLeftPart).
+   */
+  writeError(file: CaptureFile, where: string, op: string, err: NodeJS.ErrnoException): void;
 }
 
 export interface WriterOptions {
   readonly session: string;
   readonly dir: string;
-  readonly rotation: RotationConfig;
+  readonly rotation: Rotation;
+  /** Bytes of each frame written; longer frames are cut (orig_len keeps the real length). */
+  readonly snaplen: number;
   /** Bytes of chunks this session may hold (queued + being filled). */
   readonly queueSize: number;
   /** Hands out the sequence number of the next file (unique per session, across restarts). */
@@ -89,13 +100,15 @@ interface OpenFile extends CaptureFile {
   failed: boolean;
 }
 
-export class SessionWriter {
+export class SessionWriter implements SessionOutput {
   /** A packet was refused for want of queue memory, and no chunk has been written since. */
   saturated = false;
   /** Packets and bytes (file headers included) that reached the disk. */
   writtenPackets = 0;
   writtenBytes = 0;
   filesClosed = 0;
+  /** Files that could not be finished (closed, renamed) and were left as .part. */
+  filesLeftPart = 0;
 
   private file: OpenFile | null = null;
   private chunk: Buffer | null = null;
@@ -111,26 +124,24 @@ export class SessionWriter {
   /** Wall-clock second before which no new file is opened, after a write error. */
   private retryAt = 0;
   private idleWaiters: Array<() => void> = [];
-  private rotateSize: number;
-  private rotatePackets: number;
-  private rotateSeconds: number;
+  private rotation: Rotation;
   private snaplen: number;
 
   constructor(private readonly opts: WriterOptions) {
-    this.rotateSize = opts.rotation.rotateSize;
-    this.rotatePackets = opts.rotation.rotatePackets;
-    this.rotateSeconds = opts.rotation.rotateSeconds;
-    this.snaplen = opts.rotation.snaplen;
+    this.rotation = opts.rotation;
+    this.snaplen = opts.snaplen;
   }
 
-  /** The file being written, if any. */
-  get current(): CaptureFile | null {
-    return this.file;
-  }
-
-  /** Bytes this session holds in memory waiting for the disk. */
-  get heldBytes(): number {
-    return this.held;
+  stats(): OutputStats {
+    const f = this.file;
+    return {
+      writtenPackets: this.writtenPackets,
+      writtenBytes: this.writtenBytes,
+      filesClosed: this.filesClosed,
+      filesLeftPart: this.filesLeftPart,
+      heldBytes: this.held,
+      current: f === null ? null : { path: f.path + PART_SUFFIX, bytes: f.bytes, packets: f.packets, firstSec: f.firstSec, firstNsec: f.firstNsec },
+    };
   }
 
   /**
@@ -205,20 +216,19 @@ export class SessionWriter {
   /** Time-based rotation for a session that may be idle: `nowSec` is wall-clock seconds. */
   tick(nowSec: number): void {
     const f = this.file;
-    if (f !== null && this.rotateSeconds > 0 && nowSec - f.firstSec >= this.rotateSeconds) this.rotate();
+    const seconds = this.rotation.seconds;
+    if (f !== null && seconds > 0 && nowSec - f.firstSec >= seconds) this.rotate();
   }
 
   /**
    * New rotation settings, effective for the current file; a new snaplen closes the current
    * file, because a file's header states one snaplen for all its records.
    */
-  setRotation(r: RotationConfig): void {
-    this.rotateSize = r.rotateSize;
-    this.rotatePackets = r.rotatePackets;
-    this.rotateSeconds = r.rotateSeconds;
-    if (r.snaplen !== this.snaplen) {
+  configure(settings: SessionSettings): void {
+    this.rotation = rotationOf(settings);
+    if (settings.snaplen !== this.snaplen) {
       this.rotate();
-      this.snaplen = r.snaplen;
+      this.snaplen = settings.snaplen;
     }
   }
 
@@ -229,7 +239,7 @@ export class SessionWriter {
   }
 
   /** Writes everything queued, closes and renames the current file. Idempotent. */
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
       this.rotate();
@@ -244,10 +254,11 @@ export class SessionWriter {
   }
 
   private rotationDue(f: OpenFile, recLen: number, sec: number): boolean {
+    const r = this.rotation;
     return (
-      (this.rotateSize > 0 && f.bytes + recLen > this.rotateSize && f.packets > 0) ||
-      (this.rotatePackets > 0 && f.packets >= this.rotatePackets) ||
-      (this.rotateSeconds > 0 && sec - f.firstSec >= this.rotateSeconds)
+      (r.size > 0 && f.bytes + recLen > r.size && f.packets > 0) ||
+      (r.packets > 0 && f.packets >= r.packets) ||
+      (r.seconds > 0 && sec - f.firstSec >= r.seconds)
     );
   }
 
@@ -405,7 +416,7 @@ export class SessionWriter {
       }
       this.file = null;
     }
-    this.opts.events.writeError(f, op, err);
+    this.opts.events.writeError(f, f.path + PART_SUFFIX, op, err);
     if (f.handle !== null) {
       try {
         await f.handle.truncate(f.durable);
@@ -444,7 +455,7 @@ export class SessionWriter {
     f.handle = fresh;
     const err: NodeJS.ErrnoException = new Error('the open file was deleted; its contents were rewritten from the open handle');
     err.code = 'ENOENT';
-    this.opts.events.writeError(f, 'relink', err);
+    this.opts.events.writeError(f, f.path + PART_SUFFIX, 'relink', err);
   }
 
   private async finish(f: OpenFile): Promise<void> {
@@ -453,22 +464,23 @@ export class SessionWriter {
       await this.relinkIfRemoved(f, f.durable);
     } catch (err) {
       await f.handle.truncate(f.durable).catch(() => undefined);
-      this.opts.events.writeError(f, 'relink', err as NodeJS.ErrnoException);
+      this.opts.events.writeError(f, f.path + PART_SUFFIX, 'relink', err as NodeJS.ErrnoException);
     }
     const handle = f.handle;
     f.handle = null;
+    let op = 'close';
     try {
       await handle.close();
-      if (f.durable === 0) {
-        // Not even the file header made it: an empty file is not a pcap, leave none behind.
-        await unlink(f.path + PART_SUFFIX);
-        return;
-      }
-      await rename(f.path + PART_SUFFIX, f.path);
+      // Not even the file header made it: an empty file is not a pcap, leave none behind.
+      op = f.durable === 0 ? 'unlink' : 'rename';
+      if (f.durable === 0) await unlink(f.path + PART_SUFFIX);
+      else await rename(f.path + PART_SUFFIX, f.path);
     } catch (err) {
-      this.opts.events.writeError(f, 'close', err as NodeJS.ErrnoException);
+      this.filesLeftPart++;
+      this.opts.events.writeError(f, f.path + PART_SUFFIX, op, err as NodeJS.ErrnoException);
       return;
     }
+    if (f.durable === 0) return;
     // What the finished file really holds, which is less than appended after a write error.
     f.bytes = f.durable;
     f.packets = f.durablePackets;

@@ -1,21 +1,16 @@
 /**
- * `mirrorcap decap <capture> --out DIR`: a capture of VXLAN traffic (tcpdump on the target,
- * say) through the same Recorder as the live appliance, with the capture's own timestamps,
- * so the files are the ones the appliance would have written for that traffic. Streams the
- * capture through one buffer: memory stays flat whatever its size.
+ * `mirrorcap decap <capture> --out DIR`: a capture of VXLAN traffic through the same Recorder
+ * as the live appliance, read by the offline source (source/file.ts) with the capture's own
+ * timestamps, so the files are the ones the appliance would have written for that traffic.
  */
-import { CaptureError } from '../capture/errors.js';
-import { CaptureReader } from '../capture/reader.js';
 import { OFFLINE_OPTIONS, optionsHelp, resolveConfig, resolveOption, type Config, type OptionSpec } from '../config.js';
-import { createLogger, type Logger } from '../control/log.js';
 import { VXLAN_PORT } from '../decode/vxlan.js';
 import { DROP_REASONS } from '../drops.js';
+import { createLogger, type Logger } from '../log.js';
+import { CaptureError } from '../pcap/errors.js';
 import { OutputFolderError, Recorder, type RecorderSummary } from '../recorder.js';
-import { Batch } from '../source/batch.js';
-import { OuterParser, SKIP_REASONS } from '../source/outer.js';
+import { FileSource } from '../source/file.js';
 import { orUsageError, toolArguments } from './common.js';
-
-const BATCH = 1024;
 
 export interface DecapResult {
   readonly path: string;
@@ -32,78 +27,32 @@ export interface DecapResult {
 }
 
 export async function decap(path: string, port: number, config: Config, log: Logger): Promise<DecapResult> {
-  const reader = await CaptureReader.open(path);
   const recorder = new Recorder(config, log, { guardDisk: false, clampTime: false });
-  const parser = new OuterParser(port);
-  const batch = new Batch(BATCH, Buffer.alloc(0));
-  let records = 0;
-  let decapsulated = 0;
-  let error: CaptureError | null = null;
-  const flush = (): void => {
-    if (batch.count === 0) return;
-    decapsulated += batch.count;
-    recorder.pipeline.process(batch);
-    batch.count = 0;
-  };
-  const sink = (buf: Buffer, off: number, capLen: number, origLen: number, sec: number, nsec: number, linkType: number): void => {
-    records++;
-    if (batch.slab !== buf) {
-      flush();
-      batch.slab = buf;
-    }
-    parser.add(batch, buf, off, capLen, origLen, linkType, sec, nsec);
-    if (batch.count === BATCH) flush();
-  };
+  const source = new FileSource({ path, port, pace: () => (recorder.backlogged ? recorder.drained() : undefined) });
   try {
-    await recorder.open();
-    try {
-      while (await reader.read(sink)) {
-        flush();
-        // Offline there is no one to drop for: wait for the disk instead of filling the queues.
-        if (mustWait(recorder, config)) await Promise.all(recorder.sessions.map((s) => s.writer.idle()));
-      }
-    } catch (err) {
-      if (!(err instanceof CaptureError)) throw err;
-      error = err;
-    }
-    flush();
+    await recorder.start();
+    await source.start(recorder.pipeline.process);
+    await source.finished;
   } finally {
-    parser.release();
-    await reader.close();
-    await recorder.close();
+    await source.stop();
+    await recorder.stop();
   }
-  const skipped: Record<string, number> = {};
-  SKIP_REASONS.forEach((r, i) => {
-    if (parser.skipped[i]! > 0) skipped[r] = parser.skipped[i]!;
-  });
+  const stats = source.stats;
   return {
     path,
-    format: reader.format,
-    interfaces: reader.interfaces.length,
-    records,
-    decapsulated,
-    skipped,
-    unsupportedLinkTypes: Object.fromEntries([...parser.unsupportedLinkTypes].map(([k, v]) => [String(k), v])),
+    format: source.format,
+    interfaces: source.interfaces,
+    records: source.records,
+    decapsulated: stats.datagrams,
+    skipped: stats.skipped,
+    unsupportedLinkTypes: Object.fromEntries([...source.unsupportedLinkTypes].map(([k, v]) => [String(k), v])),
     summary: recorder.summary(),
-    sessions: recorder.sessions.map((s) => ({
-      name: s.name,
-      vni: s.vni,
-      packets: s.packets,
-      written: s.writer.writtenPackets,
-      files: recorder.catalog.filesOf(s.name).length,
-    })),
-    error,
+    sessions: recorder.sessions.map((s) => {
+      const snap = s.snapshot();
+      return { name: snap.name, vni: snap.vni, packets: snap.packets, written: snap.output.writtenPackets, files: recorder.catalog.filesOf(snap.name).length };
+    }),
+    error: source.error,
   };
-}
-
-/** True when the writers hold half of what they may: time to let them drain. */
-function mustWait(recorder: Recorder, config: Config): boolean {
-  let total = 0;
-  for (const s of recorder.sessions) {
-    if (s.writer.heldBytes > config.queueSize / 2) return true;
-    total += s.writer.heldBytes;
-  }
-  return total > config.maxBuffer / 2;
 }
 
 /** The human summary `mirrorcap decap` prints. */
@@ -122,6 +71,7 @@ export function formatDecap(r: DecapResult, out: string): string {
     `  dropped         ${n(Object.values(dropped).reduce((a, b) => a + b, 0))} (${reasons(dropped)})`,
     `  written         ${n(r.summary.writtenPackets)} packets in ${n(r.summary.filesClosed)} files`,
   ];
+  if (r.summary.filesLeftPart > 0) lines.push(`  left as .part   ${n(r.summary.filesLeftPart)} files (could not be renamed: see the log)`);
   if (Object.keys(r.unsupportedLinkTypes).length > 0) {
     lines.push(`  link types we cannot read: ${Object.entries(r.unsupportedLinkTypes).map(([lt, c]) => `${lt} (${n(c)} packets)`).join(', ')}`);
   }

@@ -1,5 +1,5 @@
 /** `mirrorcap replay <capture> --target HOST:PORT`: see src/replay/replay.ts. */
-import { CaptureError } from '../capture/errors.js';
+import { CaptureError } from '../pcap/errors.js';
 import { ConfigError, MAX_VNI, optionsHelp, positiveNumber, resolveOption, type Endpoint, type OptionSpec } from '../config.js';
 import { replay, type Pace } from '../replay/replay.js';
 import { orUsageError, toolArguments, usageError } from './common.js';

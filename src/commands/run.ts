@@ -1,14 +1,16 @@
 /**
  * `mirrorcap [run]`: the appliance. flags → config → app.start(); SIGTERM / SIGINT →
- * app.close() within 10 s; SIGHUP reloads the config file; SIGUSR1 rotates every file.
+ * app.stop() within 10 s; SIGHUP reloads the config file; SIGUSR1 rotates every file.
  */
 import { App } from '../app.js';
 import { ConfigError, OPTIONS, optionsHelp, parseFlags, resolveConfig } from '../config.js';
-import { createLogger, type Logger } from '../control/log.js';
+import { createLogger, type Logger } from '../log.js';
 import { orUsageError, usageError, VERSION } from './common.js';
 
 /** SIGTERM must end the process within 10 s; leave a margin for logging and exit. */
 const CLOSE_DEADLINE_MS = 9_000;
+/** Post-rotate commands get the stop deadline less this, left for the summary and the exit. */
+const AFTER_POST_ROTATE_MS = 1_000;
 
 export const RUN_HELP = `Usage: mirrorcap [run] [options]
 
@@ -40,7 +42,7 @@ export async function runCommand(argv: string[]): Promise<void> {
   try {
     await app.start();
   } catch (err) {
-    await app.close().catch(() => undefined);
+    await app.stop(Date.now() + CLOSE_DEADLINE_MS - AFTER_POST_ROTATE_MS).catch(() => undefined);
     if (err instanceof ConfigError) usageError(err.message);
     const e = err as NodeJS.ErrnoException;
     log.fatal({ event: 'start_failed', code: e.code, err: e.message }, `mirrorcap could not start: ${e.message}`);
@@ -62,7 +64,7 @@ function installSignals(app: App, log: Logger): void {
       process.exit(1);
     }, CLOSE_DEADLINE_MS);
     deadline.unref();
-    app.close().then(
+    app.stop(Date.now() + CLOSE_DEADLINE_MS - AFTER_POST_ROTATE_MS).then(
       () => process.exit(0),
       (err: Error) => {
         log.error({ event: 'stop_failed', err: err.message }, 'stop failed');

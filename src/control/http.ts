@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Endpoint } from '../config.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../log.js';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -76,7 +76,7 @@ export class ControlServer {
     this.port = (server.address() as AddressInfo).port;
   }
 
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     const server = this.server;
     if (server === null) return;
     this.server = null;

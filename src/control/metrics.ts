@@ -6,11 +6,10 @@ import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'pr
 import type { Catalog } from '../capture/catalog.js';
 import type { ChunkPool } from '../capture/chunks.js';
 import type { DiskGuard } from '../capture/disk.js';
-import type { PostRotate } from '../capture/post-rotate.js';
-import { DROP_REASONS, PIPELINE_DROPS, SESSION_DROPS } from '../drops.js';
-import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
-import type { Pipeline } from '../pipeline.js';
-import type { Session } from '../session/session.js';
+import type { PostRotate } from '../finish/post-rotate.js';
+import { DROP_REASONS, PIPELINE_DROPS } from '../drops.js';
+import type { Pipeline } from '../session/pipeline.js';
+import type { Session, SessionSnapshot } from '../session/session.js';
 import { BATCH_SIZE_BUCKETS, type Source } from '../source/source.js';
 
 export interface MetricsView {
@@ -48,7 +47,9 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     register.removeSingleMetric(misnamed);
   }
 
-  const sessionLabels = (s: Session): Labels => ({ session: s.name, vni: String(s.vni) });
+  // One snapshot of every session per scrape, taken in scrape(): each metric below reads it.
+  let snaps: SessionSnapshot[] = [];
+  const sessionLabels = (s: SessionSnapshot): Labels => ({ session: s.name, vni: String(s.vni) });
   /** A metric whose samples are all re-read from the pipeline's numbers at every scrape. */
   const pulled = (type: 'counter' | 'gauge', name: string, help: string, labelNames: string[], fill: (emit: Emit) => void): void => {
     const common = { name: PREFIX + name, help, labelNames, registers: [register] };
@@ -60,8 +61,8 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   };
   const counter = (...args: [string, string, string[], (emit: Emit) => void]): void => pulled('counter', ...args);
   const gauge = (...args: [string, string, string[], (emit: Emit) => void]): void => pulled('gauge', ...args);
-  const perSession = (read: (s: Session) => number) => (emit: Emit) => {
-    for (const s of view.sessions) emit(sessionLabels(s), read(s));
+  const perSession = (read: (s: SessionSnapshot) => number) => (emit: Emit) => {
+    for (const s of snaps) emit(sessionLabels(s), read(s));
   };
 
   gauge('build_info', 'Version of mirrorcap and Node.js running; always 1.', ['version', 'node'], (emit) => emit({ version, node: process.version }, 1));
@@ -77,27 +78,21 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   counter('datagrams_total', 'UDP datagrams received.', [], (emit) => emit({}, view.pipeline.datagrams));
   counter('packets_total', 'VXLAN packets accepted into a session.', ['session', 'vni'], perSession((s) => s.packets));
   counter('bytes_total', 'Bytes of inner frames accepted into a session (original lengths).', ['session', 'vni'], perSession((s) => s.bytes));
-  counter('written_packets_total', 'Packets written to pcap files.', ['session', 'vni'], perSession((s) => s.writer.writtenPackets));
-  counter('written_bytes_total', 'Bytes written to pcap files, file and record headers included.', ['session', 'vni'], perSession((s) => s.writer.writtenBytes));
+  counter('written_packets_total', 'Packets written to pcap files.', ['session', 'vni'], perSession((s) => s.output.writtenPackets));
+  counter('written_bytes_total', 'Bytes written to pcap files, file and record headers included.', ['session', 'vni'], perSession((s) => s.output.writtenBytes));
   counter('dropped_packets_total', 'Datagrams or packets not written, by reason.', ['reason', 'session', 'vni'], (emit) => {
     for (const r of PIPELINE_DROPS) emit({ reason: DROP_REASONS[r]! }, view.pipeline.drops[r]!);
-    for (const s of view.sessions) {
-      for (const r of SESSION_DROPS) emit({ reason: DROP_REASONS[r]!, ...sessionLabels(s) }, s.drops[r]!);
+    for (const s of snaps) {
+      for (const [reason, n] of Object.entries(s.dropped)) emit({ reason, ...sessionLabels(s) }, n);
     }
   });
   counter('inner_packets_total', 'Inner frames by network and transport protocol.', ['session', 'vni', 'l3', 'l4'], (emit) => {
-    for (const s of view.sessions) {
-      s.protocols.forEach((n, i) => {
-        if (n > 0) emit({ ...sessionLabels(s), l3: L3_NAMES[Math.floor(i / L4_NAMES.length)]!, l4: L4_NAMES[i % L4_NAMES.length]! }, n);
-      });
+    for (const s of snaps) {
+      for (const [l3, byL4] of Object.entries(s.protocols)) for (const [l4, n] of Object.entries(byL4)) emit({ ...sessionLabels(s), l3, l4 }, n);
     }
   });
   counter('decode_errors_total', 'Inner frames the decoder could not walk to the end, by the layer that stopped it.', ['session', 'vni', 'layer'], (emit) => {
-    for (const s of view.sessions) {
-      s.decodeErrors.forEach((n, layer) => {
-        if (n > 0) emit({ ...sessionLabels(s), layer: LAYER_NAMES[layer]! }, n);
-      });
-    }
+    for (const s of snaps) for (const [layer, n] of Object.entries(s.decodeErrors)) emit({ ...sessionLabels(s), layer }, n);
   });
   counter('truncated_packets_total', 'Inner frames shorter than on the wire (AWS PacketLength or MTU truncation); orig_len keeps the real length.', ['session', 'vni'], perSession((s) => s.truncated));
   counter(
@@ -106,12 +101,12 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     ['session', 'vni'],
     perSession((s) => s.receiveTruncated),
   );
-  counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.writer.filesClosed));
+  counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.output.filesClosed));
   counter('files_deleted_total', 'Finished capture files deleted, by reason: ring (per session) or budget (max-total-bytes).', ['reason'], (emit) => {
     for (const [reason, n] of Object.entries(view.catalog.deleted)) emit({ reason }, n);
   });
   counter('write_errors_total', 'Failed capture file operations, by errno code.', ['session', 'vni', 'code'], (emit) => {
-    for (const s of view.sessions) for (const [code, n] of s.writeErrors) emit({ ...sessionLabels(s), code }, n);
+    for (const s of snaps) for (const [code, n] of Object.entries(s.writeErrors)) emit({ ...sessionLabels(s), code }, n);
   });
   counter('post_rotate_total', 'Post-rotate commands finished, by result.', ['result'], (emit) => {
     const p = view.postRotate;
@@ -120,19 +115,28 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     emit({ result: 'failed' }, p.failed);
     emit({ result: 'skipped' }, p.skipped);
   });
+  counter('receive_errors_total', 'Receive calls that failed for another reason than an empty socket (the native source; the log has the errno).', [], (emit) =>
+    emit({}, view.source?.stats.receiveErrors ?? 0),
+  );
+  counter('receive_truncated_total', 'Datagrams larger than the receive slot, kept cut to it (their real size stays in orig_len).', [], (emit) =>
+    emit({}, view.source?.stats.receiveTruncated ?? 0),
+  );
+  counter('capture_skipped_packets_total', 'Packets an interface source (--source pcap:) captured that were not VXLAN datagrams to our port, by reason.', ['reason'], (emit) => {
+    for (const [reason, n] of Object.entries(view.source?.stats.skipped ?? {})) emit({ reason }, n);
+  });
   counter('socket_drops_total', 'Datagrams the kernel dropped because the socket buffer was full.', [], (emit) => emit({}, view.source?.stats.kernelDrops ?? 0));
-  gauge('current_file_bytes', 'Size of the file each session is writing (buffered bytes included).', ['session', 'vni'], perSession((s) => s.writer.current?.bytes ?? 0));
+  gauge('current_file_bytes', 'Size of the file each session is writing (buffered bytes included).', ['session', 'vni'], perSession((s) => s.output.current?.bytes ?? 0));
   gauge('sessions', 'Sessions receiving (retired ones keep their counters but are not counted).', [], (emit) => emit({}, view.activeSessions()));
   gauge('session_packets_per_second', 'Packets per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.packetsPerSecond));
   gauge('session_bits_per_second', 'Inner-frame bits per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.bitsPerSecond));
   gauge('buffer_bytes', 'Memory holding records on their way to the disk.', [], (emit) =>
-    emit({}, view.sessions.reduce((n, s) => n + s.writer.heldBytes, 0)),
+    emit({}, snaps.reduce((n, s) => n + s.output.heldBytes, 0)),
   );
   gauge('buffer_pool_bytes', 'Memory set aside for buffering: grows to the peak need, never past max-buffer.', [], (emit) => emit({}, view.pool.allocatedBytes));
   gauge('disk_free_bytes', 'Free space on the output filesystem (available to us).', [], (emit) => emit({}, view.disk.freeBytes));
   gauge('disk_min_free_bytes', 'Free space below which writing pauses (min-free-bytes).', [], (emit) => emit({}, view.disk.minFreeBytes));
   gauge('disk_used_bytes', 'Bytes of our capture files: finished, plus the open ones.', [], (emit) =>
-    emit({}, view.catalog.totalBytes + view.sessions.reduce((n, s) => n + (s.writer.current?.bytes ?? 0), 0)),
+    emit({}, view.catalog.totalBytes + snaps.reduce((n, s) => n + (s.output.current?.bytes ?? 0), 0)),
   );
   gauge('receive_buffer_bytes', 'Socket receive buffer the kernel granted (usable bytes).', [], (emit) => emit({}, view.source?.recvBuffer ?? 0));
   counter('receive_batches_total', 'Batches of datagrams handed to the pipeline (one recvmmsg, or one event-loop turn of node:dgram).', [], (emit) =>
@@ -143,6 +147,7 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     register,
     async scrape() {
       await view.refresh();
+      snaps = view.sessions.map((s) => s.snapshot());
       return register.metrics();
     },
   };

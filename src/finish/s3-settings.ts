@@ -16,6 +16,7 @@
  */
 import { hostname } from 'node:os';
 import { ConfigError } from '../config.js';
+import { codedError, ErrorCode } from '../errors.js';
 
 export type ServerSideEncryption = 'AES256' | 'aws:kms';
 
@@ -164,6 +165,6 @@ export function objectKey(settings: S3Settings, f: KeyFields): string {
     .split('/')
     .filter((s) => s !== '')
     .join('/');
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new RangeError(`S3 key of ${Buffer.byteLength(key)} bytes is above S3's ${MAX_KEY_BYTES}: ${key.slice(0, 80)}...`);
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw codedError(ErrorCode.INVALID_ARGUMENT, `S3 key of ${Buffer.byteLength(key)} bytes is above S3's ${MAX_KEY_BYTES}: ${key.slice(0, 80)}...`, RangeError);
   return key;
 }

@@ -35,6 +35,7 @@ import { HeadObjectCommand, S3Client, type PutObjectCommandInput } from '@aws-sd
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Logger } from 'pino';
 import { ConfigError } from '../config.js';
+import { codedError, ErrorCode } from '../errors.js';
 import { classify, S3UploadError, type Failure } from './s3-errors.js';
 import { readMarker, writeMarker } from './s3-marker.js';
 import { objectKey, type S3Settings } from './s3-settings.js';
@@ -145,7 +146,7 @@ export class S3Uploader {
     this.maxMs = options.retry?.maxMs ?? 60_000;
     this.permanentMs = options.retry?.permanentMs ?? 300_000;
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
-    if (!(this.partSize >= MIN_PART_SIZE)) throw new RangeError(`S3 part size must be at least ${MIN_PART_SIZE} bytes`);
+    if (!(this.partSize >= MIN_PART_SIZE)) throw codedError(ErrorCode.INVALID_ARGUMENT, `S3 part size must be at least ${MIN_PART_SIZE} bytes`, RangeError);
     this.client = new S3Client({
       ...(settings.region !== null && { region: settings.region }),
       ...(settings.endpoint !== null && { endpoint: settings.endpoint }),

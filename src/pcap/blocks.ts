@@ -26,6 +26,7 @@
  * ended). A zstd file is read from its start; zstd decompresses at about 1 GB/s.
  */
 import { open } from 'node:fs/promises';
+import { codedError, ErrorCode } from '../errors.js';
 
 export type Container = 'gzip' | 'zstd';
 
@@ -72,7 +73,7 @@ export function containerOf(head: Buffer): Container | null {
 /** The seek table, as the empty gzip member to append after the last block's member. */
 export function encodeSeekTable(blocks: readonly { rawSize: number; packedSize: number }[]): Buffer {
   if (blocks.length > MAX_BLOCKS) {
-    throw new RangeError(`a gzip seek table holds at most ${MAX_BLOCKS} blocks, got ${blocks.length}`);
+    throw codedError(ErrorCode.INVALID_ARGUMENT, `a gzip seek table holds at most ${MAX_BLOCKS} blocks, got ${blocks.length}`, RangeError);
   }
   const tableLen = blocks.length * ENTRY_LEN + FOOTER_LEN;
   const out = Buffer.alloc(GZ_HEADER + tableLen + GZ_TAIL.length);

@@ -20,7 +20,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import type { Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { CaptureError, CaptureErrorCode } from '../capture/errors.js';
+import { codedError, ErrorCode } from '../errors.js';
+import { CaptureError, CaptureErrorCode } from './errors.js';
 import { containerOf, type Block, type Container } from './blocks.js';
 import { zstd, zstdUnavailableReason, ZstdFrameWalker } from './zstd.js';
 
@@ -127,7 +128,7 @@ class Decompressed implements ByteSource {
    * A decompression error is thrown by the first call that has nothing left to return before it.
    */
   async read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
-    if (position !== this.pos) throw new Error(`compressed capture ${this.path} is read in order: asked for byte ${position}, next is ${this.pos}`);
+    if (position !== this.pos) throw codedError(ErrorCode.INVALID_STATE, `compressed capture ${this.path} is read in order: asked for byte ${position}, next is ${this.pos}`);
     let n = 0;
     while (n < length) {
       const head = this.queue[0];

@@ -9,11 +9,12 @@
  * send slab (VXLAN header + frame), then sent in paced batches. Memory stays flat.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LINK_ETHERNET, LINK_NETWORK, LinkLayer, locateNetworkLayer } from '../capture/linktype.js';
-import { CaptureReader } from '../capture/reader.js';
+import { LINK_ETHERNET, LINK_NETWORK, LinkLayer, locateNetworkLayer } from '../pcap/linktype.js';
+import { CaptureReader } from '../pcap/reader.js';
 import { Decoder } from '../decode/packet.js';
 import { VXLAN_HEADER_LEN, writeVxlanHeader } from '../decode/vxlan.js';
 import { openSender, type DatagramSender } from './sender.js';
+import { codedError, ErrorCode } from '../errors.js';
 
 export type Pace = { readonly kind: 'speed'; readonly factor: number } | { readonly kind: 'rate'; readonly pps: number } | { readonly kind: 'flat-out' };
 
@@ -233,7 +234,7 @@ class SendQueue {
 
   /** Where a datagram of up to `len` bytes can be written. The caller drains when told to. */
   reserve(len: number): number {
-    if (this.used + len > this.slab.length) throw new Error('replay send slab overflow');
+    if (this.used + len > this.slab.length) throw codedError(ErrorCode.INVALID_STATE, 'replay send slab overflow');
     return this.used;
   }
 

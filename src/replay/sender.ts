@@ -11,8 +11,8 @@ import { createSocket } from 'node:dgram';
 import type { Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { loadNative, numericHost } from '../source/native.js';
-import type { NativeBinding, NativeSender } from '../source/native.js';
+import { loadNative, numericHost, type NativeBinding, type NativeSender } from '../native/addon.js';
+import { codedError, ErrorCode } from '../errors.js';
 
 const ECONNREFUSED = 111;
 
@@ -47,7 +47,7 @@ export async function openSender(opts: SenderOptions): Promise<DatagramSender> {
   if (binding === undefined && kind !== 'dgram') {
     const load = loadNative();
     if (load.ok) binding = load.binding;
-    else if (kind === 'sendmmsg') throw new Error(load.reason);
+    else if (kind === 'sendmmsg') throw codedError(ErrorCode.NATIVE_UNAVAILABLE, load.reason);
   }
   if (binding !== undefined && kind !== 'dgram') {
     const native = new binding.Sender(host, opts.port);

@@ -3,29 +3,7 @@
  * it only from the VPC). Prefixes are kept as 16-byte addresses (IPv4 as ::ffff:0:0/96 + n)
  * so one comparison loop serves both families, on the batch's address bytes directly.
  */
-import { parseAddr } from '../addr.js';
-
-export interface Cidr {
-  readonly text: string;
-  readonly addr: Uint8Array;
-  /** Prefix length over the 16-byte form. */
-  readonly bits: number;
-}
-
-/** "10.0.0.0/16" → Cidr; null when malformed. A bare address is a /32 or /128. */
-export function parseCidr(text: string): Cidr | null {
-  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(text.trim());
-  if (!m) return null;
-  const addr = new Uint8Array(16);
-  if (!parseAddr(m[1]!, addr, 0)) return null;
-  const v4 = !m[1]!.includes(':');
-  const max = v4 ? 32 : 128;
-  const len = m[2] === undefined ? max : Number(m[2]);
-  if (len > max) return null;
-  const bits = v4 ? 96 + len : len;
-  for (let i = bits; i < 128; i++) addr[i >> 3]! &= ~(0x80 >> (i & 7));
-  return { text: text.trim(), addr, bits };
-}
+import type { Cidr } from '../addr.js';
 
 export class AllowList {
   constructor(readonly cidrs: readonly Cidr[]) {}

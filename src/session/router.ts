@@ -7,9 +7,14 @@
  * reconfigure() applies a reloaded config between two batches: every routed key is asked
  * again which session it belongs to; sessions that keep their name get the new settings,
  * the others are retired (their file closed) and the key is admitted afresh.
+ *
+ * A session is one name for one key (VNI, and source with vni+src), for its whole life: its
+ * counters carry that key's packets only. The config refuses names that could clash (see
+ * config.ts nameClash); a reload that gives a name to another key makes a new session of that
+ * name (same folder, fresh counters), and giving it back revives the old one.
  */
-import { addrForName, formatAddr, parseAddr } from '../addr.js';
-import type { RotationConfig, SessionConfig, SessionKey } from '../config.js';
+import { formatAddr, parseAddr } from '../addr.js';
+import { automaticSessionName, sessionSettings, sourcedSessionName, type SessionConfig, type SessionKey, type SessionSettings } from '../config.js';
 import { ADDR_BYTES } from '../source/batch.js';
 import { DROP_SESSION_LIMIT, DROP_UNKNOWN_VNI } from '../drops.js';
 import type { Session } from './session.js';
@@ -20,7 +25,7 @@ export type SessionFactory = (config: SessionConfig) => Session;
 export interface RoutingRules {
   readonly strict: boolean;
   readonly configured: readonly SessionConfig[];
-  readonly defaults: RotationConfig;
+  readonly defaults: SessionSettings;
 }
 
 export interface RouterOptions extends RoutingRules {
@@ -38,9 +43,10 @@ interface Entry {
 export class Router {
   /** Why the last lookup returned null: a DROP_* code. */
   missReason = DROP_UNKNOWN_VNI;
-  /** Every session ever made, routed or retired, in order of creation; names are unique. */
+  /** Every session ever made, routed or retired, in order of creation; the routed ones have unique names. */
   readonly sessions: Session[] = [];
-  private readonly byName = new Map<string, Session>();
+  /** Sessions by name and key (see identity()). */
+  private readonly byIdentity = new Map<string, Session>();
   private readonly byKey = new Map<number, Entry[]>();
   private active = 0;
   private rules!: RoutingRules;
@@ -158,15 +164,14 @@ export class Router {
     const configured = this.byVni.get(vni);
     if (!this.withSource && configured) return configured;
     if (configured === undefined && this.rules.strict) return null;
-    const base: RotationConfig = configured ?? this.rules.defaults;
-    let name = configured?.name ?? `vni-${vni}`;
+    const base: SessionSettings = configured ?? this.rules.defaults;
+    let name = configured?.name ?? automaticSessionName(vni);
     let source: string | null = null;
     if (this.withSource) {
       source = formatAddr(addr, addrOff);
-      name = `${name}-${addrForName(source)}`;
+      name = sourcedSessionName(name, source);
     }
-    const { rotateSize, rotateSeconds, rotatePackets, ring, snaplen } = base;
-    return Object.freeze({ vni, name, source, rotateSize, rotateSeconds, rotatePackets, ring, snaplen });
+    return Object.freeze({ ...sessionSettings(base), vni, name, source });
   }
 
   private isRouted(vni: number, addr: Uint8Array | null): boolean {
@@ -174,12 +179,13 @@ export class Router {
     return bucket?.some((e) => e.vni === vni && (e.addr === null || (addr !== null && equalAddr(e.addr, addr, 0)))) ?? false;
   }
 
-  /** Routes a key to the session of that name, reviving a retired one or making a new one. */
+  /** Routes a key to the session of that name and key, reviving a retired one or making a new one. */
   private route(config: SessionConfig, addr: Uint8Array | null): Session {
-    let session = this.byName.get(config.name);
+    const id = identity(config);
+    let session = this.byIdentity.get(id);
     if (session === undefined) {
       session = this.create(config);
-      this.byName.set(config.name, session);
+      this.byIdentity.set(id, session);
       this.sessions.push(session);
     } else {
       session.reconfigure(config);
@@ -203,6 +209,11 @@ export class Router {
 }
 
 const ZERO_ADDR = new Uint8Array(ADDR_BYTES);
+
+/** What a session is for life: its name and its key (a vni-keyed session takes any source). */
+function identity(c: SessionConfig): string {
+  return `${c.name}/${c.vni}/${c.source ?? '*'}`;
+}
 
 function equalAddr(a: Uint8Array, b: Uint8Array, off: number): boolean {
   for (let i = 0; i < ADDR_BYTES; i++) if (a[i] !== b[off + i]) return false;

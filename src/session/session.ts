@@ -1,11 +1,20 @@
 /**
- * One mirror session: where its packets go and what it has counted. Counters are plain
- * numbers bumped on the hot path; metrics and the API read them when asked.
+ * One mirror session: where its packets go and what it has counted. The pipeline calls
+ * account() and its output's append() per packet (plain numbers and typed arrays, nothing
+ * allocated); everyone else (metrics, the API, the shutdown summary, decap) reads one
+ * snapshot() built when asked.
+ *
+ *   pipeline ──account(decoder)──▶ Session counters ──snapshot()──▶ metrics, API, summaries
+ *            ──output.append()───▶ SessionOutput (the capture writer) ─┘ (its stats)
+ *
+ * The session does not know what its output is: capture/ implements SessionOutput.
  */
-import type { SessionConfig } from '../config.js';
-import type { SessionWriter } from '../capture/writer.js';
+import type { SessionConfig, SessionSettings } from '../config.js';
+import type { Decoder } from '../decode/packet.js';
 import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
-import { TopTalkers } from './talkers.js';
+import { OK } from '../decode/status.js';
+import { DROP_REASONS, SESSION_DROPS } from '../drops.js';
+import { TopTalkers, type Talker } from './talkers.js';
 
 /** Slots of the top-talkers table: an address with more than 1/64 of the bytes is sure to be listed. */
 const TALKER_SLOTS = 64;
@@ -13,51 +22,145 @@ const TALKER_SLOTS = 64;
 /** Seconds of history behind the pps / bits-per-second gauges. */
 export const RATE_WINDOW_SECONDS = 10;
 
-export class Session {
+/** The file an output is writing, as it is on disk now. */
+export interface OpenFileStats {
+  /** Where the file is while open (its .part name). */
+  readonly path: string;
+  /** Bytes appended (file header included), buffered ones too. */
+  readonly bytes: number;
+  readonly packets: number;
+  readonly firstSec: number;
+  readonly firstNsec: number;
+}
+
+export interface OutputStats {
+  /** Packets and bytes (file headers included) that reached the disk. */
+  readonly writtenPackets: number;
+  readonly writtenBytes: number;
+  readonly filesClosed: number;
+  /** Finished files that could not be renamed (or removed) at close: left .part for the next start's recovery. */
+  readonly filesLeftPart: number;
+  /** Bytes held in memory waiting for the disk. */
+  readonly heldBytes: number;
+  readonly current: OpenFileStats | null;
+}
+
+/** Where a session's packets go (the capture writer). append() is the hot path. */
+export interface SessionOutput {
+  /**
+   * Appends one frame: `len` bytes at src[off]; `origLen` is its length on the wire.
+   * Returns false when the packet was dropped (the output counts why in the session's drops).
+   */
+  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number): boolean;
+  /** A packet was refused for want of memory, and nothing has been written since. */
+  readonly saturated: boolean;
+  stats(): OutputStats;
+  /** The session's settings changed (a reload): apply what concerns the output. */
+  configure(settings: SessionSettings): void;
+}
+
+export interface SessionSnapshot {
+  readonly name: string;
+  readonly vni: number;
+  /** Outer source address the session is bound to (session-key vni+src), or null. */
+  readonly source: string | null;
   /** Packets and inner-frame bytes (original lengths) routed to this session. */
-  packets = 0;
-  bytes = 0;
-  /** Inner packets by class: index l3 * L4_NAMES.length + l4 (decode/status.ts). */
-  readonly protocols = new Float64Array(L3_NAMES.length * L4_NAMES.length);
-  /** Inner frames the decoder could not walk to the end, by the layer that stopped it. */
-  readonly decodeErrors = new Float64Array(LAYER_NAMES.length);
+  readonly packets: number;
+  readonly bytes: number;
+  readonly packetsPerSecond: number;
+  readonly bitsPerSecond: number;
+  /** Frames shorter than the inner IP header says (AWS PacketLength / MTU truncation). */
+  readonly truncated: number;
+  /** Frames the receiver held only in part (see Session.receiveTruncated). */
+  readonly receiveTruncated: number;
+  /** Packets of this session not written, by reason (drops.ts SESSION_DROPS). */
+  readonly dropped: Readonly<Record<string, number>>;
+  /** Inner packets by l3 and l4 name, non-zero entries only. */
+  readonly protocols: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** Frames the decoder could not walk to the end, by the layer that stopped it; non-zero only. */
+  readonly decodeErrors: Readonly<Record<string, number>>;
+  /** Failed file operations by errno code. */
+  readonly writeErrors: Readonly<Record<string, number>>;
+  readonly output: OutputStats;
+}
+
+export class Session {
+  private packets = 0;
+  private bytes = 0;
   /** Frames shorter than the inner IP header says: AWS PacketLength / MTU truncation. */
-  truncated = 0;
+  private truncated = 0;
   /**
    * Frames the receiver held only in part, so fewer bytes than the snaplen reached the file:
    * a datagram larger than the native receive slot (a snaplen reloaded past it), or one cut
    * by libpcap's or a capture file's snaplen. Their orig_len is still the real length.
    */
-  receiveTruncated = 0;
-  /** Inner IPv4/IPv6 addresses by bytes sent and received, in fixed memory. */
-  readonly talkers = new TopTalkers(TALKER_SLOTS);
-  /** Failed file operations by errno code (ENOSPC, EIO, ...); errors are rare, a Map is fine. */
-  readonly writeErrors = new Map<string, number>();
-  packetsPerSecond = 0;
-  bitsPerSecond = 0;
+  private receiveTruncated = 0;
+  /** Inner packets by class: index l3 * L4_NAMES.length + l4 (decode/status.ts). */
+  private readonly protocols = new Float64Array(L3_NAMES.length * L4_NAMES.length);
+  private readonly decodeErrors = new Float64Array(LAYER_NAMES.length);
+  private readonly talkers = new TopTalkers(TALKER_SLOTS);
+  /** Errors are rare: a Map is fine. */
+  private readonly writeErrors = new Map<string, number>();
+  private packetsPerSecond = 0;
+  private bitsPerSecond = 0;
   /** Per-second samples of (packets, bytes), a ring of RATE_WINDOW_SECONDS + 1 entries. */
   private readonly samples = new Float64Array((RATE_WINDOW_SECONDS + 1) * 2);
   private sampleCount = 0;
 
   constructor(
-    public config: SessionConfig,
-    /** Per-reason drop counters (drops.ts), shared with the writer, which counts its own reasons. */
-    readonly drops: Float64Array,
-    readonly writer: SessionWriter,
+    private cfg: SessionConfig,
+    /** Per-reason drop counters (drops.ts), shared with the output, which counts its own reasons. */
+    private readonly drops: Float64Array,
+    readonly output: SessionOutput,
   ) {}
 
+  get config(): SessionConfig {
+    return this.cfg;
+  }
+
   get name(): string {
-    return this.config.name;
+    return this.cfg.name;
   }
 
   get vni(): number {
-    return this.config.vni;
+    return this.cfg.vni;
   }
 
-  /** New settings from a reloaded config; the writer applies them (snaplen from a new file). */
+  /**
+   * Counts one packet the decoder just walked: `frameLen` bytes are here, the datagram
+   * carried `wireFrameLen`. Returns its length on the wire: the inner IP header's claim when
+   * AWS cut the frame (PacketLength, target MTU), else what the datagram carried. The hot
+   * path: nothing allocated.
+   */
+  account(d: Decoder, frameLen: number, wireFrameLen: number): number {
+    this.protocols[d.l3 * L4_NAMES.length + d.l4]!++;
+    if (d.status !== OK) this.decodeErrors[d.errorLayer]!++;
+    let origLen = wireFrameLen;
+    // AWS truncation: the datagram itself is shorter than the inner IP header says.
+    if (d.claimedFrameLength > wireFrameLen) {
+      origLen = d.claimedFrameLength;
+      this.truncated++;
+    }
+    // Cut on our side, and the cut shows in the file: fewer bytes than the snaplen keeps.
+    if (wireFrameLen > frameLen && frameLen < this.cfg.snaplen) this.receiveTruncated++;
+    if (d.addrLen !== 0) {
+      this.talkers.add(d.buf, d.srcAddrOff, d.addrLen, origLen);
+      this.talkers.add(d.buf, d.dstAddrOff, d.addrLen, origLen);
+    }
+    this.packets++;
+    this.bytes += origLen;
+    return origLen;
+  }
+
+  /** A file operation of the output failed with this errno code. */
+  writeError(code: string): void {
+    this.writeErrors.set(code, (this.writeErrors.get(code) ?? 0) + 1);
+  }
+
+  /** New settings from a reloaded config; the output applies what concerns it (snaplen from a new file). */
   reconfigure(config: SessionConfig): void {
-    this.config = config;
-    this.writer.setRotation(config);
+    this.cfg = config;
+    this.output.configure(config);
   }
 
   /** Called once a second: updates the rates over the last RATE_WINDOW_SECONDS. */
@@ -72,5 +175,39 @@ export class Session {
     const old = ((this.sampleCount - 1 - span) % slots) * 2;
     this.packetsPerSecond = (this.packets - this.samples[old]!) / span;
     this.bitsPerSecond = ((this.bytes - this.samples[old + 1]!) * 8) / span;
+  }
+
+  /** The inner addresses with the most bytes sent and received. */
+  topTalkers(n: number): Talker[] {
+    return this.talkers.top(n);
+  }
+
+  snapshot(): SessionSnapshot {
+    const dropped: Record<string, number> = {};
+    for (const r of SESSION_DROPS) dropped[DROP_REASONS[r]!] = this.drops[r]!;
+    const protocols: Record<string, Record<string, number>> = {};
+    this.protocols.forEach((n, i) => {
+      if (n > 0) (protocols[L3_NAMES[Math.floor(i / L4_NAMES.length)]!] ??= {})[L4_NAMES[i % L4_NAMES.length]!] = n;
+    });
+    const decodeErrors: Record<string, number> = {};
+    this.decodeErrors.forEach((n, layer) => {
+      if (n > 0) decodeErrors[LAYER_NAMES[layer]!] = n;
+    });
+    return {
+      name: this.cfg.name,
+      vni: this.cfg.vni,
+      source: this.cfg.source,
+      packets: this.packets,
+      bytes: this.bytes,
+      packetsPerSecond: this.packetsPerSecond,
+      bitsPerSecond: this.bitsPerSecond,
+      truncated: this.truncated,
+      receiveTruncated: this.receiveTruncated,
+      dropped,
+      protocols,
+      decodeErrors,
+      writeErrors: Object.fromEntries(this.writeErrors),
+      output: this.output.stats(),
+    };
   }
 }

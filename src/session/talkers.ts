@@ -23,6 +23,7 @@
  */
 import { formatIpv4 } from '../decode/ipv4.js';
 import { formatIpv6 } from '../decode/ipv6.js';
+import { codedError, ErrorCode } from '../errors.js';
 
 const KEY_BYTES = 16;
 const FNV_OFFSET = 0x811c9dc5;
@@ -50,7 +51,7 @@ export class TopTalkers {
 
   constructor(readonly capacity = 64) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 65536) {
-      throw new RangeError(`talker table capacity must be an integer in 1..65536, got ${capacity}`);
+      throw codedError(ErrorCode.INVALID_ARGUMENT, `talker table capacity must be an integer in 1..65536, got ${capacity}`, RangeError);
     }
     this.keys = new Uint8Array(capacity * KEY_BYTES);
     this.keyLen = new Uint8Array(capacity);

@@ -4,11 +4,11 @@
  * event-loop turn that delivered the burst, so downstream sees batches as from recvmmsg.
  */
 import { Batch } from './batch.js';
-import { countBatchSize, newBatchSizeCounts, type BatchSink, type SourceStats } from './source.js';
+import { countBatchSize, newBatchSizeCounts, newSourceStats, type BatchSink, type SourceStats } from './source.js';
 
 export class Batcher {
   readonly batch: Batch;
-  readonly stats: SourceStats = { datagrams: 0, batches: 0, kernelDrops: 0 };
+  readonly stats: SourceStats = newSourceStats();
   readonly batchSizeCounts = newBatchSizeCounts();
   /** Bytes of the slab in use: where the next packet is copied. */
   used = 0;

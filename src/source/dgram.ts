@@ -70,7 +70,7 @@ export class DgramSource extends BatchingSource implements Source {
     if (drops !== null) this.stats.kernelDrops = drops;
   }
 
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     const socket = this.socket;
     if (socket === null) return;
     this.socket = null;

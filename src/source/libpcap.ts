@@ -5,14 +5,15 @@
  * (OuterParser) and the datagram joins a batch, delivered on setImmediate like dgram's.
  * cap gives no capture timestamp, so receive times come from WallClock.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { ConfigError } from '../config.js';
-import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_NULL, LINKTYPE_RAW } from '../capture/linktype.js';
+import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_NULL, LINKTYPE_RAW } from '../pcap/linktype.js';
 import { BatchingSource } from './batcher.js';
 import { WallClock } from './clock.js';
-import { catchStderr } from './native.js';
+import { catchStderr } from '../native/addon.js';
 import { OuterParser } from './outer.js';
-import type { BatchSink, Source } from './source.js';
+import type { BatchSink, Source, SourceStats } from './source.js';
 
 interface CapHandle {
   open(device: string, filter: string, bufferSize: number, buffer: Buffer): string;
@@ -83,12 +84,19 @@ export class LibpcapSource extends BatchingSource implements Source {
     this.parser = new OuterParser(opts.port);
   }
 
+  override get stats(): SourceStats {
+    return { ...this.batcher.stats, skipped: this.parser.skippedByReason() };
+  }
+
   async start(sink: BatchSink): Promise<void> {
     this.batcher.start(sink);
     const { iface } = this.opts;
     // Asked first: opening an unknown interface makes cap print libpcap's SIOCGIFADDR
     // warning on stderr before it fails (and catchStderr needs the native addon).
     if (!this.cap.Cap.deviceList().some((d) => d.name === iface)) throw noSuchInterface(iface);
+    // Asked ourselves: whether libpcap refuses a down interface depends on the kernel
+    // (bind's ENETDOWN), and one that opens would capture nothing without saying so.
+    if (interfaceIsDown(iface)) throw new ConfigError(`--source pcap:${iface}: libpcap could not open ${iface}: That device is not up (ip link set ${iface} up)`);
     const handle = new this.cap.Cap();
     const filter = this.opts.bpf ?? `udp dst port ${this.opts.port}`;
     let link: string;
@@ -116,7 +124,7 @@ export class LibpcapSource extends BatchingSource implements Source {
     this.ready = true;
   }
 
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     const handle = this.handle;
     if (handle === null) return;
     this.handle = null;
@@ -135,6 +143,16 @@ export class LibpcapSource extends BatchingSource implements Source {
     this.clock.sample();
     if (this.parser.add(b, b.slab, batcher.used, nbytes, nbytes, this.linkType, this.clock.sec, this.clock.nsec)) batcher.commit(nbytes);
   };
+}
+
+/** IFF_UP from sysfs; an interface sysfs does not show is left for libpcap to judge. */
+function interfaceIsDown(iface: string): boolean {
+  if (iface.includes('/')) return false;
+  try {
+    return (Number.parseInt(readFileSync(`/sys/class/net/${iface}/flags`, 'utf8'), 16) & 0x1) === 0;
+  } catch {
+    return false;
+  }
 }
 
 function noSuchInterface(iface: string): ConfigError {

@@ -7,162 +7,13 @@
  *        └── at most maxBatchesPerTurn per wake-up ───▶ sink(batch)
  *
  * The addon holds only syscalls; sizes, turn limits and what a failure means are decided
- * here. The loader never throws at import: loadNative() says why the addon is missing so
- * `--source auto` can fall back to dgram with one warning.
+ * here; the addon's surface and its loader are in native/addon.ts.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { isIP } from 'node:net';
-import { lookup } from 'node:dns/promises';
-import { fileURLToPath } from 'node:url';
+import { COUNTER_COUNT, COUNTER_RECV_ERRORS, COUNTER_RXQ_OVFL, COUNTER_TRUNCATED, loadNative, numericHost, type NativeBinding, type NativeReceiver, type SocketAddress } from '../native/addon.js';
 import { VXLAN_HEADER_LEN } from '../decode/vxlan.js';
 import { Batch } from './batch.js';
 import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
-
-// ---------------------------------------------------------------------------------------
-// The addon's surface, exactly as mirrorcap_native.cc defines it.
-
-export interface SocketAddress {
-  address: string;
-  port: number;
-  family: 'IPv4' | 'IPv6';
-}
-
-/** What the kernel granted for a socket buffer; Linux reports twice the request (bookkeeping). */
-export interface BufferGrant {
-  granted: number;
-  /** True when SO_*BUFFORCE worked (CAP_NET_ADMIN), so the sysctl maximum did not cap it. */
-  forced: boolean;
-}
-
-/** Memory the receiver writes into; every array belongs to JS and is pinned until close(). */
-export interface ReceiverMemory {
-  slab: Buffer;
-  slotBytes: number;
-  capacity: number;
-  lengths: Uint32Array;
-  wireLengths: Uint32Array;
-  tsSec: Uint32Array;
-  tsNsec: Uint32Array;
-  srcAddr: Uint8Array;
-  srcPort: Uint16Array;
-  /** Indexed by the COUNTER_* constants. */
-  counters: Float64Array;
-  maxBatchesPerTurn: number;
-  /** After the socket runs dry, rest this long before reading again (0 = wake per datagram). */
-  coalesceMs: number;
-  /** After the sink says it is saturated, rest this long before reading again. */
-  saturatedRestMs: number;
-}
-
-export interface NativeReceiver {
-  address(): SocketAddress;
-  /** bytes <= 0 only reads the current size. */
-  setRecvBuffer(bytes: number): BufferGrant;
-  /** The socket's kernel drop counter now (SO_MEMINFO); -1 once closed. */
-  socketDrops(): number;
-  /** Slot i of a batch is slab[i * slotBytes ..]; onBatch(count) runs once per recvmmsg. */
-  start(memory: ReceiverMemory, onBatch: (count: number) => boolean | void): void;
-  /** Reads what is queued in the socket now (at most maxBatches recvmmsg calls); returns how many datagrams. */
-  drainQueued(maxBatches: number): number;
-  /** Stops polling and closes the socket at once; idempotent. */
-  close(): void;
-}
-
-export interface NativeSender {
-  address(): SocketAddress;
-  /** bytes <= 0 only reads the current size. */
-  setSendBuffer(bytes: number): BufferGrant;
-  /**
-   * sendmmsg of datagrams first .. first+count (at most 1024) from slab[offsets[i]], lengths[i];
-   * returns how many the kernel took (0 when the socket buffer is full), or -errno.
-   */
-  send(slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, first: number, count: number): number;
-  close(): void;
-}
-
-export interface NativeBinding {
-  /** Binds at once; throws an Error with code/errno/syscall (EADDRINUSE ...). Host must be numeric. */
-  Receiver: new (host: string, port: number, reusePort: boolean) => NativeReceiver;
-  /** Connected to host:port; host must be numeric. */
-  Sender: new (host: string, port: number) => NativeSender;
-  /** Points fd 2 into a non-blocking pipe; returns [the saved fd 2, the pipe's read end]. */
-  redirectStderr(): [number, number];
-  /** Puts fd 2 back and returns what was written meanwhile. */
-  restoreStderr(saved: number, readEnd: number): string;
-}
-
-/** Slots of the receiver's counters array. */
-export const COUNTER_RXQ_OVFL = 0;
-export const COUNTER_TRUNCATED = 1;
-export const COUNTER_RECV_ERRORS = 2;
-export const COUNTER_LAST_ERRNO = 3;
-export const COUNTER_COUNT = 4;
-
-// ---------------------------------------------------------------------------------------
-// Loader
-
-export type NativeLoad =
-  | { readonly ok: true; readonly binding: NativeBinding; readonly path: string }
-  | { readonly ok: false; readonly reason: string; readonly path: string };
-
-/** dist/src/source/native.js -> native/build/Release/ at the package root. */
-export const DEFAULT_ADDON_PATH = fileURLToPath(
-  new URL('../../../native/build/Release/mirrorcap_native.node', import.meta.url),
-);
-const BUILD_LOG = fileURLToPath(new URL('../../../native/build.log', import.meta.url));
-
-const require = createRequire(import.meta.url);
-let defaultLoad: NativeLoad | undefined;
-
-/**
- * Loads the addon once per path (the default path is cached). Never throws: a missing or
- * broken addon comes back as { ok: false, reason } for the caller's one warning line.
- */
-export function loadNative(path: string = DEFAULT_ADDON_PATH): NativeLoad {
-  if (path === DEFAULT_ADDON_PATH && defaultLoad !== undefined) return defaultLoad;
-  let load: NativeLoad;
-  if (process.platform !== 'linux') {
-    load = { ok: false, path, reason: `recvmmsg is Linux-only (platform ${process.platform})` };
-  } else if (!existsSync(path)) {
-    const hint = existsSync(BUILD_LOG) ? 'the build failed, see native/build.log' : 'run `npm run install` to build it';
-    load = { ok: false, path, reason: `native addon not built: ${path} is missing (${hint})` };
-  } else {
-    try {
-      load = { ok: true, path, binding: require(path) as NativeBinding };
-    } catch (err) {
-      const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
-      load = { ok: false, path, reason: `native addon failed to load: ${msg}` };
-    }
-  }
-  if (path === DEFAULT_ADDON_PATH) defaultLoad = load;
-  return load;
-}
-
-/**
- * Runs `fn` (synchronous) with fd 2 going into a pipe, and hands what a C library printed
- * there meanwhile to `caught`, also when fn throws. Without the addon fn runs as is.
- */
-export function catchStderr<T>(fn: () => T, caught: (text: string) => void): T {
-  const load = loadNative();
-  if (!load.ok) return fn();
-  const [saved, readEnd] = load.binding.redirectStderr();
-  try {
-    return fn();
-  } finally {
-    caught(load.binding.restoreStderr(saved, readEnd));
-  }
-}
-
-/** Strips [] from an IPv6 literal and resolves a name once, at start (never per packet). */
-export async function numericHost(host: string): Promise<string> {
-  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (isIP(bare) !== 0) return bare;
-  return (await lookup(bare)).address;
-}
-
-// ---------------------------------------------------------------------------------------
-// NativeSource
+import { codedError, ErrorCode } from '../errors.js';
 
 /**
  * Slot size: each datagram lands in a slot of its own, and the kernel cuts what does not fit
@@ -241,10 +92,21 @@ export interface NativeSourceOptions {
 class NativeStats implements SourceStats {
   datagrams = 0;
   batches = 0;
-  constructor(private readonly dropsNow: () => number) {}
+  readonly skipped = {};
+  constructor(
+    private readonly dropsNow: () => number,
+    /** The addon's counters (COUNTER_*). */
+    private readonly counters: Float64Array,
+  ) {}
   /** The kernel's cumulative count of datagrams this socket lost to a full receive buffer. */
   get kernelDrops(): number {
     return this.dropsNow();
+  }
+  get receiveErrors(): number {
+    return this.counters[COUNTER_RECV_ERRORS]!;
+  }
+  get receiveTruncated(): number {
+    return this.counters[COUNTER_TRUNCATED]!;
   }
 }
 
@@ -272,24 +134,24 @@ export class NativeSource implements Source {
     const batchSize = opts.batchSize ?? Math.max(1, Math.min(DEFAULT_BATCH_SIZE, Math.floor(MAX_SLAB_BYTES / this.slotBytes)));
     this.maxBatchesPerTurn = opts.maxBatchesPerTurn ?? DEFAULT_MAX_BATCHES_PER_TURN;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
-      throw new RangeError(`batchSize must be an integer in 1..${MAX_BATCH_SIZE}, got ${batchSize}`);
+      throw codedError(ErrorCode.INVALID_ARGUMENT, `batchSize must be an integer in 1..${MAX_BATCH_SIZE}, got ${batchSize}`, RangeError);
     }
     if (!Number.isInteger(this.maxBatchesPerTurn) || this.maxBatchesPerTurn < 1) {
-      throw new RangeError(`maxBatchesPerTurn must be a positive integer, got ${this.maxBatchesPerTurn}`);
+      throw codedError(ErrorCode.INVALID_ARGUMENT, `maxBatchesPerTurn must be a positive integer, got ${this.maxBatchesPerTurn}`, RangeError);
     }
     if (!Number.isInteger(this.slotBytes) || this.slotBytes < 64 || this.slotBytes > 65536) {
-      throw new RangeError(`slotBytes must be an integer in 64..65536, got ${this.slotBytes}`);
+      throw codedError(ErrorCode.INVALID_ARGUMENT, `slotBytes must be an integer in 64..65536, got ${this.slotBytes}`, RangeError);
     }
     let binding = opts.binding;
     if (binding === undefined) {
       const load = loadNative();
-      if (!load.ok) throw new Error(load.reason);
+      if (!load.ok) throw codedError(ErrorCode.NATIVE_UNAVAILABLE, load.reason);
       binding = load.binding;
     }
     this.binding = binding;
     this.batch = new Batch(batchSize, Buffer.allocUnsafeSlow(batchSize * this.slotBytes));
     for (let i = 0; i < batchSize; i++) this.batch.offsets[i] = i * this.slotBytes;
-    this.stats = new NativeStats(() => this.readDrops());
+    this.stats = new NativeStats(() => this.readDrops(), this.counters);
   }
 
   get ready(): boolean {
@@ -315,7 +177,7 @@ export class NativeSource implements Source {
   }
 
   async start(sink: BatchSink): Promise<void> {
-    if (this.state !== 'idle') throw new Error(`NativeSource.start(): source is ${this.state}`);
+    if (this.state !== 'idle') throw codedError(ErrorCode.INVALID_STATE, `NativeSource.start(): source is ${this.state}`);
     this.state = 'starting';
     let receiver: NativeReceiver | undefined;
     try {
@@ -370,7 +232,7 @@ export class NativeSource implements Source {
   }
 
   /** Stops at once: the socket is closed (port free) when this resolves; idempotent. */
-  async close(): Promise<void> {
+  async stop(): Promise<void> {
     if (this.state === 'closed') return;
     if (this.receiver !== undefined) {
       this.lastDrops = this.readDrops();

@@ -5,7 +5,7 @@
  * it in a Batch slot, outer source address and all, or counts why the packet is not one.
  */
 import { ADDR_BYTES, setSrcV4, type Batch } from './batch.js';
-import { LINK_ETHERNET, LINK_NETWORK, LINK_UNSUPPORTED, LinkLayer, locateNetworkLayer } from '../capture/linktype.js';
+import { LINK_ETHERNET, LINK_NETWORK, LINK_UNSUPPORTED, LinkLayer, locateNetworkLayer } from '../pcap/linktype.js';
 import { Decoder } from '../decode/packet.js';
 import { L4_UDP, OK } from '../decode/status.js';
 
@@ -60,6 +60,15 @@ export class OuterParser {
     else for (let k = 0; k < ADDR_BYTES; k++) batch.srcAddr[i * ADDR_BYTES + k] = buf[s + k]!;
     batch.srcPort[i] = d.srcPort;
     return true;
+  }
+
+  /** The skip counters by reason name, non-zero only. */
+  skippedByReason(): Record<string, number> {
+    const out: Record<string, number> = {};
+    SKIP_REASONS.forEach((r, i) => {
+      if (this.skipped[i]! > 0) out[r] = this.skipped[i]!;
+    });
+    return out;
   }
 
   /** Drops the decoder's reference to the last buffer. */

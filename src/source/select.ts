@@ -4,10 +4,11 @@
  * captures on an interface through libpcap (the optional cap module).
  */
 import { ConfigError, type Config } from '../config.js';
-import type { Logger } from '../control/log.js';
+import type { Logger } from '../log.js';
 import { DgramSource } from './dgram.js';
 import { LibpcapSource, loadCap } from './libpcap.js';
-import { loadNative, NativeSource } from './native.js';
+import { loadNative } from '../native/addon.js';
+import { NativeSource } from './native.js';
 import type { Source } from './source.js';
 
 export function createSource(config: Config, log: Logger): Source {

@@ -16,6 +16,15 @@ export interface SourceStats {
   batches: number;
   /** Datagrams the kernel dropped before we read them (socket buffer overflow), when known. */
   kernelDrops: number;
+  /** Receive calls that failed for another reason than an empty socket or a signal. */
+  receiveErrors: number;
+  /** Datagrams larger than the receive slot: kept cut to the slot, their real size known. */
+  receiveTruncated: number;
+  /**
+   * Packets a capture (an interface or a file) held that were not VXLAN datagrams to our
+   * port, by reason (SKIP_REASONS of outer.ts); empty for socket sources.
+   */
+  readonly skipped: Readonly<Record<string, number>>;
 }
 
 /**
@@ -23,6 +32,11 @@ export interface SourceStats {
  * at most 1024 datagrams per call, so the last bucket holds everything.
  */
 export const BATCH_SIZE_BUCKETS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/** Stats of a source that counts only what it delivers. */
+export function newSourceStats(): SourceStats {
+  return { datagrams: 0, batches: 0, kernelDrops: 0, receiveErrors: 0, receiveTruncated: 0, skipped: {} };
+}
 
 export function newBatchSizeCounts(): Float64Array {
   return new Float64Array(BATCH_SIZE_BUCKETS.length);
@@ -35,8 +49,8 @@ export function countBatchSize(counts: Float64Array, n: number): void {
 
 /**
  * Where datagrams come from. One lifecycle for every kind:
- * start() resolves once the source is receiving (socket bound, interface open);
- * close() stops receiving, delivers nothing more and is idempotent.
+ * start() resolves once the source is receiving (socket bound, interface or file open);
+ * stop() stops receiving, delivers nothing more and is idempotent.
  */
 export interface Source {
   readonly kind: string;
@@ -60,5 +74,5 @@ export interface Source {
   /** Delivers, synchronously, what is already queued for the source (before a shutdown). */
   drain?(): void;
   start(sink: BatchSink): Promise<void>;
-  close(): Promise<void>;
+  stop(): Promise<void>;
 }

@@ -23,7 +23,7 @@
  *
  *   node dist/test/bench/appliance.js [--quick]
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { closeSync, fsyncSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -31,8 +31,9 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
-import { loadNative } from '../../src/source/native.js';
+import { loadNative } from '../../src/native/addon.js';
 import { httpGet, metricValue, startAppliance, waitFor } from '../lib/appliance.js';
+import { haveTool } from '../lib/tools.js';
 import { runGeneratorProcess, type GeneratorSummary } from './generator.js';
 import { checkSequences, type SequenceReport } from './seqcheck.js';
 import { printTable } from './table.js';
@@ -195,10 +196,6 @@ async function generatorCeiling(size: string, seconds: number): Promise<Generato
   } finally {
     sink.close();
   }
-}
-
-function tcpdumpInstalled(): boolean {
-  return spawnSync('tcpdump', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
 async function sessionFiles(dir: string): Promise<string[]> {
@@ -483,7 +480,7 @@ export async function run(opts: { quick: boolean }): Promise<void> {
   const plan = opts.quick ? QUICK : FULL;
   const native = loadNative();
   const kinds: ReceiverKind[] = native.ok ? [applianceReceiver('native'), applianceReceiver('dgram')] : [applianceReceiver('dgram')];
-  const tcpdump = tcpdumpInstalled();
+  const tcpdump = haveTool('tcpdump');
   if (tcpdump) kinds.push(tcpdumpReceiver);
   const root = await mkdtemp(join(tmpdir(), 'mirrorcap-bench-'));
   const started = performance.now();

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readCapture } from '../../src/capture/reader.js';
+import { readCapture } from '../../src/pcap/reader.js';
 import { Compressor, type CompressFormat } from '../../src/finish/compress.js';
 import { zstd, zstdUnavailableReason } from '../../src/pcap/zstd.js';
 import { realFrames, writeMixCapture } from '../lib/mix.js';

@@ -20,50 +20,46 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Decoder } from '../../src/decode/packet.js';
 import { TopTalkers } from '../../src/session/talkers.js';
-import { ether, extOpts, icmp, icmpv6, ipv4, ipv6, SYN_OPTIONS, tcp, TPID_8021Q, udp } from '../fixtures/frames.js';
+import { ether, extOpts, icmp, icmpv6, ipv4, ipv6, SYN_OPTIONS, tcp, TPID_8021Q, udp } from '../lib/frames.js';
+import { Random } from '../lib/random.js';
 
-const MIX_FRAMES = 4096;
+export const MIX_FRAMES = 4096;
 
-/** xorshift32, so every run benches the same mix. */
-let seed = 0x2545f491;
-function rnd(n: number): number {
-  seed ^= seed << 13;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  return (seed >>> 0) % n;
-}
+/** Seeded, and seeded again by buildMix(), so every section and every run benches the same mix. */
+const MIX_SEED = 0x2545f491;
+let random = new Random(MIX_SEED);
 
 /** Frame sizes as a mirror of a busy VPC sees them: many ACK-sized, many full-sized, some in between. */
 function frameSize(): number {
-  const r = rnd(100);
-  if (r < 40) return 64 + rnd(40);
-  if (r < 60) return 200 + rnd(400);
-  return 1400 + rnd(101);
+  const r = random.below(100);
+  if (r < 40) return 64 + random.below(40);
+  if (r < 60) return 200 + random.below(400);
+  return 1400 + random.below(101);
 }
 
 function mixFrame(): Buffer {
   const size = frameSize();
-  const v6 = rnd(100) < 20;
-  const kind = rnd(100);
+  const v6 = random.below(100) < 20;
+  const kind = random.below(100);
   const proto = kind < 85 ? 6 : kind < 97 ? 17 : v6 ? 58 : 1;
-  const tags: [number, number][] = rnd(100) < 10 ? [[TPID_8021Q, 1 + rnd(4094)]] : [];
-  const hbh = v6 && rnd(100) < 5;
+  const tags: [number, number][] = random.below(100) < 10 ? [[TPID_8021Q, 1 + random.below(4094)]] : [];
+  const hbh = v6 && random.below(100) < 5;
   const headers = 14 + 4 * tags.length + (v6 ? 40 : 20) + (hbh ? 8 : 0);
-  const opts = proto === 6 && rnd(100) < 10 ? SYN_OPTIONS : undefined;
+  const opts = proto === 6 && random.below(100) < 10 ? SYN_OPTIONS : undefined;
   const l4Header = proto === 6 ? 20 + (opts ? opts.length : 0) : 8;
   const body = Buffer.alloc(Math.max(0, size - headers - l4Header), 0x5a);
   // Clients from a pool of a few hundred, most traffic from a few of them; a handful of servers.
-  const client = Math.floor(400 ** (rnd(1000) / 1000));
-  const server = rnd(16);
+  const client = Math.floor(400 ** (random.below(1000) / 1000));
+  const server = random.below(16);
   const src = `10.0.${client >> 8}.${client & 255}`;
   const dst = `10.1.0.${server}`;
   const l4 =
     proto === 6
-      ? tcp({ sport: 1024 + rnd(60000), dport: 443, flags: 0x018, seq: rnd(1 << 30), options: opts }, body)
+      ? tcp({ sport: 1024 + random.below(60000), dport: 443, flags: 0x018, seq: random.below(1 << 30), options: opts }, body)
       : proto === 17
-        ? udp(1024 + rnd(60000), 53, body)
+        ? udp(1024 + random.below(60000), 53, body)
         : proto === 1
-          ? icmp(8, 0, rnd(1 << 30), body)
+          ? icmp(8, 0, random.below(1 << 30), body)
           : icmpv6(128, 0, Buffer.concat([Buffer.alloc(4), body]));
   if (!v6) return ether(0x0800, ipv4(proto, l4, { src, dst }), { tags });
   const src6 = `2001:db8::${client.toString(16)}`;
@@ -72,7 +68,7 @@ function mixFrame(): Buffer {
   return ether(0x86dd, ipv6(hbh ? 0 : proto, payload, { src: src6, dst: dst6 }), { tags });
 }
 
-interface Mix {
+export interface Mix {
   slab: Buffer;
   offsets: Uint32Array;
   lengths: Uint32Array;
@@ -80,6 +76,7 @@ interface Mix {
 }
 
 function buildMix(): Mix {
+  random = new Random(MIX_SEED); // the same mix in every section that builds one
   const frames = Array.from({ length: MIX_FRAMES }, mixFrame);
   const slab = Buffer.concat(frames);
   const offsets = new Uint32Array(MIX_FRAMES);
@@ -98,7 +95,7 @@ function buildMix(): Mix {
  * away. The sum is kept a small integer (| 0): a double accumulator would be
  * boxed across the calls and its allocations charged to the case.
  */
-type Case = (mix: Mix, frames: number) => number;
+export type Case = (mix: Mix, frames: number) => number;
 
 const baseline: Case = (mix, frames) => {
   const { slab, offsets } = mix;
@@ -144,7 +141,7 @@ const naive: Case = (mix, frames) => {
 
 const decoder = new Decoder();
 
-const ours: Case = (mix, frames) => {
+export const decodeCase: Case = (mix, frames) => {
   const { slab, offsets, lengths } = mix;
   const d = decoder;
   let sink = 0;
@@ -185,7 +182,7 @@ let gcRuns = 0;
 /** Lets the observer deliver the entries of collections that have happened. */
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
-interface Result {
+export interface Result {
   name: string;
   framesPerSec: number;
   nsPerFrame: number;
@@ -247,7 +244,11 @@ async function measure(name: string, fn: Case, mix: Mix, frames: number, reps: n
   };
 }
 
-export async function run(opts: { quick: boolean }): Promise<void> {
+/**
+ * Measures each case over the decode mix (built once), after one thrown-away warm-up run,
+ * with collections counted; the bench sections that compare against the decoder share it.
+ */
+export async function measureCases(cases: readonly (readonly [string, Case])[], opts: { quick: boolean }): Promise<{ mix: Mix; frames: number; reps: number; results: Result[] }> {
   const frames = opts.quick ? 1_000_000 : 10_000_000;
   const reps = opts.quick ? 1 : 3;
   const gc = exposeGc();
@@ -259,17 +260,15 @@ export async function run(opts: { quick: boolean }): Promise<void> {
   // The first measurement pays for setting the measuring up; it is thrown away.
   await measure('warm-up', baseline, mix, 100_000, 1, gc);
   const results: Result[] = [];
-  results.push(await measure('baseline: read 1 byte/frame', baseline, mix, frames, reps, gc));
-  results.push(await measure('naive: object + subarray/layer', naive, mix, frames, reps, gc));
-  results.push(await measure('Decoder.decode', ours, mix, frames, reps, gc));
-  results.push(await measure('Decoder.decode + 2 talker adds', oursWithTalkers, mix, frames, reps, gc));
+  for (const [name, fn] of cases) results.push(await measure(name, fn, mix, frames, reps, gc));
   obs.disconnect();
+  return { mix, frames, reps, results };
+}
 
-  const base = results[0].nsPerFrame;
-  console.log(
-    `\n## decode: ${(frames / 1e6).toFixed(0)} M frames per row, best of ${reps}; mix of ${MIX_FRAMES} frames, ` +
-      `avg ${mix.avgLen.toFixed(0)} B (64..1500, 80% IPv4, 85% TCP, 12% UDP, 10% VLAN); one core, shared machine: noisy`,
-  );
+/** The table: one row per case, x baseline against the first row. */
+export function printResults(title: string, results: readonly Result[]): void {
+  const base = results[0]!.nsPerFrame;
+  console.log(title);
   const head = ['case', 'frames/s', 'ns/frame', 'x baseline', 'bytes/frame', 'GCs'];
   const rows = results.map((r) => [
     r.name,
@@ -283,7 +282,22 @@ export async function run(opts: { quick: boolean }): Promise<void> {
   const line = (cells: string[]): string => cells.map((s, c) => (c === 0 ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join('  ');
   console.log(line(head));
   for (const r of rows) console.log(line(r));
-  const d = results[2];
+}
+
+export const MIX_DESCRIPTION = `mix of ${MIX_FRAMES} frames (64..1500 B, 80% IPv4, 85% TCP to 443, 12% UDP to 53, 10% VLAN); one core, shared machine: noisy`;
+
+export async function run(opts: { quick: boolean }): Promise<void> {
+  const { mix, frames, reps, results } = await measureCases(
+    [
+      ['baseline: read 1 byte/frame', baseline],
+      ['naive: object + subarray/layer', naive],
+      ['Decoder.decode', decodeCase],
+      ['Decoder.decode + 2 talker adds', oursWithTalkers],
+    ],
+    opts,
+  );
+  printResults(`\n## decode: ${(frames / 1e6).toFixed(0)} M frames per row, best of ${reps}; ${MIX_DESCRIPTION}, avg ${mix.avgLen.toFixed(0)} B`, results);
+  const d = results[2]!;
   console.log(
     `goal: >= 10 M frames/s and 0 bytes/frame -> ${(d.framesPerSec / 1e6).toFixed(1)} M frames/s, ${d.bytesPerFrame.toFixed(2)} bytes/frame, ${d.gcs} GCs in ${(frames / 1e6).toFixed(0)} M frames`,
   );

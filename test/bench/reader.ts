@@ -10,8 +10,8 @@
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileHeader, writeRecord } from '../../src/capture/pcap.js';
-import { CaptureReader } from '../../src/capture/reader.js';
+import { writeFileHeader, writeRecord } from '../../src/pcap/pcap.js';
+import { CaptureReader } from '../../src/pcap/reader.js';
 
 const MiB = 1 << 20;
 /** A mix of small, medium and full-size frames, as on a busy link. */

@@ -17,8 +17,8 @@ import { availableParallelism, loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setImmediate as yieldLoop } from 'node:timers/promises';
-import { NativeSource, loadNative, slotBytesFor } from '../../src/source/native.js';
-import type { NativeBinding } from '../../src/source/native.js';
+import { loadNative, type NativeBinding } from '../../src/native/addon.js';
+import { NativeSource, slotBytesFor } from '../../src/source/native.js';
 import { runGeneratorProcess } from './generator.js';
 import { VXLAN_HEADER_LEN, writeDatagram } from './seqframe.js';
 import { printTable } from './table.js';
@@ -65,7 +65,7 @@ async function nativeReceiver(recvBufferBytes: number, slotBytes?: number): Prom
     count: () => src.stats.datagrams,
     kernelDrops: () => src.stats.kernelDrops,
     extra: () => `rcvbuf ${src.grantedRecvBuffer}, ${(src.stats.datagrams / Math.max(1, src.stats.batches)).toFixed(1)}/batch`,
-    close: () => src.close(),
+    close: () => src.stop(),
   };
 }
 

@@ -10,6 +10,7 @@ interface Section {
 
 const SECTIONS: [string, () => Promise<Section>][] = [
   ['decode', () => import('./decode.js')],
+  ['filter', () => import('./filter.js')],
   ['receive-rate', () => import('./receive-rate.js')],
   ['reader', () => import('./reader.js')],
   ['compress', () => import('./compress.js')],

@@ -1,18 +1,20 @@
 import t from 'tap';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, closeSync, writeFileSync, writeSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, openSync, closeSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../../src/capture/pcap.js';
-import { NativeSource, loadNative } from '../../src/source/native.js';
+import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../../src/pcap/pcap.js';
+import { loadNative } from '../../src/native/addon.js';
+import { NativeSource } from '../../src/source/native.js';
 import { generate, parseGeneratorArgs, parseTarget } from './generator.js';
 import { IMIX, VXLAN_HEADER_LEN, frameSizes, setSeq, writeDatagram } from './seqframe.js';
 import { checkSequences, SeqFinder } from './seqcheck.js';
+import { capinfos, tsharkFrames } from '../lib/tshark.js';
+import { haveTool, tool } from '../lib/tools.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mirrorcap-seq-'));
-const capinfosCount = (file: string) => Number(execFileSync('capinfos', ['-M', '-c', '-T', '-r', file], { encoding: 'utf8' }).trim().split('\t')[1]);
 
 /** A datagram for (vni, seq) in a fresh buffer. */
 function datagram(vni: number, seq: number, frameLen = 64): Buffer {
@@ -36,10 +38,8 @@ const inner = (d: Buffer) => d.subarray(VXLAN_HEADER_LEN);
 
 t.test('frames: what tshark sees in a generated frame', async (t) => {
   const file = innerPcap('one.pcap', [inner(datagram(7, 0x1_0000_0002, 64))]);
-  const fields = execFileSync(
-    'tshark',
-    ['-r', file, '-T', 'fields', '-e', 'frame.len', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'ip.checksum.status', '-e', 'udp.srcport', '-e', 'udp.dstport', '-e', 'udp.length', '-e', 'data.data', '-o', 'ip.check_checksum:TRUE'],
-    { encoding: 'utf8' },
+  const fields = (
+    await tool('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.len', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'ip.checksum.status', '-e', 'udp.srcport', '-e', 'udp.dstport', '-e', 'udp.length', '-e', 'data.data', '-o', 'ip.check_checksum:TRUE'])
   ).trim();
   t.equal(fields, '64\t198.18.0.1\t198.18.0.2\t1\t10007\t5001\t30\t4d435351000000070000000100000002000000000000', 'len, addresses, good checksum, ports, payload');
   t.same(frameSizes('imix'), IMIX);
@@ -59,7 +59,7 @@ t.test('counts received, lost, duplicated and reordered per VNI across files', a
     { vni: 3, received: 0, unique: 0, duplicated: 0, reordered: 0, lost: 5, highest: -1 },
   ]);
   t.equal(r.records, 9);
-  t.equal(r.records, capinfosCount(a) + capinfosCount(b), 'capinfos agrees on the record count');
+  t.equal(r.records, (await capinfos(a)).packets + (await capinfos(b)).packets, 'capinfos agrees on the record count');
   t.same([r.received, r.lost, r.duplicated, r.reordered, r.foreign], [9, 7, 1, 1, 0]);
   const noSent = await checkSequences([a, b]);
   t.equal(noSent.perVni[0]!.lost, 1, 'without the sent counts, highest + 1 is expected');
@@ -93,7 +93,7 @@ t.test('reads outer captures too: Ethernet/IPv4 and IPv6/UDP/VXLAN, cut records,
   const whole = innerPcap('whole.pcap', [0, 1, 2].map((s) => inner(datagram(9, s))));
   const cut = join(dir, 'cut.pcap.part');
   const fd = openSync(cut, 'w');
-  const bytes = execFileSync('cat', [whole]);
+  const bytes = readFileSync(whole);
   writeSync(fd, bytes, 0, bytes.length - 10);
   closeSync(fd);
   const partial = await checkSequences([cut]);
@@ -136,7 +136,7 @@ async function capture(run: (port: number) => Promise<{ sentPerVni: Record<strin
   });
   const summary = await run(src.address()!.port);
   await sleep(100);
-  await src.close();
+  await src.stop();
   for (const f of files.values()) closeSync(f.fd);
   return { summary, files: [...files.keys()].sort().map((v) => join(dir, `vni-${v}.pcap`)), source: src };
 }
@@ -148,9 +148,11 @@ t.test('generator -> NativeSource -> pcap per VNI: nothing lost at a modest rate
   t.same(summary.sentPerVni, { '100': 1200, '101': 1200, '102': 1200 });
   const r = await checkSequences(files, summary.sentPerVni);
   t.same([r.received, r.lost, r.duplicated, r.reordered], [3600, 0, 0, 0], JSON.stringify(r.perVni));
-  t.equal(files.map(capinfosCount).reduce((a, b) => a + b, 0), 3600, 'capinfos counts every record');
+  let records = 0;
+  for (const f of files) records += (await capinfos(f)).packets;
+  t.equal(records, 3600, 'capinfos counts every record');
   t.equal(source.stats.kernelDrops, 0);
-  const frameLens = execFileSync('tshark', ['-r', files[0]!, '-T', 'fields', '-e', 'frame.len'], { encoding: 'utf8' }).trim().split('\n').map(Number);
+  const frameLens = (await tsharkFrames(files[0]!)).map((f) => f.origLen);
   t.same(frameLens.slice(0, 12), IMIX, 'each VNI gets the whole IMIX cycle, in order');
 });
 
@@ -170,7 +172,7 @@ t.test('the CLI, with the dgram fallback sender, prints a JSON summary', async (
 });
 
 t.test('a tcpdump -i lo capture of the outer traffic checks the same way', async (t) => {
-  if (!existsSync('/usr/bin/tcpdump') && !existsSync('/usr/sbin/tcpdump')) return t.plan(0, 'tcpdump is not installed');
+  if (!haveTool('tcpdump')) return t.plan(0, 'tcpdump is not installed');
   const file = join(dir, 'lo.pcap');
   const port = 40000 + (process.pid % 20000);
   const dump = spawn('tcpdump', ['-i', 'lo', '-n', '-U', '-w', file, `udp dst port ${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -187,5 +189,5 @@ t.test('a tcpdump -i lo capture of the outer traffic checks the same way', async
   await new Promise((r) => dump.on('exit', r));
   const r = await checkSequences([file], summary.sentPerVni);
   t.same([r.records, r.received, r.lost, r.foreign], [500, 500, 0, 0]);
-  t.equal(capinfosCount(file), 500);
+  t.equal((await capinfos(file)).packets, 500);
 });

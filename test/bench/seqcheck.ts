@@ -5,9 +5,9 @@
  * frames, ns pcap) and captures of the outer traffic (`tcpdump -i lo -w`: Ethernet or
  * Linux cooked, µs pcap), either byte order.
  */
-import { CaptureError, CaptureErrorCode } from '../../src/capture/errors.js';
-import { LINK_ETHERNET, LINK_NETWORK, LinkLayer, locateNetworkLayer } from '../../src/capture/linktype.js';
-import { readCapture } from '../../src/capture/reader.js';
+import { CaptureError, CaptureErrorCode } from '../../src/pcap/errors.js';
+import { LINK_ETHERNET, LINK_NETWORK, LinkLayer, locateNetworkLayer } from '../../src/pcap/linktype.js';
+import { readCapture } from '../../src/pcap/reader.js';
 import { Decoder } from '../../src/decode/packet.js';
 import { L4_UDP } from '../../src/decode/status.js';
 import { VXLAN_HEADER_LEN, vxlanHasVni } from '../../src/decode/vxlan.js';

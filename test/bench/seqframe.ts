@@ -14,7 +14,7 @@
  * capture (outer packets).
  */
 import { VXLAN_HEADER_LEN, writeVxlanHeader } from '../../src/decode/vxlan.js';
-import { ipv4Checksum } from '../lib/frames.js';
+import { checksum } from '../lib/frames.js';
 
 export { VXLAN_HEADER_LEN };
 export const SEQ_MAGIC = 0x4d435351; // "MCSQ"
@@ -47,7 +47,7 @@ export function writeDatagram(buf: Buffer, off: number, vni: number, frameLen: n
   const ip = eth + 14;
   buf.set([0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2], ip);
   buf.writeUInt16BE(frameLen - 14, ip + 2);
-  buf.writeUInt16BE(ipv4Checksum(buf, ip), ip + 10);
+  buf.writeUInt16BE(checksum(buf.subarray(ip, ip + 20)), ip + 10);
   const udp = ip + 20;
   buf.writeUInt16BE(10000 + (vni % 50000), udp);
   buf.writeUInt16BE(5001, udp + 2);

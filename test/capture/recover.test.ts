@@ -7,14 +7,16 @@ import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { writeFileHeader, writeRecord } from '../../src/capture/pcap.js';
+import { writeFileHeader, writeRecord } from '../../src/pcap/pcap.js';
 import { recoverDirectory, recoverPartFile } from '../../src/capture/recover.js';
 import type { RecoveryResult } from '../../src/capture/recover.js';
-import { mapLimit, pcapBoundaries, prng, randomFrame, run, tool, withTempDir } from './helpers.js';
+import { pcapBoundaries } from '../lib/captures.js';
+import { Random } from '../lib/random.js';
+import { mapLimit, run, tool, withTempDir } from '../lib/tools.js';
 
 const SNAPLEN = 65535;
-const rand = prng(99);
-const frames = [60, 1514, 0, 9001, 42, 1, 300, 64].map((n) => randomFrame(rand, n));
+const rand = new Random(99);
+const frames = [60, 1514, 0, 9001, 42, 1, 300, 64].map((n) => rand.bytes(n));
 
 /** A file as our writer lays it out (classic ns pcap via src/capture/pcap.ts). */
 function writerFile(records = frames, snaplen = SNAPLEN): Buffer {

@@ -1,16 +1,17 @@
 /** The writer's rotation, ring, bounds and timestamps, checked on disk with capinfos / tshark. */
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { Catalog } from '../../src/capture/catalog.js';
 import { ChunkPool, LARGE_CHUNK, SMALL_CHUNK } from '../../src/capture/chunks.js';
+import { rotationOf } from '../../src/capture/rotation.js';
 import { SessionWriter, type CaptureFile } from '../../src/capture/writer.js';
-import type { RotationConfig } from '../../src/config.js';
+import type { SessionSettings } from '../../src/config.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR, newDropCounters } from '../../src/drops.js';
 import { udpFrame } from '../lib/frames.js';
 import { capinfos, tsharkFrames } from '../lib/tshark.js';
+import { run } from '../lib/tools.js';
 
 const T0 = 1_790_000_000; // 2026-09-21T14:13:20Z
 
@@ -26,7 +27,7 @@ interface Rig {
 
 async function rig(
   t: Test,
-  rotation: Partial<RotationConfig>,
+  rotation: Partial<SessionSettings>,
   opts: { queueSize?: number; pool?: ChunkPool; disk?: { full: boolean }; maxTotalBytes?: number; expectErrors?: boolean; clampTime?: boolean } = {},
 ): Promise<Rig> {
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-writer-'));
@@ -36,12 +37,13 @@ async function rig(
   const deleted: string[] = [];
   const errors: string[] = [];
   const drops = newDropCounters();
-  const full: RotationConfig = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535, ...rotation };
+  const full: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535, ...rotation };
   const catalog = new Catalog(out, opts.maxTotalBytes ?? 0, { deleted: (f) => deleted.push(f.path), deleteFailed: () => undefined });
   const writer = new SessionWriter({
     session: 's1',
     dir,
-    rotation: full,
+    rotation: rotationOf(full),
+    snaplen: full.snaplen,
     queueSize: opts.queueSize ?? 32 * 1024 * 1024,
     nextSeq: () => catalog.nextSeq('s1'),
     pool: opts.pool ?? new ChunkPool(256 * 1024 * 1024),
@@ -53,7 +55,7 @@ async function rig(
         closed.push({ ...f });
         catalog.add(f, full.ring);
       },
-      writeError: (_f, op, err) => {
+      writeError: (_f, _where, op, err) => {
         errors.push(`${op}:${err.code}`);
         if (!opts.expectErrors) t.fail(`unexpected ${op} error ${err.code}`);
       },
@@ -73,9 +75,9 @@ t.test('files are named <session>-<UTC start>-<seq>.pcap and renamed from .part 
   t.same(await files(dir), ['s1-20260921T141320Z-000000.pcap.part'], 'open file carries .part');
   t.equal((await stat(dir)).mode & 0o777, 0o750, 'folder mode 0750');
   t.equal((await stat(join(dir, 's1-20260921T141320Z-000000.pcap.part'))).mode & 0o777, 0o640, 'file mode 0640');
-  t.equal(tsharkFrames(join(dir, 's1-20260921T141320Z-000000.pcap.part')).length, 1, 'a flushed record is readable while the file is open');
-  await writer.close();
-  await writer.close();
+  t.equal((await tsharkFrames(join(dir, 's1-20260921T141320Z-000000.pcap.part'))).length, 1, 'a flushed record is readable while the file is open');
+  await writer.stop();
+  await writer.stop();
   t.same(await files(dir), ['s1-20260921T141320Z-000000.pcap'], 'closed file renamed; close() is idempotent');
 });
 
@@ -83,7 +85,7 @@ t.test('rotation by size: no file grows past rotate-size', async (t) => {
   const { dir, writer, closed } = await rig(t, { rotateSize: 4096 });
   const f = udpFrame(1000, 1, 1);
   for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0, i);
-  await writer.close();
+  await writer.stop();
   const names = await files(dir);
   t.equal(names.length, 3, '4 + 4 + 2 records of 1016 bytes');
   t.same(closed.map((c) => c.packets), [4, 4, 2]);
@@ -91,15 +93,15 @@ t.test('rotation by size: no file grows past rotate-size', async (t) => {
     t.ok((await stat(join(dir, n))).size <= 4096, `${n} within 4096 bytes`);
   }
   t.same(names.map((n) => n.slice(-12)), ['-000000.pcap', '-000001.pcap', '-000002.pcap'], 'sequence numbers count up');
-  t.same(names.map((n) => capinfos(join(dir, n)).packets), [4, 4, 2], 'capinfos agrees');
+  t.same(await Promise.all(names.map(async (n) => (await capinfos(join(dir, n))).packets)), [4, 4, 2], 'capinfos agrees');
 });
 
 t.test('rotation by packet count', async (t) => {
   const { dir, writer } = await rig(t, { rotatePackets: 10 });
   const f = udpFrame(60, 1, 1);
   for (let i = 0; i < 35; i++) writer.append(f, 0, f.length, f.length, T0, i);
-  await writer.close();
-  t.same((await files(dir)).map((n) => capinfos(join(dir, n)).packets), [10, 10, 10, 5]);
+  await writer.stop();
+  t.same(await Promise.all((await files(dir)).map(async (n) => (await capinfos(join(dir, n))).packets)), [10, 10, 10, 5]);
 });
 
 t.test('rotation by age: packet time, and tick() for a session gone quiet', async (t) => {
@@ -108,9 +110,9 @@ t.test('rotation by age: packet time, and tick() for a session gone quiet', asyn
   for (let s = 0; s < 150; s += 10) writer.append(f, 0, f.length, f.length, T0 + s, 0);
   t.equal(closed.length, 0, 'nothing closed before the drain');
   writer.tick(T0 + 179);
-  t.not(writer.current, null, 'tick leaves a file younger than rotate-seconds');
+  t.not(writer.stats().current, null, 'tick leaves a file younger than rotate-seconds');
   writer.tick(T0 + 180);
-  t.equal(writer.current, null, 'tick closes a file as old as rotate-seconds');
+  t.equal(writer.stats().current, null, 'tick closes a file as old as rotate-seconds');
   await writer.idle();
   t.same(closed.map((c) => [c.firstSec - T0, c.lastSec - T0, c.packets]), [[0, 50, 6], [60, 110, 6], [120, 140, 3]]);
   t.same((await files(dir)).map((n) => n.slice(3, 19)), ['20260921T141320Z', '20260921T141420Z', '20260921T141520Z'], 'each name has its UTC start');
@@ -122,12 +124,12 @@ t.test('snaplen cuts the record, orig_len keeps the real length; a larger origLe
   const small = udpFrame(100, 1, 2);
   writer.append(big, 0, big.length, big.length, T0, 1);
   writer.append(small, 0, small.length, 1500, T0, 2);
-  await writer.close();
+  await writer.stop();
   const [name] = await files(dir);
-  t.equal(capinfos(join(dir, name!)).snaplen, 128, 'snaplen in the file header');
-  const got = tsharkFrames(join(dir, name!));
-  t.same(got.map((g) => [g.capLen, g.len]), [[128, 1000], [100, 1500]]);
-  t.ok(got[0]!.raw.equals(big.subarray(0, 128)), 'the first 128 bytes are written');
+  t.equal((await capinfos(join(dir, name!))).snaplen, 128, 'snaplen in the file header');
+  const got = await tsharkFrames(join(dir, name!));
+  t.same(got.map((g) => [g.capLen, g.origLen]), [[128, 1000], [100, 1500]]);
+  t.ok(got[0]!.data.equals(big.subarray(0, 128)), 'the first 128 bytes are written');
 });
 
 t.test('timestamps never go backwards within a file', async (t) => {
@@ -137,9 +139,9 @@ t.test('timestamps never go backwards within a file', async (t) => {
   writer.append(f, 0, f.length, f.length, T0 + 4, 900); // a clock step back
   writer.append(f, 0, f.length, f.length, T0 + 5, 400);
   writer.append(f, 0, f.length, f.length, T0 + 6, 1);
-  await writer.close();
+  await writer.stop();
   const [name] = await files(dir);
-  t.same(tsharkFrames(join(dir, name!)).map((g) => g.epoch), [`${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 6}.000000001`]);
+  t.same((await tsharkFrames(join(dir, name!))).map((g) => g.ts), [`${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 5}.000000500`, `${T0 + 6}.000000001`]);
 });
 
 t.test('clampTime off (a capture\'s own times): a step back is written as it is; the file\'s last time is its newest', async (t) => {
@@ -148,9 +150,9 @@ t.test('clampTime off (a capture\'s own times): a step back is written as it is;
   writer.append(f, 0, f.length, f.length, T0 + 5, 500);
   writer.append(f, 0, f.length, f.length, T0 + 6, 1);
   writer.append(f, 0, f.length, f.length, T0 + 5, 400); // captured earlier than the one before
-  await writer.close();
+  await writer.stop();
   const [name] = await files(dir);
-  t.same(tsharkFrames(join(dir, name!)).map((g) => g.epoch), [`${T0 + 5}.000000500`, `${T0 + 6}.000000001`, `${T0 + 5}.000000400`]);
+  t.same((await tsharkFrames(join(dir, name!))).map((g) => g.ts), [`${T0 + 5}.000000500`, `${T0 + 6}.000000001`, `${T0 + 5}.000000400`]);
   t.same([closed[0]!.firstSec, closed[0]!.firstNsec, closed[0]!.lastSec, closed[0]!.lastNsec], [T0 + 5, 500, T0 + 6, 1]);
 });
 
@@ -164,9 +166,9 @@ t.test('a full queue drops and counts, memory stays bounded, everything else is 
   t.ok(pool.allocatedBytes <= 4 * LARGE_CHUNK, 'the pool never exceeds its limit');
   t.equal(accepted + drops[DROP_QUEUE_FULL]!, 2000, 'every packet is either accepted or counted as queue_full');
   t.ok(drops[DROP_QUEUE_FULL]! > 0, 'some were dropped');
-  await writer.close();
+  await writer.stop();
   const [name] = await files(dir);
-  t.equal(capinfos(join(dir, name!)).packets, accepted, 'every accepted packet is in the file');
+  t.equal((await capinfos(join(dir, name!))).packets, accepted, 'every accepted packet is in the file');
   t.equal(writer.writtenPackets, accepted);
 });
 
@@ -175,9 +177,9 @@ t.test('the per-session queue size bounds a session even when the pool has room'
   const { writer, drops } = await rig(t, {}, { queueSize: 2 * LARGE_CHUNK, pool });
   const f = udpFrame(1400, 1, 1);
   for (let i = 0; i < 2000; i++) writer.append(f, 0, f.length, f.length, T0, i);
-  t.ok(writer.heldBytes <= 2 * LARGE_CHUNK, 'held bytes within queue-size');
+  t.ok(writer.stats().heldBytes <= 2 * LARGE_CHUNK, 'held bytes within queue-size');
   t.ok(drops[DROP_QUEUE_FULL]! > 0);
-  await writer.close();
+  await writer.stop();
 });
 
 t.test('quiet sessions hold small chunks, busy ones large: memory follows traffic', async (t) => {
@@ -188,11 +190,11 @@ t.test('quiet sessions hold small chunks, busy ones large: memory follows traffi
   t.equal(pool.allocatedBytes, 20 * SMALL_CHUNK, 'one packet each: a small chunk each');
   const busy = quiet[0]!.writer;
   for (let i = 0; i < 1000; i++) busy.append(f, 0, f.length, f.length, T0, i);
-  t.ok(busy.heldBytes > SMALL_CHUNK * 2, 'a session that fills its chunk moves to large ones');
+  t.ok(busy.stats().heldBytes > SMALL_CHUNK * 2, 'a session that fills its chunk moves to large ones');
   const jumbo = udpFrame(60000, 1, 1);
   t.ok(quiet[1]!.writer.append(jumbo, 0, jumbo.length, jumbo.length, T0, 1), 'a record larger than a small chunk gets a large one');
-  for (const r of quiet) await r.writer.close();
-  t.equal(capinfos(join(quiet[1]!.dir, (await files(quiet[1]!.dir))[0]!)).packets, 2);
+  for (const r of quiet) await r.writer.stop();
+  t.equal((await capinfos(join(quiet[1]!.dir, (await files(quiet[1]!.dir))[0]!))).packets, 2);
 });
 
 t.test('ring keeps the newest N finished files of the session', async (t) => {
@@ -202,7 +204,7 @@ t.test('ring keeps the newest N finished files of the session', async (t) => {
     writer.append(f, 0, f.length, f.length, T0 + i, 0);
     await writer.idle();
   }
-  await writer.close();
+  await writer.stop();
   await new Promise((r) => setTimeout(r, 50));
   const left = await files(dir);
   t.same(left.map((n) => n.slice(-11, -5)), ['000003', '000004'], 'the two newest remain');
@@ -213,7 +215,7 @@ t.test('sequence numbers continue after files from an earlier run', async (t) =>
   const first = await rig(t, { rotatePackets: 1 });
   const f = udpFrame(60, 1, 1);
   for (let i = 0; i < 3; i++) first.writer.append(f, 0, f.length, f.length, T0, 0);
-  await first.writer.close();
+  await first.writer.stop();
   const again = new Catalog(join(first.dir, '..'), 0, { deleted: () => undefined, deleteFailed: () => undefined });
   await again.scan();
   t.equal(again.nextSeq('s1'), 3);
@@ -231,8 +233,8 @@ t.test('while the disk is below min-free, packets are dropped as disk_full; writ
   t.equal(drops[DROP_DISK_FULL], 5);
   disk.full = false;
   t.ok(writer.append(f, 0, f.length, f.length, T0, 3));
-  await writer.close();
-  t.equal(capinfos(join(dir, (await files(dir))[0]!)).packets, 2);
+  await writer.stop();
+  t.equal((await capinfos(join(dir, (await files(dir))[0]!))).packets, 2);
 });
 
 t.test('max-total-bytes: the oldest finished files go first, whatever their session', async (t) => {
@@ -268,23 +270,21 @@ t.test('the folder removed under an open file: nothing written is lost, the file
   t.same(errors, ['relink:ENOENT'], 'the event is reported once');
   for (let i = 0; i < 3; i++) writer.append(f, 0, f.length, f.length, T0 + 2, i);
   await rm(dir, { recursive: true }); // and again, between the last write and the close
-  await writer.close();
+  await writer.stop();
   t.equal(drops[DROP_WRITE_ERROR], 0, 'no packet lost');
   const left = await files(dir);
   t.equal(left.length, 1, `the file is back under its name (${left.join(', ')})`);
-  t.equal(capinfos(join(dir, left[0]!)).packets, 23, 'with every packet');
+  t.equal((await capinfos(join(dir, left[0]!))).packets, 23, 'with every packet');
 });
 
 t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are counted, writing resumes when space returns', async (t) => {
   const mnt = await mkdtemp(join(tmpdir(), 'mirrorcap-tmpfs-'));
-  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
-  if (mounted.status !== 0) {
+  const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+  if (mounted.code !== 0) {
     t.pass(`skipped: cannot mount a small tmpfs here (not root?): ${mounted.stderr}`);
     return;
   }
-  t.teardown(() => {
-    spawnSync('umount', [mnt]);
-  });
+  t.teardown(() => run('umount', [mnt]));
   const dir = join(mnt, 's1');
   const errors: string[] = [];
   const closed: CaptureFile[] = [];
@@ -293,14 +293,15 @@ t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are 
   const writer = new SessionWriter({
     session: 's1',
     dir,
-    rotation: { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535 },
+    rotation: { size: 0, seconds: 0, packets: 0 },
+    snaplen: 65535,
     queueSize: 32 * 1024 * 1024,
     nextSeq: () => catalog.nextSeq('s1'),
     pool: new ChunkPool(64 * 1024 * 1024),
     drops,
     disk: { full: false },
     clampTime: true,
-    events: { fileClosed: (f) => closed.push({ ...f }), writeError: (_f, op, err) => errors.push(`${op}:${err.code}`) },
+    events: { fileClosed: (f) => closed.push({ ...f }), writeError: (_f, _where, op, err) => errors.push(`${op}:${err.code}`) },
   });
   const f = udpFrame(1400, 1, 1);
   let accepted = 0;
@@ -309,16 +310,16 @@ t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are 
   t.ok(errors.includes('write:ENOSPC'), `ENOSPC reported (${errors.join(', ')})`);
   const first = await files(dir);
   t.equal(first.length, 1, 'the failed file was closed and renamed');
-  const info = capinfos(join(dir, first[0]!));
+  const info = await capinfos(join(dir, first[0]!));
   t.ok(info.packets > 0, `capinfos opens it: ${info.packets} whole records`);
-  t.equal(tsharkFrames(join(dir, first[0]!)).length, info.packets, 'tshark reads every record, none torn');
+  t.equal((await tsharkFrames(join(dir, first[0]!))).length, info.packets, 'tshark reads every record, none torn');
   t.equal(info.packets + drops[DROP_WRITE_ERROR]!, accepted, 'every accepted packet is either in the file or counted as write_error');
   t.equal(writer.writtenPackets, info.packets);
   await rm(join(dir, first[0]!));
   await new Promise((r) => setTimeout(r, 1100));
   for (let i = 0; i < 5; i++) t.ok(writer.append(f, 0, f.length, f.length, T0 + 5, i));
-  await writer.close();
+  await writer.stop();
   const after = (await files(dir)).filter((n) => n !== first[0]);
   t.equal(after.length, 1);
-  t.equal(capinfos(join(dir, after[0]!)).packets, 5, 'writing resumed in a new file once space returned');
+  t.equal((await capinfos(join(dir, after[0]!))).packets, 5, 'writing resumed in a new file once space returned');
 });

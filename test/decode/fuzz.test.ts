@@ -13,6 +13,7 @@
 import t from 'tap';
 import { Decoder, L3_NAMES, L4_NAMES, LAYER_NAMES, STATUS_NAMES } from '../../src/decode/packet.js';
 import { FIXTURES } from '../fixtures/catalog.js';
+import { Random } from '../lib/random.js';
 import { digest, fingerprint } from './fingerprint.js';
 
 const SEED = Number(process.env.MIRRORCAP_FUZZ_SEED ?? 20240601) >>> 0;
@@ -22,30 +23,22 @@ const AUDITED_EVERY = 50;
 const MAX_LEN = 1600;
 const AT = 4096;
 
-/** xorshift32: small, fast, reproducible. */
-let state = SEED || 1;
-function rnd(): number {
-  state ^= state << 13;
-  state ^= state >>> 17;
-  state ^= state << 5;
-  return state >>> 0;
-}
-const below = (n: number): number => rnd() % n;
+const random = new Random(SEED);
 
 /** EtherTypes worth hitting on purpose, so random frames reach past Ethernet. */
 const TYPES = [0x0800, 0x86dd, 0x8100, 0x88a8, 0x9100, 0x0806, 0x8035];
 const PROTOS = [6, 17, 1, 58, 0, 43, 44, 60, 51, 50, 59, 135];
 
 function randomFrame(dst: Buffer): number {
-  const len = below(4) === 0 ? below(64) : below(MAX_LEN);
-  for (let i = 0; i < len; i++) dst[AT + i] = rnd() & 0xff;
+  const len = random.below(4) === 0 ? random.below(64) : random.below(MAX_LEN);
+  random.fill(dst, AT, AT + len);
   // Half the time make it plausible: a known EtherType, the right IP version, a known protocol.
-  if (below(2) === 0 && len >= 14) {
-    const type = TYPES[below(TYPES.length)];
+  if (random.below(2) === 0 && len >= 14) {
+    const type = TYPES[random.below(TYPES.length)];
     dst.writeUInt16BE(type, AT + 12);
-    if (len > 14) dst[AT + 14] = type === 0x86dd ? 0x60 | (rnd() & 15) : 0x40 | (5 + below(3));
-    if (len > 23 && type === 0x0800) dst[AT + 23] = PROTOS[below(PROTOS.length)];
-    if (len > 20 && type === 0x86dd) dst[AT + 20] = PROTOS[below(PROTOS.length)];
+    if (len > 14) dst[AT + 14] = type === 0x86dd ? 0x60 | (random.next() & 15) : 0x40 | (5 + random.below(3));
+    if (len > 23 && type === 0x0800) dst[AT + 23] = PROTOS[random.below(PROTOS.length)];
+    if (len > 20 && type === 0x86dd) dst[AT + 20] = PROTOS[random.below(PROTOS.length)];
   }
   return len;
 }
@@ -54,15 +47,15 @@ const frames = FIXTURES.flatMap((f) => f.frames.map((fr) => fr.frame));
 
 /** A fixture frame with 1 to 4 flipped bits (mostly in the headers), sometimes cut short. */
 function mutatedFrame(dst: Buffer): number {
-  const src = frames[below(frames.length)];
+  const src = frames[random.below(frames.length)];
   let len = src.length;
   src.copy(dst, AT);
-  const flips = 1 + below(4);
+  const flips = 1 + random.below(4);
   for (let i = 0; i < flips && len > 0; i++) {
-    const at = below(3) === 0 ? below(len) : below(Math.min(len, 96));
-    dst[AT + at] ^= 1 << below(8);
+    const at = random.below(3) === 0 ? random.below(len) : random.below(Math.min(len, 96));
+    dst[AT + at] ^= 1 << random.below(8);
   }
-  if (below(3) === 0) len = below(len + 1);
+  if (random.below(3) === 0) len = random.below(len + 1);
   return len;
 }
 

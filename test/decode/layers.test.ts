@@ -55,7 +55,7 @@ import {
   TPID_8021Q,
   udp,
   vxlan,
-} from '../fixtures/frames.js';
+} from '../lib/frames.js';
 
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
 const frameNamed = (name: string): Buffer => {

@@ -15,7 +15,6 @@
  * Differences we judge to be tshark's choice rather than our bug are named in
  * QUIRKS with the reason, and reported as excused rather than failing.
  */
-import { execFileSync } from 'node:child_process';
 import { ETHERTYPE_MIN } from '../../src/decode/ethernet.js';
 import { formatIpv4 } from '../../src/decode/ipv4.js';
 import { formatIpv6 } from '../../src/decode/ipv6.js';
@@ -40,8 +39,9 @@ import {
   OK,
 } from '../../src/decode/status.js';
 import { ETHER_ARP, ETHER_IPV4, ETHER_IPV6, ETHER_KIND, ETHERTYPE_QINQ } from '../../src/decode/tables.js';
-import { readCapture } from '../../src/capture/reader.js';
-import { LINKTYPE_ETHERNET } from '../../src/capture/pcap.js';
+import { readCapture } from '../../src/pcap/reader.js';
+import { LINKTYPE_ETHERNET } from '../../src/pcap/pcap.js';
+import { tool } from '../lib/tools.js';
 
 export const TSHARK_FIELDS = [
   'frame.number',
@@ -220,10 +220,11 @@ export interface CompareReport {
   excused: Excuse[];
 }
 
-export function runTshark(path: string): Map<string, string[]>[] {
+/** tshark's fields for every frame: one map of field -> occurrences per frame. */
+async function tsharkRows(path: string): Promise<Map<string, string[]>[]> {
   const args = ['-r', path, ...TSHARK_OPTS, '-T', 'fields', '-E', 'separator=/t', '-E', 'occurrence=a', '-E', 'aggregator=,'];
   for (const f of TSHARK_FIELDS) args.push('-e', f);
-  const out = execFileSync('tshark', args, { encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'ignore'] });
+  const out = await tool('tshark', args);
   return out
     .split('\n')
     .filter((l) => l !== '')
@@ -467,7 +468,7 @@ class FrameCheck {
 /** Decodes every frame of an Ethernet capture (read with the project's CaptureReader) and compares it with tshark. */
 export async function compareCapture(path: string, name = path): Promise<CompareReport> {
   const report: CompareReport = { file: name, frames: 0, innerFrames: 0, fieldsCompared: 0, diffs: [], excused: [] };
-  const rows = runTshark(path);
+  const rows = await tsharkRows(path);
   const outer = new Decoder();
   const inner = [new Decoder(), new Decoder(), new Decoder(), new Decoder()];
   const otherLinks = new Set<number>();

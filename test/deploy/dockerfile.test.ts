@@ -15,13 +15,14 @@ import t from 'tap';
 import { OPTIONS } from '../../src/config.js';
 import { httpGet, launchAppliance, metricValue, sendDatagrams, waitFor } from '../lib/appliance.js';
 import { all, aptPackages, dockerignore, envOf, execForm, parseDockerfile, replayStage, workdir, type Stage } from '../lib/dockerfile.js';
-import { udpFrame, vxlanDatagram } from '../lib/frames.js';
+import { udpFrame, vxlan } from '../lib/frames.js';
 import { freePort } from '../lib/ports.js';
 import { capinfos } from '../lib/tshark.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const dockerfileText = await readFile(join(ROOT, 'Dockerfile'), 'utf8');
 const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+const deployDoc = await readFile(join(ROOT, 'docs/deploy.md'), 'utf8');
 const stages = parseDockerfile(dockerfileText);
 const build = stages[0]!;
 const runtime = stages.at(-1)!;
@@ -84,8 +85,8 @@ t.test('build stage: a toolchain and libpcap headers, then the README commands; 
   const quickStart = /## Quick start\s+```sh\n([^\n]+)/.exec(readme)?.[1];
   const npm = commands(build).filter((c) => c.startsWith('npm '));
   t.equal(npm[0], quickStart, `the first npm command is the quick start's install (${quickStart})`);
-  const dockerSection = /\n## Docker\n([\s\S]*?)\n## /.exec(readme)?.[1] ?? '';
-  for (const c of npm) t.ok(dockerSection.includes(`\`${c}\``), `README's Docker section shows \`${c}\``);
+  const dockerSection = /\n## Docker\n([\s\S]*?)\n## /.exec(deployDoc)?.[1] ?? '';
+  for (const c of npm) t.ok(dockerSection.includes(`\`${c}\``), `docs/deploy.md's Docker section shows \`${c}\``);
   for (const c of commands(build).filter((c) => !c.startsWith('npm '))) {
     t.notMatch(c, /(^|\s)\/(?!var\/lib\/apt)/, `"${c}" touches nothing but the build folder (so it replays here)`);
   }
@@ -173,7 +174,7 @@ t.test('replayed on a fresh clone: npm ci, prune, start from the image layout, r
     i === 0 && a === 'node' ? process.execPath : a.startsWith('/') && existsSync(inImage(a)) ? inImage(a) : a,
   );
   if (existsSync(join(app, 'native/binding.gyp'))) {
-    // dist/src/source/native.js loads ../../../native/build/Release/*.node: the image's app folder.
+    // dist/src/native/addon.js loads ../../../native/build/Release/*.node: the image's app folder.
     const addon = join(dirname(argv[1]!), '../../native/build/Release/mirrorcap_native.node');
     t.ok(existsSync(addon), 'the image has the addon where the loader looks');
     t.equal(spawnSync(process.execPath, ['-e', `require(${JSON.stringify(addon)})`]).status, 0, 'and it loads');
@@ -192,7 +193,7 @@ t.test('replayed on a fresh clone: npm ci, prune, start from the image layout, r
   const health = (): number | null => spawnSync(process.execPath, healthArgv.slice(1), { env: runEnv, timeout: 10_000 }).status;
   t.equal(health(), 0, 'the HEALTHCHECK command passes');
 
-  await sendDatagrams(appliance.udpPort, [vxlanDatagram(42, udpFrame(128, 42, 1))]);
+  await sendDatagrams(appliance.udpPort, [vxlan(42, udpFrame(128, 42, 1))]);
   await waitFor(async () => metricValue((await httpGet(httpPort, '/metrics')).body, 'mirrorcap_written_packets_total', { vni: '42' }) === 1, 5000, 'the packet written');
   t.equal(await appliance.stop('SIGTERM'), 0, 'SIGTERM exits 0');
   t.not(health(), 0, 'the HEALTHCHECK command fails once it is gone');
@@ -201,6 +202,6 @@ t.test('replayed on a fresh clone: npm ci, prune, start from the image layout, r
   const files = await readdir(sessionDir);
   t.equal(files.length, 1, 'one finished file, in the volume');
   t.match(files[0], /^vni-42-\d{8}T\d{6}Z-000000\.pcap$/);
-  t.equal(capinfos(join(sessionDir, files[0]!)).packets, 1, 'capinfos reads it: one packet');
+  t.equal((await capinfos(join(sessionDir, files[0]!))).packets, 1, 'capinfos reads it: one packet');
   t.comment(`timings: ${timings.join(', ')}`);
 });

@@ -4,7 +4,6 @@
  * tests pass, every alert has a test that makes it fire and one that keeps it quiet, and
  * every mirrorcap_ metric an alert reads is one the appliance exports.
  */
-import { spawnSync } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,15 +12,15 @@ import t from 'tap';
 import { parse } from 'yaml';
 import { App } from '../../src/app.js';
 import { OPTIONS, parseFlags, resolveConfig } from '../../src/config.js';
-import { createLogger } from '../../src/control/log.js';
+import { createLogger } from '../../src/log.js';
+import { haveTool, run } from '../lib/tools.js';
 
 const DIR = fileURLToPath(new URL('../../../deploy/prometheus/', import.meta.url));
-const hasPromtool = spawnSync('promtool', ['--version']).status === 0;
-const skip = hasPromtool ? false : 'promtool not installed (apt-get install prometheus; .ci/run does)';
+const skip = haveTool('promtool') ? false : 'promtool not installed (apt-get install prometheus; .ci/run does)';
 
-function promtool(...args: string[]): { status: number | null; output: string } {
-  const r = spawnSync('promtool', args, { encoding: 'utf8', cwd: DIR });
-  return { status: r.status, output: `${r.stdout}${r.stderr}` };
+async function promtool(...args: string[]): Promise<{ status: number; output: string }> {
+  const r = await run('promtool', args, { cwd: DIR });
+  return { status: r.code, output: `${r.stdout}${r.stderr}` };
 }
 
 interface Rule {
@@ -38,7 +37,7 @@ const tests = (parse(await readFile(join(DIR, 'alerts.test.yml'), 'utf8')) as { 
 );
 
 t.test('promtool check config: the shipped scrape config', { skip }, async (t) => {
-  const r = promtool('check', 'config', 'prometheus.yml');
+  const r = await promtool('check', 'config', 'prometheus.yml');
   t.equal(r.status, 0, r.output);
 });
 
@@ -54,8 +53,8 @@ t.test('promtool check config: the commented EC2 service discovery, uncommented'
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'prometheus.yml'), lines.join('\n'));
   await copyFile(join(DIR, 'alerts.yml'), join(dir, 'alerts.yml'));
-  const r = spawnSync('promtool', ['check', 'config', 'prometheus.yml'], { encoding: 'utf8', cwd: dir });
-  t.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  const r = await run('promtool', ['check', 'config', 'prometheus.yml'], { cwd: dir });
+  t.equal(r.code, 0, `${r.stdout}${r.stderr}`);
   const job = (parse(lines.join('\n')) as { scrape_configs: Array<{ ec2_sd_configs?: Array<{ port: number }> }> }).scrape_configs[0]!;
   t.equal(job.ec2_sd_configs?.[0]?.port, portOf(OPTIONS.find((o) => o.name === 'http')!.default), 'discovered instances are scraped on the default HTTP port');
 });
@@ -73,13 +72,13 @@ t.test('the scrape job is the one the alerts name, on the default HTTP port', as
 });
 
 t.test('promtool check rules', { skip }, async (t) => {
-  const r = promtool('check', 'rules', 'alerts.yml');
+  const r = await promtool('check', 'rules', 'alerts.yml');
   t.equal(r.status, 0, r.output);
   t.match(r.output, `SUCCESS: ${rules.length} rules found`);
 });
 
 t.test('promtool test rules: every alert fires on its series and stays quiet on the others', { skip }, async (t) => {
-  const r = promtool('test', 'rules', 'alerts.test.yml');
+  const r = await promtool('test', 'rules', 'alerts.test.yml');
   t.equal(r.status, 0, r.output);
   for (const { alert } of rules) {
     const mine = tests.filter((x) => x.alertname === alert);

@@ -5,7 +5,7 @@
  * and rate(mirrorcap_packets_total) match what was sent within 10 %, every rule evaluates
  * without error on real series, and none fires on healthy traffic.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,11 +14,12 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parse, stringify } from 'yaml';
 import { httpGet, metricValue, startAppliance, waitFor } from '../lib/appliance.js';
-import { udpFrame, vxlanDatagram } from '../lib/frames.js';
+import { udpFrame, vxlan } from '../lib/frames.js';
 import { freePort } from '../lib/ports.js';
+import { haveTool } from '../lib/tools.js';
 
 const PROMETHEUS_DIR = fileURLToPath(new URL('../../../deploy/prometheus/', import.meta.url));
-const hasPrometheus = spawnSync('prometheus', ['--version']).status === 0;
+const hasPrometheus = haveTool('prometheus');
 
 /** Datagrams per second per session, and how long they flow. */
 const RATE = 2000;
@@ -125,7 +126,7 @@ t.test('Prometheus scrapes mirrorcap: per-session rates match what was sent, rul
   await waitFor(alive, 20_000, `Prometheus ready (${promLog})`);
   await waitFor(async () => (await one(`up{job="${job}"}`)) === 1, 10_000, 'a first successful scrape');
 
-  const datagrams = SESSIONS.map((s) => vxlanDatagram(s.vni, udpFrame(s.frameSize, s.vni, 0)));
+  const datagrams = SESSIONS.map((s) => vxlan(s.vni, udpFrame(s.frameSize, s.vni, 0)));
   const { start, samples, errors } = await sendSteady(app.udpPort, datagrams, RATE, SEND_SECONDS);
   const end = start + SEND_SECONDS * 1000;
   t.equal(errors, 0, 'every send succeeded');

@@ -3,7 +3,6 @@
  * on the unit as shipped and with its interface-source alternative switched on; the keys
  * that matter read back from the file; the sysctl values at least the default --recv-buffer.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,11 +12,12 @@ import t, { type Test } from 'tap';
 import { OPTIONS, envName } from '../../src/config.js';
 import { parseDuration, parseSize } from '../../src/units.js';
 import { execForm, parseDockerfile } from '../lib/dockerfile.js';
+import { haveTool, run } from '../lib/tools.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const unitText = await readFile(join(ROOT, 'deploy/mirrorcap.service'), 'utf8');
 const option = (name: string): string => OPTIONS.find((o) => o.name === name)!.default;
-const hasAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
+const hasAnalyze = haveTool('systemd-analyze');
 
 /** Every `Key=value` of a section, in order (a key may repeat). */
 function keys(text: string, section: string): Array<[string, string]> {
@@ -37,8 +37,8 @@ async function verify(t: Test, text: string): Promise<void> {
   // verify checks that ExecStart's program exists: point it at this machine's node.
   const here = existsSync('/usr/bin/node') ? text : text.replace('ExecStart=/usr/bin/node', `ExecStart=${process.execPath}`);
   await writeFile(join(dir, 'mirrorcap.service'), here);
-  const r = spawnSync('systemd-analyze', ['verify', join(dir, 'mirrorcap.service')], { encoding: 'utf8' });
-  t.equal(r.status, 0, 'systemd-analyze verify passes');
+  const r = await run('systemd-analyze', ['verify', join(dir, 'mirrorcap.service')]);
+  t.equal(r.code, 0, 'systemd-analyze verify passes');
   t.equal(`${r.stdout}${r.stderr}`.trim(), '', 'with nothing to say');
 }
 

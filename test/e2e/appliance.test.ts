@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { httpGet, metricValue, sendDatagrams, startAppliance, waitFor } from '../lib/appliance.js';
-import { udpFrame, vxlanDatagram } from '../lib/frames.js';
-import { capinfos, tsharkFrames } from '../lib/tshark.js';
+import { udpFrame, vxlan } from '../lib/frames.js';
+import { capinfos, tsharkFrames, type Frame } from '../lib/tshark.js';
 
 const SIZES = [60, 61, 64, 100, 512, 1400, 1514, 3000, 8000, 9000, 9001];
 const VNIS = [100, 200, 0xffffff];
@@ -31,7 +31,7 @@ for (const source of ['native', 'dgram']) t.test(`VXLAN in, one folder of valid 
     for (const vni of VNIS) {
       const frame = udpFrame(SIZES[(i + vni) % SIZES.length]!, vni, i);
       sent.get(vni)!.push(frame);
-      datagrams.push(vxlanDatagram(vni, frame));
+      datagrams.push(vxlan(vni, frame));
     }
   }
   const before = Date.now();
@@ -65,7 +65,7 @@ for (const source of ['native', 'dgram']) t.test(`VXLAN in, one folder of valid 
   t.equal(finished.length, 2 * VNIS.length, '/api/files: two finished files per session (20 + 20 of 44 packets)');
   for (const f of finished) {
     t.equal(f.packets, 20, `${f.path}: 20 packets`);
-    t.equal(capinfos(f.path).packets, 20, `${f.path}: capinfos agrees`);
+    t.equal((await capinfos(f.path)).packets, 20, `${f.path}: capinfos agrees`);
     t.match(f.first, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/, 'first timestamp in ISO form with nanoseconds');
   }
 
@@ -78,24 +78,25 @@ for (const source of ['native', 'dgram']) t.test(`VXLAN in, one folder of valid 
     const dir = join(out, 'captures', session);
     const files = (await readdir(dir)).sort();
     t.ok(files.length >= 1 && files.every((f) => /^[\w.-]+-\d{8}T\d{6}Z-\d{6}\.pcap$/.test(f) && f.startsWith(`${session}-`)), `${session}: only finished, well-named files (${files.join(', ')})`);
-    const got = files.flatMap((f) => {
-      const info = capinfos(join(dir, f));
+    const got: Frame[] = [];
+    for (const f of files) {
+      const info = await capinfos(join(dir, f));
       t.equal(info.encapsulation, 'ether', `${f}: Ethernet`);
       t.equal(info.fileType, 'nsecpcap', `${f}: classic pcap, nanosecond timestamps`);
       t.equal(info.snaplen, 65535, `${f}: snaplen in the header`);
-      return tsharkFrames(join(dir, f));
-    });
+      got.push(...(await tsharkFrames(join(dir, f))));
+    }
     t.equal(files.length, 3, `${session}: 44 packets rotated at 20 make 3 files`);
     t.equal(got.length, frames.length, `${session}: tshark reads every packet sent`);
-    t.ok(got.some((g) => Number(g.epoch.split('.')[1]) % 1_000_000 !== 0), `${session}: timestamps finer than milliseconds`);
+    t.ok(got.some((g) => Number(g.ts.split('.')[1]) % 1_000_000 !== 0), `${session}: timestamps finer than milliseconds`);
     let bad = 0;
     let prev = '0';
     for (let i = 0; i < frames.length; i++) {
       const g = got[i];
-      if (!g || !g.raw.equals(frames[i]!) || g.len !== frames[i]!.length || g.capLen !== g.len) bad++;
-      if (g && Number(g.epoch) < Number(prev)) bad++;
-      if (g && (Number(g.epoch) * 1000 < before - 1000 || Number(g.epoch) * 1000 > after + 1000)) bad++;
-      if (g) prev = g.epoch;
+      if (!g || !g.data.equals(frames[i]!) || g.origLen !== frames[i]!.length || g.capLen !== g.origLen) bad++;
+      if (g && Number(g.ts) < Number(prev)) bad++;
+      if (g && (Number(g.ts) * 1000 < before - 1000 || Number(g.ts) * 1000 > after + 1000)) bad++;
+      if (g) prev = g.ts;
     }
     t.equal(bad, 0, `${session}: every frame byte-identical, in order, timestamps in range and non-decreasing`);
   }
@@ -132,7 +133,7 @@ t.test('without the native addon: auto falls back to dgram with one warning; --s
   t.equal(warnings.length, 1, 'one warning line');
   t.match(warnings[0]?.msg, /native addon not built.*receiving with node:dgram/);
   t.equal(app.logs.find((l) => l.event === 'start')?.source, 'dgram');
-  await sendDatagrams(app.udpPort, [vxlanDatagram(1, udpFrame(60, 1, 1))]);
+  await sendDatagrams(app.udpPort, [vxlan(1, udpFrame(60, 1, 1))]);
   await waitFor(async () => metricValue((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_packets_total', { session: 'vni-1' }) === 1, 5000, 'received');
   t.equal(await app.stop(), 0);
   const native = spawnSync(process.execPath, [main, '--source', 'native', '--out', out, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { encoding: 'utf8', timeout: 10_000 });

@@ -3,7 +3,7 @@
  * to its last whole record, every file opens cleanly in capinfos and tshark, and every
  * packet that had reached the disk before the kill is still there, in order.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import t from 'tap';
 import { checkSequences } from '../bench/seqcheck.js';
 import { httpGet, metricValue, startAppliance, waitFor } from '../lib/appliance.js';
 import { capinfos } from '../lib/tshark.js';
+import { run } from '../lib/tools.js';
 
 const GENERATOR = fileURLToPath(new URL('../bench/generator.js', import.meta.url));
 
@@ -51,9 +52,9 @@ t.test('SIGKILL under load, restart: files recovered, nothing flushed is lost', 
   t.equal(files.filter((f) => !f.endsWith('.pcap')).length, 0, 'only .pcap files remain');
   let bad = 0;
   for (const f of files) {
-    capinfos(f); // throws on a file it cannot read
-    const r = spawnSync('tshark', ['-r', f, '-q'], { encoding: 'utf8' });
-    if (r.status !== 0 || /cut short|appears to be damaged|corrupt/i.test(r.stderr)) bad++;
+    await capinfos(f); // rejects on a file it cannot read
+    const r = await run('tshark', ['-r', f, '-q']);
+    if (r.code !== 0 || /cut short|appears to be damaged|corrupt/i.test(r.stderr)) bad++;
   }
   t.equal(bad, 0, `all ${files.length} files open cleanly in tshark, whole records only`);
   const report = await checkSequences(files);

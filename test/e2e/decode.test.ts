@@ -2,14 +2,14 @@
  * The decoder at work in the appliance: true original lengths of AWS-truncated frames
  * (checked with tshark), per-protocol counts, decode errors and top talkers.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { httpGet, metricValue, sendDatagrams, startAppliance, waitFor } from '../lib/appliance.js';
-import { udpFrame, vxlanDatagram } from '../lib/frames.js';
+import { udpFrame, vxlan } from '../lib/frames.js';
 import { tsharkFrames } from '../lib/tshark.js';
+import { tool } from '../lib/tools.js';
 
 t.test('truncated mirror frames keep their real length; padding is not truncation; protocols and talkers are counted', async (t) => {
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-decode-'));
@@ -26,7 +26,7 @@ t.test('truncated mirror frames keep their real length; padding is not truncatio
   broken[14] = 0x43; // IHL 3 (< 5): an IPv4 header error
   const arp = Buffer.alloc(60);
   arp.writeUInt16BE(0x0806, 12);
-  await sendDatagrams(app.udpPort, [whole, cut, padded, broken, arp, cutHeader].map((f) => vxlanDatagram(7, f)));
+  await sendDatagrams(app.udpPort, [whole, cut, padded, broken, arp, cutHeader].map((f) => vxlan(7, f)));
   await waitFor(async () => metricValue((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_packets_total', { session: 'vni-7' }) === 6, 5000, 'counted');
 
   const m = (await httpGet(app.httpPort, '/metrics')).body;
@@ -52,11 +52,12 @@ t.test('truncated mirror frames keep their real length; padding is not truncatio
   t.equal(await app.stop(), 0);
   const [file] = await readdir(join(out, 'vni-7'));
   const path = join(out, 'vni-7', file!);
-  const frames = tsharkFrames(path);
-  t.same(frames.map((f) => [f.capLen, f.len]), [[1500, 1500], [128, 1500], [60, 60], [100, 100], [60, 60], [40, 1500]], 'tshark: cap_len / len');
-  const verbose = (n: number): string => spawnSync('tshark', ['-r', path, '-V', '-Y', `frame.number == ${n}`], { encoding: 'utf8' }).stdout;
-  t.match(verbose(2), /Frame 2: 1500 bytes on wire \(12000 bits\), 128 bytes captured/, 'Wireshark shows the real size of a cut frame');
-  t.match(verbose(6), /\[Packet size limited during capture: UDP truncated\]/, 'and says the packet was cut where a header is missing');
-  t.match(verbose(3), /Frame 3: 60 bytes on wire \(480 bits\), 60 bytes captured/, 'a padded frame is whole');
-  t.notMatch(verbose(3), /Packet size limited/);
+  const frames = await tsharkFrames(path);
+  t.same(frames.map((f) => [f.capLen, f.origLen]), [[1500, 1500], [128, 1500], [60, 60], [100, 100], [60, 60], [40, 1500]], 'tshark: cap_len / len');
+  const verbose = (n: number): Promise<string> => tool('tshark', ['-r', path, '-V', '-Y', `frame.number == ${n}`]);
+  t.match(await verbose(2), /Frame 2: 1500 bytes on wire \(12000 bits\), 128 bytes captured/, 'Wireshark shows the real size of a cut frame');
+  t.match(await verbose(6), /\[Packet size limited during capture: UDP truncated\]/, 'and says the packet was cut where a header is missing');
+  const third = await verbose(3);
+  t.match(third, /Frame 3: 60 bytes on wire \(480 bits\), 60 bytes captured/, 'a padded frame is whole');
+  t.notMatch(third, /Packet size limited/);
 });

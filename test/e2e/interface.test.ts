@@ -23,7 +23,7 @@ t.test('interface source: libpcap\'s own stderr warnings never reach ours', asyn
   t.match(bad.stderr, /^mirrorcap: --source pcap:nosuchif0: there is no interface "nosuchif0"; `mirrorcap interfaces` lists the ones that can be opened\n$/, 'one clean line, nothing from libpcap before it');
 
   const root = process.getuid?.() === 0;
-  const native = (await import('../../src/source/native.js')).loadNative().ok;
+  const native = (await import('../../src/native/addon.js')).loadNative().ok;
   if (!root || !native || spawnSync('sh', ['-c', 'command -v ip']).status !== 0) {
     return void t.pass(`skipped the interfaces without an address: needs root, ip and the native addon (root: ${root}, native: ${native})`);
   }
@@ -48,7 +48,7 @@ t.test('interface source: libpcap\'s own stderr warnings never reach ours', asyn
   t.match(app.logs.find((l) => l.event === 'libpcap_warning'), { level: 'warn', iface: 'mcup0', text: /mcup0: no IPv4 address assigned/ }, 'logged as a warning');
   const [ipCmd, ...ipArgs] = inNs(['--source', 'pcap:mcdown0', '--out', join(dir, 'down'), '--listen', '127.0.0.1:4789', '--http', '127.0.0.1:0']);
   const down = spawnSync(ipCmd!, ipArgs, { encoding: 'utf8', timeout: 30_000 });
-  t.equal(down.status, 2, 'an interface that is down exits 2');
-  t.match(down.stderr, /^mirrorcap: --source pcap:mcdown0: libpcap could not open mcdown0: That device is not up\n$/, 'one line, libpcap\'s warning not before it');
+  t.equal(down.status, 2, `an interface that is down exits 2 (stderr: ${down.stderr.trim()})`);
+  t.match(down.stderr, /^mirrorcap: --source pcap:mcdown0: libpcap could not open mcdown0: That device is not up \(ip link set mcdown0 up\)\n$/, 'one line, libpcap\'s warning not before it');
 });
 

@@ -4,19 +4,19 @@
  */
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { chmod, cp, mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { httpGet, MAIN, metricValue, startAppliance, waitFor } from '../lib/appliance.js';
-import { tsharkFrames } from '../lib/tshark.js';
+import { REAL_DIR, realCaptures } from '../lib/captures.js';
+import { tsharkFrames, type Frame } from '../lib/tshark.js';
+import { haveTool, run, tool } from '../lib/tools.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const FIXTURES = ['ipv4.pcap', 'ipv6.pcap', 'ethernet-vlan.pcap', 'truncated.pcap'].map((f) => join(ROOT, 'pcaps', f));
-// Resolved from the repository root, as the shared captures are laid out beside it.
-const REAL = join(ROOT, '..', 'shared', 'pcaps', 'real');
 
 const cli = (args: string[], timeout = 60_000): SpawnSyncReturns<string> => spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout });
 const temp = (): Promise<string> => mkdtemp(join(tmpdir(), 'mirrorcap-offline-'));
@@ -25,9 +25,16 @@ async function pcapsUnder(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((f) => f.endsWith('.pcap')).sort().map((f) => join(dir, f));
 }
 
-/** Every frame of a session's files, in order, as tshark reads them. */
+/** Every frame of these capture files, in order, as tshark reads them. */
+async function framesOf(files: string[]): Promise<Frame[]> {
+  const out: Frame[] = [];
+  for (const f of files) out.push(...(await tsharkFrames(f)));
+  return out;
+}
+
+/** The bytes of every frame of a session's files, in order, as tshark reads them. */
 async function sessionFrames(dir: string): Promise<Buffer[]> {
-  return (await pcapsUnder(dir)).flatMap((f) => tsharkFrames(f).map((x) => x.raw));
+  return (await framesOf(await pcapsUnder(dir))).map((x) => x.data);
 }
 
 t.test('replay of fixture captures into a live appliance: the same frames, byte for byte, in order', async (t) => {
@@ -38,14 +45,14 @@ t.test('replay of fixture captures into a live appliance: the same frames, byte 
   for (const [i, fixture] of FIXTURES.entries()) {
     const r = cli(['replay', fixture, '--target', `127.0.0.1:${app.udpPort}`, '--vni', String(100 + i), '--flat-out']);
     t.equal(r.status, 0, `replay ${fixture}: ${r.stderr}`);
-    const want = tsharkFrames(fixture);
+    const want = await tsharkFrames(fixture);
     expected += want.length;
     t.match(r.stdout, new RegExp(`sent\\s+${want.length} packets`), 'it reports what it sent');
   }
   await waitFor(async () => metricValue((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_datagrams_total') === expected, 5000, 'all received');
   t.equal(await app.stop(), 0);
   for (const [i, fixture] of FIXTURES.entries()) {
-    const want = tsharkFrames(fixture).map((f) => f.raw);
+    const want = (await tsharkFrames(fixture)).map((f) => f.data);
     const got = await sessionFrames(join(out, `vni-${100 + i}`));
     t.equal(got.length, want.length, `${fixture}: every frame arrived`);
     t.ok(got.every((g, k) => g.equals(want[k]!)), `${fixture}: byte-identical and in order`);
@@ -65,7 +72,7 @@ t.test('replay pacing, loops and --source-port-hash', async (t) => {
   });
   const port = (sock.address() as { port: number }).port;
   const fixture = FIXTURES[0]!;
-  const n = tsharkFrames(fixture).length;
+  const n = (await tsharkFrames(fixture)).length;
 
   const started = Date.now();
   const paced = cli(['replay', fixture, '--target', `127.0.0.1:${port}`, '--rate', '200', '--loop', '3']);
@@ -91,7 +98,7 @@ t.test('replay pacing, loops and --source-port-hash', async (t) => {
   t.ok(Date.now() - fast < 5000, '--speed scales the capture\'s own timing');
 });
 
-t.test('decap of a capture tcpdump took on lo equals the live appliance\'s output, frame for frame', { skip: spawnSync('sh', ['-c', 'command -v tcpdump']).status === 0 ? false : 'tcpdump is not installed' }, async (t) => {
+t.test('decap of a capture tcpdump took on lo equals the live appliance\'s output, frame for frame', { skip: haveTool('tcpdump') ? false : 'tcpdump is not installed' }, async (t) => {
   const dir = await temp();
   const app = await startAppliance(['--out', join(dir, 'live'), '--rotate-packets', '7']);
   t.teardown(() => app.proc.kill('SIGKILL'));
@@ -104,7 +111,7 @@ t.test('decap of a capture tcpdump took on lo equals the live appliance\'s outpu
   let sent = 0;
   for (const [i, fixture] of FIXTURES.entries()) {
     t.equal(cli(['replay', fixture, '--target', `127.0.0.1:${app.udpPort}`, '--vni', String(7 + i), '--rate', '2000']).status, 0);
-    sent += tsharkFrames(fixture).length;
+    sent += (await tsharkFrames(fixture)).length;
   }
   await waitFor(async () => metricValue((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_datagrams_total') === sent, 5000, 'all received');
   await new Promise((r) => setTimeout(r, 1500)); // tcpdump writes its last block on its own time
@@ -120,23 +127,26 @@ t.test('decap of a capture tcpdump took on lo equals the live appliance\'s outpu
     const live = await pcapsUnder(join(dir, 'live', session));
     const offline = await pcapsUnder(join(dir, 'offline', session));
     t.equal(offline.length, live.length, `${session}: as many files (${live.length})`);
-    const a = live.flatMap((f) => tsharkFrames(f));
-    const b = offline.flatMap((f) => tsharkFrames(f));
+    const a = await framesOf(live);
+    const b = await framesOf(offline);
     t.equal(b.length, a.length, `${session}: as many frames`);
-    t.ok(b.every((f, k) => f.raw.equals(a[k]!.raw) && f.len === a[k]!.len && f.capLen === a[k]!.capLen), `${session}: frame for frame the same bytes and lengths`);
+    t.ok(b.every((f, k) => f.data.equals(a[k]!.data) && f.origLen === a[k]!.origLen && f.capLen === a[k]!.capLen), `${session}: frame for frame the same bytes and lengths`);
   }
 });
 
-t.test('decap against the real VXLAN captures: our frames are the frames tshark shows inside VXLAN', { skip: existsSync(REAL) ? false : `${REAL} is not here` }, async (t) => {
-  const files = (await readdir(REAL)).filter((f) => /vxlan/.test(f) && !/gpe|geneve|bigtcp/.test(f));
-  t.ok(files.length >= 10);
-  for (const f of files) {
+const real = realCaptures();
+
+t.test('decap against the real VXLAN captures: our frames are the frames tshark shows inside VXLAN', { skip: real.skip }, async (t) => {
+  const files = real.files.filter((f) => /vxlan/.test(basename(f)) && !/gpe|geneve|bigtcp/.test(basename(f)));
+  t.ok(files.length >= 10, `${files.length} VXLAN captures`);
+  for (const path of files) {
+    const f = basename(path);
     const port = /8472/.test(f) ? 8472 : 4789;
     const out = join(await temp(), 'out');
-    const r = cli(['decap', join(REAL, f), '--out', out, '--port', String(port)]);
+    const r = cli(['decap', path, '--out', out, '--port', String(port)]);
     t.equal(r.status, 0, `${f}: ${r.stderr}`);
-    const want = spawnSync('tshark', ['-r', join(REAL, f), '-d', `udp.port==${port},vxlan`, '-Y', `vxlan && udp.dstport == ${port}`, '-T', 'fields', '-E', 'occurrence=f', '-e', 'udp.payload'], { encoding: 'utf8' })
-      .stdout.split('\n')
+    const want = (await tool('tshark', ['-r', path, '-d', `udp.port==${port},vxlan`, '-Y', `vxlan && udp.dstport == ${port}`, '-T', 'fields', '-E', 'occurrence=f', '-e', 'udp.payload']))
+      .split('\n')
       .filter(Boolean)
       .map((hex) => Buffer.from(hex, 'hex').subarray(8));
     const ours: Buffer[] = [];
@@ -146,25 +156,25 @@ t.test('decap against the real VXLAN captures: our frames are the frames tshark 
   }
 });
 
-t.test('decap keeps the capture\'s own timestamps, a step back included; tshark, capinfos and mergecap read the file', { skip: existsSync(REAL) ? false : `${REAL} is not here` }, async (t) => {
+t.test('decap keeps the capture\'s own timestamps, a step back included; tshark, capinfos and mergecap read the file', { skip: existsSync(REAL_DIR) ? false : `${REAL_DIR} is not here` }, async (t) => {
   // Frame 8 (9100 bytes, an offload super-packet) was captured 39 µs before frame 7.
-  const source = join(REAL, 'zeek-vxlan-encapsulated-http.pcap');
+  const source = join(REAL_DIR, 'zeek-vxlan-encapsulated-http.pcap');
   const out = join(await temp(), 'out');
   const r = cli(['decap', source, '--out', out]);
   t.equal(r.status, 0, r.stderr);
-  const want = spawnSync('tshark', ['-r', source, '-T', 'fields', '-e', 'frame.time_epoch'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  const want = (await tool('tshark', ['-r', source, '-T', 'fields', '-e', 'frame.time_epoch'])).split('\n').filter(Boolean);
   t.equal(want.length, 12);
   t.ok(want[7]! < want[6]!, `the capture steps back at frame 8 (${want[6]} then ${want[7]})`);
   const [file] = await pcapsUnder(join(out, 'vni-1'));
-  const got = tsharkFrames(file!).map((f) => f.epoch);
+  const got = (await tsharkFrames(file!)).map((f) => f.ts);
   t.same(got, want, 'every record has the time the capture gave its datagram, to the nanosecond');
-  const info = spawnSync('capinfos', ['-M', '-c', '-o', file!], { encoding: 'utf8' });
-  t.equal(info.status, 0, info.stderr);
+  const info = await run('capinfos', ['-M', '-c', '-o', file!]);
+  t.equal(info.code, 0, info.stderr);
   t.match(info.stdout, /Strict time order:\s+False/, 'capinfos reads it and sees the step');
   const merged = join(out, 'merged.pcap');
-  const mc = spawnSync('mergecap', ['-w', merged, file!], { encoding: 'utf8' });
-  t.equal(mc.status, 0, mc.stderr);
-  t.equal(tsharkFrames(merged).length, 12, 'mergecap takes it');
+  const mc = await run('mergecap', ['-w', merged, file!]);
+  t.equal(mc.code, 0, mc.stderr);
+  t.equal((await tsharkFrames(merged)).length, 12, 'mergecap takes it');
 });
 
 t.test('decap: formats, corrupt input, unknown link types', async (t) => {
@@ -185,8 +195,8 @@ t.test('decap: formats, corrupt input, unknown link types', async (t) => {
     ['linux cooked', ['-T', 'linux-sll']],
   ] as const) {
     const converted = join(dir, `${name.replace(/ /g, '-')}.cap`);
-    const e = spawnSync('editcap', [...args, source, converted], { encoding: 'utf8' });
-    t.equal(e.status, 0, `editcap ${args.join(' ')}: ${e.stderr}`);
+    const e = await run('editcap', [...args, source, converted]);
+    t.equal(e.code, 0, `editcap ${args.join(' ')}: ${e.stderr}`);
     if (name === 'linux cooked') {
       // editcap -T relabels; rebuild real SLL headers so the frames are what a cooked capture holds.
       await writeFile(converted, toSll(await readFile(source)));
@@ -211,7 +221,7 @@ t.test('decap: formats, corrupt input, unknown link types', async (t) => {
   t.match(bad.stderr, /byte 0: .*magic/i);
 
   const wifi = join(dir, 'wifi.pcap');
-  t.equal(spawnSync('editcap', ['-T', 'ieee-802-11', source, wifi]).status, 0);
+  t.equal((await run('editcap', ['-T', 'ieee-802-11', source, wifi])).code, 0);
   const lt = cli(['decap', wifi, '--out', join(dir, 'wifi')]);
   t.equal(lt.status, 1, 'a link type we cannot read exits 1');
   t.match(lt.stderr, /link type 105, which mirrorcap cannot read/);
@@ -239,7 +249,7 @@ t.test('interface source on lo, and its error paths', async (t) => {
     t.teardown(() => app.proc.kill('SIGKILL'));
     t.equal(app.logs.find((l) => l.event === 'start')?.source, 'pcap');
     const fixture = FIXTURES[1]!;
-    const want = tsharkFrames(fixture).map((f) => f.raw);
+    const want = (await tsharkFrames(fixture)).map((f) => f.data);
     t.equal(cli(['replay', fixture, '--target', `127.0.0.1:${port}`, '--vni', '5', '--rate', '1000']).status, 0);
     await waitFor(async () => metricValue((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_packets_total', { session: 'vni-5' }) === want.length, 5000, 'captured');
     t.equal(await app.stop(), 0);
@@ -250,17 +260,15 @@ t.test('interface source on lo, and its error paths', async (t) => {
   if (capOk) {
     t.equal(bad.status, 2, 'an unknown interface exits 2');
     t.match(bad.stderr, /there is no interface "nosuchif0".*mirrorcap interfaces/);
-  }
-  if (root && capOk && spawnSync('sh', ['-c', 'command -v setpriv']).status === 0) {
-    const open = join(tmpdir(), `mirrorcap-nobody-${process.pid}`);
-    await mkdir(open, { recursive: true, mode: 0o777 });
-    await chmod(open, 0o777);
-    // env -u: tap re-adds its --import hooks to every child's NODE_OPTIONS, and they write
-    // into the checkout, which nobody may not.
-    const r = spawnSync('env', ['-u', 'NODE_OPTIONS', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, MAIN, '--source', 'pcap:lo', '--out', join(open, 'y'), '--http', '127.0.0.1:0'], { encoding: 'utf8' });
+  } else t.pass('skipped: the unknown-interface check needs the cap module');
+  if (root && capOk && haveTool('setpriv')) {
+    // Root without CAP_NET_RAW (dropped from the bounding set): the permission is missing
+    // while the checkout stays readable, wherever it lives (a 0700 folder under /root too).
+    // env -u: tap's --import hooks in NODE_OPTIONS are not needed by the child.
+    const r = spawnSync('env', ['-u', 'NODE_OPTIONS', 'setpriv', '--bounding-set=-net_raw,-net_admin', process.execPath, MAIN, '--source', 'pcap:lo', '--out', join(dir, 'y'), '--http', '127.0.0.1:0'], { encoding: 'utf8' });
     t.equal(r.status, 2, `no permission exits 2 (${r.stdout}${r.stderr})`);
     t.match(r.stderr, /not allowed to capture on lo.*root or grant CAP_NET_RAW/);
-  }
+  } else t.pass('skipped: the no-permission check needs root, the cap module and setpriv');
   // Without the cap module: a copy of the package whose node_modules lacks it.
   const pkg = join(dir, 'nocap');
   await mkdir(join(pkg, 'node_modules'), { recursive: true });
@@ -275,6 +283,7 @@ t.test('interface source on lo, and its error paths', async (t) => {
   t.equal(list.status, 2);
   t.match(list.stderr, /"cap" module/);
   if (capOk) t.match(cli(['interfaces']).stdout, /^lo\s/m, '`mirrorcap interfaces` lists lo');
+  else t.pass('skipped: listing interfaces needs the cap module');
 });
 
 /** A classic pcap of Ethernet frames rewritten as LINKTYPE_LINUX_SLL (113) with real SLL headers. */

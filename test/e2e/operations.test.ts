@@ -2,23 +2,23 @@
  * Running it for months: source allow-lists, the API token, SIGUSR1 / SIGHUP, post-rotate
  * hooks and a disk that fills up. Each test drives the built CLI as an operator would.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { httpGet, metricValue, sendDatagrams, startAppliance, waitFor, type Appliance } from '../lib/appliance.js';
-import { udpFrame, vxlanDatagram } from '../lib/frames.js';
+import { udpFrame, vxlan } from '../lib/frames.js';
 import { capinfos } from '../lib/tshark.js';
+import { run } from '../lib/tools.js';
 
 const temp = (): Promise<string> => mkdtemp(join(tmpdir(), 'mirrorcap-ops-'));
 const metrics = async (app: Appliance): Promise<string> => (await httpGet(app.httpPort, '/metrics')).body;
 const countIn = async (dir: string): Promise<number> => {
   let n = 0;
-  for (const f of await readdir(dir)) if (f.endsWith('.pcap')) n += capinfos(join(dir, f)).packets;
+  for (const f of await readdir(dir)) if (f.endsWith('.pcap')) n += (await capinfos(join(dir, f))).packets;
   return n;
 };
-const traffic = (vni: number, n: number, from = 0): Buffer[] => Array.from({ length: n }, (_, i) => vxlanDatagram(vni, udpFrame(100, vni, from + i)));
+const traffic = (vni: number, n: number, from = 0): Buffer[] => Array.from({ length: n }, (_, i) => vxlan(vni, udpFrame(100, vni, from + i)));
 
 t.test('--allow: sources outside the prefixes are dropped as source_denied before anything else', async (t) => {
   const out = await temp();
@@ -128,11 +128,11 @@ t.test('--post-rotate runs for every finished file, shutdown included, and failu
 
 t.test('a filling disk: writing pauses below min-free-bytes, /readyz says why, resumes by itself', async (t) => {
   const mnt = await temp();
-  if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]).status !== 0) {
+  if ((await run('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt])).code !== 0) {
     t.pass('skipped: cannot mount a tmpfs here (needs root)');
     return;
   }
-  t.teardown(() => void spawnSync('umount', ['-l', mnt]));
+  t.teardown(() => run('umount', ['-l', mnt]));
   const app = await startAppliance(['--out', mnt, '--min-free-bytes', '6MiB', '--flush-interval', '100ms']);
   t.teardown(() => app.proc.kill('SIGKILL'));
   await writeFile(join(mnt, 'ballast'), Buffer.alloc(3 * 1024 * 1024));

@@ -1,6 +1,7 @@
 /** Running the built CLI as its own process, as a user would, and talking to it. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 
@@ -132,4 +133,23 @@ export function metricSum(text: string, name: string, labels: Record<string, str
     if (m && m[1] === name && Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) total += Number(m[3]);
   }
   return total;
+}
+
+/**
+ * Ends the processes whose ids a test's script wrote to `file`, one per line, that descend
+ * from this process (a command under /bin/sh -c is a grandchild). A descendant we have not
+ * reaped keeps its id, so an id that has since gone to someone else's process is never signalled.
+ */
+export async function killOwnDescendants(file: string): Promise<void> {
+  const parentOf = async (pid: number): Promise<number> => {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // pid (comm) state ppid ...: comm may hold spaces, so read after its closing parenthesis.
+    return stat === '' ? 0 : Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  };
+  for (const line of (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean)) {
+    const pid = Number(line);
+    let up = await parentOf(pid);
+    while (up > 1 && up !== process.pid) up = await parentOf(up);
+    if (up === process.pid) process.kill(pid, 'SIGKILL');
+  }
 }

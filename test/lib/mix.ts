@@ -7,16 +7,11 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { readCapture } from '../../src/capture/reader.js';
-import { writeFileHeader, writeRecord } from '../../src/capture/pcap.js';
+import { join } from 'node:path';
+import { readCapture } from '../../src/pcap/reader.js';
+import { writeFileHeader, writeRecord } from '../../src/pcap/pcap.js';
+import { REAL_DIR, REPO_ROOT } from './captures.js';
 import { udpFrame } from './frames.js';
-
-/** The repository's root (this file runs from dist/test/lib). */
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-/** Real captures, resolved from the repository root as the project's rule says. */
-export const REAL_PCAPS = join(REPO_ROOT, '..', 'shared', 'pcaps', 'real');
 
 const IMIX = [64, 64, 64, 64, 64, 64, 64, 594, 594, 594, 594, 1518];
 const LINKTYPE_ETHERNET = 1;
@@ -25,7 +20,7 @@ const CHUNK = 4 << 20;
 /** Ethernet frames of the real captures and of pcaps/ (whichever exist). */
 export async function realFrames(): Promise<Buffer[]> {
   const frames: Buffer[] = [];
-  for (const dir of [REAL_PCAPS, join(REPO_ROOT, 'pcaps')]) {
+  for (const dir of [REAL_DIR, join(REPO_ROOT, 'pcaps')]) {
     if (!existsSync(dir)) continue;
     for (const name of readdirSync(dir).sort()) {
       if (!/\.pcap(ng)?$/.test(name)) continue;

@@ -2,7 +2,7 @@ import t from 'tap';
 import { createSocket } from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openSender } from '../../src/replay/sender.js';
-import { loadNative } from '../../src/source/native.js';
+import { loadNative } from '../../src/native/addon.js';
 
 const load = loadNative();
 const kinds = load.ok ? (['sendmmsg', 'dgram'] as const) : (['dgram'] as const);

@@ -1,11 +1,11 @@
 import t from 'tap';
 import { parseAddr } from '../../src/addr.js';
-import type { RotationConfig, SessionConfig } from '../../src/config.js';
+import type { SessionSettings, SessionConfig } from '../../src/config.js';
 import { DROP_SESSION_LIMIT, DROP_UNKNOWN_VNI } from '../../src/drops.js';
 import { Router, type RouterOptions } from '../../src/session/router.js';
-import type { Session } from '../../src/session/session.js';
+import { fakeSession } from '../lib/sessions.js';
 
-const defaults: RotationConfig = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535 };
+const defaults: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535 };
 const configured = (vni: number, name: string, extra: Partial<SessionConfig> = {}): SessionConfig => ({ ...defaults, vni, name, source: null, ...extra });
 
 function router(opts: Partial<RouterOptions>): { r: Router; made: SessionConfig[] } {
@@ -14,19 +14,7 @@ function router(opts: Partial<RouterOptions>): { r: Router; made: SessionConfig[
     { sessionKey: 'vni', strict: false, maxSessions: 100, configured: [], defaults, ...opts },
     (config) => {
       made.push(config);
-      const session = {
-        config,
-        get name() {
-          return session.config.name;
-        },
-        get vni() {
-          return session.config.vni;
-        },
-        reconfigure(c: SessionConfig) {
-          session.config = c;
-        },
-      };
-      return session as unknown as Session;
+      return fakeSession(config);
     },
   );
   return { r, made };

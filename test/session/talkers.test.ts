@@ -5,18 +5,8 @@
  */
 import t from 'tap';
 import { TopTalkers } from '../../src/session/talkers.js';
-import { addr4, addr6 } from '../fixtures/frames.js';
-
-/** xorshift32 for reproducible streams. */
-function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return s >>> 0;
-  };
-}
+import { addr4, addr6 } from '../lib/frames.js';
+import { Random } from '../lib/random.js';
 
 const v4 = (i: number): Buffer => Buffer.from([10, (i >> 16) & 255, (i >> 8) & 255, i & 255]);
 const text4 = (i: number): string => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
@@ -55,12 +45,12 @@ t.test('input from the wire that is not an address is ignored', async (t) => {
 t.test('space-saving guarantees on a skewed stream (10k addresses, 64 slots)', async (t) => {
   const tt = new TopTalkers(64);
   const exact = new Map<string, number>();
-  const r = rng(12345);
+  const r = new Random(12345);
   let total = 0;
   for (let n = 0; n < 200_000; n++) {
     // Zipf-like: address i with weight ~ 1/(i+1).
-    const i = Math.floor(10_000 ** (r() / 0x100000000)) - 1;
-    const bytes = 60 + (r() % 1400);
+    const i = Math.floor(10_000 ** (r.next() / 0x100000000)) - 1;
+    const bytes = 60 + r.below(1400);
     tt.add(v4(i), 0, 4, bytes);
     exact.set(text4(i), (exact.get(text4(i)) ?? 0) + bytes);
     total += bytes;
@@ -96,10 +86,10 @@ t.test('space-saving guarantees on a skewed stream (10k addresses, 64 slots)', a
 
 t.test('the index survives churn: every present address is found again, none is duplicated', async (t) => {
   const tt = new TopTalkers(8);
-  const r = rng(999);
+  const r = new Random(999);
   for (let n = 0; n < 100_000; n++) {
-    const i = r() % 200;
-    tt.add(i & 1 ? v4(i) : addr6(`2001:db8::${i.toString(16)}`), 0, i & 1 ? 4 : 16, 1 + (r() % 100));
+    const i = r.below(200);
+    tt.add(i & 1 ? v4(i) : addr6(`2001:db8::${i.toString(16)}`), 0, i & 1 ? 4 : 16, 1 + r.below(100));
   }
   const before = tt.top(8);
   t.equal(new Set(before.map((x) => x.address)).size, 8);

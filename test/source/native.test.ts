@@ -7,18 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { Batch } from '../../src/source/batch.js';
 import { BATCH_SIZE_BUCKETS } from '../../src/source/source.js';
-import {
-  COUNTER_RXQ_OVFL,
-  COUNTER_TRUNCATED,
-  DEFAULT_SLOT_BYTES,
-  MAX_SLAB_BYTES,
-  MAX_SLOT_BYTES,
-  NativeSource,
-  SLOT_HEADROOM,
-  loadNative,
-  slotBytesFor,
-} from '../../src/source/native.js';
-import type { NativeBinding, NativeSender, NativeSourceOptions } from '../../src/source/native.js';
+import { COUNTER_RXQ_OVFL, COUNTER_TRUNCATED, loadNative, type NativeBinding, type NativeSender } from '../../src/native/addon.js';
+import { DEFAULT_SLOT_BYTES, MAX_SLAB_BYTES, MAX_SLOT_BYTES, NativeSource, SLOT_HEADROOM, slotBytesFor, type NativeSourceOptions } from '../../src/source/native.js';
 
 const load = loadNative();
 // On Linux npm ci builds the addon, so a missing one is a failure, not a skip.
@@ -99,21 +89,21 @@ function suite(binding: NativeBinding): void {
 
   t.test('receive buffer: the granted size is read back from the kernel', async (t) => {
     const r = await receiver({ recvBufferBytes: 4 << 20 });
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     if (r.src.recvBufferForced) {
       t.equal(r.src.grantedRecvBuffer, 8 << 20, 'SO_RCVBUFFORCE: Linux reports twice the request');
     } else {
       t.ok(r.src.grantedRecvBuffer > 0, `SO_RCVBUF capped by rmem_max: ${r.src.grantedRecvBuffer}`);
     }
     const d = await receiver({ recvBufferBytes: 0 });
-    t.teardown(() => d.src.close());
+    t.teardown(() => d.src.stop());
     t.ok(d.src.grantedRecvBuffer > 0, `0 keeps the kernel default (${d.src.grantedRecvBuffer})`);
     t.equal(d.src.recvBufferForced, false);
   });
 
   t.test('kernel timestamps, payloads, IPv4 source as ::ffff:a.b.c.d', async (t) => {
     const r = await receiver();
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     const sender = new binding.Sender('127.0.0.1', r.port);
     t.teardown(() => sender.close());
     const before = Date.now();
@@ -139,7 +129,7 @@ function suite(binding: NativeBinding): void {
 
   t.test('a burst queued before the loop reads comes back in full batches', async (t) => {
     const r = await receiver({ batchSize: 256 });
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     const sender = new binding.Sender('127.0.0.1', r.port);
     t.teardown(() => sender.close());
     burst(sender, new Array(600).fill(64));
@@ -157,7 +147,7 @@ function suite(binding: NativeBinding): void {
   t.test('maxBatchesPerTurn bounds a wake-up; the rest is read on later turns', async (t) => {
     const events: string[] = [];
     const r = await receiver({ batchSize: 16, maxBatchesPerTurn: 2 }, () => events.push('batch'));
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     const sender = new binding.Sender('127.0.0.1', r.port);
     t.teardown(() => sender.close());
     let spinning = true;
@@ -181,7 +171,7 @@ function suite(binding: NativeBinding): void {
 
   t.test('IPv6: bind ::1, source address and port', async (t) => {
     const r = await receiver({ host: '::1' });
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     t.equal(r.src.address()?.family, 'IPv6');
     const sender = new binding.Sender('::1', r.port);
     t.teardown(() => sender.close());
@@ -202,7 +192,7 @@ function suite(binding: NativeBinding): void {
 
   t.test('[::] is dual-stack: IPv4 senders arrive as ::ffff:a.b.c.d', async (t) => {
     const r = await receiver({ host: '[::]' });
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     const v4 = new binding.Sender('127.0.0.1', r.port);
     const v6 = new binding.Sender('::1', r.port);
     t.teardown(() => (v4.close(), v6.close()));
@@ -218,13 +208,13 @@ function suite(binding: NativeBinding): void {
 
   t.test('a name resolves once at start', async (t) => {
     const r = await receiver({ host: 'localhost' });
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     t.ok(['127.0.0.1', '::1'].includes(r.src.address()!.address), r.src.address()!.address);
   });
 
   t.test('datagrams larger than a slot are kept truncated, with their real size', async (t) => {
     const r = await receiver({ slotBytes: 1024 });
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     const sender = new binding.Sender('127.0.0.1', r.port);
     t.teardown(() => sender.close());
     burst(sender, [3000, 500, 1024, 1025]);
@@ -243,7 +233,7 @@ function suite(binding: NativeBinding): void {
     t.equal(r.src.counters[COUNTER_TRUNCATED], 2, 'truncations counted');
 
     const big = await receiver();
-    t.teardown(() => big.src.close());
+    t.teardown(() => big.src.stop());
     const s2 = new binding.Sender('127.0.0.1', big.port);
     t.teardown(() => s2.close());
     burst(s2, [65507]);
@@ -268,7 +258,7 @@ function suite(binding: NativeBinding): void {
 
   t.test('kernel drops: a tiny buffer overflowed while nobody reads', async (t) => {
     const r = await receiver({ recvBufferBytes: 4096, batchSize: 8 });
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     const sender = new binding.Sender('127.0.0.1', r.port);
     t.teardown(() => sender.close());
     t.equal(r.src.stats.kernelDrops, 0, 'nothing dropped yet');
@@ -284,13 +274,13 @@ function suite(binding: NativeBinding): void {
     await r.until(queued + 1);
     t.equal(r.src.counters[COUNTER_RXQ_OVFL], drops, 'the next datagram carries SO_RXQ_OVFL');
     t.equal(r.src.stats.kernelDrops, drops);
-    await r.src.close();
+    await r.src.stop();
     t.equal(r.src.stats.kernelDrops, drops, 'still readable after close');
   });
 
   t.test('coalescing: after the socket runs dry the receiver rests, then takes what queued in full batches; drain() reads it at once', async (t) => {
     const r = await receiver({ coalesceMs: 200 });
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     const sender = new binding.Sender('127.0.0.1', r.port);
     t.teardown(() => sender.close());
     burst(sender, [64]);
@@ -314,7 +304,7 @@ function suite(binding: NativeBinding): void {
       sizes.push(b.count);
       return saturated;
     });
-    t.teardown(() => src.close());
+    t.teardown(() => src.stop());
     const sender = new binding.Sender('127.0.0.1', src.address()!.port);
     t.teardown(() => sender.close());
     burst(sender, new Array(100).fill(64));
@@ -334,7 +324,7 @@ function suite(binding: NativeBinding): void {
     const src = new NativeSource({ host: '127.0.0.1', port: 0, recvBufferBytes: 0, batchSize: 4 });
     await src.start((b) => {
       seen.push(b.count);
-      void src.close();
+      void src.stop();
     });
     const s2 = new binding.Sender('127.0.0.1', src.address()!.port);
     t.teardown(() => s2.close());
@@ -343,10 +333,10 @@ function suite(binding: NativeBinding): void {
     await sleep(50);
     t.same(seen, [4], 'one batch, then closed inside the callback');
     t.equal(src.ready, false);
-    await src.close();
+    await src.stop();
 
-    await r.src.close();
-    await r.src.close();
+    await r.src.stop();
+    await r.src.stop();
     t.equal(r.src.ready, false);
     t.equal(r.src.address(), undefined);
     await t.rejects(r.src.start(() => {}), /closed/, 'no restart after close');
@@ -354,17 +344,17 @@ function suite(binding: NativeBinding): void {
     const again = new NativeSource({ host: '127.0.0.1', port, recvBufferBytes: 0 });
     await again.start(() => {});
     t.equal(again.address()?.port, port, 'the port is free as soon as close() resolves');
-    await again.close();
+    await again.stop();
 
     const never = new NativeSource({ host: '127.0.0.1', port: 0, recvBufferBytes: 0 });
-    await never.close();
-    await never.close();
+    await never.stop();
+    await never.stop();
     await t.rejects(never.start(() => {}), /closed/);
   });
 
   t.test('bind errors reject start() with the errno code', async (t) => {
     const r = await receiver();
-    t.teardown(() => r.src.close());
+    t.teardown(() => r.src.stop());
     const clash = new NativeSource({ host: '127.0.0.1', port: r.port, recvBufferBytes: 0 });
     await t.rejects(clash.start(() => {}), { code: 'EADDRINUSE', syscall: 'bind' });
     t.equal(clash.ready, false);
@@ -375,16 +365,16 @@ function suite(binding: NativeBinding): void {
 
   t.test('SO_REUSEPORT lets several receivers share a port', async (t) => {
     const a = await receiver({ reusePort: true });
-    t.teardown(() => a.src.close());
+    t.teardown(() => a.src.stop());
     const b = await receiver({ reusePort: true, port: a.port });
-    t.teardown(() => b.src.close());
+    t.teardown(() => b.src.stop());
     t.equal(b.port, a.port);
   });
 
   t.test('sender: -errno for a refused destination, range checks', async (t) => {
     const r = await receiver();
     const port = r.port;
-    await r.src.close();
+    await r.src.stop();
     const sender = new binding.Sender('127.0.0.1', port);
     t.teardown(() => sender.close());
     const slab = Buffer.alloc(64);
@@ -447,12 +437,12 @@ function suite(binding: NativeBinding): void {
       const again = new NativeSource({ host: '127.0.0.1', port, recvBufferBytes: 0 });
       await again.start(() => {});
       t.equal(again.address()?.port, port, `${ending}: the worker's port was released`);
-      await again.close();
+      await again.stop();
     }
   });
 
   t.test('catchStderr: what is written on fd 2 during the call is handed over, not printed (child process)', async (t) => {
-    const url = new URL('../../src/source/native.js', import.meta.url).href;
+    const url = new URL('../../src/native/addon.js', import.meta.url).href;
     const script = `
       import { writeSync } from 'node:fs';
       import { catchStderr } from ${JSON.stringify(url)};
@@ -478,8 +468,10 @@ function suite(binding: NativeBinding): void {
 
   t.test('garbage collection and a throwing sink (child process)', async (t) => {
     const url = new URL('../../src/source/native.js', import.meta.url).href;
+    const addonUrl = new URL('../../src/native/addon.js', import.meta.url).href;
     const script = `
-      import { NativeSource, loadNative } from ${JSON.stringify(url)};
+      import { NativeSource } from ${JSON.stringify(url)};
+      import { loadNative } from ${JSON.stringify(addonUrl)};
       const { Receiver, Sender } = loadNative().binding;
       const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       // Never started, then dropped: the finalizer closes the socket.

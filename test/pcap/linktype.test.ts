@@ -18,9 +18,10 @@ import {
   LINK_UNSUPPORTED,
   LinkLayer,
   locateNetworkLayer,
-} from '../../src/capture/linktype.js';
-import { readCapture } from '../../src/capture/reader.js';
-import { REAL_DIR, buildPcap, realCaptures, tool, withTempDir } from './helpers.js';
+} from '../../src/pcap/linktype.js';
+import { readCapture } from '../../src/pcap/reader.js';
+import { REAL_DIR, buildPcap, realCaptures } from '../lib/captures.js';
+import { tool, withTempDir } from '../lib/tools.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s/g, ''), 'hex');
 

@@ -7,40 +7,31 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { CaptureError, CaptureErrorCode } from '../../src/capture/errors.js';
-import { CaptureReader } from '../../src/capture/reader.js';
-import {
-  buildPcap,
-  buildPcapngSection,
-  ourRecords,
-  pcapBoundaries,
-  pcapngBoundaries,
-  prng,
-  readRecords,
-  randomFrame,
-  swapPcap,
-  tsString,
-  withTempDir,
-} from './helpers.js';
-import type { NgBlock, PcapRecord, Rec } from './helpers.js';
+import { CaptureError, CaptureErrorCode } from '../../src/pcap/errors.js';
+import { CaptureReader } from '../../src/pcap/reader.js';
+import { buildPcap, buildPcapngSection, ourRecords, pcapBoundaries, pcapngBoundaries, readRecords, swapPcap } from '../lib/captures.js';
+import type { NgBlock, PcapRecord } from '../lib/captures.js';
+import { Random } from '../lib/random.js';
+import { sameFrames, tsString, type Frame } from '../lib/tshark.js';
+import { withTempDir } from '../lib/tools.js';
 
-const rand = prng(42);
+const rand = new Random(42);
 /** Frames of awkward sizes: empty, tiny, odd, not a multiple of 4, large. */
 const SIZES = [60, 0, 1, 3, 14, 1514, 97, 9001, 255, 64];
-const frames = SIZES.map((n) => randomFrame(rand, n));
+const frames = SIZES.map((n) => rand.bytes(n));
 
 function pcapRecords(ns: boolean): PcapRecord[] {
   return frames.map((data, i) => ({ sec: 1_700_000_000 + i, frac: ns ? 999_999_990 + i : 999_990 + i, data, origLen: data.length + (i % 3) }));
 }
 
-function expectedPcap(ns: boolean, linkType = 1): Rec[] {
+function expectedPcap(ns: boolean, linkType = 1): Frame[] {
   return pcapRecords(ns).map((r) => ({
     ts: tsString(r.sec, ns ? r.frac : r.frac * 1000),
     capLen: r.data.length,
     origLen: r.origLen!,
     ifIndex: 0,
     linkType,
-    hex: r.data.toString('hex'),
+    data: r.data,
   }));
 }
 
@@ -91,7 +82,7 @@ t.test('read(): records stay valid until the next call; false at the end; the of
       }
       t.ok(spans.length > 0, 'a true read delivers at least one record');
       // Checked after read() resolved: the bytes must still be those records.
-      for (const [buf, off, capLen] of spans) t.equal(buf.toString('hex', off, off + capLen), want[seen++]!.hex);
+      for (const [buf, off, capLen] of spans) t.equal(buf.toString('hex', off, off + capLen), want[seen++]!.data.toString('hex'));
     }
     t.equal(seen, want.length);
     t.equal(reader.records, want.length);
@@ -105,7 +96,7 @@ t.test('read(): records stay valid until the next call; false at the end; the of
 t.test('memory stays flat: a file far larger than the buffer never grows it', async (t) => {
   await withTempDir(async (dir) => {
     const path = join(dir, 'big.pcap');
-    const frame = randomFrame(rand, 1500);
+    const frame = rand.bytes(1500);
     const records = Array.from({ length: 4000 }, (_, i) => ({ sec: i, frac: 0, data: frame }));
     await writeFile(path, buildPcap({ records })); // ~6 MB
     const reader = await CaptureReader.open(path, { bufferSize: 64 * 1024 });
@@ -141,9 +132,9 @@ t.test('options are validated', async (t) => {
 
 const NG_TS = 1_700_000_000_123_456n;
 
-function ngFile(le: boolean): { file: Buffer; want: Rec[] } {
+function ngFile(le: boolean): { file: Buffer; want: Frame[] } {
   const blocks: NgBlock[] = [];
-  const want: Rec[] = [];
+  const want: Frame[] = [];
   frames.forEach((data, i) => {
     const ifId = i % 2;
     const ts = NG_TS + BigInt(i) * 1_000_001n;
@@ -154,7 +145,7 @@ function ngFile(le: boolean): { file: Buffer; want: Rec[] } {
       origLen: data.length + 5,
       ifIndex: ifId,
       linkType: ifId === 0 ? 1 : 101,
-      hex: data.toString('hex'),
+      data,
     });
     if (i === 2) blocks.push({ kind: 'raw', type: 4, body: Buffer.alloc(20, 7) }); // name resolution, skipped
     if (i === 5) blocks.push({ kind: 'raw', type: 0x40000bad, body: Buffer.alloc(5000, 9) }); // custom, skipped
@@ -195,7 +186,7 @@ t.test('pcapng: several sections in different byte orders number interfaces file
     const want = [
       ...a.want,
       ...b.want.map((r) => ({ ...r, ifIndex: r.ifIndex + 2 })),
-      { ts: '4900.500000000', capLen: 60, origLen: 60, ifIndex: 4, linkType: 113, hex: frames[0]!.toString('hex') },
+      { ts: '4900.500000000', capLen: 60, origLen: 60, ifIndex: 4, linkType: 113, data: frames[0]! },
     ];
     t.same(await ourRecords(path, { bufferSize: 100 }), want);
     const reader = await CaptureReader.open(path);
@@ -223,9 +214,9 @@ t.test('pcapng: simple packet blocks (cut to the snaplen, no timestamp) and obso
     const path = join(dir, 'spb.pcapng');
     await writeFile(path, file);
     t.same(await ourRecords(path), [
-      { ts: '0.000000000', capLen: 100, origLen: 1514, ifIndex: 0, linkType: 1, hex: f.toString('hex', 0, 100) },
-      { ts: '0.000000000', capLen: 7, origLen: 7, ifIndex: 0, linkType: 1, hex: f.toString('hex', 0, 7) },
-      { ts: '1700000000.123456000', capLen: 33, origLen: 40, ifIndex: 1, linkType: 228, hex: f.toString('hex', 0, 33) },
+      { ts: '0.000000000', capLen: 100, origLen: 1514, ifIndex: 0, linkType: 1, data: f.subarray(0, 100) },
+      { ts: '0.000000000', capLen: 7, origLen: 7, ifIndex: 0, linkType: 1, data: f.subarray(0, 7) },
+      { ts: '1700000000.123456000', capLen: 33, origLen: 40, ifIndex: 1, linkType: 228, data: f.subarray(0, 33) },
     ]);
   });
 });
@@ -279,7 +270,7 @@ t.test('classic pcap cut at every length: every whole record, then the right err
           }
           const whole = bounds.filter((b) => b <= cut).length - 1;
           const last = bounds[whole]!;
-          if (recs.length !== whole || JSON.stringify(recs) !== JSON.stringify(want.slice(0, whole))) t.fail(`${what}: delivered ${recs.length} records, want the first ${whole}`);
+          if (!sameFrames(recs, want.slice(0, whole))) t.fail(`${what}: delivered ${recs.length} records, want the first ${whole}`);
           if (last === cut) {
             if (err !== null) t.fail(`${what}: a cut on a record boundary is a valid file, got ${String(err)}`);
           } else {
@@ -318,7 +309,7 @@ t.test('pcapng cut at every length: every whole record, then TRUNCATED_BLOCK at 
         }
         const last = bounds.filter((b) => b <= cut).pop()!;
         const whole = recsAt.get(last)!;
-        if (JSON.stringify(recs) !== JSON.stringify(want.slice(0, whole))) t.fail(`${what}: delivered ${recs.length} records, want the first ${whole}`);
+        if (!sameFrames(recs, want.slice(0, whole))) t.fail(`${what}: delivered ${recs.length} records, want the first ${whole}`);
         if (last === cut) {
           if (err !== null) t.fail(`${what}: a cut on a block boundary is a valid file, got ${String(err)}`);
         } else {
@@ -478,22 +469,22 @@ t.test('after a failure every read() rejects with the same error; records before
 
 t.test('random mutations never crash the reader: it ends cleanly or with a CaptureError', async (t) => {
   await withTempDir(async (dir) => {
-    const r = prng(7);
+    const r = new Random(7);
     const bases = [buildPcap({ records: pcapRecords(true), ns: true }), buildPcap({ le: false, records: pcapRecords(false) }), ngFile(true).file, ngFile(false).file];
     const path = join(dir, 'fuzz');
     let clean = 0;
     let failed = 0;
     for (let i = 0; i < 600; i++) {
       const b = Buffer.from(bases[i % bases.length]!);
-      const flips = 1 + (r() % 8);
+      const flips = 1 + (r.next() % 8);
       for (let k = 0; k < flips; k++) {
         // Mostly hit header and length bytes, where the parser makes decisions.
-        const at = r() % 2 === 0 ? r() % 64 : r() % b.length;
-        b[at] = r() & 0xff;
+        const at = r.next() % 2 === 0 ? r.next() % 64 : r.next() % b.length;
+        b[at] = r.next() & 0xff;
       }
-      const cut = r() % 4 === 0 ? r() % b.length : b.length;
+      const cut = r.next() % 4 === 0 ? r.next() % b.length : b.length;
       await writeFile(path, b.subarray(0, cut));
-      const { err } = await readRecords(path, { bufferSize: 1 + (r() % 4096) });
+      const { err } = await readRecords(path, { bufferSize: 1 + (r.next() % 4096) });
       if (err === null) clean++;
       else if (err instanceof CaptureError && err.offset >= 0 && err.offset <= cut) failed++;
       else t.fail(`mutation ${i}: unexpected ${String(err)}`);

@@ -8,6 +8,8 @@
  * nanoseconds = floor(remainder * 1e9 / unitsPerSecond), the same truncation Wireshark applies.
  */
 
+import { codedError, ErrorCode } from '../errors.js';
+
 const NS_PER_SEC = 1e9;
 const TWO16 = 65536;
 const TWO32 = 4294967296;
@@ -84,7 +86,7 @@ export class TimestampConverter {
   ) {
     const maxExp = base === 10 ? MAX_TSRESOL_POW10 : MAX_TSRESOL_POW2;
     if (!Number.isInteger(exponent) || exponent < 0 || exponent > maxExp) {
-      throw new RangeError(`timestamp resolution ${base}^-${exponent} is outside 0..${maxExp}`);
+      throw codedError(ErrorCode.INVALID_ARGUMENT, `timestamp resolution ${base}^-${exponent} is outside 0..${maxExp}`, RangeError);
     }
     const fine = base === 10 && exponent > 9;
     this.unitsPerSec = fine || base === 2 ? 0 : 10 ** exponent;

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { writeFileHeader, writeRecord, FILE_HEADER_LEN, RECORD_HEADER_LEN } from '../../src/capture/pcap.js';
+import { writeFileHeader, writeRecord, FILE_HEADER_LEN, RECORD_HEADER_LEN } from '../../src/pcap/pcap.js';
 
 t.test('file header: nanosecond magic, version 2.4, snaplen, LINKTYPE_ETHERNET', async (t) => {
   const b = Buffer.alloc(32, 0xa5);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
-import { MAX_TSRESOL_POW10, MAX_TSRESOL_POW2, TimestampConverter } from '../../src/capture/timestamp.js';
-import { prng } from './helpers.js';
+import { MAX_TSRESOL_POW10, MAX_TSRESOL_POW2, TimestampConverter } from '../../src/pcap/timestamp.js';
+import { Random } from '../lib/random.js';
 
 /** The exact answer, with BigInt. */
 function reference(base: 10 | 2, exp: number, ts: bigint, offset: number): [number, number] {
@@ -40,7 +40,7 @@ function convert(conv: TimestampConverter, ts: bigint): void {
 }
 
 t.test('every resolution, edge and random 64-bit counts, exact to the ns', async (t) => {
-  const rand = prng(0x5eed);
+  const rand = new Random(0x5eed);
   let ok = true;
   for (const [base, max] of [[10, MAX_TSRESOL_POW10], [2, MAX_TSRESOL_POW2]] as const) {
     for (let exp = 0; exp <= max; exp++) {
@@ -48,7 +48,7 @@ t.test('every resolution, edge and random 64-bit counts, exact to the ns', async
       const edges = [0n, 1n, units - 1n, units, units + 1n, MAX64, MAX64 - 1n, 1n << 53n, (1n << 53n) + 1n, 0xffffffffn, 1n << 32n];
       for (const ts of edges) if (ts >= 0n && ts <= MAX64) ok = check(t, base, exp, ts) && ok;
       for (let i = 0; i < 2000; i++) {
-        const ts = (BigInt(rand()) << 32n) | BigInt(rand());
+        const ts = (BigInt(rand.next()) << 32n) | BigInt(rand.next());
         ok = check(t, base, exp, ts) && ok;
       }
     }

@@ -7,20 +7,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import {
-  REAL_DIR,
-  buildPcapngSection,
-  mapLimit,
-  ourRecords,
-  pcapBoundaries,
-  readRecords,
-  realCaptures,
-  swapPcap,
-  tool,
-  tsharkRecords,
-  withTempDir,
-} from './helpers.js';
-import type { NgInterface, Rec } from './helpers.js';
+import { REAL_DIR, buildPcapngSection, ourRecords, pcapBoundaries, readRecords, realCaptures, swapPcap } from '../lib/captures.js';
+import type { NgInterface } from '../lib/captures.js';
+import { sameFrame, sameFrames, tsharkFrames, type Frame } from '../lib/tshark.js';
+import { mapLimit, tool, withTempDir } from '../lib/tools.js';
 
 // Two tshark runs per real capture and conversion take a while on two cores.
 t.setTimeout(240_000);
@@ -29,21 +19,16 @@ const real = realCaptures();
 if (real.skip) console.log(`# skipping the real-capture comparisons: ${real.skip}`);
 
 /** Compares record lists and reports only the first difference (lists can hold 1000+ frames). */
-function sameRecords(t: Test, ours: Rec[], theirs: Rec[], what: string): boolean {
+function sameRecords(t: Test, ours: Frame[], theirs: Frame[], what: string): boolean {
   if (ours.length !== theirs.length) return t.fail(`${what}: we read ${ours.length} records, tshark ${theirs.length}`);
-  for (let i = 0; i < ours.length; i++) {
-    const a = ours[i]!;
-    const b = theirs[i]!;
-    if (a.ts !== b.ts || a.capLen !== b.capLen || a.origLen !== b.origLen || a.ifIndex !== b.ifIndex || a.linkType !== b.linkType || a.hex !== b.hex) {
-      const short = (r: Rec): string => JSON.stringify({ ...r, hex: `${r.hex.slice(0, 40)}… (${r.hex.length / 2} bytes)` });
-      return t.fail(`${what}: record ${i + 1} differs\n  ours   ${short(a)}\n  tshark ${short(b)}`);
-    }
-  }
-  return t.pass(`${what}: ${ours.length} records identical`);
+  const i = ours.findIndex((r, k) => !sameFrame(r, theirs[k]!));
+  if (i < 0) return t.pass(`${what}: ${ours.length} records identical`);
+  const short = (r: Frame): string => JSON.stringify({ ...r, data: `${r.data.toString('hex', 0, 20)}… (${r.data.length} bytes)` });
+  return t.fail(`${what}: record ${i + 1} differs\n  ours   ${short(ours[i]!)}\n  tshark ${short(theirs[i]!)}`);
 }
 
-async function compare(t: Test, path: string, what = basename(path)): Promise<Rec[]> {
-  const [ours, theirs] = await Promise.all([ourRecords(path, {}, true), tsharkRecords(path)]);
+async function compare(t: Test, path: string, what = basename(path)): Promise<Frame[]> {
+  const [ours, theirs] = await Promise.all([ourRecords(path, {}, true), tsharkFrames(path)]);
   // A simple packet block has no timestamp: tshark prints none, we deliver 0.
   for (const r of theirs) if (r.ts === '') r.ts = '0.000000000';
   sameRecords(t, ours, theirs, what);
@@ -85,7 +70,7 @@ t.test('editcap conversions and byte-swapped files read as tshark reads them', {
       for (const f of [us, ns, ngUs, ngNs, beUs, beNs]) {
         const recs = await compare(t, f, basename(f));
         // Every variant holds the same records (the sources have µs timestamps).
-        if (JSON.stringify(recs) !== JSON.stringify(original)) t.fail(`${basename(f)}: differs from ${name}`);
+        if (!sameFrames(recs, original)) t.fail(`${basename(f)}: differs from ${name}`);
       }
     }
   });
@@ -174,7 +159,7 @@ t.test('resolutions finer than a nanosecond: exact, where tshark 4.0 overflows',
     const [ours] = await ourRecords(p);
     const want = `${ts / 10n ** 12n}.${String((ts % 10n ** 12n) / 1000n).padStart(9, '0')}`;
     t.equal(ours!.ts, want, 'floor(count / 10^12) s and floor(remainder / 1000) ns');
-    const [theirs] = await tsharkRecords(p);
+    const [theirs] = await tsharkFrames(p);
     t.comment(`tshark says ${theirs!.ts}, we say ${ours!.ts}: Wireshark 4.0 multiplies the remainder by 1e9 in 64 bits`);
   });
 });
@@ -190,7 +175,7 @@ t.test('truncated real captures: the records tshark shows before "cut short" are
       for (const delta of [1, 8, 16, 17, -1]) {
         const cut = bounds[k]! + delta;
         await writeFile(p, src.subarray(0, cut));
-        const theirs = await tsharkRecords(p, true);
+        const theirs = await tsharkFrames(p, true);
         const { recs: ours, err } = await readRecords(p);
         t.match(err, { code: delta === -1 ? 'ERR_MIRRORCAP_CAPTURE_TRUNCATED_RECORD' : /TRUNCATED_RECORD/, offset: delta === -1 ? bounds[k - 1] : bounds[k] });
         sameRecords(t, ours, theirs, `cut at record ${k} ${delta >= 0 ? '+' : ''}${delta}`);

@@ -12,13 +12,12 @@
  *
  * No allocation, no events, no logging per datagram; counters are plain numbers.
  */
-import { DROP_BAD_VXLAN, DROP_SHORT, DROP_SOURCE_DENIED, newDropCounters } from './drops.js';
-import { Decoder, L4_NAMES } from './decode/packet.js';
-import { OK } from './decode/status.js';
-import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, vxlanHasVni, vxlanVni } from './decode/vxlan.js';
-import type { AllowList } from './session/allow.js';
-import type { Router } from './session/router.js';
-import { ADDR_BYTES, type Batch } from './source/batch.js';
+import { DROP_BAD_VXLAN, DROP_SHORT, DROP_SOURCE_DENIED, newDropCounters } from '../drops.js';
+import { Decoder } from '../decode/packet.js';
+import { VXLAN_HEADER_LEN, VXLAN_MIN_DATAGRAM, vxlanHasVni, vxlanVni } from '../decode/vxlan.js';
+import type { AllowList } from './allow.js';
+import type { Router } from './router.js';
+import { ADDR_BYTES, type Batch } from '../source/batch.js';
 
 export class Pipeline {
   /** Datagrams seen, and those dropped before they belonged to a session, by reason. */
@@ -63,25 +62,11 @@ export class Pipeline {
       const frameLen = len - VXLAN_HEADER_LEN;
       // The frame as the datagram carried it; the receiver may hold less (MSG_TRUNC, a snaplen).
       const wireFrameLen = wireLengths[i]! - VXLAN_HEADER_LEN;
-      let origLen = wireFrameLen;
       const d = this.decoder;
       d.decode(slab, frameOff, frameLen);
-      session.protocols[d.l3 * L4_NAMES.length + d.l4]!++;
-      if (d.status !== OK) session.decodeErrors[d.errorLayer]!++;
-      // AWS truncation: the datagram itself is shorter than the inner IP header says.
-      if (d.claimedFrameLength > wireFrameLen) {
-        origLen = d.claimedFrameLength;
-        session.truncated++;
-      }
-      // Cut on our side, and the cut shows in the file: fewer bytes than the snaplen keeps.
-      if (wireFrameLen > frameLen && frameLen < session.config.snaplen) session.receiveTruncated++;
-      if (d.addrLen !== 0) {
-        session.talkers.add(slab, d.srcAddrOff, d.addrLen, origLen);
-        session.talkers.add(slab, d.dstAddrOff, d.addrLen, origLen);
-      }
-      session.packets++;
-      session.bytes += origLen;
-      if (!session.writer.append(slab, frameOff, frameLen, origLen, tsSec[i]!, tsNsec[i]!) && session.writer.saturated) refused++;
+      const origLen = session.account(d, frameLen, wireFrameLen);
+      const out = session.output;
+      if (!out.append(slab, frameOff, frameLen, origLen, tsSec[i]!, tsNsec[i]!) && out.saturated) refused++;
     }
     this.decoder.release();
     // Saturated when most of what was just read had to be dropped for want of queue memory:

@@ -1,20 +1,27 @@
 /**
- * Test helpers for capture files: run the Wireshark tools, read what tshark sees, and build
- * classic pcap / pcapng files byte by byte (independently of the code under test).
+ * Capture files in tests: where the shared real captures are, classic pcap and pcapng files
+ * built byte by byte (independently of the code under test), and the records our own reader
+ * delivers, in the same shape as tshark's (test/lib/tshark.ts) so the two compare directly.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { CaptureReader } from '../../src/capture/reader.js';
-import type { CaptureReaderOptions, RecordSink } from '../../src/capture/reader.js';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CaptureReader } from '../../src/pcap/reader.js';
+import type { CaptureReaderOptions, RecordSink } from '../../src/pcap/reader.js';
+import { tsString, type Frame } from './tshark.js';
 
-export const REAL_DIR = '/work/shared/pcaps/real';
+/** The repository root (this file runs from dist/test/lib/). */
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-/** The real captures, or a reason to skip when they are absent. */
+/**
+ * Third-party captures shared by the team beside the checkout, never copied into it:
+ * `../shared/pcaps/real` from the repository root, or MIRRORCAP_REAL_PCAPS.
+ */
+export const REAL_DIR = resolve(REPO_ROOT, process.env.MIRRORCAP_REAL_PCAPS || '../shared/pcaps/real');
+
+/** The real captures, sorted, or the reason a test that needs them skips (tap prints it). */
 export function realCaptures(): { files: string[]; skip: string | false } {
-  if (!existsSync(REAL_DIR)) return { files: [], skip: `real captures not found at ${REAL_DIR}` };
+  if (!existsSync(REAL_DIR)) return { files: [], skip: `the real captures are not at ${REAL_DIR} (set MIRRORCAP_REAL_PCAPS)` };
   const files = readdirSync(REAL_DIR)
     .filter((f) => f.endsWith('.pcap') || f.endsWith('.pcapng'))
     .sort()
@@ -22,62 +29,13 @@ export function realCaptures(): { files: string[]; skip: string | false } {
   return files.length > 0 ? { files, skip: false } : { files, skip: `no captures in ${REAL_DIR}` };
 }
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a tool; never rejects for a non-zero exit (tests look at the code). */
-export function run(cmd: string, args: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') {
-        reject(err);
-        return;
-      }
-      resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
-    });
-  });
-}
-
-/** Runs a tool that must succeed. */
-export async function tool(cmd: string, args: string[]): Promise<string> {
-  const r = await run(cmd, args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-capture-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/** One record as a string: "sec.nsec capLen origLen ifIndex hexbytes" (tshark's view or ours). */
-export interface Rec {
-  ts: string;
-  capLen: number;
-  origLen: number;
-  ifIndex: number;
-  linkType: number;
-  hex: string;
-}
-
-export function tsString(sec: number, nsec: number): string {
-  return `${sec}.${String(nsec).padStart(9, '0')}`;
-}
-
 /**
  * Every record our reader delivers, and the error that ended the read (null at a clean end).
  * With `sectionLocal`, ifIndex is the interface's number within its pcapng section, which is
  * what tshark 4.0 prints as frame.interface_id.
  */
-export async function readRecords(path: string, options?: CaptureReaderOptions, sectionLocal = false): Promise<{ recs: Rec[]; err: unknown }> {
-  const recs: Rec[] = [];
+export async function readRecords(path: string, options?: CaptureReaderOptions, sectionLocal = false): Promise<{ recs: Frame[]; err: unknown }> {
+  const recs: Frame[] = [];
   let reader: CaptureReader;
   try {
     reader = await CaptureReader.open(path, options);
@@ -91,7 +49,7 @@ export async function readRecords(path: string, options?: CaptureReaderOptions, 
       origLen,
       ifIndex: sectionLocal ? reader.interfaces[ifIndex]!.sectionIndex : ifIndex,
       linkType,
-      hex: buf.toString('hex', off, off + capLen),
+      data: Buffer.from(buf.subarray(off, off + capLen)),
     });
   };
   try {
@@ -105,55 +63,12 @@ export async function readRecords(path: string, options?: CaptureReaderOptions, 
 }
 
 /** Every record our reader delivers; rejects if the read ends with an error. */
-export async function ourRecords(path: string, options?: CaptureReaderOptions, sectionLocal = false): Promise<Rec[]> {
+export async function ourRecords(path: string, options?: CaptureReaderOptions, sectionLocal = false): Promise<Frame[]> {
   const { recs, err } = await readRecords(path, options, sectionLocal);
   if (err !== null) throw err;
   return recs;
 }
 
-/** Runs async jobs with at most `limit` in flight, keeping the order of results. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
-/** Wireshark's encapsulation numbers (frame.encap_type) for the link types the tests use. */
-const WTAP_ENCAP_TO_LINKTYPE: Record<number, number> = { 1: 1, 7: 101, 129: 228, 130: 229, 25: 113, 210: 276, 15: 0, 174: 108 };
-
-/**
- * Every record as tshark sees it: the frame fields and the frame's bytes from one
- * `tshark -T json -x` run. `linkType` is -1 when tshark's encapsulation has no mapping here.
- * With `allowCutShort`, a file tshark calls damaged still yields the frames it printed.
- */
-export async function tsharkRecords(path: string, allowCutShort = false): Promise<Rec[]> {
-  const r = await run('tshark', ['-r', path, '-T', 'json', '-x', '-j', 'frame', '--disable-protocol', 'ALL']);
-  if (r.code !== 0 && !(allowCutShort && /cut short|damaged or corrupt/.test(r.stderr))) {
-    throw new Error(`tshark -r ${path} exited ${r.code}: ${r.stderr}`);
-  }
-  // A file cut short still ends its JSON array properly; an empty capture prints nothing.
-  const packets = (r.stdout.trim() === '' ? [] : JSON.parse(r.stdout)) as { _source: { layers: { frame_raw: [string]; frame: Record<string, string> } } }[];
-  return packets.map(({ _source: { layers } }) => {
-    const f = layers.frame;
-    return {
-      ts: f['frame.time_epoch'] ?? '',
-      capLen: Number(f['frame.cap_len']),
-      origLen: Number(f['frame.len']),
-      ifIndex: Number(f['frame.interface_id'] ?? 0),
-      linkType: WTAP_ENCAP_TO_LINKTYPE[Number(f['frame.encap_type'])] ?? -1,
-      hex: layers.frame_raw[0],
-    };
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
 // Builders. Written from the format descriptions, not from src/, so they check the reader.
 
 export interface PcapRecord {
@@ -327,23 +242,4 @@ export function pcapngBoundaries(file: Buffer): number[] {
     out.push(o);
   }
   return out;
-}
-
-/** Deterministic pseudo-random bytes (xorshift32), so failures reproduce. */
-export function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
-
-export function randomFrame(rand: () => number, len: number): Buffer {
-  const b = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) b[i] = rand() & 0xff;
-  return b;
 }
