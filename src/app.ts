@@ -36,7 +36,7 @@ export class App {
     /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
     private readonly rereadConfig: () => Config = () => config,
   ) {
-    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true });
+    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, ship: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
     this.metrics = createMetrics(
@@ -50,6 +50,8 @@ export class App {
         catalog: recorder.catalog,
         disk: recorder.disk,
         postRotate: recorder.postRotate,
+        compress: recorder.compress,
+        s3: recorder.s3,
         refresh: async () => this.source.refresh?.(),
       },
       version,
@@ -61,7 +63,7 @@ export class App {
         metrics: () => this.metrics.scrape(),
         readiness: () => this.readiness(),
         sessions: () => sessionsJson(recorder.sessions, recorder.catalog),
-        files: () => filesJson(recorder.catalog),
+        files: () => filesJson(recorder.catalog, recorder.s3),
       },
       config.httpToken,
       log,

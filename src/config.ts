@@ -71,6 +71,22 @@ export interface Config extends SessionSettings {
   readonly httpToken: string | null;
   /** Command run with each finished file's path as its argument; null = none. */
   readonly postRotate: string | null;
+  /** Compression of finished files (X.pcap.gz, X.pcap.zst). */
+  readonly compress: 'none' | 'gzip' | 'zstd';
+  /** 0 = the format's default (gzip 6, zstd 3). */
+  readonly compressLevel: number;
+  /** s3://BUCKET[/PREFIX] every finished file goes to; null = no uploads. The other s3 options: src/finish/s3-settings.ts. */
+  readonly s3: string | null;
+  readonly s3Key: string;
+  readonly s3Endpoint: string | null;
+  readonly s3Region: string | null;
+  readonly s3Sse: 'none' | 'AES256' | 'aws:kms';
+  readonly s3KmsKeyId: string | null;
+  readonly s3StorageClass: string | null;
+  readonly s3Concurrency: number;
+  readonly s3DeleteAfterUpload: boolean;
+  /** The {host} of object keys; null = the host name. */
+  readonly s3Host: string | null;
   readonly configFile: string | null;
   readonly sessions: readonly SessionConfig[];
 }
@@ -121,6 +137,18 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
   { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
+  { name: 'compress', key: 'compress', kind: 'enum', default: 'none', values: ['none', 'gzip', 'zstd'], help: 'compress each finished file to X.pcap.gz or X.pcap.zst on worker threads, before post-rotate and upload (tshark reads both; tcpdump neither)' },
+  { name: 'compress-level', key: 'compressLevel', kind: 'count', default: '0', min: 1, max: 19, zeroOff: true, help: 'compression level: gzip 1-9, zstd 1-19 (0 = gzip 6, zstd 3)' },
+  { name: 's3', liveOnly: true, key: 's3', kind: 'text', default: '', help: 'upload every finished file and its sidecars to s3://BUCKET/PREFIX (credentials: the AWS SDK default chain)' },
+  { name: 's3-key', liveOnly: true, key: 's3Key', kind: 'text', default: '{prefix}/{host}/{session}/{yyyy}/{mm}/{dd}/{file}', help: 'object key template; also {vni} and {hh}; must hold {host} and {file}' },
+  { name: 's3-endpoint', liveOnly: true, key: 's3Endpoint', kind: 'text', default: '', help: 'URL of an S3-compatible store (MinIO, Ceph RGW), addressed path-style (default: AWS)' },
+  { name: 's3-region', liveOnly: true, key: 's3Region', kind: 'text', default: '', help: "the bucket's region (default: AWS_REGION or the profile's; us-east-1 with --s3-endpoint)" },
+  { name: 's3-sse', liveOnly: true, key: 's3Sse', kind: 'enum', default: 'none', values: ['none', 'AES256', 'aws:kms'], help: "server-side encryption asked for each object (none = the bucket's default)" },
+  { name: 's3-kms-key-id', liveOnly: true, key: 's3KmsKeyId', kind: 'text', default: '', help: "KMS key for --s3-sse aws:kms (default: the bucket's or the AWS managed key)" },
+  { name: 's3-storage-class', liveOnly: true, key: 's3StorageClass', kind: 'text', default: '', help: "storage class of the objects, e.g. STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR (default: the bucket's)" },
+  { name: 's3-concurrency', liveOnly: true, key: 's3Concurrency', kind: 'count', default: '2', min: 1, max: 64, help: 'files uploaded at once' },
+  { name: 's3-delete-after-upload', liveOnly: true, key: 's3DeleteAfterUpload', kind: 'bool', default: 'false', help: 'delete each file once it and its sidecars are uploaded: the disk becomes a cache' },
+  { name: 's3-host', liveOnly: true, key: 's3Host', kind: 'text', default: '', help: 'the {host} of object keys, unique among the appliances writing to the bucket (default: the host name)' },
   { name: 'log-level', key: 'logLevel', kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'log level of the JSON lines on stdout' },
   { name: 'config', key: 'configFile', kind: 'path', default: '', help: 'YAML or JSON file with any of these options and a sessions list' },
 ];

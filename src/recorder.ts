@@ -11,8 +11,10 @@ import { Catalog } from './capture/catalog.js';
 import { ChunkPool } from './capture/chunks.js';
 import { DiskGuard } from './capture/disk.js';
 import { makeFolder } from './capture/folder.js';
+import { compressStep, type CompressStep } from './finish/compress-step.js';
 import { Finisher, type FinishStep } from './finish/finisher.js';
 import { PostRotate } from './finish/post-rotate.js';
+import { s3Step, type S3Step } from './finish/s3-step.js';
 import { recoverDirectory } from './capture/recover.js';
 import { rotationOf } from './capture/rotation.js';
 import { FINISH_OPS, SessionWriter, type CaptureFile } from './capture/writer.js';
@@ -51,6 +53,8 @@ export interface RecorderOptions {
    * Offline the capture's own timestamps are written as they are.
    */
   readonly clampTime: boolean;
+  /** Upload finished files when --s3 is set (live); decap leaves that to the appliance. */
+  readonly ship: boolean;
 }
 
 export class Recorder {
@@ -58,6 +62,8 @@ export class Recorder {
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
   readonly postRotate: PostRotate | null;
+  readonly compress: CompressStep | null;
+  readonly s3: S3Step | null;
   /** Runs each finished file's steps in order (index, compress, post-rotate, s3). */
   readonly finisher: Finisher;
   readonly router: Router;
@@ -71,14 +77,25 @@ export class Recorder {
     private readonly opts: RecorderOptions,
   ) {
     this.pool = new ChunkPool(config.maxBuffer);
-    this.catalog = new Catalog(config.out, config.maxTotalBytes, {
-      deleted: (file, reason) =>
-        log.info(
-          { event: 'file_deleted', path: file.path, reason, bytes: file.bytes, ...(file.artefacts.length > 1 ? { artefacts: file.artefacts } : {}) },
-          'file deleted',
-        ),
-      deleteFailed: (file, err) => log.error({ event: 'delete_failed', path: file.path, code: err.code, err: err.message }, 'could not delete file'),
-    });
+    this.compress = compressStep(config, log);
+    this.s3 = opts.ship ? s3Step(config, log) : null;
+    const s3 = this.s3;
+    this.catalog = new Catalog(
+      config.out,
+      config.maxTotalBytes,
+      {
+        deleted: (file, reason) => {
+          const fields = { event: 'file_deleted', path: file.path, reason, bytes: file.bytes, ...(file.artefacts.length > 1 ? { artefacts: file.artefacts } : {}) };
+          if (s3 === null || s3.uploaded(file)) log.info(fields, 'file deleted');
+          else {
+            s3.deletedBeforeUpload++;
+            log.error({ ...fields, uploaded: false }, `file deleted by the ${reason === 'budget' ? 'disk budget (max-total-bytes)' : 'ring'} before it was uploaded to S3`);
+          }
+        },
+        deleteFailed: (file, err) => log.error({ event: 'delete_failed', path: file.path, code: err.code, err: err.message }, 'could not delete file'),
+      },
+      new Set(s3 === null ? [] : [s3.name]),
+    );
     this.disk = new DiskGuard(config.out, config.minFreeBytes, {
       paused: (free, min) =>
         log.warn({ event: 'disk_full', freeBytes: free, minFreeBytes: min }, 'free disk space below min-free-bytes: writing paused, packets dropped as disk_full'),
@@ -98,7 +115,9 @@ export class Recorder {
             stillRunning: (path) => log.warn({ event: 'post_rotate_running', path }, 'stopping: post-rotate command still running; it goes on by itself'),
           });
     const steps: FinishStep[] = [];
+    if (this.compress !== null) steps.push(this.compress);
     if (this.postRotate !== null) steps.push(this.postRotate);
+    if (this.s3 !== null) steps.push(this.s3);
     this.finisher = new Finisher(steps, this.catalog, {
       // The post-rotate step reports its own skips; this is for the steps after it.
       skipped: (path, step) => {
@@ -130,6 +149,7 @@ export class Recorder {
     const unwritable = await this.outputProblem();
     if (unwritable !== null) throw new OutputFolderError(unwritable);
     await this.recoverPartFiles();
+    await this.s3?.start();
     await this.catalog.scan();
     await this.finisher.resume(this.catalog.all());
     this.catalog.keepBudget();

@@ -27,7 +27,7 @@ export interface DecapResult {
 }
 
 export async function decap(path: string, port: number, config: Config, log: Logger): Promise<DecapResult> {
-  const recorder = new Recorder(config, log, { guardDisk: false, clampTime: false });
+  const recorder = new Recorder(config, log, { guardDisk: false, clampTime: false, ship: false });
   const source = new FileSource({ path, port, pace: () => (recorder.backlogged ? recorder.drained() : undefined) });
   try {
     await recorder.start();

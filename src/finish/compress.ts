@@ -20,6 +20,7 @@ import { readdir, unlink } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { COMPRESSED_SUFFIX, TEMP_SUFFIX } from '../capture/naming.js';
 import { ConfigError } from '../config.js';
 import type { Block, Container } from '../pcap/blocks.js';
 import { ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL, zstd, zstdUnavailableReason } from '../pcap/zstd.js';
@@ -27,8 +28,7 @@ import type { CompressJob, CompressReply } from './compress-worker.js';
 
 export type CompressFormat = Container;
 
-export const COMPRESS_SUFFIX: Readonly<Record<CompressFormat, string>> = { gzip: '.gz', zstd: '.zst' };
-export const TEMP_SUFFIX = '.tmp';
+export const COMPRESS_SUFFIX: Readonly<Record<CompressFormat, string>> = COMPRESSED_SUFFIX;
 
 const LEVELS: Readonly<Record<CompressFormat, { min: number; max: number; default: number }>> = {
   gzip: { min: 1, max: 9, default: 6 },
