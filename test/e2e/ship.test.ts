@@ -12,10 +12,10 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import t from 'tap';
-import { httpGet, metricSum, metricValue, sendDatagrams, startAppliance, waitFor, type Appliance } from '../lib/appliance.js';
+import { httpGet, MAIN, metricSum, metricValue, sendDatagrams, startAppliance, waitFor, type Appliance } from '../lib/appliance.js';
 import { udpFrame, vxlan } from '../lib/frames.js';
 import { directClient, listKeys, objectBytes, objectHead, S3Proxy, S3Server, useTestCredentials } from '../lib/s3.js';
-import { haveTool } from '../lib/tools.js';
+import { haveTool, run } from '../lib/tools.js';
 import { capinfos, tsharkFrames } from '../lib/tshark.js';
 
 const BUCKET = 'captures';
@@ -232,16 +232,10 @@ t.test('bad s3 options stop the start with one line naming them', async (t) => {
     [['--s3', `s3://${BUCKET}`, '--s3-kms-key-id', 'k', '--s3-endpoint', proxy.endpoint], /s3-kms-key-id needs --s3-sse aws:kms/],
     [['--compress-level', '3'], /compress-level needs --compress/],
   ] as const;
-  const outcomes = await Promise.all(
-    cases.map(([argv]) =>
-      startAppliance([...argv, '--out', join(root, 'never')]).then(
-        async (a) => {
-          await a.stop('SIGKILL');
-          return 'started';
-        },
-        (err: Error) => err.message,
-      ),
-    ),
-  );
-  cases.forEach(([argv, pattern], i) => t.match(outcomes[i], pattern, argv.join(' ')));
+  // They never start: each exits 2 with its message (the appliance's usage error).
+  const outcomes = await Promise.all(cases.map(([argv]) => run(process.execPath, [MAIN, 'run', ...argv, '--out', join(root, 'never'), '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'])));
+  cases.forEach(([argv, pattern], i) => {
+    t.equal(outcomes[i]!.code, 2, `${argv.join(' ')}: exit 2`);
+    t.match(outcomes[i]!.stderr, pattern);
+  });
 });
