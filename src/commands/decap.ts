@@ -3,14 +3,14 @@
  * as the live appliance, read by the offline source (source/file.ts) with the capture's own
  * timestamps, so the files are the ones the appliance would have written for that traffic.
  */
-import { OFFLINE_OPTIONS, optionsHelp, resolveConfig, resolveOption, type Config, type OptionSpec } from '../config.js';
+import { ConfigError, OFFLINE_OPTIONS, optionsHelp, resolveConfig, resolveOption, type Config, type OptionSpec } from '../config.js';
 import { VXLAN_PORT } from '../decode/vxlan.js';
 import { DROP_REASONS } from '../drops.js';
 import { createLogger, type Logger } from '../log.js';
 import { CaptureError } from '../pcap/errors.js';
 import { OutputFolderError, Recorder, type RecorderSummary } from '../recorder.js';
 import { FileSource } from '../source/file.js';
-import { orUsageError, toolArguments } from './common.js';
+import { orUsageError, toolArguments, usageError } from './common.js';
 
 export interface DecapResult {
   readonly path: string;
@@ -107,6 +107,8 @@ export async function decapCommand(argv: string[]): Promise<number> {
   try {
     result = await decap(path, port, config, log);
   } catch (err) {
+    // Settings only the recorder can check (--compress zstd without zstd, --compress-level alone).
+    if (err instanceof ConfigError) usageError(err.message);
     if (err instanceof CaptureError || err instanceof OutputFolderError) {
       process.stderr.write(`mirrorcap decap: ${err.message}\n`);
       return 1;

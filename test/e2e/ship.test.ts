@@ -14,6 +14,7 @@ import { basename, join } from 'node:path';
 import t from 'tap';
 import { httpGet, MAIN, metricSum, metricValue, sendDatagrams, startAppliance, waitFor, type Appliance } from '../lib/appliance.js';
 import { udpFrame, vxlan } from '../lib/frames.js';
+import { REPO_ROOT } from '../lib/captures.js';
 import { directClient, listKeys, objectBytes, objectHead, S3Proxy, S3Server, useTestCredentials } from '../lib/s3.js';
 import { haveTool, run } from '../lib/tools.js';
 import { capinfos, tsharkFrames } from '../lib/tshark.js';
@@ -238,4 +239,18 @@ t.test('bad s3 options stop the start with one line naming them', async (t) => {
     t.equal(outcomes[i]!.code, 2, `${argv.join(' ')}: exit 2`);
     t.match(outcomes[i]!.stderr, pattern);
   });
+});
+
+t.test('decap --compress gzip writes what decap writes plain, compressed (tshark reads both the same)', { skip: haveTool('tshark') ? false : 'tshark not installed' }, async (t) => {
+  const input = join(REPO_ROOT, 'pcaps', 'vxlan-outer.pcap');
+  const outs = [join(root, `out-${runs++}`), join(root, `out-${runs++}`)];
+  for (const [i, extra] of [[], ['--compress', 'gzip']].entries()) {
+    const r = await run(process.execPath, [MAIN, 'decap', input, '--out', outs[i]!, ...extra]);
+    t.equal(r.code, 0, r.stderr);
+  }
+  for (const session of await names(outs[0]!)) {
+    const plain = await names(join(outs[0]!, session));
+    t.same(await names(join(outs[1]!, session)), plain.map((n) => `${n}.gz`), `${session}: each file compressed, nothing else left`);
+    for (const n of plain) t.same(await tsharkFrames(join(outs[1]!, session, `${n}.gz`)), await tsharkFrames(join(outs[0]!, session, n)), `${n}.gz reads as ${n}`);
+  }
 });
