@@ -8,33 +8,21 @@
  * files still waiting for their upload (deleted, logged as an error, counted).
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import t from 'tap';
 import { httpGet, MAIN, metricSum, metricValue, sendDatagrams, startAppliance, waitFor, type Appliance } from '../lib/appliance.js';
 import { udpFrame, vxlan } from '../lib/frames.js';
 import { REPO_ROOT } from '../lib/captures.js';
-import { directClient, listKeys, objectBytes, objectHead, S3Proxy, S3Server, useTestCredentials } from '../lib/s3.js';
+import { listKeys, objectBytes, objectHead, startS3Rig } from '../lib/s3.js';
 import { haveTool, run } from '../lib/tools.js';
 import { capinfos, tsharkFrames } from '../lib/tshark.js';
 
 const BUCKET = 'captures';
 const HOST = 'probe-1';
 
-useTestCredentials();
-const root = await mkdtemp(join(tmpdir(), 'mirrorcap-ship-'));
-const server = new S3Server(join(root, 'store'), [BUCKET]);
-await server.start();
-const proxy = new S3Proxy(() => server.port);
-await proxy.start();
-const direct = directClient(server.port);
-t.teardown(async () => {
-  direct.destroy();
-  await proxy.stop();
-  await server.stop();
-  await rm(root, { recursive: true, force: true });
-});
+const { root, server, proxy, direct, close } = await startS3Rig(BUCKET, 'ship');
+t.teardown(close);
 
 let runs = 0;
 const frames = (vni: number, n: number, from = 0, size = 300): Buffer[] => Array.from({ length: n }, (_, i) => udpFrame(size, vni, from + i));

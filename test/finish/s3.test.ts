@@ -9,8 +9,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -23,26 +22,15 @@ import { redact, S3UploadError } from '../../src/finish/s3-errors.js';
 import { deleteWithMarker, markerPath, readMarker } from '../../src/finish/s3-marker.js';
 import { objectKey, s3Settings, type S3Options } from '../../src/finish/s3-settings.js';
 import { waitFor } from '../lib/appliance.js';
-import { directClient, listKeys, objectBytes, objectHead, S3Proxy, S3Server, useTestCredentials, type Recorded } from '../lib/s3.js';
+import { listKeys, objectBytes, objectHead, startS3Rig, useTestCredentials, type Recorded } from '../lib/s3.js';
 
 const BUCKET = 'captures';
 const START = Date.UTC(2026, 10, 26, 16, 45, 0) / 1000; // 2026-11-26T16:45:00Z
 const RETRY = { baseMs: 50, maxMs: 400, permanentMs: 600 };
 const MiB = 1 << 20;
 
-useTestCredentials();
-const root = await mkdtemp(join(tmpdir(), 'mirrorcap-s3-'));
-const server = new S3Server(join(root, 'store'), [BUCKET]);
-await server.start();
-const proxy = new S3Proxy(() => server.port);
-await proxy.start();
-const direct = directClient(server.port);
-t.teardown(async () => {
-  direct.destroy();
-  await proxy.stop();
-  await server.stop();
-  await rm(root, { recursive: true, force: true });
-});
+const { root, server, proxy, direct, close } = await startS3Rig(BUCKET, 's3');
+t.teardown(close);
 
 let folders = 0;
 /** A fresh folder of capture-named files of the given sizes (random bytes). */

@@ -10,9 +10,12 @@
  * XAmzContentSHA256Mismatch like S3 for a body that does not match them.
  */
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, request, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 
 interface S3rverInstance {
@@ -164,6 +167,39 @@ export class S3Proxy {
     res.writeHead(status, { 'content-type': 'application/xml' });
     res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>test</RequestId></Error>`);
   }
+}
+
+/** What a test file stores into: s3rver with `bucket`, the proxy before it, a client of the server. */
+export interface S3Rig {
+  readonly root: string;
+  readonly server: S3Server;
+  readonly proxy: S3Proxy;
+  readonly direct: S3Client;
+  /** Stops all three and removes `root`. */
+  close(): Promise<void>;
+}
+
+/** Test credentials in the environment, a temp folder, s3rver storing in it, the recording proxy. */
+export async function startS3Rig(bucket: string, name: string): Promise<S3Rig> {
+  useTestCredentials();
+  const root = await mkdtemp(join(tmpdir(), `mirrorcap-${name}-`));
+  const server = new S3Server(join(root, 'store'), [bucket]);
+  await server.start();
+  const proxy = new S3Proxy(() => server.port);
+  await proxy.start();
+  const direct = directClient(server.port);
+  return {
+    root,
+    server,
+    proxy,
+    direct,
+    close: async () => {
+      direct.destroy();
+      await proxy.stop();
+      await server.stop();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A plain client of the server itself, to look at what arrived. */
