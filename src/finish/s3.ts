@@ -130,6 +130,8 @@ export class S3Uploader {
   private readonly partSize: number;
   /** Consecutive failed attempts; > 0 means the store is failing (one attempt at a time). */
   private streak = 0;
+  /** When the current streak of failures began (epoch ms). */
+  private failingSince = 0;
   private blockedUntil = 0;
   private timer: NodeJS.Timeout | null = null;
   /** Permanent failure codes already logged since the last success. */
@@ -303,7 +305,7 @@ export class S3Uploader {
         await this.put(job, job.digests);
         if (there === 'denied') this.noHead();
       }
-      await this.done(job, job.digests, outcome, Date.now() - started);
+      await this.done(job, job.digests, outcome, started);
     } catch (err) {
       this.failed(job, err);
     } finally {
@@ -372,7 +374,8 @@ export class S3Uploader {
     headers['x-amz-content-sha256'] = part.sha256;
   }
 
-  private async done(job: Job, digests: Digests, outcome: UploadOutcome, ms: number): Promise<void> {
+  private async done(job: Job, digests: Digests, outcome: UploadOutcome, started: number): Promise<void> {
+    const ms = Date.now() - started;
     const s = this.settings;
     try {
       await writeMarker(job.file.path, { bucket: s.bucket, key: job.key, bytes: job.bytes, sha256: digests.sha256, uploaded: new Date().toISOString() });
@@ -386,10 +389,14 @@ export class S3Uploader {
     } else {
       this.skippedFiles++;
     }
-    if (this.streak > 0) this.log.info({ event: 's3_recovered', failedAttempts: this.streak }, 'S3 uploads work again');
-    this.streak = 0;
-    this.blockedUntil = 0;
-    this.reported.clear();
+    // An attempt begun before the failures did says nothing about the store now (it may have
+    // been answered just before the store went down): only a newer one ends the outage.
+    if (started >= this.failingSince) {
+      if (this.streak > 0) this.log.info({ event: 's3_recovered', failedAttempts: this.streak }, 'S3 uploads work again');
+      this.streak = 0;
+      this.blockedUntil = 0;
+      this.reported.clear();
+    }
     this.log.info({ event: 's3_uploaded', path: job.file.path, bucket: s.bucket, key: job.key, bytes: job.bytes, outcome, ms }, outcome === 'uploaded' ? 'file uploaded' : 'file was already in the store');
     job.resolve({ path: job.file.path, bucket: s.bucket, key: job.key, bytes: job.bytes, sha256: digests.sha256, outcome });
   }
@@ -414,7 +421,7 @@ export class S3Uploader {
     this.retries++;
     // Back in front: files go up oldest first.
     this.queue.unshift(job);
-    this.streak++;
+    if (this.streak++ === 0) this.failingSince = Date.now();
     let delay: number;
     if (f.kind === 'permanent') {
       delay = this.permanentMs * (0.9 + 0.2 * Math.random());
