@@ -31,6 +31,8 @@ export interface SessionSettings {
   readonly rotateSeconds: number;
   /** Close the file after this many packets; 0 = off. */
   readonly rotatePackets: number;
+  /** rotateSeconds counts from 00:00 UTC (every file ends on a multiple of it), not from the file's first packet. */
+  readonly rotateAlign: boolean;
   /** Finished files kept per session, oldest deleted first; 0 = keep all. */
   readonly ring: number;
   readonly snaplen: number;
@@ -122,6 +124,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'out', key: 'out', kind: 'path', default: './captures', help: 'output folder; one subfolder per session' },
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size', perSession: true },
   { name: 'rotate-seconds', key: 'rotateSeconds', kind: 'duration', default: '300', min: 1, zeroOff: true, help: 'start a new file when the current one is this old', perSession: true },
+  { name: 'rotate-align', key: 'rotateAlign', kind: 'bool', default: 'false', help: 'end files at every multiple of rotate-seconds since 00:00 UTC, so files of all sessions and appliances cover the same minutes', perSession: true },
   { name: 'rotate-packets', key: 'rotatePackets', kind: 'count', default: '0', help: 'start a new file after this many packets (0 = off)', perSession: true },
   { name: 'ring', key: 'ring', kind: 'count', default: '0', help: 'finished files kept per session, oldest deleted first (0 = keep all)', perSession: true },
   { name: 'snaplen', key: 'snaplen', kind: 'count', default: '65535', min: 64, max: 262144, help: 'bytes of each inner frame written; longer frames are cut (orig_len keeps the real length)', perSession: true },
