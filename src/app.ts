@@ -5,7 +5,7 @@
  */
 import { SESSION_SETTING_KEYS, type Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
-import { ControlServer, type Readiness } from './control/http.js';
+import { ControlServer, tlsFiles, type Readiness } from './control/http.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
 import { Recorder, type RecorderSummary } from './recorder.js';
@@ -67,6 +67,7 @@ export class App {
       },
       config.httpToken,
       log,
+      tlsFiles(config.httpTlsCert, config.httpTlsKey),
     );
   }
 
@@ -122,6 +123,7 @@ export class App {
       return;
     }
     const { updated, retired } = this.recorder.reconfigure(next);
+    this.control.reloadTls();
     this.warnIfSlotsTooSmall(next);
     const restartNeeded = (Object.keys(next) as Array<keyof Config>).filter(
       (k) => !RELOADABLE.has(k) && JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),

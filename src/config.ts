@@ -71,6 +71,9 @@ export interface Config extends SessionSettings {
   readonly minFreeBytes: number | null;
   /** Bearer token the /api routes require; null = open. */
   readonly httpToken: string | null;
+  /** PEM certificate (chain) and key files: HTTPS instead of HTTP; both or neither. */
+  readonly httpTlsCert: string | null;
+  readonly httpTlsKey: string | null;
   /** Command run with each finished file's path as its argument; null = none. */
   readonly postRotate: string | null;
   /** Compression of finished files (X.pcap.gz, X.pcap.zst). */
@@ -139,6 +142,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first' },
   { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
+  { name: 'http-tls-cert', liveOnly: true, key: 'httpTlsCert', kind: 'text', default: '', help: 'PEM certificate (chain) file: serve metrics, health and the API over HTTPS (with --http-tls-key; both re-read on SIGHUP)' },
+  { name: 'http-tls-key', liveOnly: true, key: 'httpTlsKey', kind: 'text', default: '', help: 'PEM private key file of --http-tls-cert' },
   { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
   { name: 'compress', key: 'compress', kind: 'enum', default: 'none', values: ['none', 'gzip', 'zstd'], help: 'compress each finished file to X.pcap.gz or X.pcap.zst on worker threads, before post-rotate and upload (tshark reads both; tcpdump neither)' },
   { name: 'compress-level', key: 'compressLevel', kind: 'count', default: '0', min: 1, max: 19, zeroOff: true, help: 'compression level: gzip 1-9, zstd 1-19 (0 = gzip 6, zstd 3)' },
