@@ -6,6 +6,7 @@
 import { SESSION_SETTING_KEYS, type Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
 import { ControlServer, type Readiness } from './control/http.js';
+import { QueryEndpoint } from './control/query.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
 import { Recorder, type RecorderSummary } from './recorder.js';
@@ -25,6 +26,7 @@ export class App {
   readonly source: Source;
   readonly metrics: Metrics;
   readonly control: ControlServer;
+  readonly queries: QueryEndpoint;
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<RecorderSummary> | null = null;
   private started = false;
@@ -39,6 +41,7 @@ export class App {
     const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
+    this.queries = new QueryEndpoint(config.out, config.maxQueries, log, (path) => recorder.reindex(path));
     this.metrics = createMetrics(
       {
         pipeline: recorder.pipeline,
@@ -50,6 +53,8 @@ export class App {
         catalog: recorder.catalog,
         disk: recorder.disk,
         postRotate: recorder.postRotate,
+        index: recorder.index,
+        queries: this.queries,
         refresh: async () => this.source.refresh?.(),
       },
       version,
@@ -62,6 +67,7 @@ export class App {
         readiness: () => this.readiness(),
         sessions: () => sessionsJson(recorder.sessions, recorder.catalog),
         files: () => filesJson(recorder.catalog),
+        query: this.queries.handle,
       },
       config.httpToken,
       log,

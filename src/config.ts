@@ -69,6 +69,8 @@ export interface Config extends SessionSettings {
   readonly minFreeBytes: number | null;
   /** Bearer token the /api routes require; null = open. */
   readonly httpToken: string | null;
+  /** Queries (GET /api/query) answered at once; more get 429. */
+  readonly maxQueries: number;
   /** Command run with each finished file's path as its argument; null = none. */
   readonly postRotate: string | null;
   readonly configFile: string | null;
@@ -120,6 +122,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first' },
   { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
+  { name: 'max-queries', liveOnly: true, key: 'maxQueries', kind: 'count', default: '2', min: 1, max: 64, help: 'queries (/api/query) answered at once; more are refused with 429' },
   { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
   { name: 'log-level', key: 'logLevel', kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'log level of the JSON lines on stdout' },
   { name: 'config', key: 'configFile', kind: 'path', default: '', help: 'YAML or JSON file with any of these options and a sessions list' },

@@ -12,6 +12,7 @@ import { ChunkPool } from './capture/chunks.js';
 import { DiskGuard } from './capture/disk.js';
 import { makeFolder } from './capture/folder.js';
 import { Finisher, type FinishStep } from './finish/finisher.js';
+import { IndexStep } from './finish/index-step.js';
 import { PostRotate } from './finish/post-rotate.js';
 import { recoverDirectory } from './capture/recover.js';
 import { rotationOf } from './capture/rotation.js';
@@ -58,6 +59,8 @@ export class Recorder {
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
   readonly postRotate: PostRotate | null;
+  /** The sidecar index of every finished file (the first finish step). */
+  readonly index: IndexStep;
   /** Runs each finished file's steps in order (index, compress, post-rotate, s3). */
   readonly finisher: Finisher;
   readonly router: Router;
@@ -97,7 +100,11 @@ export class Recorder {
               ),
             stillRunning: (path) => log.warn({ event: 'post_rotate_running', path }, 'stopping: post-rotate command still running; it goes on by itself'),
           });
-    const steps: FinishStep[] = [];
+    this.index = new IndexStep({
+      indexed: (path, packets, bytes, ms) => log.debug({ event: 'indexed', path, packets, bytes, ms }, 'index written'),
+      failed: (path, why) => log.warn({ event: 'index_failed', path, why }, 'could not index the file; queries scan it'),
+    });
+    const steps: FinishStep[] = [this.index];
     if (this.postRotate !== null) steps.push(this.postRotate);
     this.finisher = new Finisher(steps, this.catalog, {
       // The post-rotate step reports its own skips; this is for the steps after it.
@@ -144,6 +151,17 @@ export class Recorder {
     } catch (err) {
       return `output folder ${this.config.out} not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
     }
+  }
+
+  /**
+   * A query could not trust this finished file's index (its CRC failed): index it again,
+   * held from the ring and the budget meanwhile. Once per file at a time.
+   */
+  reindex(path: string): void {
+    const file = this.catalog.all().find((f) => f.path === path);
+    if (file === undefined || file.pending.length > 0) return;
+    this.catalog.hold(file, [this.index.name]);
+    void this.index.run(file).then(() => this.catalog.done(file, this.index.name));
   }
 
   /** Hands every partly filled chunk to the disk (the flush-interval timer). */

@@ -20,9 +20,11 @@ export interface ControlHandlers {
   readiness(): Promise<Readiness>;
   sessions(): unknown;
   files(): unknown;
+  /** GET /api/query: streams its own answer. */
+  query(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
-type Route = (res: ServerResponse) => Promise<void> | void;
+type Route = (res: ServerResponse, req: IncomingMessage) => Promise<void> | void;
 
 export class ControlServer {
   port = 0;
@@ -48,6 +50,7 @@ export class ControlServer {
       ],
       ['/api/sessions', (res) => sendJson(res, 200, handlers.sessions())],
       ['/api/files', (res) => sendJson(res, 200, handlers.files())],
+      ['/api/query', (res, req) => handlers.query(req, res)],
     ]);
   }
 
@@ -97,7 +100,7 @@ export class ControlServer {
       } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('Allow', 'GET, HEAD');
         sendJson(res, 405, { error: 'method not allowed' });
-      } else await route(res);
+      } else await route(res, req);
     } catch (err) {
       this.log.error({ err, path }, 'http handler failed');
       if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
@@ -120,6 +123,6 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
   send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value, null, 2)}\n`);
 }
