@@ -18,7 +18,7 @@
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isValidSessionName } from '../config.js';
-import { isFinishedArtefact, parseCaptureFileName } from './naming.js';
+import { INDEX_SUFFIX, isFinishedArtefact, parseCaptureFileName } from './naming.js';
 import type { CaptureFile } from './writer.js';
 
 export interface FinishedFile {
@@ -199,9 +199,10 @@ export class Catalog {
     this.trim(e.session);
   }
 
-  /** Sets path, artefacts and bytes from what is on disk: the capture itself if there, else its largest artefact. */
+  /** Sets path, artefacts and bytes from what is on disk: the capture itself if there, else its largest artefact but its index. */
   private place(e: Entry, found: readonly Found[]): void {
-    const main = found.find((f) => f.own) ?? found.reduce<Found | null>((a, b) => (a === null || b.bytes > a.bytes ? b : a), null);
+    const largest = (list: readonly Found[]): Found | null => list.reduce<Found | null>((a, b) => (a === null || b.bytes > a.bytes ? b : a), null);
+    const main = found.find((f) => f.own) ?? largest(found.filter((f) => !f.path.endsWith(INDEX_SUFFIX))) ?? largest(found);
     e.path = main?.path ?? e.path;
     e.artefacts = found.map((f) => f.path).sort();
     e.bytes = found.reduce((n, f) => n + f.bytes, 0);

@@ -11,6 +11,8 @@ export const PART_SUFFIX = '.part';
 export const PCAP_SUFFIX = '.pcap';
 /** Recovery sets aside what it cannot read under this suffix, for a human: never deleted. */
 export const CORRUPT_SUFFIX = '.corrupt';
+/** The index sidecar X.pcap.idx (finish/index-step.ts): an artefact, never what the capture is now. */
+export const INDEX_SUFFIX = '.idx';
 
 export function utcStamp(sec: number): string {
   const d = new Date(sec * 1000);

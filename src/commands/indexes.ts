@@ -43,12 +43,14 @@ export async function indexCommand(argv: string[]): Promise<number> {
       good++;
       continue;
     }
-    try {
-      if ((await buildIndex(path)) === null) throw new Error('the capture changed while it was indexed');
-      built++;
-    } catch (err) {
+    const why = await buildIndex(path).then(
+      (r) => (r === null ? 'the capture changed while it was indexed' : null),
+      (err: Error) => (err instanceof NotIndexable ? 'not a classic pcap file' : err.message),
+    );
+    if (why === null) built++;
+    else {
       failed++;
-      process.stderr.write(`mirrorcap index: ${path}: ${err instanceof NotIndexable ? 'not a classic pcap file' : (err as Error).message}\n`);
+      process.stderr.write(`mirrorcap index: ${path}: ${why}\n`);
     }
   }
   process.stdout.write(`mirrorcap index: ${files.length} captures: ${built} indexed, ${good} already indexed, ${failed} failed\n`);

@@ -1,5 +1,6 @@
 /** The JSON of /api/sessions and /api/files: built when asked, never on the packet path. */
 import type { Catalog, FinishedFile } from '../capture/catalog.js';
+import { INDEX_SUFFIX } from '../capture/naming.js';
 import type { Session } from '../session/session.js';
 
 const TOP_TALKERS = 10;
@@ -28,6 +29,8 @@ export function filesJson(catalog: Catalog): unknown {
     path: f.path,
     bytes: f.bytes,
     artefacts: f.artefacts,
+    // The query's sidecar (docs/index.md), when written: an artefact of the capture.
+    index: f.artefacts.find((a) => a.endsWith(INDEX_SUFFIX)) ?? null,
     pending: f.pending,
     packets: f.packets,
     first: f.first && isoNs(f.first[0], f.first[1]),

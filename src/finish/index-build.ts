@@ -12,7 +12,8 @@
  */
 import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { FILE_HEADER_LEN, parseClassicHeader, walkRecords, impossibleRecord, type ClassicHeader } from '../pcap/classic.js';
-import { before, encodeIndex, INDEX_SUFFIX, IndexReader, matchesCapture, readSummary, HEADER_LEN, type IndexProblem } from './index-format.js';
+import { INDEX_SUFFIX } from '../capture/naming.js';
+import { before, encodeIndex, IndexReader, matchesCapture, readSummary, HEADER_LEN, type IndexProblem } from './index-format.js';
 import { frameKeys } from './index-keys.js';
 
 /** Records per group: what a query reads at least around one match (about 11 KiB at IMIX). */

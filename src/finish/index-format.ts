@@ -19,8 +19,6 @@
  * size and mtime are those it records; anything else is a missing index.
  */
 import { crc32 } from 'node:zlib';
-
-export const INDEX_SUFFIX = '.idx';
 export const INDEX_VERSION = 1;
 const MAGIC = Buffer.from('MCAPIDX\n', 'latin1');
 export const HEADER_LEN = 96;

@@ -24,6 +24,12 @@ export interface ApplianceReport {
   error: string | null;
 }
 
+/** What went wrong with one appliance's answer (it goes into that appliance's report). */
+class ApplianceError extends Error {
+  readonly code = 'ERR_MIRRORCAP_QUERY_APPLIANCE';
+  override readonly name = 'ApplianceError';
+}
+
 class RemoteSource extends RecordSource {
   private rest: Buffer = Buffer.alloc(0);
   private readonly sink: ClassicSink;
@@ -67,11 +73,11 @@ class RemoteSource extends RecordSource {
       let head = Buffer.alloc(0);
       while (head.length < FILE_HEADER_LEN) {
         const { done, value } = await reader.read();
-        if (done) throw new Error('the answer ended before its pcap header');
+        if (done) throw new ApplianceError('the answer ended before its pcap header');
         head = Buffer.concat([head, value]);
       }
       const header = parseClassicHeader(head);
-      if (header === null) throw new Error('the answer is not a classic pcap');
+      if (header === null) throw new ApplianceError('the answer is not a classic pcap');
       return new RemoteSource(order, reader, header, head.subarray(FILE_HEADER_LEN), report);
     } catch (err) {
       report.error = (err as Error).message;
@@ -95,7 +101,7 @@ class RemoteSource extends RecordSource {
         }
         const { done, value } = await this.reader.read();
         if (done) {
-          if (this.rest.length > 0) throw new Error(`the answer ended inside a record (${this.rest.length} bytes)`);
+          if (this.rest.length > 0) throw new ApplianceError(`the answer ended inside a record (${this.rest.length} bytes)`);
           return false;
         }
         this.rest = this.rest.length === 0 ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : Buffer.concat([this.rest, value]);
