@@ -15,6 +15,7 @@ import { FILE_HEADER_LEN, parseClassicHeader, walkRecords, impossibleRecord, typ
 import { INDEX_SUFFIX } from '../capture/naming.js';
 import { before, encodeIndex, IndexReader, matchesCapture, readSummary, HEADER_LEN, type IndexProblem } from './index-format.js';
 import { frameKeys } from './index-keys.js';
+import { KeyTable } from './key-table.js';
 
 /** Records per group: what a query reads at least around one match (about 11 KiB at IMIX). */
 export const GROUP_PACKETS = 32;
@@ -43,16 +44,11 @@ export class IndexBuilder {
   private inGroup = 0;
   private readonly offsets: number[] = [];
   private times: Uint32Array = new Uint32Array(1024);
-  private readonly postings = new Map<number, number[]>();
+  private readonly keys = new KeyTable();
   private readonly minTs: [number, number] = [0, 0];
   private readonly maxTs: [number, number] = [0, 0];
   private group = -1;
   readonly add: (buf: Buffer, off: number, capLen: number, origLen: number, sec: number, nsec: number, fileOffset: number) => void;
-  private readonly addKey = (k: number): void => {
-    const list = this.postings.get(k);
-    if (list === undefined) this.postings.set(k, [this.group]);
-    else if (list[list.length - 1] !== this.group) list.push(this.group);
-  };
 
   constructor(
     private readonly withKeys: boolean,
@@ -63,19 +59,34 @@ export class IndexBuilder {
       else {
         const t = this.times;
         const at = this.group * 4;
-        if (before(sec, nsec, t[at]!, t[at + 1]!)) [t[at], t[at + 1]] = [sec, nsec];
-        if (before(t[at + 2]!, t[at + 3]!, sec, nsec)) [t[at + 2], t[at + 3]] = [sec, nsec];
+        if (before(sec, nsec, t[at]!, t[at + 1]!)) {
+          t[at] = sec;
+          t[at + 1] = nsec;
+        }
+        if (before(t[at + 2]!, t[at + 3]!, sec, nsec)) {
+          t[at + 2] = sec;
+          t[at + 3] = nsec;
+        }
       }
       if (++this.inGroup === this.groupPackets) this.inGroup = 0;
-      if (this.packets === 0 || before(sec, nsec, this.minTs[0], this.minTs[1])) [this.minTs[0], this.minTs[1]] = [sec, nsec];
-      if (this.packets === 0 || before(this.maxTs[0], this.maxTs[1], sec, nsec)) [this.maxTs[0], this.maxTs[1]] = [sec, nsec];
+      const min = this.minTs;
+      const max = this.maxTs;
+      if (this.packets === 0 || before(sec, nsec, min[0], min[1])) {
+        min[0] = sec;
+        min[1] = nsec;
+      }
+      if (this.packets === 0 || before(max[0], max[1], sec, nsec)) {
+        max[0] = sec;
+        max[1] = nsec;
+      }
       this.packets++;
-      if (this.withKeys) frameKeys(buf, off, capLen, this.addKey);
+      if (this.withKeys) frameKeys(buf, off, capLen, this.keys.add);
     };
   }
 
   private openGroup(fileOffset: number, sec: number, nsec: number): void {
     this.group++;
+    this.keys.group = this.group;
     this.offsets.push(fileOffset);
     if (this.times.length < (this.group + 1) * 4) {
       const grown = new Uint32Array(this.times.length * 2);
@@ -97,7 +108,7 @@ export class IndexBuilder {
       groupPackets: this.groupPackets,
       groupOffsets: this.offsets,
       groupTimes: this.times.subarray(0, this.offsets.length * 4),
-      postings: this.withKeys ? this.postings : null,
+      postings: this.withKeys ? this.keys.entries() : null,
     });
   }
 }

@@ -8,7 +8,8 @@
  *   64  groups u32                   68  packets per group u32    72  keys u32
  *   76  flags u32 (1 = keys present: an Ethernet capture)         80  link type u32, 84..96 zero
  *   96  groups × 24:  first record's file offset f64 | min ts sec, nsec | max ts sec, nsec
- *       keys × 12:    key f64 | postings start u32 (from the start of the postings)   sorted by key
+ *       kinds:        8 × u32: how many keys of each kind (0..7) follow, in kind order
+ *       keys × 8:     value u32 | postings start u32 (from the start of the postings)   sorted by kind, value
  *       postings:     per key, the groups it occurs in: LEB128 varints of the gap to the previous
  *                     group (the first from -1), its end being the next key's start
  *   end-4 CRC-32 (zlib) of every byte before it
@@ -19,11 +20,13 @@
  * size and mtime are those it records; anything else is a missing index.
  */
 import { crc32 } from 'node:zlib';
+import { KINDS, keyKind, keyValue } from './index-keys.js';
 export const INDEX_VERSION = 1;
 const MAGIC = Buffer.from('MCAPIDX\n', 'latin1');
 export const HEADER_LEN = 96;
 const GROUP_LEN = 24;
-const KEY_LEN = 12;
+const KEY_LEN = 8;
+const KINDS_LEN = KINDS * 4;
 const FLAG_KEYS = 1;
 
 export interface IndexSummary {
@@ -61,7 +64,7 @@ export function encodeIndex(c: IndexContent): Buffer {
     postingBytes += enc.length;
     lists.push(enc);
   }
-  const size = HEADER_LEN + groups * GROUP_LEN + keys.length * KEY_LEN + postingBytes + 4;
+  const size = HEADER_LEN + groups * GROUP_LEN + KINDS_LEN + keys.length * KEY_LEN + postingBytes + 4;
   const b = Buffer.alloc(size);
   MAGIC.copy(b, 0);
   b.writeUInt32LE(INDEX_VERSION, 8);
@@ -84,9 +87,11 @@ export function encodeIndex(c: IndexContent): Buffer {
     b.writeDoubleLE(c.groupOffsets[g]!, at);
     for (let i = 0; i < 4; i++) b.writeUInt32LE(c.groupTimes[g * 4 + i]!, at + 8 + 4 * i);
   }
+  for (const k of keys) b.writeUInt32LE(b.readUInt32LE(at + keyKind(k) * 4) + 1, at + keyKind(k) * 4);
+  at += KINDS_LEN;
   keys.forEach((k, i) => {
-    b.writeDoubleLE(k, at);
-    b.writeUInt32LE(starts[i]!, at + 8);
+    b.writeUInt32LE(keyValue(k), at);
+    b.writeUInt32LE(starts[i]!, at + 4);
     at += KEY_LEN;
   });
   for (const l of lists) at += l.copy(b, at);
@@ -143,6 +148,8 @@ export class IndexReader implements IndexSummary {
   private readonly keyCount: number;
   private readonly groupsAt = HEADER_LEN;
   private readonly keysAt: number;
+  /** Index of each kind's first key, and one past the last kind's. */
+  private readonly kindStart = new Array<number>(KINDS + 1).fill(0);
   private readonly postingsAt: number;
   private readonly postingsEnd: number;
 
@@ -160,7 +167,9 @@ export class IndexReader implements IndexSummary {
     this.groups = b.readUInt32LE(64);
     this.keyCount = b.readUInt32LE(72);
     this.hasKeys = (b.readUInt32LE(76) & FLAG_KEYS) !== 0;
-    this.keysAt = this.groupsAt + this.groups * GROUP_LEN;
+    const kindsAt = this.groupsAt + this.groups * GROUP_LEN;
+    this.keysAt = kindsAt + KINDS_LEN;
+    for (let k = 0; k < KINDS; k++) this.kindStart[k + 1] = this.kindStart[k]! + (kindsAt + KINDS_LEN <= b.length ? b.readUInt32LE(kindsAt + 4 * k) : 0);
     this.postingsAt = this.keysAt + this.keyCount * KEY_LEN;
     this.postingsEnd = b.length - 4;
   }
@@ -172,7 +181,7 @@ export class IndexReader implements IndexSummary {
     if (s === null) return 'corrupt';
     if (crc32(b.subarray(0, b.length - 4)) !== b.readUInt32LE(b.length - 4)) return 'corrupt';
     const r = new IndexReader(b, s);
-    if (r.postingsAt > r.postingsEnd) return 'corrupt';
+    if (r.postingsAt > r.postingsEnd || r.kindStart[KINDS] !== r.keyCount) return 'corrupt';
     for (let g = 1; g < r.groups; g++) if (!(r.groupOffset(g) > r.groupOffset(g - 1))) return 'corrupt';
     if (r.groups > 0 && !(r.groupOffset(r.groups - 1) < r.covered)) return 'corrupt';
     return r;
@@ -198,18 +207,23 @@ export class IndexReader implements IndexSummary {
 
   /** Every key, in order (for primitives that match a range of values: networks, port ranges). */
   *keys(): Generator<number> {
-    for (let i = 0; i < this.keyCount; i++) yield this.b.readDoubleLE(this.keysAt + i * KEY_LEN);
+    for (let kind = 0; kind < KINDS; kind++) {
+      for (let i = this.kindStart[kind]!; i < this.kindStart[kind + 1]!; i++) yield kind * 2 ** 32 + this.b.readUInt32LE(this.keysAt + i * KEY_LEN);
+    }
   }
 
   /** The groups `k` occurs in, ascending; empty when it occurs nowhere. A corrupt list ends early, never past the groups. */
   lookup(k: number): number[] {
-    let lo = 0;
-    let hi = this.keyCount - 1;
+    const kind = keyKind(k);
+    if (kind >= KINDS) return [];
+    const value = keyValue(k);
+    let lo = this.kindStart[kind]!;
+    let hi = this.kindStart[kind + 1]! - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const v = this.b.readDoubleLE(this.keysAt + mid * KEY_LEN);
-      if (v < k) lo = mid + 1;
-      else if (v > k) hi = mid - 1;
+      const v = this.b.readUInt32LE(this.keysAt + mid * KEY_LEN);
+      if (v < value) lo = mid + 1;
+      else if (v > value) hi = mid - 1;
       else return this.postingsOf(mid);
     }
     return [];
@@ -217,8 +231,8 @@ export class IndexReader implements IndexSummary {
 
   private postingsOf(i: number): number[] {
     const b = this.b;
-    const start = this.postingsAt + b.readUInt32LE(this.keysAt + i * KEY_LEN + 8);
-    const end = i + 1 < this.keyCount ? this.postingsAt + b.readUInt32LE(this.keysAt + (i + 1) * KEY_LEN + 8) : this.postingsEnd;
+    const start = this.postingsAt + b.readUInt32LE(this.keysAt + i * KEY_LEN + 4);
+    const end = i + 1 < this.keyCount ? this.postingsAt + b.readUInt32LE(this.keysAt + (i + 1) * KEY_LEN + 4) : this.postingsEnd;
     const out: number[] = [];
     let prev = -1;
     let at = Math.min(start, this.postingsEnd);

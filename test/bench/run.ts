@@ -13,6 +13,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['filter', () => import('./filter.js')],
   ['receive-rate', () => import('./receive-rate.js')],
   ['reader', () => import('./reader.js')],
+  ['query', () => import('./query.js')],
   ['appliance', () => import('./appliance.js')],
 ];
 
