@@ -108,7 +108,7 @@ export class IndexBuilder {
       groupPackets: this.groupPackets,
       groupOffsets: this.offsets,
       groupTimes: this.times.subarray(0, this.offsets.length * 4),
-      postings: this.withKeys ? this.keys.entries() : null,
+      postings: this.withKeys ? this.keys.encode() : null,
     });
   }
 }

@@ -21,6 +21,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { KINDS, keyKind, keyValue } from './index-keys.js';
+import type { EncodedPostings } from './key-table.js';
 export const INDEX_VERSION = 1;
 const MAGIC = Buffer.from('MCAPIDX\n', 'latin1');
 export const HEADER_LEN = 96;
@@ -46,7 +47,7 @@ export interface IndexContent extends IndexSummary {
   readonly groupOffsets: readonly number[];
   readonly groupTimes: Uint32Array;
   /** Null: no keys (not an Ethernet capture): only time narrows. */
-  readonly postings: ReadonlyMap<number, readonly number[]> | null;
+  readonly postings: EncodedPostings | null;
 }
 
 /** Why a sidecar was not trusted. */
@@ -54,17 +55,9 @@ export type IndexProblem = 'missing' | 'corrupt' | 'version' | 'stale';
 
 export function encodeIndex(c: IndexContent): Buffer {
   const groups = c.groupOffsets.length;
-  const keys = c.postings === null ? [] : [...c.postings.keys()].sort((a, b) => a - b);
-  const lists: Buffer[] = [];
-  const starts: number[] = [];
-  let postingBytes = 0;
-  for (const k of keys) {
-    const enc = varints(c.postings!.get(k)!);
-    starts.push(postingBytes);
-    postingBytes += enc.length;
-    lists.push(enc);
-  }
-  const size = HEADER_LEN + groups * GROUP_LEN + KINDS_LEN + keys.length * KEY_LEN + postingBytes + 4;
+  const p = c.postings;
+  const keyCount = p === null ? 0 : p.keys.length;
+  const size = HEADER_LEN + groups * GROUP_LEN + KINDS_LEN + keyCount * KEY_LEN + (p === null ? 0 : p.bytes.length) + 4;
   const b = Buffer.alloc(size);
   MAGIC.copy(b, 0);
   b.writeUInt32LE(INDEX_VERSION, 8);
@@ -79,40 +72,27 @@ export function encodeIndex(c: IndexContent): Buffer {
   b.writeUInt32LE(c.max[1], 60);
   b.writeUInt32LE(groups, 64);
   b.writeUInt32LE(c.groupPackets, 68);
-  b.writeUInt32LE(keys.length, 72);
-  b.writeUInt32LE(c.postings === null ? 0 : FLAG_KEYS, 76);
+  b.writeUInt32LE(keyCount, 72);
+  b.writeUInt32LE(p === null ? 0 : FLAG_KEYS, 76);
   b.writeUInt32LE(c.linkType, 80);
   let at = HEADER_LEN;
   for (let g = 0; g < groups; g++, at += GROUP_LEN) {
     b.writeDoubleLE(c.groupOffsets[g]!, at);
     for (let i = 0; i < 4; i++) b.writeUInt32LE(c.groupTimes[g * 4 + i]!, at + 8 + 4 * i);
   }
-  for (const k of keys) b.writeUInt32LE(b.readUInt32LE(at + keyKind(k) * 4) + 1, at + keyKind(k) * 4);
-  at += KINDS_LEN;
-  keys.forEach((k, i) => {
-    b.writeUInt32LE(keyValue(k), at);
-    b.writeUInt32LE(starts[i]!, at + 4);
-    at += KEY_LEN;
-  });
-  for (const l of lists) at += l.copy(b, at);
+  if (p !== null) {
+    const counts = new Uint32Array(KINDS);
+    for (const k of p.keys) counts[keyKind(k)]!++;
+    counts.forEach((n, i) => b.writeUInt32LE(n, at + 4 * i));
+    at += KINDS_LEN;
+    for (let i = 0; i < keyCount; i++, at += KEY_LEN) {
+      b.writeUInt32LE(keyValue(p.keys[i]!), at);
+      b.writeUInt32LE(p.starts[i]!, at + 4);
+    }
+    at += p.bytes.copy(b, at);
+  } else at += KINDS_LEN;
   b.writeUInt32LE(crc32(b.subarray(0, at)), at);
   return b;
-}
-
-function varints(list: readonly number[]): Buffer {
-  const out = Buffer.allocUnsafe(list.length * 5);
-  let at = 0;
-  let prev = -1;
-  for (const g of list) {
-    let gap = g - prev - 1;
-    prev = g;
-    while (gap >= 0x80) {
-      out[at++] = (gap & 0x7f) | 0x80;
-      gap >>>= 7;
-    }
-    out[at++] = gap;
-  }
-  return out.subarray(0, at);
 }
 
 /** Reads the fixed header; null when it cannot be one of ours of this version. */
