@@ -170,7 +170,7 @@ export async function loadIndex(path: string, size: number, mtimeMs: number): Pr
   }
   const r = IndexReader.parse(b);
   if (typeof r === 'string') return r;
-  return matchesCapture(r, size, mtimeMs) ? r : 'stale';
+  return matchesCapture(r.summary, size, mtimeMs) ? r : 'stale';
 }
 
 /** Cheap check for start: the sidecar's header only (its CRC is checked when a query reads it). */

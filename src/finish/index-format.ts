@@ -115,14 +115,7 @@ export function matchesCapture(s: IndexSummary, size: number, mtimeMs: number): 
 }
 
 /** An index read whole and checked: its groups, and the groups each key occurs in. */
-export class IndexReader implements IndexSummary {
-  readonly captureSize: number;
-  readonly captureMtimeMs: number;
-  readonly covered: number;
-  readonly packets: number;
-  readonly min: readonly [number, number];
-  readonly max: readonly [number, number];
-  readonly linkType: number;
+export class IndexReader {
   readonly groups: number;
   readonly hasKeys: boolean;
   private readonly keyCount: number;
@@ -135,15 +128,8 @@ export class IndexReader implements IndexSummary {
 
   private constructor(
     private readonly b: Buffer,
-    s: IndexSummary,
+    readonly summary: IndexSummary,
   ) {
-    this.captureSize = s.captureSize;
-    this.captureMtimeMs = s.captureMtimeMs;
-    this.covered = s.covered;
-    this.packets = s.packets;
-    this.min = s.min;
-    this.max = s.max;
-    this.linkType = s.linkType;
     this.groups = b.readUInt32LE(64);
     this.keyCount = b.readUInt32LE(72);
     this.hasKeys = (b.readUInt32LE(76) & FLAG_KEYS) !== 0;
@@ -163,7 +149,7 @@ export class IndexReader implements IndexSummary {
     const r = new IndexReader(b, s);
     if (r.postingsAt > r.postingsEnd || r.kindStart[KINDS] !== r.keyCount) return 'corrupt';
     for (let g = 1; g < r.groups; g++) if (!(r.groupOffset(g) > r.groupOffset(g - 1))) return 'corrupt';
-    if (r.groups > 0 && !(r.groupOffset(r.groups - 1) < r.covered)) return 'corrupt';
+    if (r.groups > 0 && !(r.groupOffset(r.groups - 1) < s.covered)) return 'corrupt';
     return r;
   }
 
@@ -173,7 +159,7 @@ export class IndexReader implements IndexSummary {
 
   /** End of group g: the next group's start, or `covered`. */
   groupEnd(g: number): number {
-    return g + 1 < this.groups ? this.groupOffset(g + 1) : this.covered;
+    return g + 1 < this.groups ? this.groupOffset(g + 1) : this.summary.covered;
   }
 
   /** Whether any record of group g can lie in [from, to) (each a [sec, nsec] pair). */

@@ -16,6 +16,8 @@ import { RecordSource } from './merge.js';
 import { planGroups } from './planner.js';
 
 const READ = 1 << 20;
+/** Index ranges read at once (libuv's thread pool has 4 threads by default). */
+const PARALLEL = 8;
 
 export type Time = readonly [sec: number, nsec: number];
 
@@ -79,14 +81,16 @@ export class FileSource extends RecordSource {
     fh: FileHandle,
     readonly header: ClassicHeader,
     private readonly ranges: readonly number[],
-    low: Time,
+    low: Time | null,
     private readonly stats: QueryStats,
     filter: CompiledFilter | null,
     window: Window,
     /** A torn tail is expected (an open file), not an error. */
     private readonly open: boolean,
+    /** The ranges come from the index: each is whole records. */
+    private readonly whole: boolean,
   ) {
-    super(order, low);
+    super(order, low ?? [0, 0]);
     this.fh = fh;
     this.pos = ranges[0] ?? 0;
     const { since, until } = window;
@@ -125,7 +129,7 @@ export class FileSource extends RecordSource {
       }
       const filter = o.filters.forLink(header.linkType);
       let ranges: number[] = [FILE_HEADER_LEN, st.size];
-      let low: Time = [0, 0];
+      let low: Time | null = null;
       if (part) stats.scanned.part++;
       else {
         const index = await loadIndex(path, st.size, st.mtimeMs);
@@ -151,17 +155,53 @@ export class FileSource extends RecordSource {
             stats.skipped++;
             return null;
           }
-          low = index.min;
+          low = index.summary.min;
         }
       }
       keep = true;
-      return new FileSource(path, order, fh, header, ranges, low, stats, filter, window, part);
+      return new FileSource(path, order, fh, header, ranges, low, stats, filter, window, part, low !== null);
     } catch (err) {
       stats.errors.push(`${path}: ${(err as Error).message}`);
       return null;
     } finally {
       if (!keep) await fh.close();
     }
+  }
+
+  /**
+   * Index ranges (whole records each): up to PARALLEL of them that fit in READ bytes, read at
+   * once (the thread pool serves them side by side: a selective query is many small reads).
+   */
+  private async readRanges(fh: FileHandle): Promise<boolean> {
+    const ranges = this.ranges;
+    let last = this.range;
+    let total = 0;
+    while (last < ranges.length && last - this.range < 2 * PARALLEL && total + ranges[last + 1]! - ranges[last]! <= READ) {
+      total += ranges[last + 1]! - ranges[last]!;
+      last += 2;
+    }
+    if (this.chunk.length < READ) this.chunk = Buffer.allocUnsafe(READ);
+    const buf = this.chunk;
+    const reads: Array<Promise<{ bytesRead: number }>> = [];
+    for (let r = this.range, at = 0; r < last; r += 2) {
+      const len = ranges[r + 1]! - ranges[r]!;
+      reads.push(fh.read(buf, at, len, ranges[r]!));
+      at += len;
+    }
+    const done = await Promise.all(reads);
+    for (let r = this.range, at = 0, i = 0; r < last; r += 2, i++) {
+      const len = ranges[r + 1]! - ranges[r]!;
+      this.stats.bytesRead += done[i]!.bytesRead;
+      if (walkRecords(buf, at, at + done[i]!.bytesRead, ranges[r]! - at, this.header, this.sink) !== at + len) {
+        this.stats.errors.push(`${this.path}: records at offset ${ranges[r]!} do not match its index; records before them were read`);
+        this.range = ranges.length;
+        return true;
+      }
+      at += len;
+    }
+    this.range = last;
+    this.pos = ranges[last] ?? 0;
+    return true;
   }
 
   async close(): Promise<void> {
@@ -174,6 +214,7 @@ export class FileSource extends RecordSource {
     const fh = this.fh;
     if (fh === null) return false;
     const ranges = this.ranges;
+    if (this.whole && this.range < ranges.length && this.pos === ranges[this.range] && ranges[this.range + 1]! - this.pos <= READ) return this.readRanges(fh);
     while (this.range < ranges.length) {
       const end = ranges[this.range + 1]!;
       if (this.pos >= end) {

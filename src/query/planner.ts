@@ -17,6 +17,9 @@ import { foldV6, key, keyKind, keyValue, KEY_ETHER, KEY_PORT, KEY_PROTO4, KEY_PR
 
 type Groups = number[] | null;
 
+/** A list of at most 1/FEW of a file's groups is narrow enough to read as it is. */
+const FEW = 16;
+
 /** The groups of `index` that can hold a frame matching `tree`, ascending; null = all. */
 export function planGroups(tree: FilterNode, index: IndexReader): Groups {
   if (!index.hasKeys) return null;
@@ -26,7 +29,10 @@ export function planGroups(tree: FilterNode, index: IndexReader): Groups {
 function groupsOf(n: FilterNode, index: IndexReader): Groups {
   switch (n.kind) {
     case 'and': {
+      // and(a, b) is within a: once one side is a few groups, reading them beats decoding the
+      // other side's list (often every group: `tcp`, `port 443`); the filter decides the rest.
       const l = groupsOf(n.left, index);
+      if (l !== null && l.length * FEW <= index.groups) return l;
       const r = groupsOf(n.right, index);
       return l === null ? r : r === null ? l : intersect(l, r);
     }
