@@ -14,7 +14,7 @@ import { capinfos } from '../lib/tshark.js';
 
 const traffic = (vni: number, n: number, from = 0): Buffer[] => Array.from({ length: n }, (_, i) => vxlan(vni, udpFrame(300, vni, from + i)));
 const metrics = async (app: Appliance): Promise<string> => (await httpGet(app.httpPort, '/metrics')).body;
-const apiFiles = async (app: Appliance): Promise<Array<{ path: string; bytes: number; pending: string[] }>> => JSON.parse((await httpGet(app.httpPort, '/api/files')).body);
+const apiFiles = async (app: Appliance): Promise<Array<{ path: string; bytes: number; pending: string[]; artefacts: string[] }>> => JSON.parse((await httpGet(app.httpPort, '/api/files')).body);
 /** name → size of everything in the folder (with the captures' index sidecars X.pcap.idx when `sidecars`). */
 const onDisk = async (dir: string, sidecars = false): Promise<Map<string, number>> => {
   const m = new Map<string, number>();
@@ -36,7 +36,9 @@ t.test('--rotate-packets 5 --ring 1 --post-rotate gzip: the ring bounds the .gz 
   t.same(app.logs.filter((l) => l.event === 'post_rotate_failed'), [], 'no command found its file deleted');
   const [listed] = await apiFiles(app);
   t.match(listed!.path, /-000003\.pcap\.gz$/, '/api/files names the file as it is now');
-  t.equal(listed!.bytes, (await stat(listed!.path)).size, 'with its size on disk');
+  let onDiskBytes = 0;
+  for (const f of listed!.artefacts) onDiskBytes += (await stat(f)).size;
+  t.equal(listed!.bytes, onDiskBytes, 'with the size on disk of all its names (the .gz and its index sidecar)');
   t.same(listed!.pending, []);
   await waitFor(async () => metricValue(await metrics(app), 'mirrorcap_disk_used_bytes') === sum(await onDisk(dir, true)), 5000, 'disk_used_bytes = the folder (the .gz, its index and the open .part)');
 
