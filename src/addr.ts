@@ -52,6 +52,13 @@ export function parseAddr(text: string, out: Uint8Array, off: number): boolean {
   return true;
 }
 
+/** An address as the router writes the sources it sees (RFC 5952), so a configured one compares equal. */
+export function canonicalAddr(text: string): string {
+  const bytes = new Uint8Array(16);
+  parseAddr(text, bytes, 0);
+  return formatAddr(bytes, 0);
+}
+
 /** A form of an address that is safe inside a file name: dots stay, colons become dashes. */
 export function addrForName(text: string): string {
   return text.replace(/:/g, '-');

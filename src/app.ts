@@ -5,14 +5,18 @@
  */
 import { SESSION_SETTING_KEYS, type Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
+import { flowsAnswer } from './control/flowquery.js';
 import { ControlServer, type Readiness } from './control/http.js';
 import { QueryEndpoint } from './control/query.js';
+import { PcapOverIpServer } from './control/pcap-over-ip.js';
+import { StreamHub } from './control/streams.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
 import { Recorder, type RecorderSummary } from './recorder.js';
 import { VXLAN_HEADER_LEN } from './decode/vxlan.js';
 import { createSource, largestSnaplen } from './source/select.js';
 import type { Source } from './source/source.js';
+import type { Session } from './session/session.js';
 
 /**
  * What a reload applies: the sessions and every per-session setting (rotation, ring, snaplen,
@@ -24,9 +28,14 @@ const RELOADABLE: ReadonlySet<string> = new Set<keyof Config>([...SESSION_SETTIN
 export class App {
   readonly recorder: Recorder;
   readonly source: Source;
+  /** The GENEVE socket (--geneve), or null. */
+  readonly geneveSource: Source | null;
   readonly metrics: Metrics;
   readonly control: ControlServer;
   readonly queries: QueryEndpoint;
+  /** Live streams (HTTP and PCAP-over-IP) and the PCAP-over-IP listener (null without --pcap-over-ip). */
+  readonly streams: StreamHub;
+  readonly pcapOverIp: PcapOverIpServer | null;
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<RecorderSummary> | null = null;
   private started = false;
@@ -38,10 +47,19 @@ export class App {
     /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
     private readonly rereadConfig: () => Config = () => config,
   ) {
-    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true });
+    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
     this.queries = new QueryEndpoint(config.out, config.maxQueries, log, (path) => recorder.reindex(path));
+    this.streams = new StreamHub({
+      maxStreams: config.maxStreams,
+      bufferBytes: config.streamBuffer,
+      log,
+      hasSession: (name) => recorder.sessions.some((s) => s.name === name),
+    });
+    recorder.pipeline.tap = this.streams;
+    this.pcapOverIp = config.pcapOverIp === null ? null : new PcapOverIpServer(config.pcapOverIp, this.streams, log);
+    this.geneveSource = config.geneve === null ? null : createSource(config, log, config.geneve);
     this.metrics = createMetrics(
       {
         pipeline: recorder.pipeline,
@@ -55,6 +73,8 @@ export class App {
         postRotate: recorder.postRotate,
         index: recorder.index,
         queries: this.queries,
+        flowBudget: recorder.flowBudget,
+        streams: this.streams,
         refresh: async () => this.source.refresh?.(),
       },
       version,
@@ -68,6 +88,8 @@ export class App {
         sessions: () => sessionsJson(recorder.sessions, recorder.catalog),
         files: () => filesJson(recorder.catalog),
         query: this.queries.handle,
+        flows: (params) => flowsAnswer(recorder.flowRing, params),
+        stream: (req, res, session) => this.streams.serveHttp(req, res, session),
       },
       config.httpToken,
       log,
@@ -78,7 +100,10 @@ export class App {
     const { config, log, recorder } = this;
     await recorder.start();
     await this.control.start();
+    await this.pcapOverIp?.start();
+    this.streams.start();
     await this.source.start(recorder.pipeline.process);
+    await this.geneveSource?.start(recorder.pipeline.processGeneve);
     const granted = this.source.recvBuffer;
     if (granted > 0 && granted < config.recvBuffer) {
       log.warn(
@@ -96,7 +121,9 @@ export class App {
         version: this.version,
         source: this.source.kind,
         udpPort: this.source.port,
+        ...(this.geneveSource ? { genevePort: this.geneveSource.port } : {}),
         httpPort: this.control.port,
+        ...(this.pcapOverIp === null ? {} : { pcapOverIpPort: this.pcapOverIp.port }),
         recvBuffer: granted,
         minFreeBytes: recorder.disk.minFreeBytes,
         config: describeConfig(config),
@@ -119,13 +146,15 @@ export class App {
    */
   reload(): void {
     let next: Config;
+    let result: { updated: Session[]; retired: Session[] };
     try {
       next = this.rereadConfig();
+      result = this.recorder.reconfigure(next);
     } catch (err) {
       this.log.error({ event: 'reload_failed', err: (err as Error).message }, 'config reload failed; keeping the running configuration');
       return;
     }
-    const { updated, retired } = this.recorder.reconfigure(next);
+    const { updated, retired } = result;
     this.warnIfSlotsTooSmall(next);
     const restartNeeded = (Object.keys(next) as Array<keyof Config>).filter(
       (k) => !RELOADABLE.has(k) && JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
@@ -168,8 +197,13 @@ export class App {
     this.timers = [];
     // Datagrams the kernel already holds for us reached the box: they go in the files too.
     this.source.drain?.();
+    this.geneveSource?.drain?.();
     await this.source.stop();
+    await this.geneveSource?.stop();
     await this.recorder.stop(deadline);
+    // Stream clients get what they were sent before the files closed, then the end of their stream.
+    await this.streams.close();
+    await this.pcapOverIp?.stop();
     await this.control.stop();
     const summary = this.recorder.summary();
     if (this.started) {
@@ -184,6 +218,7 @@ export class App {
   async readiness(): Promise<Readiness> {
     const reasons: string[] = [];
     if (!this.source.ready) reasons.push('source not receiving');
+    if (this.geneveSource !== null && !this.geneveSource.ready) reasons.push('GENEVE source not receiving');
     const output = await this.recorder.outputProblem();
     if (output !== null) reasons.push(output);
     const disk = this.recorder.disk;

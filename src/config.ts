@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
-import { addrForName, formatAddr, parseAddr, parseCidr, type Cidr } from './addr.js';
+import { addrForName, canonicalAddr, parseCidr, type Cidr } from './addr.js';
+import { DEFAULT_FLOW_FORMAT, EMPTY_FLOW_INFO, FlowFormatError, parseFlowFormat, resolveFlowSessionInfo, type FlowFormat, type FlowSessionInfo } from './flowformat.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 
 export class ConfigError extends Error {
@@ -33,7 +34,15 @@ export interface SessionSettings {
   readonly rotatePackets: number;
   /** Finished files kept per session, oldest deleted first; 0 = keep all. */
   readonly ring: number;
+  /** Drop a frame whose IP packet was seen within this many seconds (both ends mirrored); 0 = off. */
+  readonly dedup: number;
   readonly snaplen: number;
+  /** Write VPC Flow Logs records of the session's inner IP packets (docs/flows.md). */
+  readonly flows: boolean;
+  /** The session's values of the fields that describe the mirrored interface (account-id, region, ...). */
+  readonly flowFields: FlowSessionInfo;
+  /** pcap-filter expression on the inner frame: what does not match is not written; null = all. */
+  readonly filter: string | null;
 }
 
 export interface SessionConfig extends SessionSettings {
@@ -41,12 +50,16 @@ export interface SessionConfig extends SessionSettings {
   readonly name: string;
   /** Outer source address this session is bound to (session-key vni+src), or null for any. */
   readonly source: string | null;
+  /** How its packets arrive when not VXLAN: GENEVE with Ethernet, or with raw IP (a GWLB endpoint's, or keyed by VNI). */
+  readonly encap?: 'geneve' | 'gwlbe' | 'geneve-ip';
 }
 
 export type SessionKey = 'vni' | 'vni+src';
 
 export interface Config extends SessionSettings {
   readonly listen: Endpoint;
+  /** UDP address for GENEVE (a Gateway Load Balancer endpoint as mirror target); null = off. */
+  readonly geneve: Endpoint | null;
   readonly http: Endpoint;
   /** auto, native, dgram, or pcap:<interface>. */
   readonly source: string;
@@ -73,11 +86,24 @@ export interface Config extends SessionSettings {
   readonly maxQueries: number;
   /** Command run with each finished file's path as its argument; null = none. */
   readonly postRotate: string | null;
+  /** Flow records: aggregation interval (whole seconds), record format, flows held at most, records kept for /api/flows. */
+  readonly flowInterval: number;
+  readonly flowFormat: FlowFormat;
+  readonly maxFlows: number;
+  readonly flowRing: number;
+  /** This appliance's name in flow log ids; null = the host name. */
+  readonly nodeName: string | null;
+  /** TCP address serving the all-session live stream as PCAP-over-IP; null = none. */
+  readonly pcapOverIp: Endpoint | null;
+  /** Live stream clients at once (HTTP and PCAP-over-IP together). */
+  readonly maxStreams: number;
+  /** Bytes each stream client may have waiting; beyond it its packets drop. */
+  readonly streamBuffer: number;
   readonly configFile: string | null;
   readonly sessions: readonly SessionConfig[];
 }
 
-type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path' | 'cidrs' | 'text' | 'source';
+type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path' | 'cidrs' | 'text' | 'source' | 'flow-format' | 'flow-fields';
 
 interface OptionSpec {
   readonly name: string;
@@ -102,6 +128,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
+  { name: 'geneve', liveOnly: true, key: 'geneve', kind: 'endpoint', default: '', help: 'UDP address for GENEVE from a Gateway Load Balancer endpoint (usually 0.0.0.0:6081; VXLAN inside it is routed like VXLAN); empty = off' },
   { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap' },
   { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> (default: udp dst port <listen port>); an error with any other source' },
   { name: 'http', liveOnly: true, key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
@@ -109,8 +136,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size', perSession: true },
   { name: 'rotate-seconds', key: 'rotateSeconds', kind: 'duration', default: '300', min: 1, zeroOff: true, help: 'start a new file when the current one is this old', perSession: true },
   { name: 'rotate-packets', key: 'rotatePackets', kind: 'count', default: '0', help: 'start a new file after this many packets (0 = off)', perSession: true },
+  { name: 'dedup', key: 'dedup', kind: 'duration', default: '0', min: 0.001, max: 10, zeroOff: true, help: 'drop a frame whose IP packet (TTL, checksum and MAC addresses aside) was seen within this window, e.g. 2ms: both ends of a conversation mirrored into one session (0 = off)', perSession: true },
   { name: 'ring', key: 'ring', kind: 'count', default: '0', help: 'finished files kept per session, oldest deleted first (0 = keep all)', perSession: true },
   { name: 'snaplen', key: 'snaplen', kind: 'count', default: '65535', min: 64, max: 262144, help: 'bytes of each inner frame written; longer frames are cut (orig_len keeps the real length)', perSession: true },
+  { name: 'filter', key: 'filter', kind: 'text', default: '', help: 'pcap-filter (tcpdump) expression on the inner frame; packets that do not match are not written (see docs/filters.md)', perSession: true },
   { name: 'session-key', key: 'sessionKey', kind: 'enum', default: 'vni', values: ['vni', 'vni+src'], help: 'what makes a session: the VNI, or the VNI and the outer source address' },
   { name: 'strict', key: 'strict', kind: 'bool', default: 'false', help: 'drop VNIs not listed in the config file (reason="unknown_vni") instead of creating vni-<n> sessions' },
   { name: 'recv-buffer', liveOnly: true, key: 'recvBuffer', kind: 'size', default: '32MiB', help: 'socket receive buffer to ask the kernel for' },
@@ -123,7 +152,17 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
   { name: 'max-queries', liveOnly: true, key: 'maxQueries', kind: 'count', default: '2', min: 1, max: 64, help: 'queries (/api/query) answered at once; more are refused with 429' },
+  { name: 'pcap-over-ip', liveOnly: true, key: 'pcapOverIp', kind: 'endpoint', default: '', help: 'TCP address serving every session live as a microsecond pcap stream (PCAP-over-IP: wireshark -k -i TCP@host:port)' },
+  { name: 'max-streams', liveOnly: true, key: 'maxStreams', kind: 'count', default: '8', max: 1024, help: 'live stream clients at once (HTTP and PCAP-over-IP); more are refused (HTTP 503)' },
+  { name: 'stream-buffer', liveOnly: true, key: 'streamBuffer', kind: 'size', default: '8MiB', min: 1024 * 1024, max: 1024 * 1024 * 1024, help: 'bytes each stream client may have waiting; when full, its packets drop (mirrorcap_stream_dropped_packets_total)' },
   { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
+  { name: 'flows', key: 'flows', kind: 'bool', default: 'false', help: 'write VPC Flow Logs records of the inner IP packets under <out>/flows/ (docs/flows.md)', perSession: true },
+  { name: 'flow-interval', key: 'flowInterval', kind: 'duration', default: '60', min: 1, help: 'aggregation interval of flow records, whole seconds (AWS: 60 or 600); one file per session and interval' },
+  { name: 'flow-format', key: 'flowFormat', kind: 'flow-format', default: '', help: 'flow record fields as AWS names them, e.g. \'${version} ${srcaddr} ${dstaddr} ${tcp-flags}\' (default: the version 2 fields)' },
+  { name: 'flow-fields', key: 'flowFields', kind: 'flow-fields', default: '', help: 'values of the fields that describe the mirrored interface, name=value[,name=value...] (account-id, interface-id, vpc-id, region, ..., addresses for flow-direction)', perSession: true },
+  { name: 'max-flows', key: 'maxFlows', kind: 'count', default: '1000000', min: 1, help: 'flows all sessions together may hold; new flows beyond it are not counted and their interval says SKIPDATA' },
+  { name: 'flow-ring', liveOnly: true, key: 'flowRing', kind: 'count', default: '65536', help: 'newest flow records kept in memory for /api/flows (0 = none)' },
+  { name: 'node-name', key: 'nodeName', kind: 'text', default: '', help: 'this appliance\'s name, part of each session\'s flow log id (default: the host name)' },
   { name: 'log-level', key: 'logLevel', kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'log level of the JSON lines on stdout' },
   { name: 'config', key: 'configFile', kind: 'path', default: '', help: 'YAML or JSON file with any of these options and a sessions list' },
 ];
@@ -192,6 +231,10 @@ function expectation(o: OptionSpec): string {
       return 'HOST:PORT with an IP address, e.g. 0.0.0.0:4789 or [::]:4789, port 0-65535';
     case 'path':
       return 'a path';
+    case 'flow-format':
+      return 'flow log fields such as ${version} ${srcaddr} ${dstaddr}';
+    case 'flow-fields':
+      return 'name=value pairs such as account-id=123456789012,region=us-east-1';
   }
 }
 
@@ -216,6 +259,10 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
         : Array.isArray(value) && o.kind === 'cidrs' && value.every((v) => typeof v === 'string')
           ? value.join(',')
           : null;
+  // A config file gives flow fields as a mapping: checked as it is (YAML numbers and lists kept).
+  if (o.kind === 'flow-fields' && typeof value === 'object' && value !== null) {
+    return flowValue(() => resolveFlowSessionInfo(value, what), what, origin);
+  }
   if (text === null) fail(what, value, origin, expectation(o));
   // An empty value given on purpose is a mistake (a templated token that came out empty
   // would silently open /api), not a way to unset: only the defaults are empty.
@@ -267,6 +314,8 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
       if (!o.values!.includes(text)) fail(what, value, origin, expectation(o));
       return text;
     case 'endpoint': {
+      // An endpoint whose default is empty is off until given (pcap-over-ip).
+      if (text === '' && origin === 'default') return null;
       const ep = parseEndpoint(text);
       if (!ep) fail(what, value, origin, expectation(o));
       return ep;
@@ -274,6 +323,26 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
     case 'path':
       if (text === '' && o.name !== 'config') fail(what, value, origin, 'a non-empty path');
       return text === '' ? null : text;
+    case 'flow-format':
+      return flowValue(() => parseFlowFormat(text === '' ? DEFAULT_FLOW_FORMAT : text), what, origin);
+    case 'flow-fields':
+      return flowValue(() => resolveFlowSessionInfo(text === '' ? undefined : Object.fromEntries(text.split(',').map(pair)), what), what, origin);
+  }
+}
+
+/** `name=value` of a --flow-fields list; a pair without `=` is left for the field check to name. */
+function pair(text: string): [string, string] {
+  const eq = text.indexOf('=');
+  return eq < 0 ? [text.trim(), ''] : [text.slice(0, eq).trim(), text.slice(eq + 1).trim()];
+}
+
+/** The flow format's own check, its message said as a config error with where the value came from. */
+function flowValue<T>(parse: () => T, what: string, origin: Origin): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof FlowFormatError) throw new ConfigError(`invalid ${what} (from ${origin}): ${err.message}`);
+    throw err;
   }
 }
 
@@ -353,9 +422,12 @@ function readConfigFile(path: string): Record<string, unknown> {
 
 const SESSION_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
-/** Session names become folder and file names: no separators, no dot-only names, nothing outside --out. */
+/** The folder of flow-log files under --out: no session may be named so. */
+export const FLOWS_FOLDER = 'flows';
+
+/** Session names become folder and file names: no separators, no dot-only names, nothing outside --out, not the flows folder. */
 export function isValidSessionName(name: string): boolean {
-  return SESSION_NAME.test(name) && !/^\.+$/.test(name);
+  return SESSION_NAME.test(name) && !/^\.+$/.test(name) && name !== FLOWS_FOLDER;
 }
 
 /** The session of a VNI nobody configured (session-key vni), and the start of its names with vni+src. */
@@ -366,13 +438,6 @@ export function automaticSessionName(vni: number): string {
 /** With session-key vni+src a session's name carries the outer source: <name>-<address>, colons as dashes. */
 export function sourcedSessionName(name: string, source: string): string {
   return `${name}-${addrForName(source)}`;
-}
-
-/** An address as the router writes the sources it sees (RFC 5952), so a configured one compares equal. */
-function canonicalAddr(text: string): string {
-  const bytes = new Uint8Array(16);
-  parseAddr(text, bytes, 0);
-  return formatAddr(bytes, 0);
 }
 
 /** vni-<n> and vni-<n>-…: the names automatic sessions of VNI n get. */
@@ -438,7 +503,7 @@ function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, s
     }
     const name = fields.get('name');
     if (typeof name !== 'string' || !isValidSessionName(name)) {
-      fail(`${at}.name`, name, origin, 'a name of letters, digits, "-", "_" and "." (not only dots, at most 128)');
+      fail(`${at}.name`, name, origin, `a name of letters, digits, "-", "_" and "." (not only dots, at most 128, not "${FLOWS_FOLDER}")`);
     }
     if (seenNames.has(name)) fail(`${at}.name`, name, origin, 'a name no other session uses');
     seenNames.add(name);
@@ -461,7 +526,9 @@ function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, s
           `unknown key "${k}" in ${at} (from ${origin}); a session takes vni, name, source, ${perSession.map((o) => o.name).join(', ')}`,
         );
       }
-      overrides[spec.key!] = convert(spec, { value: v, origin }, `${at}.${k}`);
+      const own = convert(spec, { value: v, origin }, `${at}.${k}`);
+      // A session's flow fields add to (and override) the top-level ones: account and region once, the interface per session.
+      overrides[spec.key!] = spec.kind === 'flow-fields' ? mergeFlowInfo(base.flowFields, own as FlowSessionInfo) : own;
     }
     return Object.freeze({ ...base, ...overrides, vni, name, source }) as SessionConfig;
   });
@@ -470,6 +537,14 @@ function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, s
     if (clash !== null) fail(`sessions[${i}].name`, s.name, origin, clash);
   });
   return sessions;
+}
+
+function mergeFlowInfo(base: FlowSessionInfo, own: FlowSessionInfo): FlowSessionInfo {
+  if (base === EMPTY_FLOW_INFO) return own;
+  return Object.freeze({
+    values: Object.freeze({ ...base.values, ...own.values }),
+    addresses: own.addresses.length > 0 ? own.addresses : base.addresses,
+  });
 }
 
 /** Options `mirrorcap decap` takes: everything about sessions, rotation and output. */

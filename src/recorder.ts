@@ -1,15 +1,19 @@
 /**
  * Everything between a batch and the files: the pipeline, the sessions and their writers,
- * the catalog of finished files, the disk guard and the post-rotate hook. The live
+ * the catalog of finished files, the disk guard, the post-rotate hook, and each session's
+ * flow log (flow table + VPC Flow Logs files under <out>/flows/, with --flows). The live
  * appliance (app.ts) feeds it from a socket or an interface, `mirrorcap decap` from a
  * capture file; both write exactly the same files for the same traffic.
  */
 import { constants as fsConstants } from 'node:fs';
 import { access } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Catalog } from './capture/catalog.js';
 import { ChunkPool } from './capture/chunks.js';
 import { DiskGuard } from './capture/disk.js';
+import { recoverFlowLogs, SessionFlowLog, type FlowFile } from './capture/flowlog.js';
+import { FlowRing } from './capture/flowring.js';
 import { makeFolder } from './capture/folder.js';
 import { Finisher, type FinishStep } from './finish/finisher.js';
 import { IndexStep } from './finish/index-step.js';
@@ -17,13 +21,17 @@ import { PostRotate } from './finish/post-rotate.js';
 import { recoverDirectory } from './capture/recover.js';
 import { rotationOf } from './capture/rotation.js';
 import { FINISH_OPS, SessionWriter, type CaptureFile } from './capture/writer.js';
-import type { Config, SessionConfig } from './config.js';
+import { FLOWS_FOLDER, type Config, type SessionConfig } from './config.js';
 import type { Logger } from './log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
 import { Pipeline } from './session/pipeline.js';
+import { VXLAN_PORT } from './decode/vxlan.js';
 import { AllowList } from './session/allow.js';
+import { FlowBudget, type FlowInterval } from './session/flows.js';
+import { SessionFilters } from './session/filters.js';
 import { Router } from './session/router.js';
-import { Session } from './session/session.js';
+import { Session, type GwlbIds } from './session/session.js';
+import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from './pcap/linktype.js';
 
 /** The output folder cannot be made or written: nothing can be recorded (exit 1). */
 export class OutputFolderError extends Error {
@@ -35,6 +43,8 @@ export interface RecorderSummary {
   readonly datagrams: number;
   readonly packets: number;
   readonly writtenPackets: number;
+  /** Packets the capture filters kept out of the files (not drops). */
+  readonly filtered: number;
   readonly dropped: Readonly<Record<string, number>>;
   readonly sessions: number;
   readonly filesClosed: number;
@@ -42,6 +52,9 @@ export interface RecorderSummary {
   readonly filesLeftPart: number;
   /** --post-rotate results (the numbers of mirrorcap_post_rotate_total) and commands still running; null without. */
   readonly postRotate: { readonly ok: number; readonly failed: number; readonly skipped: number; readonly running: number } | null;
+  /** Flow-log files and records written (all sessions). */
+  readonly flowFiles: number;
+  readonly flowRecords: number;
 }
 
 export interface RecorderOptions {
@@ -52,6 +65,12 @@ export interface RecorderOptions {
    * Offline the capture's own timestamps are written as they are.
    */
   readonly clampTime: boolean;
+  /**
+   * Flow intervals follow the wall clock (live): quiet ones are closed by tick() (NODATA) and
+   * the open one is written as partial at stop. Offline only the packets' own time moves the
+   * flow intervals, and stop() writes the last one whole.
+   */
+  readonly wallClock: boolean;
 }
 
 export class Recorder {
@@ -65,14 +84,23 @@ export class Recorder {
   readonly finisher: Finisher;
   readonly router: Router;
   readonly pipeline: Pipeline;
+  /** Flows held by all sessions' flow tables, against --max-flows. */
+  readonly flowBudget: FlowBudget;
+  /** The newest flow records, for /api/flows; null with --flow-ring 0. */
+  readonly flowRing: FlowRing | null;
+  /** Each session's flow log, made with it (its table idle while the session's flows are off). */
+  private readonly flowLogs = new Map<Session, SessionFlowLog>();
   /** Each session's writer: the Recorder makes them, so only it drives them. */
   private readonly writers = new Map<Session, SessionWriter>();
+  private readonly filters = new SessionFilters();
 
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
     private readonly opts: RecorderOptions,
   ) {
+    // A bad filter is a bad configuration: ConfigError before anything is opened.
+    this.filters.prepare(config);
     this.pool = new ChunkPool(config.maxBuffer);
     this.catalog = new Catalog(config.out, config.maxTotalBytes, {
       deleted: (file, reason) =>
@@ -112,6 +140,9 @@ export class Recorder {
         if (step !== this.postRotate?.name) log.warn({ event: 'finish_step_skipped', path, step }, 'stopping: step not run for this file; the next start resumes it');
       },
     });
+    // Before the router: it makes the configured sessions, and their flow logs, at once.
+    this.flowBudget = new FlowBudget(config.maxFlows);
+    this.flowRing = config.flowRing > 0 ? new FlowRing(config.flowRing) : null;
     this.router = new Router(
       {
         sessionKey: config.sessionKey,
@@ -120,9 +151,10 @@ export class Recorder {
         configured: config.sessions,
         defaults: config,
       },
-      (sc) => this.createSession(sc),
+      (sc, gwlb) => this.createSession(sc, gwlb),
     );
-    this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null);
+    // VXLAN inside GENEVE is recognised by its UDP port: the standard one, and ours.
+    this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null, [VXLAN_PORT, config.listen.port]);
   }
 
   get sessions(): readonly Session[] {
@@ -137,6 +169,7 @@ export class Recorder {
     const unwritable = await this.outputProblem();
     if (unwritable !== null) throw new OutputFolderError(unwritable);
     await this.recoverPartFiles();
+    await this.recoverFlowFiles();
     await this.catalog.scan();
     await this.finisher.resume(this.catalog.all());
     this.catalog.keepBudget();
@@ -175,6 +208,7 @@ export class Recorder {
       s.sampleRates();
       w.tick(nowSec);
     }
+    if (this.opts.wallClock) for (const f of this.flowLogs.values()) f.tick(nowSec);
     if (this.opts.guardDisk) void this.disk.check();
   }
 
@@ -183,10 +217,16 @@ export class Recorder {
     for (const w of this.writers.values()) w.rotate();
   }
 
-  /** New sessions and rotation settings, applied between two batches (SIGHUP). */
+  /**
+   * New sessions, rotation settings and filters, applied between two batches (SIGHUP). Throws
+   * ConfigError, changing nothing, when a filter does not compile.
+   */
   reconfigure(next: Config): { updated: Session[]; retired: Session[] } {
+    this.filters.prepare(next);
     const result = this.router.reconfigure({ strict: next.strict, configured: next.sessions, defaults: next });
     for (const s of result.retired) this.writers.get(s)!.rotate();
+    // A retired session's open flow interval is written now (a revived one opens a new one).
+    for (const s of result.retired) this.flowLogs.get(s)!.table.flush(Math.floor(Date.now() / 1000));
     return result;
   }
 
@@ -197,7 +237,9 @@ export class Recorder {
    * Resolves once the deletions the ring and the budget made meanwhile are done (and logged).
    */
   async stop(deadline = Infinity): Promise<void> {
+    const flowsEnd = this.opts.wallClock ? Date.now() / 1000 : Infinity;
     await Promise.all([...this.writers.values()].map((w) => w.stop()));
+    await Promise.all([...this.flowLogs.values()].map((f) => f.close(flowsEnd)));
     await this.finisher.stop(deadline);
     await this.catalog.idle();
   }
@@ -230,11 +272,14 @@ export class Recorder {
       datagrams: this.pipeline.datagrams,
       packets: snaps.reduce((n, s) => n + s.packets, 0),
       writtenPackets: snaps.reduce((n, s) => n + s.output.writtenPackets, 0),
+      filtered: snaps.reduce((n, s) => n + s.filteredPackets, 0),
       dropped,
       sessions: snaps.length,
       filesClosed: snaps.reduce((n, s) => n + s.output.filesClosed, 0),
       filesLeftPart: snaps.reduce((n, s) => n + s.output.filesLeftPart, 0),
       postRotate: p === null ? null : { ok: p.ok, failed: p.failed, skipped: p.skipped, running: p.runningCount },
+      flowFiles: snaps.reduce((n, s) => n + (s.flows?.filesWritten ?? 0), 0),
+      flowRecords: snaps.reduce((n, s) => n + (s.flows?.recordsWritten ?? 0), 0),
     };
   }
 
@@ -251,14 +296,70 @@ export class Recorder {
     }
   }
 
-  private createSession(sc: SessionConfig): Session {
+  /** Flow-log files a killed process left half-written: their whole records are kept under a final name. */
+  private async recoverFlowFiles(): Promise<void> {
+    for (const r of await recoverFlowLogs(join(this.config.out, FLOWS_FOLDER))) {
+      const fields = { event: 'flow_log_recovered', path: r.path, finalPath: r.finalPath, action: r.action, records: r.records, reason: r.reason };
+      if (r.action === 'failed') this.log.error(fields, 'could not recover a flow-log file left open; it stays .part and is tried again at the next start');
+      else if (r.action === 'quarantined') this.log.warn(fields, 'a flow-log file left open is not readable: set aside as .corrupt');
+      else this.log.info(fields, `flow-log file left open: ${r.action} (${r.records} records)`);
+    }
+  }
+
+  private createFlowLog(sc: SessionConfig, drops: Float64Array): SessionFlowLog {
+    const flowLog: SessionFlowLog = new SessionFlowLog({
+      root: join(this.config.out, FLOWS_FOLDER),
+      session: sc.name,
+      node: this.config.nodeName ?? hostname(),
+      format: this.config.flowFormat,
+      settings: sc,
+      intervalSec: this.config.flowInterval,
+      budget: this.flowBudget,
+      drops,
+      ring: this.flowRing,
+      fileClosed: (file) => this.flowFileClosed(flowLog.writer.id, file),
+      writeError: (err, iv) => this.flowWriteError(sc.name, err, iv),
+    });
+    return flowLog;
+  }
+
+  private flowFileClosed(id: string, file: FlowFile): void {
+    this.catalog.addFlowLog(id, file.path, file.start, file.bytes);
+    this.log.info(
+      {
+        event: 'flow_log_written',
+        session: file.session,
+        path: file.path,
+        start: file.start,
+        end: file.end,
+        flows: file.flows,
+        bytes: file.bytes,
+        ...(file.partial ? { partial: true, closedAt: file.closedAt } : {}),
+        ...(file.noData ? { noData: true } : {}),
+        ...(file.skipData ? { skipData: true } : {}),
+      },
+      'flow-log file written',
+    );
+  }
+
+  private flowWriteError(session: string, err: NodeJS.ErrnoException, iv: FlowInterval): void {
+    this.log.error(
+      { event: 'flow_log_write_error', session, start: iv.start, end: iv.end, flows: iv.count, code: err.code ?? 'UNKNOWN', err: err.message },
+      'could not write a flow-log file; what reached the disk is recovered at the next start',
+    );
+  }
+
+  private createSession(sc: SessionConfig, gwlb: GwlbIds | null): Session {
     const drops = newDropCounters();
     let session: Session | null = null;
+    // GENEVE with an IP payload has no Ethernet header: none is invented.
+    const linkType = sc.encap === 'gwlbe' || sc.encap === 'geneve-ip' ? LINKTYPE_RAW : LINKTYPE_ETHERNET;
     const writer = new SessionWriter({
       session: sc.name,
       dir: join(this.config.out, sc.name),
       rotation: rotationOf(sc),
       snaplen: sc.snaplen,
+      linkType,
       queueSize: this.config.queueSize,
       nextSeq: () => this.catalog.nextSeq(sc.name),
       pool: this.pool,
@@ -279,9 +380,14 @@ export class Recorder {
         },
       },
     });
-    session = new Session(sc, drops, writer);
+    const flowLog = this.createFlowLog(sc, drops);
+    session = new Session(sc, drops, writer, gwlb, (text) => this.filters.get(text, linkType), flowLog);
     this.writers.set(session, writer);
-    this.log.info({ event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source }, 'session created');
+    this.flowLogs.set(session, flowLog);
+    this.log.info(
+      { event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source, ...(sc.encap ? { encap: sc.encap } : {}), ...(gwlb ? { gwlb } : {}) },
+      'session created',
+    );
     return session;
   }
 

@@ -13,11 +13,15 @@
  *   writer closes X.pcap ─▶ add(X, steps) ─▶ busy ─▶ done(X, step) ─▶ read X.pcap* again ─▶ free ─▶ ring/budget may delete X.pcap*
  *                                             (ring and budget skip it)          (path, bytes)
  *
+ * Flow-log files (flowlog.ts) are listed too, under `flows/<flow log id>`, so the budget
+ * (--max-total-bytes) counts and trims them with the captures, oldest first.
+ *
  * Reading names and deleting are the only I/O it does; idle() waits for both.
  */
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { isValidSessionName } from '../config.js';
+import { FLOWS_FOLDER, isValidSessionName } from '../config.js';
+import { parseFlowLogName } from './flowlog.js';
 import { INDEX_SUFFIX, isFinishedArtefact, parseCaptureFileName } from './naming.js';
 import type { CaptureFile } from './writer.js';
 
@@ -108,13 +112,50 @@ export class Catalog {
       list.sort(olderFirst);
       if (list.length > 0) this.bySession.set(session, list);
     }
+    await this.scanFlowLogs();
+  }
+
+  /** A flow-log file just written: listed under flowLogKey(id), trimmed by the budget only. */
+  addFlowLog(id: string, path: string, start: number, bytes: number): FinishedFile {
+    const entry = this.listFlowLog(id, path, start, bytes);
+    this.keepBudget();
+    return entry;
+  }
+
+  private listFlowLog(id: string, path: string, start: number, bytes: number): Entry {
+    const key = flowLogKey(id);
+    const entry: Entry = { session: key, seq: 0, start, packets: null, first: null, last: null, path, artefacts: [path], bytes, pending: [], capture: basename(path), dir: dirname(path) };
+    let list = this.bySession.get(key);
+    if (!list) this.bySession.set(key, (list = []));
+    list.push(entry);
+    this.totalBytes += bytes;
+    return entry;
+  }
+
+  /** The flow-log files earlier runs left under <out>/flows/ (the budget is applied by the caller, as for scan()). */
+  private async scanFlowLogs(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(join(this.outDir, FLOWS_FOLDER), { recursive: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const rel of names.sort()) {
+      const parsed = parseFlowLogName(basename(rel));
+      if (parsed === null) continue;
+      const path = join(this.outDir, FLOWS_FOLDER, rel);
+      const st = await stat(path).catch(() => null);
+      if (!st?.isFile()) continue;
+      this.listFlowLog(parsed.id, path, parsed.start, st.size);
+    }
+    for (const [key, list] of this.bySession) if (key.startsWith(`${FLOWS_FOLDER}/`)) list.sort(olderFirst);
   }
 
   /** Files of an earlier run that still need `steps`: busy until done() for each, like new files. */
   hold(file: FinishedFile, steps: readonly string[]): void {
     (file as Entry).pending.push(...steps);
   }
-
 
   /** The next file sequence number of a session: one past the highest it ever used. */
   nextSeq(session: string): number {
@@ -294,6 +335,11 @@ async function findCaptures(dir: string, session: string, only: string | null): 
     list.push({ path, bytes: st.size, own: parsed.suffix === '' });
   }
   return byCapture;
+}
+
+/** Where a flow log's files are listed: not a session name (it holds a slash), so never a session's. */
+export function flowLogKey(id: string): string {
+  return `${FLOWS_FOLDER}/${id}`;
 }
 
 function olderFirst(a: FinishedFile, b: FinishedFile): number {

@@ -181,7 +181,7 @@ async function syncFile(path: string, length: number): Promise<void> {
 }
 
 /** Makes a rename or unlink in `dir` durable. */
-async function syncDir(dir: string): Promise<void> {
+export async function syncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {
     await fh.sync();

@@ -10,8 +10,10 @@ import type { PostRotate } from '../finish/post-rotate.js';
 import type { IndexStep } from '../finish/index-step.js';
 import type { QueryEndpoint } from './query.js';
 import { DROP_REASONS, PIPELINE_DROPS } from '../drops.js';
+import type { FlowBudget } from '../session/flows.js';
 import type { Pipeline } from '../session/pipeline.js';
-import type { Session, SessionSnapshot } from '../session/session.js';
+import type { FlowSnapshot, Session, SessionSnapshot } from '../session/session.js';
+import type { StreamHub } from './streams.js';
 import { BATCH_SIZE_BUCKETS, type Source } from '../source/source.js';
 
 export interface MetricsView {
@@ -27,6 +29,8 @@ export interface MetricsView {
   readonly postRotate: PostRotate | null;
   readonly index: IndexStep;
   readonly queries: QueryEndpoint;
+  readonly flowBudget: FlowBudget;
+  readonly streams: StreamHub;
   /** Refreshes counters that need I/O to read (e.g. /proc/net/udp). */
   readonly refresh: () => Promise<void>;
 }
@@ -99,12 +103,14 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     for (const s of snaps) for (const [layer, n] of Object.entries(s.decodeErrors)) emit({ ...sessionLabels(s), layer }, n);
   });
   counter('truncated_packets_total', 'Inner frames shorter than on the wire (AWS PacketLength or MTU truncation); orig_len keeps the real length.', ['session', 'vni'], perSession((s) => s.truncated));
+  counter('deduplicated_packets_total', 'Frames not written as the copy of one seen within --dedup (both ends of a conversation mirrored).', ['session', 'vni'], perSession((s) => s.deduplicated));
   counter(
     'receive_truncated_packets_total',
     'Inner frames the receiver held only in part (a datagram larger than the receive slot, a libpcap or capture-file snaplen), so fewer bytes than the snaplen were written; orig_len keeps the real length.',
     ['session', 'vni'],
     perSession((s) => s.receiveTruncated),
   );
+  counter('filtered_packets_total', 'Packets the capture filter (--filter, a session\'s filter) kept out of the files; not drops.', ['session', 'vni'], perSession((s) => s.filteredPackets));
   counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.output.filesClosed));
   counter('files_deleted_total', 'Finished capture files deleted, by reason: ring (per session) or budget (max-total-bytes).', ['reason'], (emit) => {
     for (const [reason, n] of Object.entries(view.catalog.deleted)) emit({ reason }, n);
@@ -158,6 +164,16 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   counter('receive_batches_total', 'Batches of datagrams handed to the pipeline (one recvmmsg, or one event-loop turn of node:dgram).', [], (emit) =>
     emit({}, view.source?.stats.batches ?? 0),
   );
+  flowMetrics(counter, gauge, (read) => (emit) => {
+    for (const s of snaps) if (s.flows !== null) emit(sessionLabels(s), read(s.flows));
+  }, view.flowBudget);
+  gauge('streams', 'Live stream clients connected, by transport (http, pcap-over-ip).', ['transport'], (emit) => {
+    for (const transport of ['http', 'pcap-over-ip']) emit({ transport }, view.streams.connected(transport));
+  });
+  counter('stream_packets_total', 'Packets queued for live stream clients (one per client that takes it).', [], (emit) => emit({}, view.streams.packets));
+  counter('stream_dropped_packets_total', 'Packets a live stream client could not take (its buffer full); the files are not affected.', [], (emit) => emit({}, view.streams.dropped));
+  counter('stream_refused_total', 'Live stream clients refused because max-streams were connected.', [], (emit) => emit({}, view.streams.refused));
+  counter('stream_stalled_total', 'Live stream clients disconnected after 10 s with a full buffer.', [], (emit) => emit({}, view.streams.stalled));
   register.registerMetric(batchSizeHistogram(view));
   return {
     register,
@@ -167,6 +183,23 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
       return register.metrics();
     },
   };
+}
+
+type Define = (name: string, help: string, labelNames: string[], fill: (emit: Emit) => void) => void;
+
+/** Flow records (--flows, docs/flows.md): sessions whose flows were never on have no samples. */
+function flowMetrics(counter: Define, gauge: Define, perSession: (read: (f: FlowSnapshot) => number) => (emit: Emit) => void, budget: FlowBudget): void {
+  const labels = ['session', 'vni'];
+  counter('flow_table_full_total', 'Packets of new flows not counted because --max-flows flows were held; their interval is written SKIPDATA.', labels, perSession((f) => f.tableFullPackets));
+  counter('flow_records_total', 'Flow-log records written (flows, NODATA and SKIPDATA).', labels, perSession((f) => f.recordsWritten));
+  counter('flow_files_total', 'Flow-log files written (one per session and interval).', labels, perSession((f) => f.filesWritten));
+  counter('flow_write_errors_total', 'Flow intervals whose file could not be written (the log has the errno).', labels, perSession((f) => f.writeErrors));
+  counter('flow_late_packets_total', 'Packets from before the open flow interval, counted in it at its start.', labels, perSession((f) => f.latePackets));
+  counter('flow_clock_steps_total', 'Times the packet clock stepped back by more than a flow interval.', labels, perSession((f) => f.clockSteps));
+  counter('flow_not_ip_packets_total', 'Inner frames without an IPv4/IPv6 header: no flow record.', labels, perSession((f) => f.notIpPackets));
+  gauge('flows_active', 'Flows in the open interval.', labels, perSession((f) => f.active));
+  gauge('flows_held', 'Flows held in memory by all sessions (counting, or written out), against --max-flows.', [], (emit) => emit({}, budget.used));
+  gauge('flows_max', 'Most flows all sessions may hold (--max-flows).', [], (emit) => emit({}, budget.max));
 }
 
 /**

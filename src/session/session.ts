@@ -14,6 +14,9 @@ import type { Decoder } from '../decode/packet.js';
 import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
 import { OK } from '../decode/status.js';
 import { DROP_REASONS, SESSION_DROPS } from '../drops.js';
+import type { FlowTable } from './flows.js';
+import type { CompiledFilter } from '../filter/index.js';
+import { Dedup } from './dedup.js';
 import { TopTalkers, type Talker } from './talkers.js';
 
 /** Slots of the top-talkers table: an address with more than 1/64 of the bytes is sure to be listed. */
@@ -59,11 +62,46 @@ export interface SessionOutput {
   configure(settings: SessionSettings): void;
 }
 
+export interface FlowOutputStats {
+  readonly filesWritten: number;
+  /** Lines written after the header: flows, NODATA and SKIPDATA records. */
+  readonly recordsWritten: number;
+  /** Intervals that could not be written. */
+  readonly writeErrors: number;
+}
+
+/** Where a session's flow records go (capture's SessionFlowLog): its table is fed per packet while flows are on. */
+export interface FlowOutput {
+  readonly table: FlowTable;
+  stats(): FlowOutputStats;
+  /** The session's settings changed (a reload): flows on or off, new flow fields. */
+  configure(settings: SessionSettings): void;
+}
+
+export interface FlowSnapshot extends FlowOutputStats {
+  /** Flows in the open interval. */
+  readonly active: number;
+  /** Packets of new flows not counted: the flow budget (--max-flows) was spent. */
+  readonly tableFullPackets: number;
+  /** Frames without an IP header: no flow. */
+  readonly notIpPackets: number;
+  /** Packets from before the open interval, counted in it. */
+  readonly latePackets: number;
+  readonly clockSteps: number;
+  readonly intervals: number;
+}
+
 export interface SessionSnapshot {
   readonly name: string;
   readonly vni: number;
   /** Outer source address the session is bound to (session-key vni+src), or null. */
   readonly source: string | null;
+  /** How its packets arrive: vxlan (directly or inside GENEVE), geneve (Ethernet), gwlbe (raw IP). */
+  readonly encap: string;
+  /** The AWS Gateway Load Balancer ids of the GENEVE packet that made the session, if one did. */
+  readonly gwlb: GwlbIds | null;
+  /** Frames dropped as the copy of one seen within the dedup window (both ends mirrored). */
+  readonly deduplicated: number;
   /** Packets and inner-frame bytes (original lengths) routed to this session. */
   readonly packets: number;
   readonly bytes: number;
@@ -82,6 +120,18 @@ export interface SessionSnapshot {
   /** Failed file operations by errno code. */
   readonly writeErrors: Readonly<Record<string, number>>;
   readonly output: OutputStats;
+  /** Its flow table and flow-log files; null when flows were never on for it. */
+  readonly flows: FlowSnapshot | null;
+  /** The capture filter (--filter or the session's filter:), null for none. */
+  readonly filter: string | null;
+  /** Packets the filter kept out of the files (not drops). */
+  readonly filteredPackets: number;
+}
+
+/** AWS GWLB GENEVE option values, 16 hex digits each. */
+export interface GwlbIds {
+  readonly endpointId: string;
+  readonly attachmentId: string | null;
 }
 
 export class Session {
@@ -106,13 +156,34 @@ export class Session {
   /** Per-second samples of (packets, bytes), a ring of RATE_WINDOW_SECONDS + 1 entries. */
   private readonly samples = new Float64Array((RATE_WINDOW_SECONDS + 1) * 2);
   private sampleCount = 0;
+  /** Packets the filter did not match: not written, not a drop. */
+  private filtered = 0;
+  private match: CompiledFilter['match'] | null;
+
+  /** The flow table the pipeline feeds, while the session's flows are on; null when off. */
+  flows: FlowTable | null;
 
   constructor(
     private cfg: SessionConfig,
     /** Per-reason drop counters (drops.ts), shared with the output, which counts its own reasons. */
     private readonly drops: Float64Array,
     readonly output: SessionOutput,
-  ) {}
+    /** The AWS GWLB ids of the GENEVE packet that made the session, if one did. */
+    readonly gwlb: GwlbIds | null = null,
+    /** The compiled filter of a config's filter text (SessionFilters.get). */
+    private readonly filterOf: (text: string | null) => CompiledFilter | null = () => null,
+    /** Where its flow records go; null when there are none (no --flows anywhere). */
+    readonly flowOutput: FlowOutput | null = null,
+  ) {
+    this.dedup = cfg.dedup > 0 ? new Dedup(cfg.dedup) : null;
+    this.match = filterOf(cfg.filter)?.match ?? null;
+    this.flows = cfg.flows && flowOutput !== null ? flowOutput.table : null;
+  }
+
+  /** --dedup: the pipeline asks it before account(); null when off. */
+  dedup: Dedup | null;
+  /** Copies dropped by dedups this session had before a reload turned it off or on again. */
+  private dedupedBefore = 0;
 
   get config(): SessionConfig {
     return this.cfg;
@@ -152,6 +223,18 @@ export class Session {
     return origLen;
   }
 
+  /**
+   * Whether the capture filter keeps this frame (counted when not): `capLen` bytes at buf[off]
+   * as the file would hold them (cut to the snaplen), `wireLen` its length on the wire. The
+   * hot path: one generated function, nothing allocated.
+   */
+  passes(buf: Buffer, off: number, capLen: number, wireLen: number): boolean {
+    const match = this.match;
+    if (match === null || match(buf, off, capLen, wireLen)) return true;
+    this.filtered++;
+    return false;
+  }
+
   /** A file operation of the output failed with this errno code. */
   writeError(code: string): void {
     this.writeErrors.set(code, (this.writeErrors.get(code) ?? 0) + 1);
@@ -160,7 +243,17 @@ export class Session {
   /** New settings from a reloaded config; the output applies what concerns it (snaplen from a new file). */
   reconfigure(config: SessionConfig): void {
     this.cfg = config;
+    this.match = this.filterOf(config.filter)?.match ?? null;
+    if (config.dedup === 0 && this.dedup !== null) {
+      this.dedupedBefore += this.dedup.deduplicated;
+      this.dedup = null;
+    } else if (config.dedup > 0) {
+      if (this.dedup === null) this.dedup = new Dedup(config.dedup);
+      else this.dedup.window = config.dedup;
+    }
     this.output.configure(config);
+    this.flowOutput?.configure(config);
+    this.flows = config.flows && this.flowOutput !== null ? this.flowOutput.table : null;
   }
 
   /** Called once a second: updates the rates over the last RATE_WINDOW_SECONDS. */
@@ -197,6 +290,9 @@ export class Session {
       name: this.cfg.name,
       vni: this.cfg.vni,
       source: this.cfg.source,
+      encap: this.cfg.encap ?? 'vxlan',
+      gwlb: this.gwlb,
+      deduplicated: this.dedupedBefore + (this.dedup?.deduplicated ?? 0),
       packets: this.packets,
       bytes: this.bytes,
       packetsPerSecond: this.packetsPerSecond,
@@ -208,6 +304,25 @@ export class Session {
       decodeErrors,
       writeErrors: Object.fromEntries(this.writeErrors),
       output: this.output.stats(),
+      filter: this.cfg.filter,
+      filteredPackets: this.filtered,
+      flows: this.flowSnapshot(),
+    };
+  }
+
+  private flowSnapshot(): FlowSnapshot | null {
+    const out = this.flowOutput;
+    if (out === null) return null;
+    const t = out.table;
+    if (!this.cfg.flows && t.intervals === 0 && t.openInterval === null) return null;
+    return {
+      ...out.stats(),
+      active: t.flows,
+      tableFullPackets: t.fullPackets,
+      notIpPackets: t.notIp,
+      latePackets: t.latePackets,
+      clockSteps: t.clockSteps,
+      intervals: t.intervals,
     };
   }
 }

@@ -8,6 +8,7 @@ import { ChunkPool, LARGE_CHUNK, SMALL_CHUNK } from '../../src/capture/chunks.js
 import { rotationOf } from '../../src/capture/rotation.js';
 import { SessionWriter, type CaptureFile } from '../../src/capture/writer.js';
 import type { SessionSettings } from '../../src/config.js';
+import { EMPTY_FLOW_INFO } from '../../src/flowformat.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR, newDropCounters } from '../../src/drops.js';
 import { udpFrame } from '../lib/frames.js';
 import { capinfos, tsharkFrames } from '../lib/tshark.js';
@@ -37,7 +38,7 @@ async function rig(
   const deleted: string[] = [];
   const errors: string[] = [];
   const drops = newDropCounters();
-  const full: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535, ...rotation };
+  const full: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, dedup: 0, snaplen: 65535, filter: null, flows: false, flowFields: EMPTY_FLOW_INFO, ...rotation };
   const catalog = new Catalog(out, opts.maxTotalBytes ?? 0, { deleted: (f) => deleted.push(f.path), deleteFailed: () => undefined });
   const writer = new SessionWriter({
     session: 's1',

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOMS: ReadonlyArray<{ readonly room: string; readonly paths: readonly string[] }> = [
   { room: 'decode', paths: ['decode/'] },
-  { room: 'base', paths: ['config.ts', 'units.ts', 'addr.ts', 'log.ts', 'drops.ts', 'errors.ts'] },
+  { room: 'base', paths: ['config.ts', 'units.ts', 'addr.ts', 'log.ts', 'drops.ts', 'errors.ts', 'flowformat.ts'] },
   { room: 'filter', paths: ['filter/'] },
   { room: 'pcap', paths: ['pcap/'] },
   { room: 'native', paths: ['native/'] },
