@@ -7,6 +7,7 @@ import { SESSION_SETTING_KEYS, type Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
 import { flowsAnswer } from './control/flowquery.js';
 import { ControlServer, tlsFiles, type Readiness } from './control/http.js';
+import { QueryEndpoint } from './control/query.js';
 import { PcapOverIpServer } from './control/pcap-over-ip.js';
 import { StreamHub } from './control/streams.js';
 import type { Logger } from './log.js';
@@ -31,6 +32,7 @@ export class App {
   readonly geneveSource: Source | null;
   readonly metrics: Metrics;
   readonly control: ControlServer;
+  readonly queries: QueryEndpoint;
   /** Live streams (HTTP and PCAP-over-IP) and the PCAP-over-IP listener (null without --pcap-over-ip). */
   readonly streams: StreamHub;
   readonly pcapOverIp: PcapOverIpServer | null;
@@ -48,6 +50,7 @@ export class App {
     const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true, ship: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
+    this.queries = new QueryEndpoint(config.out, config.maxQueries, log, (path) => recorder.reindex(path));
     this.streams = new StreamHub({
       maxStreams: config.maxStreams,
       bufferBytes: config.streamBuffer,
@@ -68,6 +71,8 @@ export class App {
         catalog: recorder.catalog,
         disk: recorder.disk,
         postRotate: recorder.postRotate,
+        index: recorder.index,
+        queries: this.queries,
         flowBudget: recorder.flowBudget,
         streams: this.streams,
         compress: recorder.compress,
@@ -84,6 +89,7 @@ export class App {
         readiness: () => this.readiness(),
         sessions: () => sessionsJson(recorder.sessions, recorder.catalog),
         files: () => filesJson(recorder.catalog, recorder.s3),
+        query: this.queries.handle,
         flows: (params) => flowsAnswer(recorder.flowRing, params),
         stream: (req, res, session) => this.streams.serveHttp(req, res, session),
       },

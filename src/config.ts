@@ -87,6 +87,10 @@ export interface Config extends SessionSettings {
   /** PEM certificate (chain) and key files: HTTPS instead of HTTP; both or neither. */
   readonly httpTlsCert: string | null;
   readonly httpTlsKey: string | null;
+  /** Queries (GET /api/query) answered at once; more get 429. */
+  readonly maxQueries: number;
+  /** Write an index sidecar beside each finished file (not with --compress). */
+  readonly index: boolean;
   /** Command run with each finished file's path as its argument; null = none. */
   readonly postRotate: string | null;
   /** Flow records: aggregation interval (whole seconds), record format, flows held at most, records kept for /api/flows. */
@@ -171,6 +175,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first' },
   { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
+  { name: 'index', key: 'index', kind: 'bool', default: 'true', help: 'write an index sidecar (X.pcap.idx) beside each finished file, so queries read only what can match (not with --compress); --no-index turns it off' },
+  { name: 'max-queries', liveOnly: true, key: 'maxQueries', kind: 'count', default: '2', min: 1, max: 64, help: 'queries (/api/query) answered at once; more are refused with 429' },
   { name: 'pcap-over-ip', liveOnly: true, key: 'pcapOverIp', kind: 'endpoint', default: '', help: 'TCP address serving every session live as a microsecond pcap stream (PCAP-over-IP: wireshark -k -i TCP@host:port)' },
   { name: 'max-streams', liveOnly: true, key: 'maxStreams', kind: 'count', default: '8', max: 1024, help: 'live stream clients at once (HTTP and PCAP-over-IP); more are refused (HTTP 503)' },
   { name: 'stream-buffer', liveOnly: true, key: 'streamBuffer', kind: 'size', default: '8MiB', min: 1024 * 1024, max: 1024 * 1024 * 1024, help: 'bytes each stream client may have waiting; when full, its packets drop (mirrorcap_stream_dropped_packets_total)' },

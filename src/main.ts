@@ -5,6 +5,8 @@
  * file is corrupt).
  */
 import { decapCommand, DECAP_HELP } from './commands/decap.js';
+import { indexCommand, INDEX_HELP } from './commands/indexes.js';
+import { queryCommand, QUERY_HELP } from './commands/query.js';
 import { interfacesCommand, INTERFACES_HELP } from './commands/interfaces.js';
 import { replayCommand, REPLAY_HELP } from './commands/replay.js';
 import { runCommand, RUN_HELP } from './commands/run.js';
@@ -17,6 +19,8 @@ Commands:
   mirrorcap [run] [options]                 the appliance: receive VXLAN, write pcap files
   mirrorcap decap <capture> --out DIR       a capture of VXLAN traffic → the same files, offline
   mirrorcap replay <capture> --target H:P   send a capture's frames as VXLAN, as AWS mirroring does
+  mirrorcap query [EXPR] [options]          stored packets by filter and time, as one pcap
+  mirrorcap index DIR...                    index captures written earlier or by decap
   mirrorcap interfaces                      the interfaces --source pcap:<iface> can open
   mirrorcap help [command]                  help
   mirrorcap version                         the version
@@ -30,7 +34,7 @@ Prints mirrorcap's version.
 
 const HELP_HELP = `Usage: mirrorcap help [command]
 
-Prints the help of a command (run, decap, replay, interfaces, version, help), or without
+Prints the help of a command (run, decap, replay, query, index, interfaces, version, help), or without
 one the list of commands and the options of run. \`mirrorcap <command> --help\` does the same.
 `;
 
@@ -38,6 +42,8 @@ const HELP: Readonly<Record<string, string>> = {
   run: RUN_HELP,
   decap: DECAP_HELP,
   replay: REPLAY_HELP,
+  query: QUERY_HELP,
+  index: INDEX_HELP,
   interfaces: INTERFACES_HELP,
   version: VERSION_HELP,
   help: HELP_HELP,
@@ -82,6 +88,14 @@ async function main(): Promise<void> {
     case 'replay':
       if (wantsHelp) return void process.stdout.write(REPLAY_HELP);
       process.exitCode = await replayCommand(rest);
+      return;
+    case 'query':
+      if (wantsHelp) return void process.stdout.write(QUERY_HELP);
+      process.exitCode = await queryCommand(rest);
+      return;
+    case 'index':
+      if (wantsHelp) return void process.stdout.write(INDEX_HELP);
+      process.exitCode = await indexCommand(rest);
       return;
     case 'interfaces':
       if (wantsHelp) return void process.stdout.write(INTERFACES_HELP);

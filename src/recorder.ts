@@ -17,6 +17,7 @@ import { FlowRing } from './capture/flowring.js';
 import { makeFolder } from './capture/folder.js';
 import { compressStep, type CompressStep } from './finish/compress-step.js';
 import { Finisher, type FinishStep } from './finish/finisher.js';
+import { IndexStep } from './finish/index-step.js';
 import { PostRotate } from './finish/post-rotate.js';
 import { s3Step, type S3Step } from './finish/s3-step.js';
 import { recoverDirectory } from './capture/recover.js';
@@ -83,6 +84,8 @@ export class Recorder {
   readonly postRotate: PostRotate | null;
   readonly compress: CompressStep | null;
   readonly s3: S3Step | null;
+  /** The sidecar index of every finished file (the first finish step). */
+  readonly index: IndexStep;
   /** Runs each finished file's steps in order (index, compress, post-rotate, s3). */
   readonly finisher: Finisher;
   readonly router: Router;
@@ -142,8 +145,15 @@ export class Recorder {
               ),
             stillRunning: (path) => log.warn({ event: 'post_rotate_running', path }, 'stopping: post-rotate command still running; it goes on by itself'),
           });
+    this.index = new IndexStep({
+      indexed: (path, packets, bytes, ms) => log.debug({ event: 'indexed', path, packets, bytes, ms }, 'index written'),
+      failed: (path, why) => log.warn({ event: 'index_failed', path, why }, 'could not index the file; queries scan it'),
+    });
+    // The index points into the uncompressed file: with --compress it would describe a file
+    // that is gone a moment later, so compressed stores are not indexed (queries say so).
     const steps: FinishStep[] = [];
     if (this.compress !== null) steps.push(this.compress);
+    else if (config.index) steps.push(this.index);
     if (this.postRotate !== null) steps.push(this.postRotate);
     if (this.s3 !== null) steps.push(this.s3);
     this.finisher = new Finisher(steps, this.catalog, {
@@ -197,6 +207,17 @@ export class Recorder {
     } catch (err) {
       return `output folder ${this.config.out} not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
     }
+  }
+
+  /**
+   * A query could not trust this finished file's index (its CRC failed): index it again,
+   * held from the ring and the budget meanwhile. Once per file at a time.
+   */
+  reindex(path: string): void {
+    const file = this.catalog.all().find((f) => f.path === path);
+    if (file === undefined || file.pending.length > 0) return;
+    this.catalog.hold(file, [this.index.name]);
+    void this.index.run(file).then(() => this.catalog.done(file, this.index.name));
   }
 
   /** Hands every partly filled chunk to the disk (the flush-interval timer). */

@@ -17,6 +17,8 @@ export const CORRUPT_SUFFIX = '.corrupt';
 export const TEMP_SUFFIX = '.tmp';
 /** What --compress makes of X.pcap: X.pcap.gz, X.pcap.zst. */
 export const COMPRESSED_SUFFIX = { gzip: '.gz', zstd: '.zst' } as const;
+/** The index sidecar X.pcap.idx (finish/index-step.ts): an artefact, never what the capture is now. */
+export const INDEX_SUFFIX = '.idx';
 
 export function utcStamp(sec: number): string {
   const d = new Date(sec * 1000);

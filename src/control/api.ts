@@ -2,6 +2,7 @@
 import type { Catalog, FinishedFile } from '../capture/catalog.js';
 import { COMPRESSED_SUFFIX } from '../capture/naming.js';
 import type { S3Step } from '../finish/s3-step.js';
+import { INDEX_SUFFIX } from '../capture/naming.js';
 import type { Session } from '../session/session.js';
 
 const TOP_TALKERS = 10;
@@ -34,6 +35,8 @@ export function filesJson(catalog: Catalog, s3: S3Step | null = null): unknown {
     path: f.path,
     bytes: f.bytes,
     artefacts: f.artefacts,
+    // The query's sidecar (docs/index.md), when written: an artefact of the capture.
+    index: f.artefacts.find((a) => a.endsWith(INDEX_SUFFIX)) ?? null,
     pending: f.pending,
     compression: f.path.endsWith(COMPRESSED_SUFFIX.gzip) ? 'gzip' : f.path.endsWith(COMPRESSED_SUFFIX.zstd) ? 'zstd' : null,
     upload: s3 === null ? null : s3.uploaded(f) ? 'uploaded' : f.pending.includes(s3.name) ? 'pending' : 'failed',

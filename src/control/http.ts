@@ -23,6 +23,8 @@ export interface ControlHandlers {
   readiness(): Promise<Readiness>;
   sessions(): unknown;
   files(): unknown;
+  /** GET /api/query: streams its own answer. */
+  query(req: IncomingMessage, res: ServerResponse): Promise<void>;
   /** /api/flows: JSON lines of the newest flow records in a window (flowquery.ts). */
   flows(params: URLSearchParams): FlowsAnswer;
   /** A live pcap stream of one session (by name) or of all (null); answers `res` itself. */
@@ -67,6 +69,7 @@ export class ControlServer {
       ],
       ['/api/sessions', (res) => sendJson(res, 200, handlers.sessions())],
       ['/api/files', (res) => sendJson(res, 200, handlers.files())],
+      ['/api/query', (res, req) => handlers.query(req, res)],
       [
         '/api/flows',
         (res, req) => {

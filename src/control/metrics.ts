@@ -9,6 +9,8 @@ import type { DiskGuard } from '../capture/disk.js';
 import type { CompressStep } from '../finish/compress-step.js';
 import type { PostRotate } from '../finish/post-rotate.js';
 import type { S3Step } from '../finish/s3-step.js';
+import type { IndexStep } from '../finish/index-step.js';
+import type { QueryEndpoint } from './query.js';
 import { DROP_REASONS, PIPELINE_DROPS } from '../drops.js';
 import type { FlowBudget } from '../session/flows.js';
 import type { Pipeline } from '../session/pipeline.js';
@@ -27,6 +29,8 @@ export interface MetricsView {
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
   readonly postRotate: PostRotate | null;
+  readonly index: IndexStep;
+  readonly queries: QueryEndpoint;
   readonly flowBudget: FlowBudget;
   readonly streams: StreamHub;
   readonly compress: CompressStep | null;
@@ -127,6 +131,18 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     emit({ result: 'skipped' }, p.skipped);
   });
   finishMetrics(view, counter, gauge);
+  counter('index_files_total', 'Capture files indexed by the index step, by result: built (sidecar written) or failed.', ['result'], (emit) => {
+    emit({ result: 'built' }, view.index.built);
+    emit({ result: 'failed' }, view.index.failed);
+  });
+  counter('index_bytes_total', 'Bytes of index sidecars written.', [], (emit) => emit({}, view.index.bytes));
+  counter('queries_total', 'Queries (/api/query) by how they ended: ok, refused (429, max-queries), aborted (client went away), bad_request.', ['result'], (emit) => {
+    for (const [result, n] of Object.entries(view.queries.ended)) emit({ result }, n);
+  });
+  counter('query_scans_total', 'Files a query scanned instead of reading through their index, by reason: missing, corrupt, version, stale index, or an open .part.', ['reason'], (emit) => {
+    for (const [reason, n] of Object.entries(view.queries.scans)) emit({ reason }, n);
+  });
+  gauge('queries_running', 'Queries (/api/query) being answered now.', [], (emit) => emit({}, view.queries.running));
   counter('receive_errors_total', 'Receive calls that failed for another reason than an empty socket (the native source; the log has the errno).', [], (emit) =>
     emit({}, view.source?.stats.receiveErrors ?? 0),
   );

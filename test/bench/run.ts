@@ -15,6 +15,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['receive-rate', () => import('./receive-rate.js')],
   ['reader', () => import('./reader.js')],
   ['compress', () => import('./compress.js')],
+  ['query', () => import('./query.js')],
   ['appliance', () => import('./appliance.js')],
 ];
 

@@ -12,13 +12,15 @@ import t from 'tap';
 import { checkSequences } from '../bench/seqcheck.js';
 import { httpGet, metricValue, startAppliance, waitFor } from '../lib/appliance.js';
 import { capinfos } from '../lib/tshark.js';
+import { indexProblem } from '../../src/finish/index-build.js';
 import { run } from '../lib/tools.js';
 
 const GENERATOR = fileURLToPath(new URL('../bench/generator.js', import.meta.url));
 
+/** The captures in `out`, not their index sidecars (X.pcap.idx, and X.pcap.idx.tmp a kill may leave). */
 async function captureFiles(out: string): Promise<string[]> {
   const files: string[] = [];
-  for (const session of await readdir(out)) for (const f of await readdir(join(out, session))) files.push(join(out, session, f));
+  for (const session of await readdir(out)) for (const f of await readdir(join(out, session))) if (!/\.idx(\.tmp)?$/.test(f)) files.push(join(out, session, f));
   return files.sort();
 }
 
@@ -57,6 +59,9 @@ t.test('SIGKILL under load, restart: files recovered, nothing flushed is lost', 
 
   const files = await captureFiles(out);
   t.equal(files.filter((f) => !f.endsWith('.pcap')).length, 0, 'only .pcap files remain');
+  let indexed = 0;
+  for (const f of files) if ((await indexProblem(f)) === null) indexed++;
+  t.equal(indexed, files.length, 'every file has its index, the recovered ones made at the restart');
   let bad = 0;
   for (const f of files) {
     await capinfos(f); // rejects on a file it cannot read

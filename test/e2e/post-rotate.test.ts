@@ -14,11 +14,11 @@ import { capinfos } from '../lib/tshark.js';
 
 const traffic = (vni: number, n: number, from = 0): Buffer[] => Array.from({ length: n }, (_, i) => vxlan(vni, udpFrame(300, vni, from + i)));
 const metrics = async (app: Appliance): Promise<string> => (await httpGet(app.httpPort, '/metrics')).body;
-const apiFiles = async (app: Appliance): Promise<Array<{ path: string; bytes: number; pending: string[] }>> => JSON.parse((await httpGet(app.httpPort, '/api/files')).body);
-/** name → size of everything in the folder. */
-const onDisk = async (dir: string): Promise<Map<string, number>> => {
+const apiFiles = async (app: Appliance): Promise<Array<{ path: string; bytes: number; pending: string[]; artefacts: string[] }>> => JSON.parse((await httpGet(app.httpPort, '/api/files')).body);
+/** name → size of everything in the folder (with the captures' index sidecars X.pcap.idx when `sidecars`). */
+const onDisk = async (dir: string, sidecars = false): Promise<Map<string, number>> => {
   const m = new Map<string, number>();
-  for (const n of await readdir(dir).catch(() => [])) m.set(join(dir, n), (await stat(join(dir, n))).size);
+  for (const n of await readdir(dir).catch(() => [])) if (sidecars || !n.endsWith('.idx')) m.set(join(dir, n), (await stat(join(dir, n))).size);
   return m;
 };
 const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
@@ -36,9 +36,11 @@ t.test('--rotate-packets 5 --ring 1 --post-rotate gzip: the ring bounds the .gz 
   t.same(app.logs.filter((l) => l.event === 'post_rotate_failed'), [], 'no command found its file deleted');
   const [listed] = await apiFiles(app);
   t.match(listed!.path, /-000003\.pcap\.gz$/, '/api/files names the file as it is now');
-  t.equal(listed!.bytes, (await stat(listed!.path)).size, 'with its size on disk');
+  let onDiskBytes = 0;
+  for (const f of listed!.artefacts) onDiskBytes += (await stat(f)).size;
+  t.equal(listed!.bytes, onDiskBytes, 'with the size on disk of all its names (the .gz and its index sidecar)');
   t.same(listed!.pending, []);
-  await waitFor(async () => metricValue(await metrics(app), 'mirrorcap_disk_used_bytes') === sum(await onDisk(dir)), 5000, 'disk_used_bytes = the folder (the .gz and the open .part)');
+  await waitFor(async () => metricValue(await metrics(app), 'mirrorcap_disk_used_bytes') === sum(await onDisk(dir, true)), 5000, 'disk_used_bytes = the folder (the .gz, its index and the open .part)');
 
   t.equal(await app.stop(), 0);
   const left = [...(await onDisk(dir)).keys()];

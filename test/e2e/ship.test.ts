@@ -38,9 +38,10 @@ const apiFiles = async (app: Appliance): Promise<ApiFile[]> => JSON.parse((await
 /** Names in a session folder, sorted. */
 const names = async (dir: string): Promise<string[]> => (await readdir(dir).catch(() => [] as string[])).sort();
 /** A fresh output folder and the flags every run here takes. */
-function setup(prefix: string): { out: string; args: string[] } {
+/** The appliance's arguments; without `index`, files travel alone (no X.pcap.idx beside them). */
+function setup(prefix: string, index = false): { out: string; args: string[] } {
   const out = join(root, `out-${runs++}`);
-  return { out, args: ['--out', out, '--flush-interval', '100ms', '--s3', `s3://${BUCKET}/${prefix}`, '--s3-endpoint', proxy.endpoint, '--s3-host', HOST] };
+  return { out, args: ['--out', out, '--flush-interval', '100ms', '--s3', `s3://${BUCKET}/${prefix}`, '--s3-endpoint', proxy.endpoint, '--s3-host', HOST, ...(index ? [] : ['--no-index'])] };
 }
 const day = (): string => new Date().toISOString().slice(0, 10).replace(/-/g, '/');
 
@@ -118,7 +119,7 @@ t.test('--compress zstd: tshark reads the .pcap.zst as the frames sent', { skip:
 });
 
 t.test('S3 down: capture goes on, /readyz ready, uploads retried and counted, files kept; back up: each arrives once, then deleted (delete-after-upload)', async (t) => {
-  const { out, args } = setup('down');
+  const { out, args } = setup('down', true);
   await server.stop();
   let serverUp = false;
   t.teardown(async () => {
@@ -131,19 +132,20 @@ t.test('S3 down: capture goes on, /readyz ready, uploads retried and counted, fi
   app.proc.kill('SIGUSR1');
   await waitFor(async () => metricSum(await metrics(app), 'mirrorcap_s3_failures_total') >= 2, 15_000, 'attempts failed and were retried');
   const m = await metrics(app);
-  t.equal(metricValue(m, 'mirrorcap_s3_pending_files'), 3, 'three files wait');
+  // Each capture travels with its index sidecar: 3 captures, 6 objects.
+  t.equal(metricValue(m, 'mirrorcap_s3_pending_files'), 6, 'three files and their indexes wait');
   t.equal(metricValue(m, 'mirrorcap_s3_uploaded_files_total'), 0);
   t.equal((await httpGet(app.httpPort, '/readyz')).status, 200, 'still ready: capture goes on');
   t.ok(app.logs.some((l) => l.event === 's3_retrying'), 'the first failure is logged (then quietly retried)');
   const dir = join(out, 'vni-9');
-  const files = (await names(dir)).filter((n) => n.endsWith('.pcap'));
-  t.equal(files.length, 3, 'delete-after-upload deletes nothing early');
+  const files = (await names(dir)).filter((n) => n.endsWith('.pcap') || n.endsWith('.pcap.idx')).sort();
+  t.equal(files.length, 6, 'delete-after-upload deletes nothing early');
   t.same((await apiFiles(app)).map((f) => f.upload), ['pending', 'pending', 'pending']);
   const bytes = await Promise.all(files.map((n) => readFile(join(dir, n))));
 
   await server.start();
   serverUp = true;
-  await waitFor(async () => metricValue(await metrics(app), 'mirrorcap_s3_uploaded_files_total') === 3, 70_000, 'uploaded once the store is back');
+  await waitFor(async () => metricValue(await metrics(app), 'mirrorcap_s3_uploaded_files_total') === 6, 70_000, 'uploaded once the store is back');
   await waitFor(async () => (await names(dir)).filter((n) => !n.endsWith('.part')).length === 0, 5000, 'deleted after upload');
   t.equal(metricValue(await metrics(app), 'mirrorcap_files_deleted_total', { reason: 'uploaded' }), 3);
   const keys = (await listKeys(direct, BUCKET)).filter((k) => k.startsWith('down/'));
@@ -237,7 +239,8 @@ t.test('decap --compress gzip writes what decap writes plain, compressed (tshark
     t.equal(r.code, 0, r.stderr);
   }
   for (const session of await names(outs[0]!)) {
-    const plain = await names(join(outs[0]!, session));
+    // The plain store has an index beside each capture; the compressed one is not indexed.
+    const plain = (await names(join(outs[0]!, session))).filter((n) => n.endsWith('.pcap'));
     t.same(await names(join(outs[1]!, session)), plain.map((n) => `${n}.gz`), `${session}: each file compressed, nothing else left`);
     for (const n of plain) t.same(await tsharkFrames(join(outs[1]!, session, `${n}.gz`)), await tsharkFrames(join(outs[0]!, session, n)), `${n}.gz reads as ${n}`);
   }

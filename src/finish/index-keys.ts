@@ -1,0 +1,93 @@
+/**
+ * What the index remembers of an inner frame: the values a filter primitive at the frame's
+ * first headers compares, read exactly where libpcap's code reads them for a primitive with
+ * no `vlan` before it (docs/filters.md), so that a key found for a primitive is a superset of
+ * the frames the primitive matches:
+ *
+ *   ETHER  the EtherType at offset 12 (a tagged frame has its TPID there, as `ip` sees it)
+ *   VLAN   the first tag's id, when offset 12 holds 0x8100, 0x88a8 or 0x9100
+ *   PROTO4 IPv4's protocol field (any fragment)
+ *   PROTO6 IPv6's next header, and the one after a fragment header right behind it
+ *   V4     IPv4 source and destination; ARP/RARP sender and target protocol addresses
+ *   V6     IPv6 source and destination, folded to 32 bits (a collision only reads more)
+ *   PORT   source and destination port of TCP, UDP, SCTP: IPv4 unfragmented or first
+ *          fragment at its header length, IPv6 right after the fixed header
+ *
+ * A value a frame is too short to hold is not a key: libpcap's load past the captured end
+ * rejects the frame, so no primitive on it can match.
+ *
+ * A key is one number: kind * 2^32 + value (value < 2^32), so keys sort by kind then value.
+ */
+export const KEY_ETHER = 1;
+export const KEY_VLAN = 2;
+export const KEY_PROTO4 = 3;
+export const KEY_PROTO6 = 4;
+export const KEY_V4 = 5;
+export const KEY_V6 = 6;
+export const KEY_PORT = 7;
+
+const KIND = 2 ** 32;
+/** Kinds are 1..KINDS - 1. */
+export const KINDS = 8;
+
+export function key(kind: number, value: number): number {
+  return kind * KIND + value;
+}
+
+export function keyKind(k: number): number {
+  return Math.floor(k / KIND);
+}
+
+export function keyValue(k: number): number {
+  return k % KIND;
+}
+
+/** 16 bytes of an IPv6 address → 32 bits (FNV-1a). */
+export function foldV6(buf: ArrayLike<number>, off: number): number {
+  let a = 0x811c9dc5;
+  for (let i = 0; i < 16; i++) a = Math.imul(a ^ buf[off + i]!, 0x01000193) >>> 0;
+  return a;
+}
+
+const ETHER_IPV4 = 0x0800;
+const ETHER_IPV6 = 0x86dd;
+const ETHER_ARP = 0x0806;
+const ETHER_RARP = 0x8035;
+
+function isPortProto(p: number): boolean {
+  return p === 6 || p === 17 || p === 132;
+}
+
+/** Calls `add` with every key (kind, value) of the Ethernet frame buf[off, off + capLen). Allocates nothing. */
+export function frameKeys(buf: Buffer, off: number, capLen: number, add: (kind: number, value: number) => void): void {
+  if (capLen < 14) return;
+  const et = buf.readUInt16BE(off + 12);
+  add(KEY_ETHER, et);
+  if (et === 0x8100 || et === 0x88a8 || et === 0x9100) {
+    if (capLen >= 16) add(KEY_VLAN, buf.readUInt16BE(off + 14) & 0x0fff);
+    return;
+  }
+  if (et === ETHER_IPV4) {
+    if (capLen >= 24) add(KEY_PROTO4, buf[off + 23]!);
+    if (capLen >= 30) add(KEY_V4, buf.readUInt32BE(off + 26));
+    if (capLen >= 34) add(KEY_V4, buf.readUInt32BE(off + 30));
+    if (capLen < 24 || !isPortProto(buf[off + 23]!) || (buf.readUInt16BE(off + 20) & 0x1fff) !== 0) return;
+    const l4 = off + 14 + (buf[off + 14]! & 0x0f) * 4;
+    if (l4 + 2 <= off + capLen) add(KEY_PORT, buf.readUInt16BE(l4));
+    if (l4 + 4 <= off + capLen) add(KEY_PORT, buf.readUInt16BE(l4 + 2));
+  } else if (et === ETHER_IPV6) {
+    if (capLen < 21) return;
+    const nh = buf[off + 20]!;
+    add(KEY_PROTO6, nh);
+    if (capLen >= 38) add(KEY_V6, foldV6(buf, off + 22));
+    if (capLen >= 54) add(KEY_V6, foldV6(buf, off + 38));
+    if (nh === 44 && capLen >= 55) add(KEY_PROTO6, buf[off + 54]!);
+    if (isPortProto(nh)) {
+      if (capLen >= 56) add(KEY_PORT, buf.readUInt16BE(off + 54));
+      if (capLen >= 58) add(KEY_PORT, buf.readUInt16BE(off + 56));
+    }
+  } else if (et === ETHER_ARP || et === ETHER_RARP) {
+    if (capLen >= 32) add(KEY_V4, buf.readUInt32BE(off + 28));
+    if (capLen >= 42) add(KEY_V4, buf.readUInt32BE(off + 38));
+  }
+}
