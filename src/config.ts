@@ -100,8 +100,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
-  { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap' },
-  { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> (default: udp dst port <listen port>); an error with any other source' },
+  { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap, afpacket:<iface> = the same through a memory-mapped AF_PACKET ring (kernel filter and timestamps, no copy)' },
+  { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> or afpacket:<iface> (default: udp dst port <listen port>); an error with any other source' },
   { name: 'http', liveOnly: true, key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
   { name: 'out', key: 'out', kind: 'path', default: './captures', help: 'output folder; one subfolder per session' },
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size', perSession: true },
@@ -176,7 +176,7 @@ function expectation(o: OptionSpec): string {
     case 'text':
       return 'a string';
     case 'source':
-      return 'auto, native, dgram or pcap:<interface>';
+      return 'auto, native, dgram, pcap:<interface> or afpacket:<interface>';
     case 'duration':
       return `a duration such as 300, 30s, 500ms, 5m or 1h${range}`;
     case 'count':
@@ -242,7 +242,7 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
     case 'text':
       return text === '' ? null : text;
     case 'source':
-      if (!/^(auto|native|dgram|pcap:[^\s/]{1,64})$/.test(text)) fail(what, value, origin, expectation(o));
+      if (!/^(auto|native|dgram|(pcap|afpacket):[^\s/]{1,64})$/.test(text)) fail(what, value, origin, expectation(o));
       return text;
     case 'duration': {
       const n = parseDuration(text);
@@ -512,10 +512,10 @@ export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv, d
     raws.set(o.name, raw);
     out[o.key!] = convert(o, raw);
   }
-  // Only libpcap reads a BPF filter: with a socket source it would be silently ignored.
-  if (out.bpf !== null && !(out.source as string).startsWith('pcap:')) {
+  // Only the interface sources read a BPF filter: with a socket source it would be silently ignored.
+  if (out.bpf !== null && !/^(pcap|afpacket):/.test(out.source as string)) {
     const raw = raws.get('bpf')!;
-    fail('bpf', raw.value, raw.origin, `no BPF filter unless --source is pcap:<interface> (it is ${out.source as string})`);
+    fail('bpf', raw.value, raw.origin, `no BPF filter unless --source is pcap:<interface> or afpacket:<interface> (it is ${out.source as string})`);
   }
   out.configFile = configFile;
   const base = sessionSettings(out as unknown as SessionSettings);
