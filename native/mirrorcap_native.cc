@@ -25,6 +25,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
@@ -40,6 +41,10 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23  // Linux 4.20
+#endif
 
 namespace {
 
@@ -709,6 +714,10 @@ class PacketRing : public Napi::ObjectWrap<PacketRing>, public PolledReader {
     if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof(fprog)) != 0) failed = "setsockopt(SO_ATTACH_FILTER)";
     else if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0) failed = "setsockopt(PACKET_VERSION)";
     else if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0) failed = "setsockopt(PACKET_RX_RING)";
+    // What the host sends never enters the ring (nor its drop count): a mirror target
+    // receives, and on lo every packet passes out and in. Older kernels refuse the option;
+    // Walk() skips those frames all the same.
+    else if (int on = 1; setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &on, sizeof(on)) != 0 && errno != ENOPROTOOPT) failed = "setsockopt(PACKET_IGNORE_OUTGOING)";
     else if ((map = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) failed = "mmap";
     else if (bind(fd, reinterpret_cast<sockaddr*>(&ll), sizeof(ll)) != 0) failed = "bind";
     if (failed != nullptr) {
@@ -1036,6 +1045,70 @@ class Sender : public Napi::ObjectWrap<Sender> {
   std::vector<iovec> iov_;
 };
 
+// writeBehind(fd, start, end, dropStart, dropEnd) -> Promise<void>, on the libuv thread pool:
+// starts the writeback of [start, end) now, then waits until [dropStart, dropEnd) is on the
+// disk and drops it from the page cache. A writer calls it every few MiB with the window it
+// just wrote and the one before, so the kernel writes at the disk's pace while the capture
+// runs instead of gathering GBs of dirty pages and stalling every writer when it flushes
+// them; and pages nobody will read soon leave memory. Errors reject with code/errno/syscall.
+class WriteBehind : public Napi::AsyncWorker {
+ public:
+  WriteBehind(Napi::Env env, int fd, int64_t start, int64_t end, int64_t dropStart, int64_t dropEnd)
+      : Napi::AsyncWorker(env, "mirrorcap:writeBehind"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        fd_(fd), start_(start), end_(end), dropStart_(dropStart), dropEnd_(dropEnd) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    if (end_ > start_ && sync_file_range(fd_, start_, end_ - start_, SYNC_FILE_RANGE_WRITE) != 0) {
+      err_ = errno;
+      syscall_ = "sync_file_range";
+      return;
+    }
+    if (dropEnd_ <= dropStart_) return;
+    unsigned wait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+    if (sync_file_range(fd_, dropStart_, dropEnd_ - dropStart_, wait) != 0) {
+      err_ = errno;
+      syscall_ = "sync_file_range";
+      return;
+    }
+    int rc = posix_fadvise(fd_, dropStart_, dropEnd_ - dropStart_, POSIX_FADV_DONTNEED);
+    if (rc != 0) {
+      err_ = rc;
+      syscall_ = "posix_fadvise";
+    }
+  }
+
+  void OnOK() override {
+    if (err_ == 0) deferred_.Resolve(Env().Undefined());
+    else deferred_.Reject(ErrnoError(Env(), syscall_, err_, "").Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int fd_;
+  int64_t start_, end_, dropStart_, dropEnd_;
+  int err_ = 0;
+  const char* syscall_ = "";
+};
+
+Napi::Value StartWriteBehind(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  for (size_t i = 0; i < 5; i++) {
+    if (!info[i].IsNumber()) {
+      Napi::TypeError::New(env, "writeBehind(fd, start, end, dropStart, dropEnd)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  auto* work = new WriteBehind(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
+                               info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Number>().Int64Value(),
+                               info[4].As<Napi::Number>().Int64Value());
+  Napi::Promise promise = work->Promise();
+  work->Queue();  // deletes itself when done
+  return promise;
+}
+
 }  // namespace
 
 // stderr_capture.cc
@@ -1047,6 +1120,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Receiver", Receiver::Define(env));
   exports.Set("Sender", Sender::Define(env));
   exports.Set("PacketRing", PacketRing::Define(env));
+  exports.Set("writeBehind", Napi::Function::New(env, StartWriteBehind, "writeBehind"));
   InitStderrCapture(env, exports);
   return exports;
 }

@@ -48,7 +48,7 @@ export type SessionKey = 'vni' | 'vni+src';
 export interface Config extends SessionSettings {
   readonly listen: Endpoint;
   readonly http: Endpoint;
-  /** auto, native, dgram, or pcap:<interface>. */
+  /** auto, native, dgram, pcap:<interface> or afpacket:<interface>. */
   readonly source: string;
   /** BPF filter of the interface source; null = `udp dst port <listen port>`. */
   readonly bpf: string | null;
@@ -58,6 +58,8 @@ export interface Config extends SessionSettings {
   readonly recvBuffer: number;
   readonly flushInterval: number;
   readonly queueSize: number;
+  /** Write-behind window in bytes (writer.ts); 0 = the kernel's own writeback. */
+  readonly writeBehind: number;
   readonly maxBuffer: number;
   readonly maxSessions: number;
   readonly logLevel: string;
@@ -114,6 +116,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'recv-buffer', liveOnly: true, key: 'recvBuffer', kind: 'size', default: '32MiB', help: 'socket receive buffer to ask the kernel for' },
   { name: 'flush-interval', liveOnly: true, key: 'flushInterval', kind: 'duration', default: '1s', min: 0.01, help: 'buffered records reach the file at least this often' },
   { name: 'queue-size', key: 'queueSize', kind: 'size', default: '32MiB', min: 1024 * 1024, help: 'bytes a session may hold waiting for the disk; beyond it packets drop (reason="queue_full")' },
+  { name: 'write-behind', key: 'writeBehind', kind: 'size', default: '8MiB', min: 1024 * 1024, zeroOff: true, help: 'every this many bytes of a file, ask the kernel to write them out now and drop the window before from the page cache (sync_file_range, fadvise), so dirty pages never pile up and stall the writers; needs the native addon' },
   { name: 'max-buffer', key: 'maxBuffer', kind: 'size', default: '128MiB', min: 4 * 1024 * 1024, help: 'bytes all sessions together may hold waiting for the disk' },
   { name: 'max-sessions', key: 'maxSessions', kind: 'count', default: '1024', min: 1, max: 1 << 20, help: 'most sessions at once; packets for more are dropped (reason="session_limit")' },
   { name: 'allow', key: 'allow', kind: 'cidrs', default: '', help: 'outer source addresses allowed to send, CIDR[,CIDR...]; others drop (reason="source_denied") (default: any)' },

@@ -14,7 +14,8 @@ import { makeFolder } from './capture/folder.js';
 import { PostRotate } from './finish/post-rotate.js';
 import { recoverDirectory } from './capture/recover.js';
 import { rotationOf } from './capture/rotation.js';
-import { FINISH_OPS, SessionWriter, type CaptureFile } from './capture/writer.js';
+import { FINISH_OPS, SessionWriter, type CaptureFile, type WriterOptions as SessionWriterOptions } from './capture/writer.js';
+import { loadNative } from './native/addon.js';
 import type { Config, SessionConfig } from './config.js';
 import type { Logger } from './log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
@@ -64,6 +65,8 @@ export class Recorder {
   readonly pipeline: Pipeline;
   /** Each session's writer: the Recorder makes them, so only it drives them. */
   private readonly writers = new Map<Session, SessionWriter>();
+  /** The writers' write-behind (--write-behind), when the addon that does it is built. */
+  private readonly writeBehind: SessionWriterOptions['writeBehind'];
 
   constructor(
     private readonly config: Config,
@@ -71,6 +74,9 @@ export class Recorder {
     private readonly opts: RecorderOptions,
   ) {
     this.pool = new ChunkPool(config.maxBuffer);
+    const native = config.writeBehind > 0 ? loadNative() : null;
+    if (native?.ok === false) log.warn({ event: 'write_behind_off', reason: native.reason }, `--write-behind is off: ${native.reason}`);
+    this.writeBehind = native?.ok ? { window: config.writeBehind, run: native.binding.writeBehind } : undefined;
     this.catalog = new Catalog(config.out, config.maxTotalBytes, {
       deleted: (file, reason) =>
         log.info(
@@ -240,6 +246,7 @@ export class Recorder {
       drops,
       disk: this.disk,
       clampTime: this.opts.clampTime,
+      writeBehind: this.writeBehind,
       events: {
         fileClosed: (file) => this.fileClosed(session!, file),
         writeError: (_file, where, op, err) => {

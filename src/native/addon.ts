@@ -117,6 +117,12 @@ export interface NativeBinding {
   Sender: new (host: string, port: number) => NativeSender;
   /** An AF_PACKET TPACKET_V3 ring bound to the interface; throws an Error with code/errno/syscall (ENODEV, EPERM ...). */
   PacketRing: new (iface: string, options: RingOptions) => NativePacketRing;
+  /**
+   * On the thread pool: starts writing [start, end) of the file to disk, waits until
+   * [dropStart, dropEnd) is on disk and drops it from the page cache (sync_file_range,
+   * posix_fadvise DONTNEED). Rejects with code/errno/syscall.
+   */
+  writeBehind(fd: number, start: number, end: number, dropStart: number, dropEnd: number): Promise<void>;
   /** Points fd 2 into a non-blocking pipe; returns [the saved fd 2, the pipe's read end]. */
   redirectStderr(): [number, number];
   /** Puts fd 2 back and returns what was written meanwhile. */

@@ -23,13 +23,17 @@ import { interfaceIsDown } from './libpcap.js';
 import { OuterParser } from './outer.js';
 import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
 
-/** 1 MiB blocks: a few thousand small frames or a hundred jumbo ones per wake-up. */
-export const BLOCK_BYTES = 1 << 20;
+/** 256 KiB blocks: about 2,000 small frames or 28 jumbo ones per block. */
+export const BLOCK_BYTES = 256 * 1024;
 /**
  * A block not yet full is handed over after this long. Files take the kernel's timestamps,
  * so this only bounds how late a quiet link's frames reach the writers (and live streams).
+ * It also sets how long the ring bridges a receiver that is not scheduled: a retired block
+ * is used up however little it holds, so at low rates the ring holds blockCount x RETIRE_MS
+ * of traffic (128 blocks x 50 ms = 6.4 s for the default 32 MiB); 4 ms made that 0.5 s and
+ * lost packets on a busy machine.
  */
-export const RETIRE_MS = 4;
+export const RETIRE_MS = 50;
 const BATCH_CAPACITY = 1024;
 const MAX_BATCHES_PER_TURN = 16;
 /** See native.ts DEFAULT_SATURATED_REST_MS: under disk overload the kernel should drop, not we. */
