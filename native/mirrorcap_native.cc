@@ -217,12 +217,43 @@ struct PollSlot {
 class PolledReader {
  public:
   virtual ~PolledReader() = default;
-  // The fd is readable (status 0) or failed (status < 0), or a rest is over.
-  virtual void Drain(PollSlot* slot, int status) = 0;
   // The native half of close, safe to repeat and to run without JS (env teardown).
   virtual void Shutdown() = 0;
 
+  // The fd is readable (status 0) or failed (status < 0), or a rest is over.
+  void Drain(PollSlot* slot, int status) {
+    if (status < 0) return CountError(-status);
+    Read(slot, maxBatchesPerTurn_, true);
+  }
+
  protected:
+  // Up to maxTurns batches handed to onBatch; rests when the fd runs dry if asked to.
+  virtual void Read(PollSlot* slot, uint32_t maxTurns, bool rest) = 0;
+  virtual void CountError(int err) = 0;
+
+  // drainQueued(maxBatches): what the kernel holds for us, delivered now, before a close:
+  // what reached the box is not thrown away by a shutdown. Returns how many.
+  Napi::Value DrainQueuedNow(Napi::Env env, uint32_t maxBatches) {
+    if (poll_ == nullptr) return Napi::Number::New(env, 0);
+    double before = delivered_;
+    Read(poll_, maxBatches, false);
+    return Napi::Number::New(env, delivered_ - before);
+  }
+
+  // close(): the native half, then the JS memory is let go. True when it was started (the
+  // caller then drops the strong reference start() took).
+  bool StopReading() {
+    bool wasStarted = started_;
+    Shutdown();
+    if (wasStarted) {
+      started_ = false;
+      onBatch_.Reset();
+      pins_.clear();
+      counters_ = nullptr;
+    }
+    return wasStarted;
+  }
+
   // Polls fd for reading from now on; on failure a JS exception is pending and it returns false.
   bool StartPolling(Napi::Env env, int fd, Napi::Function onBatch, const char* resource) {
     uv_loop_t* loop = nullptr;
@@ -302,6 +333,12 @@ class PolledReader {
   Napi::FunctionReference onBatch_;
   // Kept until the wrapper is collected: close() may run inside the callback that uses it.
   std::unique_ptr<Napi::AsyncContext> asyncContext_;
+  bool started_ = false;
+  // JS-owned memory, pinned between start() and close().
+  std::vector<Napi::ObjectReference> pins_;
+  double* counters_ = nullptr;
+  uint32_t maxBatchesPerTurn_ = 0;
+  double delivered_ = 0;
 
  private:
   static void OnPollClosed(uv_handle_t* handle) {
@@ -464,15 +501,15 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    bool wasStarted = started_;
-    Shutdown();
-    if (wasStarted) {
-      started_ = false;
-      onBatch_.Reset();
-      pins_.clear();
-      Unref();
-    }
+    if (StopReading()) Unref();
     return info.Env().Undefined();
+  }
+
+  Napi::Value DrainQueued(const Napi::CallbackInfo& info) { return DrainQueuedNow(info.Env(), info[0].ToNumber().Uint32Value()); }
+
+  void CountError(int err) override {
+    counters_[kRecvErrors] += 1;
+    counters_[kLastErrno] = err;
   }
 
   // Up to maxBatchesPerTurn recvmmsg calls per wake-up so other work on the loop gets a
@@ -481,27 +518,7 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   // arrives meanwhile (its timestamps are taken on arrival), and the next wake-up takes
   // it in full batches. Without the pause a fast receiver wakes once per datagram or
   // two, and the wake-ups, not the datagrams, cost most of the CPU.
-  void Drain(PollSlot* slot, int status) override {
-    if (status < 0) {
-      counters_[kRecvErrors] += 1;
-      counters_[kLastErrno] = -status;
-      return;
-    }
-    Read(slot, maxBatchesPerTurn_, true);
-  }
-
-  // drainQueued(maxBatches): what the kernel has queued, delivered now, before a close:
-  // datagrams that reached the socket are not thrown away by a shutdown. Returns how many.
-  Napi::Value DrainQueued(const Napi::CallbackInfo& info) {
-    if (poll_ == nullptr) return Napi::Number::New(info.Env(), 0);
-    double before = delivered_;
-    Read(poll_, info[0].ToNumber().Uint32Value(), false);
-    return Napi::Number::New(info.Env(), delivered_ - before);
-  }
-
-  // Up to maxTurns recvmmsg calls, each batch handed to JS; rests when the socket runs dry
-  // if asked to (see Drain).
-  void Read(PollSlot* slot, uint32_t maxTurns, bool rest) {
+  void Read(PollSlot* slot, uint32_t maxTurns, bool rest) override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     for (uint32_t turn = 0; turn < maxTurns; turn++) {
@@ -515,9 +532,7 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
         int err = errno;
         if (err == EAGAIN || err == EWOULDBLOCK) return Rest(slot, rest, coalesceMs_);
         if (err == EINTR) continue;
-        counters_[kRecvErrors] += 1;
-        counters_[kLastErrno] = err;
-        return;
+        return CountError(err);
       }
       if (n == 0) return Rest(slot, rest, coalesceMs_);
       Fill(static_cast<uint32_t>(n));
@@ -590,10 +605,8 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   }
 
   int fd_ = -1;
-  bool started_ = false;
 
   // JS-owned memory, pinned between start() and close().
-  std::vector<Napi::ObjectReference> pins_;
   uint8_t* slab_ = nullptr;
   uint32_t* lengths_ = nullptr;
   uint32_t* wireLengths_ = nullptr;
@@ -601,13 +614,10 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   uint32_t* tsNsec_ = nullptr;
   uint8_t* srcAddr_ = nullptr;
   uint16_t* srcPort_ = nullptr;
-  double* counters_ = nullptr;
   uint32_t capacity_ = 0;
   uint32_t slotBytes_ = 0;
-  uint32_t maxBatchesPerTurn_ = 0;
   uint32_t coalesceMs_ = 0;
   uint32_t saturatedRestMs_ = 0;
-  double delivered_ = 0;
 
   // Syscall plumbing, built once in start().
   std::vector<mmsghdr> msgs_;
@@ -816,40 +826,22 @@ class PacketRing : public Napi::ObjectWrap<PacketRing>, public PolledReader {
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    bool wasStarted = started_;
-    Shutdown();
-    if (wasStarted) {
-      started_ = false;
-      onBatch_.Reset();
-      pins_.clear();
-      counters_ = nullptr;
-      Unref();
-    }
+    if (StopReading()) Unref();
     return info.Env().Undefined();
   }
 
-  void Drain(PollSlot* slot, int status) override {
-    if (status < 0) {
-      counters_[kRingErrors] += 1;
-      counters_[kRingLastErrno] = -status;
-      return;
-    }
-    Read(slot, maxBatchesPerTurn_, true);
-  }
+  // A block still being filled is handed over only by its retire timeout.
+  Napi::Value DrainQueued(const Napi::CallbackInfo& info) { return DrainQueuedNow(info.Env(), info[0].ToNumber().Uint32Value()); }
 
-  // drainQueued(maxBatches): the blocks the kernel has handed over, delivered now (before a
-  // close). A block still being filled is handed over only by its retire timeout.
-  Napi::Value DrainQueued(const Napi::CallbackInfo& info) {
-    if (poll_ == nullptr) return Napi::Number::New(info.Env(), 0);
-    double before = delivered_;
-    Read(poll_, info[0].ToNumber().Uint32Value(), false);
-    return Napi::Number::New(info.Env(), delivered_ - before);
+  void CountError(int err) override {
+    counters_[kRingErrors] += 1;
+    counters_[kRingLastErrno] = err;
   }
 
   // Up to maxTurns batches; each block goes back to the kernel once every frame in it has
   // been through onBatch. The poll is level-triggered on "a block is ours", so what is
   // left wakes us again.
-  void Read(PollSlot* slot, uint32_t maxTurns, bool rest) {
+  void Read(PollSlot* slot, uint32_t maxTurns, bool rest) override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     for (uint32_t turn = 0; turn < maxTurns; turn++) {
@@ -918,7 +910,6 @@ class PacketRing : public Napi::ObjectWrap<PacketRing>, public PolledReader {
 
   int fd_ = -1;
   int ifindex_ = 0;
-  bool started_ = false;
   uint8_t* ring_ = nullptr;
   uint32_t blockBytes_ = 0;
   uint32_t blockCount_ = 0;
@@ -932,17 +923,13 @@ class PacketRing : public Napi::ObjectWrap<PacketRing>, public PolledReader {
   uint32_t doneCount_ = 0;
 
   // JS-owned memory, pinned between start() and close().
-  std::vector<Napi::ObjectReference> pins_;
   uint32_t* offsets_ = nullptr;
   uint32_t* lengths_ = nullptr;
   uint32_t* wireLengths_ = nullptr;
   uint32_t* tsSec_ = nullptr;
   uint32_t* tsNsec_ = nullptr;
-  double* counters_ = nullptr;
   uint32_t capacity_ = 0;
-  uint32_t maxBatchesPerTurn_ = 0;
   uint32_t saturatedRestMs_ = 0;
-  double delivered_ = 0;
 };
 
 class Sender : public Napi::ObjectWrap<Sender> {

@@ -14,6 +14,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['receive-rate', () => import('./receive-rate.js')],
   ['reader', () => import('./reader.js')],
   ['appliance', () => import('./appliance.js')],
+  ['write-behind', () => import('./write-behind.js')],
 ];
 
 async function main(): Promise<void> {
