@@ -11,6 +11,7 @@ import { Catalog } from './capture/catalog.js';
 import { ChunkPool } from './capture/chunks.js';
 import { DiskGuard } from './capture/disk.js';
 import { makeFolder } from './capture/folder.js';
+import { Finisher, type FinishStep } from './finish/finisher.js';
 import { PostRotate } from './finish/post-rotate.js';
 import { recoverDirectory } from './capture/recover.js';
 import { rotationOf } from './capture/rotation.js';
@@ -23,9 +24,6 @@ import { Pipeline } from './session/pipeline.js';
 import { AllowList } from './session/allow.js';
 import { Router } from './session/router.js';
 import { Session } from './session/session.js';
-
-/** The catalog's name for the step a --post-rotate command is (see FinishedFile.pending). */
-const POST_ROTATE_STEP = 'post-rotate';
 
 /** The output folder cannot be made or written: nothing can be recorded (exit 1). */
 export class OutputFolderError extends Error {
@@ -61,6 +59,8 @@ export class Recorder {
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
   readonly postRotate: PostRotate | null;
+  /** Runs each finished file's steps in order (index, compress, post-rotate, s3). */
+  readonly finisher: Finisher;
   readonly router: Router;
   readonly pipeline: Pipeline;
   /** Each session's writer: the Recorder makes them, so only it drives them. */
@@ -101,7 +101,16 @@ export class Recorder {
                 { event: 'post_rotate_skipped', path, reason },
                 reason === 'shutdown' ? 'stopping: post-rotate command not started in time, not run for this file' : 'post-rotate queue full: command not run for this file',
               ),
+            stillRunning: (path) => log.warn({ event: 'post_rotate_running', path }, 'stopping: post-rotate command still running; it goes on by itself'),
           });
+    const steps: FinishStep[] = [];
+    if (this.postRotate !== null) steps.push(this.postRotate);
+    this.finisher = new Finisher(steps, this.catalog, {
+      // The post-rotate step reports its own skips; this is for the steps after it.
+      skipped: (path, step) => {
+        if (step !== this.postRotate?.name) log.warn({ event: 'finish_step_skipped', path, step }, 'stopping: step not run for this file; the next start resumes it');
+      },
+    });
     this.router = new Router(
       {
         sessionKey: config.sessionKey,
@@ -128,6 +137,8 @@ export class Recorder {
     if (unwritable !== null) throw new OutputFolderError(unwritable);
     await this.recoverPartFiles();
     await this.catalog.scan();
+    await this.finisher.resume(this.catalog.all());
+    this.catalog.keepBudget();
     if (this.opts.guardDisk) await this.disk.check();
   }
 
@@ -168,18 +179,14 @@ export class Recorder {
   }
 
   /**
-   * Writes every queued record, closes and renames every file, then gives post-rotate commands
-   * until `deadline` (epoch ms; Infinity = as long as they take): files whose command has not
-   * started by then are skipped (logged, counted); commands still running go on by themselves.
+   * Writes every queued record, closes and renames every file, then gives the finished files'
+   * steps until `deadline` (epoch ms; Infinity = as long as they take): steps not started by
+   * then are skipped (logged, counted); post-rotate commands still running go on by themselves.
    * Resolves once the deletions the ring and the budget made meanwhile are done (and logged).
    */
   async stop(deadline = Infinity): Promise<void> {
     await Promise.all([...this.writers.values()].map((w) => w.stop()));
-    if (this.postRotate !== null) {
-      for (const path of await this.postRotate.finish(deadline)) {
-        this.log.warn({ event: 'post_rotate_running', path }, 'stopping: post-rotate command still running; it goes on by itself');
-      }
-    }
+    await this.finisher.stop(deadline);
     await this.catalog.idle();
   }
 
@@ -269,11 +276,11 @@ export class Recorder {
 
   /** A finished file joins the catalog busy with the steps it still needs; each step frees it when it ends. */
   private fileClosed(session: Session, file: CaptureFile): void {
-    const entry = this.catalog.add(file, session.config.ring, this.postRotate === null ? [] : [POST_ROTATE_STEP]);
+    const entry = this.catalog.add(file, session.config.ring, this.finisher.names);
     this.log.info(
       { event: 'file_rotated', session: session.name, path: file.path, packets: file.packets, bytes: file.bytes },
       'file rotated',
     );
-    this.postRotate?.run(file.path, () => void this.catalog.done(entry, POST_ROTATE_STEP));
+    this.finisher.add(entry);
   }
 }

@@ -82,7 +82,11 @@ export class Catalog {
     private readonly events: CatalogEvents,
   ) {}
 
-  /** Reads the finished files already in the output folder (oldest first per session). */
+  /**
+   * Reads the finished files already in the output folder (oldest first per session). The
+   * budget is not applied yet: the caller first holds the ones that still need steps, then
+   * calls keepBudget().
+   */
   async scan(): Promise<void> {
     let dirs: string[];
     try {
@@ -104,8 +108,13 @@ export class Catalog {
       list.sort(olderFirst);
       if (list.length > 0) this.bySession.set(session, list);
     }
-    this.trimBudget();
   }
+
+  /** Files of an earlier run that still need `steps`: busy until done() for each, like new files. */
+  hold(file: FinishedFile, steps: readonly string[]): void {
+    (file as Entry).pending.push(...steps);
+  }
+
 
   /** The next file sequence number of a session: one past the highest it ever used. */
   nextSeq(session: string): number {
@@ -211,11 +220,14 @@ export class Catalog {
         } else i++;
       }
     }
-    this.trimBudget();
+    this.keepBudget();
   }
 
-  /** Deletes the oldest free files, whatever their session, until the total fits or only busy ones are left. */
-  private trimBudget(): void {
+  /**
+   * Deletes the oldest free files, whatever their session, until the total fits or only busy
+   * ones are left (called after each change, and once after scan() and hold() at start).
+   */
+  keepBudget(): void {
     if (this.maxTotalBytes <= 0) return;
     while (this.totalBytes > this.maxTotalBytes) {
       let oldest: Entry[] | null = null;

@@ -9,6 +9,8 @@
  * (reason "shutdown") and counted. Commands still running are left to end by themselves.
  */
 import { spawn } from 'node:child_process';
+import type { FinishedFile } from '../capture/catalog.js';
+import type { FinishStep } from './finisher.js';
 
 /** Why a file's command was not run: the queue was full, or it had not started when we stopped. */
 export type SkipReason = 'queue_full' | 'shutdown';
@@ -17,12 +19,15 @@ export interface PostRotateEvents {
   failed(path: string, why: string): void;
   /** This file's command was not run. */
   skipped(path: string, reason: SkipReason): void;
+  /** At shutdown: this file's command is still running and goes on by itself. */
+  stillRunning(path: string): void;
 }
 
 const MAX_QUEUE = 10_000;
 const STDERR_TAIL = 500;
 
-export class PostRotate {
+export class PostRotate implements FinishStep {
+  readonly name = 'post-rotate';
   ok = 0;
   failed = 0;
   skipped = 0;
@@ -37,7 +42,16 @@ export class PostRotate {
     private readonly concurrency = 2,
   ) {}
 
-  run(path: string, done: () => void): void {
+  /** A finished file's command (never resumed for files of an earlier run: it may not be idempotent). */
+  run(file: FinishedFile): Promise<void> {
+    return new Promise((done) => this.enqueue(file.path, done));
+  }
+
+  async stop(deadline: number): Promise<void> {
+    for (const path of await this.finish(deadline)) this.events.stillRunning(path);
+  }
+
+  enqueue(path: string, done: () => void): void {
     if (this.queue.length >= MAX_QUEUE) {
       this.skip(path, done, 'queue_full');
       return;

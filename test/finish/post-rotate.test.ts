@@ -29,10 +29,10 @@ const lines = async (path: string): Promise<string[]> => (await readFile(path, '
 t.test('finish(Infinity) waits for every queued command (decap)', async (t) => {
   const cmd = await script(t, 'sleep 0.1');
   const skipped: string[] = [];
-  const p = new PostRotate(cmd.path, { failed: (path, why) => t.fail(`${path}: ${why}`), skipped: (path) => skipped.push(path) });
+  const p = new PostRotate(cmd.path, { failed: (path, why) => t.fail(`${path}: ${why}`), skipped: (path) => skipped.push(path), stillRunning: () => undefined });
   const done: string[] = [];
   const files = ['a', 'b', 'c', 'd', 'e'];
-  for (const f of files) p.run(f, () => done.push(f));
+  for (const f of files) p.enqueue(f, () => done.push(f));
   t.same(await p.finish(Infinity), [], 'nothing left running');
   t.same(await lines(cmd.log), files, 'every command ran');
   t.same(done.sort(), files, 'done once per file');
@@ -44,9 +44,9 @@ t.test('finish(deadline): what has not started is skipped for the shutdown, what
   const cmd = await script(t, 'exec sleep 30');
   const skipped: string[] = [];
   const failed: string[] = []; // the teardown kills the two still running: they fail after the test
-  const p = new PostRotate(cmd.path, { failed: (path) => failed.push(path), skipped: (path, reason) => skipped.push(`${path}:${reason}`) });
+  const p = new PostRotate(cmd.path, { failed: (path) => failed.push(path), skipped: (path, reason) => skipped.push(`${path}:${reason}`), stillRunning: () => undefined });
   const done: string[] = [];
-  for (const f of ['a', 'b', 'c', 'd', 'e']) p.run(f, () => done.push(f));
+  for (const f of ['a', 'b', 'c', 'd', 'e']) p.enqueue(f, () => done.push(f));
   const running = await p.finish(Date.now() + 300);
   t.same(running.sort(), ['a', 'b'], 'two at a time: the first two run on');
   t.same(skipped, ['c:shutdown', 'd:shutdown', 'e:shutdown']);
