@@ -229,13 +229,14 @@ export class AfPacketSource implements Source {
 
 /** The frames' link type, from the interface's ARPHRD type. */
 function linkTypeOf(iface: string, at: string): LinkType {
-  let arphrd: number;
+  let arphrd = NaN;
   try {
-    if (iface.includes('/')) throw new Error('not an interface name');
-    arphrd = Number.parseInt(readFileSync(`/sys/class/net/${iface}/type`, 'utf8'), 10);
+    // A name with a slash would reach outside /sys/class/net: no interface has one.
+    if (!iface.includes('/')) arphrd = Number.parseInt(readFileSync(`/sys/class/net/${iface}/type`, 'utf8'), 10);
   } catch {
-    throw new ConfigError(`${at}: there is no interface "${iface}"; \`mirrorcap interfaces\` lists them`);
+    // No such interface: said below.
   }
+  if (Number.isNaN(arphrd)) throw new ConfigError(`${at}: there is no interface "${iface}"; \`mirrorcap interfaces\` lists them`);
   const linkType = LINK_BY_ARPHRD[arphrd];
   if (linkType === undefined) throw new ConfigError(`${at}: ${iface} has link type ${arphrd} (ARPHRD); mirrorcap reads Ethernet, loopback and raw IP interfaces`);
   return linkType;
