@@ -6,12 +6,15 @@
 import { SESSION_SETTING_KEYS, type Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
 import { ControlServer, type Readiness } from './control/http.js';
+import { PcapOverIpServer } from './control/pcap-over-ip.js';
+import { StreamHub } from './control/streams.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
 import { Recorder, type RecorderSummary } from './recorder.js';
 import { VXLAN_HEADER_LEN } from './decode/vxlan.js';
 import { createSource, largestSnaplen } from './source/select.js';
 import type { Source } from './source/source.js';
+import type { Session } from './session/session.js';
 
 /**
  * What a reload applies: the sessions and every per-session setting (rotation, ring, snaplen,
@@ -23,8 +26,13 @@ const RELOADABLE: ReadonlySet<string> = new Set<keyof Config>([...SESSION_SETTIN
 export class App {
   readonly recorder: Recorder;
   readonly source: Source;
+  /** The GENEVE socket (--geneve), or null. */
+  readonly geneveSource: Source | null;
   readonly metrics: Metrics;
   readonly control: ControlServer;
+  /** Live streams (HTTP and PCAP-over-IP) and the PCAP-over-IP listener (null without --pcap-over-ip). */
+  readonly streams: StreamHub;
+  readonly pcapOverIp: PcapOverIpServer | null;
   private timers: NodeJS.Timeout[] = [];
   private stopping: Promise<RecorderSummary> | null = null;
   private started = false;
@@ -39,6 +47,15 @@ export class App {
     const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
+    this.streams = new StreamHub({
+      maxStreams: config.maxStreams,
+      bufferBytes: config.streamBuffer,
+      log,
+      hasSession: (name) => recorder.sessions.some((s) => s.name === name),
+    });
+    recorder.pipeline.tap = this.streams;
+    this.pcapOverIp = config.pcapOverIp === null ? null : new PcapOverIpServer(config.pcapOverIp, this.streams, log);
+    this.geneveSource = config.geneve === null ? null : createSource(config, log, config.geneve);
     this.metrics = createMetrics(
       {
         pipeline: recorder.pipeline,
@@ -50,6 +67,7 @@ export class App {
         catalog: recorder.catalog,
         disk: recorder.disk,
         postRotate: recorder.postRotate,
+        streams: this.streams,
         refresh: async () => this.source.refresh?.(),
       },
       version,
@@ -62,6 +80,7 @@ export class App {
         readiness: () => this.readiness(),
         sessions: () => sessionsJson(recorder.sessions, recorder.catalog),
         files: () => filesJson(recorder.catalog),
+        stream: (req, res, session) => this.streams.serveHttp(req, res, session),
       },
       config.httpToken,
       log,
@@ -72,7 +91,10 @@ export class App {
     const { config, log, recorder } = this;
     await recorder.start();
     await this.control.start();
+    await this.pcapOverIp?.start();
+    this.streams.start();
     await this.source.start(recorder.pipeline.process);
+    await this.geneveSource?.start(recorder.pipeline.processGeneve);
     const granted = this.source.recvBuffer;
     if (granted > 0 && granted < config.recvBuffer) {
       log.warn(
@@ -90,7 +112,9 @@ export class App {
         version: this.version,
         source: this.source.kind,
         udpPort: this.source.port,
+        ...(this.geneveSource ? { genevePort: this.geneveSource.port } : {}),
         httpPort: this.control.port,
+        ...(this.pcapOverIp === null ? {} : { pcapOverIpPort: this.pcapOverIp.port }),
         recvBuffer: granted,
         minFreeBytes: recorder.disk.minFreeBytes,
         config: describeConfig(config),
@@ -113,13 +137,15 @@ export class App {
    */
   reload(): void {
     let next: Config;
+    let result: { updated: Session[]; retired: Session[] };
     try {
       next = this.rereadConfig();
+      result = this.recorder.reconfigure(next);
     } catch (err) {
       this.log.error({ event: 'reload_failed', err: (err as Error).message }, 'config reload failed; keeping the running configuration');
       return;
     }
-    const { updated, retired } = this.recorder.reconfigure(next);
+    const { updated, retired } = result;
     this.warnIfSlotsTooSmall(next);
     const restartNeeded = (Object.keys(next) as Array<keyof Config>).filter(
       (k) => !RELOADABLE.has(k) && JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
@@ -162,8 +188,13 @@ export class App {
     this.timers = [];
     // Datagrams the kernel already holds for us reached the box: they go in the files too.
     this.source.drain?.();
+    this.geneveSource?.drain?.();
     await this.source.stop();
+    await this.geneveSource?.stop();
     await this.recorder.stop(deadline);
+    // Stream clients get what they were sent before the files closed, then the end of their stream.
+    await this.streams.close();
+    await this.pcapOverIp?.stop();
     await this.control.stop();
     const summary = this.recorder.summary();
     if (this.started) {
@@ -178,6 +209,7 @@ export class App {
   async readiness(): Promise<Readiness> {
     const reasons: string[] = [];
     if (!this.source.ready) reasons.push('source not receiving');
+    if (this.geneveSource !== null && !this.geneveSource.ready) reasons.push('GENEVE source not receiving');
     const output = await this.recorder.outputProblem();
     if (output !== null) reasons.push(output);
     const disk = this.recorder.disk;

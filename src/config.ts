@@ -33,7 +33,11 @@ export interface SessionSettings {
   readonly rotatePackets: number;
   /** Finished files kept per session, oldest deleted first; 0 = keep all. */
   readonly ring: number;
+  /** Drop a frame whose IP packet was seen within this many seconds (both ends mirrored); 0 = off. */
+  readonly dedup: number;
   readonly snaplen: number;
+  /** pcap-filter expression on the inner frame: what does not match is not written; null = all. */
+  readonly filter: string | null;
 }
 
 export interface SessionConfig extends SessionSettings {
@@ -41,12 +45,16 @@ export interface SessionConfig extends SessionSettings {
   readonly name: string;
   /** Outer source address this session is bound to (session-key vni+src), or null for any. */
   readonly source: string | null;
+  /** How its packets arrive when not VXLAN: GENEVE with Ethernet, or with raw IP (a GWLB endpoint's, or keyed by VNI). */
+  readonly encap?: 'geneve' | 'gwlbe' | 'geneve-ip';
 }
 
 export type SessionKey = 'vni' | 'vni+src';
 
 export interface Config extends SessionSettings {
   readonly listen: Endpoint;
+  /** UDP address for GENEVE (a Gateway Load Balancer endpoint as mirror target); null = off. */
+  readonly geneve: Endpoint | null;
   readonly http: Endpoint;
   /** auto, native, dgram, pcap:<interface> or afpacket:<interface>. */
   readonly source: string;
@@ -73,6 +81,12 @@ export interface Config extends SessionSettings {
   readonly httpToken: string | null;
   /** Command run with each finished file's path as its argument; null = none. */
   readonly postRotate: string | null;
+  /** TCP address serving the all-session live stream as PCAP-over-IP; null = none. */
+  readonly pcapOverIp: Endpoint | null;
+  /** Live stream clients at once (HTTP and PCAP-over-IP together). */
+  readonly maxStreams: number;
+  /** Bytes each stream client may have waiting; beyond it its packets drop. */
+  readonly streamBuffer: number;
   readonly configFile: string | null;
   readonly sessions: readonly SessionConfig[];
 }
@@ -102,6 +116,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
+  { name: 'geneve', liveOnly: true, key: 'geneve', kind: 'endpoint', default: '', help: 'UDP address for GENEVE from a Gateway Load Balancer endpoint (usually 0.0.0.0:6081; VXLAN inside it is routed like VXLAN); empty = off' },
   { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap, afpacket:<iface> = the same through a memory-mapped AF_PACKET ring (kernel filter and timestamps, no copy)' },
   { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> or afpacket:<iface> (default: udp dst port <listen port>); an error with any other source' },
   { name: 'http', liveOnly: true, key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
@@ -109,8 +124,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size', perSession: true },
   { name: 'rotate-seconds', key: 'rotateSeconds', kind: 'duration', default: '300', min: 1, zeroOff: true, help: 'start a new file when the current one is this old', perSession: true },
   { name: 'rotate-packets', key: 'rotatePackets', kind: 'count', default: '0', help: 'start a new file after this many packets (0 = off)', perSession: true },
+  { name: 'dedup', key: 'dedup', kind: 'duration', default: '0', min: 0.001, max: 10, zeroOff: true, help: 'drop a frame whose IP packet (TTL, checksum and MAC addresses aside) was seen within this window, e.g. 2ms: both ends of a conversation mirrored into one session (0 = off)', perSession: true },
   { name: 'ring', key: 'ring', kind: 'count', default: '0', help: 'finished files kept per session, oldest deleted first (0 = keep all)', perSession: true },
   { name: 'snaplen', key: 'snaplen', kind: 'count', default: '65535', min: 64, max: 262144, help: 'bytes of each inner frame written; longer frames are cut (orig_len keeps the real length)', perSession: true },
+  { name: 'filter', key: 'filter', kind: 'text', default: '', help: 'pcap-filter (tcpdump) expression on the inner frame; packets that do not match are not written (see docs/filters.md)', perSession: true },
   { name: 'session-key', key: 'sessionKey', kind: 'enum', default: 'vni', values: ['vni', 'vni+src'], help: 'what makes a session: the VNI, or the VNI and the outer source address' },
   { name: 'strict', key: 'strict', kind: 'bool', default: 'false', help: 'drop VNIs not listed in the config file (reason="unknown_vni") instead of creating vni-<n> sessions' },
   { name: 'recv-buffer', liveOnly: true, key: 'recvBuffer', kind: 'size', default: '32MiB', help: 'socket receive buffer to ask the kernel for' },
@@ -123,6 +140,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first' },
   { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
+  { name: 'pcap-over-ip', liveOnly: true, key: 'pcapOverIp', kind: 'endpoint', default: '', help: 'TCP address serving every session live as a microsecond pcap stream (PCAP-over-IP: wireshark -k -i TCP@host:port)' },
+  { name: 'max-streams', liveOnly: true, key: 'maxStreams', kind: 'count', default: '8', max: 1024, help: 'live stream clients at once (HTTP and PCAP-over-IP); more are refused (HTTP 503)' },
+  { name: 'stream-buffer', liveOnly: true, key: 'streamBuffer', kind: 'size', default: '8MiB', min: 1024 * 1024, max: 1024 * 1024 * 1024, help: 'bytes each stream client may have waiting; when full, its packets drop (mirrorcap_stream_dropped_packets_total)' },
   { name: 'post-rotate', key: 'postRotate', kind: 'text', default: '', help: 'command run for each finished file, with its path as the argument' },
   { name: 'log-level', key: 'logLevel', kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'log level of the JSON lines on stdout' },
   { name: 'config', key: 'configFile', kind: 'path', default: '', help: 'YAML or JSON file with any of these options and a sessions list' },
@@ -267,6 +287,8 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
       if (!o.values!.includes(text)) fail(what, value, origin, expectation(o));
       return text;
     case 'endpoint': {
+      // An endpoint whose default is empty is off until given (pcap-over-ip).
+      if (text === '' && origin === 'default') return null;
       const ep = parseEndpoint(text);
       if (!ep) fail(what, value, origin, expectation(o));
       return ep;

@@ -21,9 +21,12 @@ import type { Config, SessionConfig } from './config.js';
 import type { Logger } from './log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
 import { Pipeline } from './session/pipeline.js';
+import { VXLAN_PORT } from './decode/vxlan.js';
 import { AllowList } from './session/allow.js';
+import { SessionFilters } from './session/filters.js';
 import { Router } from './session/router.js';
-import { Session } from './session/session.js';
+import { Session, type GwlbIds } from './session/session.js';
+import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from './pcap/linktype.js';
 
 /** The output folder cannot be made or written: nothing can be recorded (exit 1). */
 export class OutputFolderError extends Error {
@@ -35,6 +38,8 @@ export interface RecorderSummary {
   readonly datagrams: number;
   readonly packets: number;
   readonly writtenPackets: number;
+  /** Packets the capture filters kept out of the files (not drops). */
+  readonly filtered: number;
   readonly dropped: Readonly<Record<string, number>>;
   readonly sessions: number;
   readonly filesClosed: number;
@@ -67,12 +72,15 @@ export class Recorder {
   private readonly writers = new Map<Session, SessionWriter>();
   /** The writers' write-behind (--write-behind), when the addon that does it is built. */
   private readonly writeBehind: SessionWriterOptions['writeBehind'];
+  private readonly filters = new SessionFilters();
 
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
     private readonly opts: RecorderOptions,
   ) {
+    // A bad filter is a bad configuration: ConfigError before anything is opened.
+    this.filters.prepare(config);
     this.pool = new ChunkPool(config.maxBuffer);
     const native = config.writeBehind > 0 ? loadNative() : null;
     if (native?.ok === false) log.warn({ event: 'write_behind_off', reason: native.reason }, `--write-behind is off: ${native.reason}`);
@@ -119,9 +127,10 @@ export class Recorder {
         configured: config.sessions,
         defaults: config,
       },
-      (sc) => this.createSession(sc),
+      (sc, gwlb) => this.createSession(sc, gwlb),
     );
-    this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null);
+    // VXLAN inside GENEVE is recognised by its UDP port: the standard one, and ours.
+    this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null, [VXLAN_PORT, config.listen.port]);
   }
 
   get sessions(): readonly Session[] {
@@ -171,8 +180,12 @@ export class Recorder {
     for (const w of this.writers.values()) w.rotate();
   }
 
-  /** New sessions and rotation settings, applied between two batches (SIGHUP). */
+  /**
+   * New sessions, rotation settings and filters, applied between two batches (SIGHUP). Throws
+   * ConfigError, changing nothing, when a filter does not compile.
+   */
   reconfigure(next: Config): { updated: Session[]; retired: Session[] } {
+    this.filters.prepare(next);
     const result = this.router.reconfigure({ strict: next.strict, configured: next.sessions, defaults: next });
     for (const s of result.retired) this.writers.get(s)!.rotate();
     return result;
@@ -218,6 +231,7 @@ export class Recorder {
       datagrams: this.pipeline.datagrams,
       packets: snaps.reduce((n, s) => n + s.packets, 0),
       writtenPackets: snaps.reduce((n, s) => n + s.output.writtenPackets, 0),
+      filtered: snaps.reduce((n, s) => n + s.filteredPackets, 0),
       dropped,
       sessions: snaps.length,
       filesClosed: snaps.reduce((n, s) => n + s.output.filesClosed, 0),
@@ -239,14 +253,17 @@ export class Recorder {
     }
   }
 
-  private createSession(sc: SessionConfig): Session {
+  private createSession(sc: SessionConfig, gwlb: GwlbIds | null): Session {
     const drops = newDropCounters();
     let session: Session | null = null;
+    // GENEVE with an IP payload has no Ethernet header: none is invented.
+    const linkType = sc.encap === 'gwlbe' || sc.encap === 'geneve-ip' ? LINKTYPE_RAW : LINKTYPE_ETHERNET;
     const writer = new SessionWriter({
       session: sc.name,
       dir: join(this.config.out, sc.name),
       rotation: rotationOf(sc),
       snaplen: sc.snaplen,
+      linkType,
       queueSize: this.config.queueSize,
       nextSeq: () => this.catalog.nextSeq(sc.name),
       pool: this.pool,
@@ -268,9 +285,12 @@ export class Recorder {
         },
       },
     });
-    session = new Session(sc, drops, writer);
+    session = new Session(sc, drops, writer, gwlb, (text) => this.filters.get(text, linkType));
     this.writers.set(session, writer);
-    this.log.info({ event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source }, 'session created');
+    this.log.info(
+      { event: 'session_created', session: sc.name, vni: sc.vni, source: sc.source, ...(sc.encap ? { encap: sc.encap } : {}), ...(gwlb ? { gwlb } : {}) },
+      'session created',
+    );
     return session;
   }
 

@@ -63,6 +63,8 @@ export interface WriterOptions {
   readonly rotation: Rotation;
   /** Bytes of each frame written; longer frames are cut (orig_len keeps the real length). */
   readonly snaplen: number;
+  /** The file header's link type (pcap.ts LINKTYPE_*); Ethernet when absent. */
+  readonly linkType?: number;
   /** Bytes of chunks this session may hold (queued + being filled). */
   readonly queueSize: number;
   /** Hands out the sequence number of the next file (unique per session, across restarts). */
@@ -194,7 +196,7 @@ export class SessionWriter implements SessionOutput {
     let latest = true;
     if (f === null) {
       f = this.openFile(sec, nsec);
-      this.chunkLen = writeFileHeader(chunk, this.chunkLen, this.snaplen);
+      this.chunkLen = writeFileHeader(chunk, this.chunkLen, this.snaplen, this.opts.linkType);
     } else if (sec < f.lastSec || (sec === f.lastSec && nsec < f.lastNsec)) {
       // Live, a clock step back is clamped: time moves forward within a file. A capture's
       // own step back is kept as it is (tshark, capinfos and mergecap read it).

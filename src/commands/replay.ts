@@ -11,9 +11,11 @@ const SPEED: OptionSpec = { name: 'speed', kind: 'text', default: '1', help: 'th
 const FLAT_OUT: OptionSpec = { name: 'flat-out', kind: 'bool', default: 'false', help: 'as fast as the socket takes them' };
 const LOOP: OptionSpec = { name: 'loop', kind: 'count', default: '1', min: 1, help: 'send the capture this many times' };
 const HASH: OptionSpec = { name: 'source-port-hash', kind: 'bool', default: 'false', help: 'outer UDP source port from a hash of the inner 5-tuple, as AWS does (64 ports)' };
-const REPLAY_OPTIONS = [TARGET, VNI, RATE, SPEED, FLAT_OUT, LOOP, HASH];
+const ENCAP: OptionSpec = { name: 'encap', kind: 'enum', values: ['vxlan', 'geneve'], default: 'vxlan', help: 'vxlan = as Traffic Mirroring sends to an ENI or NLB; geneve = as a Gateway Load Balancer endpoint delivers it (GENEVE to 6081 around IPv4/UDP/VXLAN)' };
+const GWLB: OptionSpec = { name: 'gwlb', kind: 'text', default: '', help: 'with --encap geneve: the GWLB endpoint id in its options (16 hex digits, or vpce-<17 hex>: the last 16 are taken); default 0000000000000001' };
+const REPLAY_OPTIONS = [TARGET, VNI, RATE, SPEED, FLAT_OUT, LOOP, HASH, ENCAP, GWLB];
 
-export const REPLAY_HELP = `Usage: mirrorcap replay <capture> --target HOST:PORT [--vni N] [--rate PPS | --speed X | --flat-out] [--loop N] [--source-port-hash]
+export const REPLAY_HELP = `Usage: mirrorcap replay <capture> --target HOST:PORT [--vni N] [--rate PPS | --speed X | --flat-out] [--loop N] [--source-port-hash] [--encap geneve [--gwlb ID]]
 
 Sends each frame of a capture (pcap or pcapng) as a VXLAN datagram, as AWS Traffic
 Mirroring would, to test a mirror target or a deployment before AWS sends anything.
@@ -26,6 +28,17 @@ port unreachable), 2 a bad command line.
 Options:
 ${optionsHelp(REPLAY_OPTIONS)}
 `;
+
+/** --encap and --gwlb as the GWLB ids replay writes, or null for plain VXLAN. */
+function gwlbOption(encap: string, id: string | null): { endpointId: string; attachmentId: string } | null {
+  if (encap !== 'geneve') {
+    if (id !== null) throw new ConfigError('--gwlb goes with --encap geneve');
+    return null;
+  }
+  const hex = (id ?? '1').replace(/^vpce-/, '');
+  if (!/^[0-9a-fA-F]{1,17}$/.test(hex)) throw new ConfigError(`invalid gwlb "${id}": expected an endpoint id, up to 16 hex digits (or vpce-<hex>)`);
+  return { endpointId: hex.slice(-16).padStart(16, '0').toLowerCase(), attachmentId: '0000000000000000' };
+}
 
 export async function replayCommand(argv: string[]): Promise<number> {
   const { flags, path } = await toolArguments(argv, REPLAY_OPTIONS, 'replay');
@@ -45,6 +58,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
       pace,
       loops: resolveOption(LOOP, flags) as number,
       sourcePortHash: resolveOption(HASH, flags) === true,
+      gwlb: gwlbOption(resolveOption(ENCAP, flags) as string, resolveOption(GWLB, flags) as string | null),
     };
   });
   try {
@@ -57,7 +71,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
         : `${n(r.cut)} frames longer than ${n(r.maxFrame)} bytes (the most one UDP datagram carries after the VXLAN header), sent as their first ${n(r.maxFrame)}`;
     const examples = r.cutExamples.map((e) => `record ${n(e.record)} (${n(e.bytes)} bytes)`).join(', ') + (r.cut > r.cutExamples.length * r.loops ? ', ...' : '');
     process.stdout.write(
-      `mirrorcap replay: ${path} -> ${target} vni ${opts.vni}\n` +
+      `mirrorcap replay: ${path} -> ${target} vni ${opts.vni}${opts.gwlb ? ` in GENEVE as GWLB endpoint ${opts.gwlb.endpointId}` : ''}\n` +
         `  sent      ${n(r.sent)} packets, ${n(r.bytes)} bytes of inner frames, ${r.loops} loop${r.loops === 1 ? '' : 's'}\n` +
         `  rate      ${n(Math.round(r.pps))} packets/s, ${r.mbps.toFixed(1)} Mbit/s over ${r.seconds.toFixed(3)} s (${r.sender}, ${r.sourcePorts} source port${r.sourcePorts === 1 ? '' : 's'})\n` +
         (r.skipped > 0 ? `  skipped   ${n(r.skipped)} records without an Ethernet or IP frame\n` : '') +

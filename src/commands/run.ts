@@ -26,8 +26,10 @@ The config file (YAML or JSON) may also list sessions:
   sessions:
     - { vni: 123, name: web-prod, snaplen: 256, rotate-size: 1GiB, ring: 48 }
     - { vni: 7, name: db, source: 10.0.3.17 }     # source only with --session-key vni+src
+    - { vni: 9, name: edge, filter: "not tcp port 22" }
 
-HTTP: GET /metrics, /healthz, /readyz, /api/sessions, /api/files
+HTTP: GET /metrics, /healthz, /readyz, /api/sessions, /api/files,
+      /api/stream and /api/sessions/<name>/stream [?filter=EXPR] (live pcap)
 Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the config file, SIGUSR1 rotates every file.
 `;
 

@@ -4,7 +4,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
 
@@ -20,14 +20,20 @@ export interface ControlHandlers {
   readiness(): Promise<Readiness>;
   sessions(): unknown;
   files(): unknown;
+  /** A live pcap stream of one session (by name) or of all (null); answers `res` itself. */
+  stream?(req: IncomingMessage, res: ServerResponse, session: string | null): Promise<void> | void;
 }
 
-type Route = (res: ServerResponse) => Promise<void> | void;
+type Route = (res: ServerResponse, req: IncomingMessage) => Promise<void> | void;
+
+/** /api/sessions/<name>/stream: the name as the URL encodes it. */
+const SESSION_STREAM = /^\/api\/sessions\/([^/]+)\/stream$/;
 
 export class ControlServer {
   port = 0;
   private server: Server | null = null;
   private readonly routes: ReadonlyMap<string, Route>;
+  private readonly stream: ControlHandlers['stream'];
 
   constructor(
     private readonly endpoint: Endpoint,
@@ -49,6 +55,7 @@ export class ControlServer {
       ['/api/sessions', (res) => sendJson(res, 200, handlers.sessions())],
       ['/api/files', (res) => sendJson(res, 200, handlers.files())],
     ]);
+    this.stream = handlers.stream?.bind(handlers);
   }
 
   async start(): Promise<void> {
@@ -66,29 +73,19 @@ export class ControlServer {
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
     });
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.endpoint.port, this.endpoint.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.port = (server.address() as AddressInfo).port;
+    this.port = await listen(server, this.endpoint);
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     if (server === null) return;
     this.server = null;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await closeServer(server, () => server.closeAllConnections());
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]!;
-    const route = this.routes.get(path);
+    const route = this.routes.get(path) ?? this.streamRoute(path);
     try {
       if (route === undefined) sendJson(res, 404, { error: 'not found', path });
       else if (path.startsWith('/api/') && !this.authorized(req)) {
@@ -97,12 +94,28 @@ export class ControlServer {
       } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('Allow', 'GET, HEAD');
         sendJson(res, 405, { error: 'method not allowed' });
-      } else await route(res);
+      } else await route(res, req);
     } catch (err) {
       this.log.error({ err, path }, 'http handler failed');
       if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
       else res.destroy();
     }
+  }
+
+  /** The stream routes, when streams are served: /api/stream and /api/sessions/<name>/stream. */
+  private streamRoute(path: string): Route | undefined {
+    const stream = this.stream;
+    if (stream === undefined) return undefined;
+    if (path === '/api/stream') return (res, req) => stream(req, res, null);
+    const m = SESSION_STREAM.exec(path);
+    if (m === null) return undefined;
+    let name: string;
+    try {
+      name = decodeURIComponent(m[1]!);
+    } catch {
+      return undefined;
+    }
+    return (res, req) => stream(req, res, name);
   }
 
   private authorized(req: IncomingMessage): boolean {
@@ -115,11 +128,31 @@ export class ControlServer {
   }
 }
 
+/** Binds a server to an endpoint; resolves with the port it got (the endpoint's may be 0), rejects with the bind error. */
+export async function listen(server: NetServer, endpoint: Endpoint): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(endpoint.port, endpoint.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+/** Stops listening and ends the open connections with `destroyConnections`; resolves once the server is closed. */
+export function closeServer(server: NetServer, destroyConnections: () => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    destroyConnections();
+  });
+}
+
 function send(res: ServerResponse, status: number, type: string, body: string): void {
   res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
   send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value, null, 2)}\n`);
 }

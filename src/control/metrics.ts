@@ -10,6 +10,7 @@ import type { PostRotate } from '../finish/post-rotate.js';
 import { DROP_REASONS, PIPELINE_DROPS } from '../drops.js';
 import type { Pipeline } from '../session/pipeline.js';
 import type { Session, SessionSnapshot } from '../session/session.js';
+import type { StreamHub } from './streams.js';
 import { BATCH_SIZE_BUCKETS, type Source } from '../source/source.js';
 
 export interface MetricsView {
@@ -23,6 +24,7 @@ export interface MetricsView {
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
   readonly postRotate: PostRotate | null;
+  readonly streams: StreamHub;
   /** Refreshes counters that need I/O to read (e.g. /proc/net/udp). */
   readonly refresh: () => Promise<void>;
 }
@@ -95,12 +97,14 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     for (const s of snaps) for (const [layer, n] of Object.entries(s.decodeErrors)) emit({ ...sessionLabels(s), layer }, n);
   });
   counter('truncated_packets_total', 'Inner frames shorter than on the wire (AWS PacketLength or MTU truncation); orig_len keeps the real length.', ['session', 'vni'], perSession((s) => s.truncated));
+  counter('deduplicated_packets_total', 'Frames not written as the copy of one seen within --dedup (both ends of a conversation mirrored).', ['session', 'vni'], perSession((s) => s.deduplicated));
   counter(
     'receive_truncated_packets_total',
     'Inner frames the receiver held only in part (a datagram larger than the receive slot, a libpcap or capture-file snaplen), so fewer bytes than the snaplen were written; orig_len keeps the real length.',
     ['session', 'vni'],
     perSession((s) => s.receiveTruncated),
   );
+  counter('filtered_packets_total', 'Packets the capture filter (--filter, a session\'s filter) kept out of the files; not drops.', ['session', 'vni'], perSession((s) => s.filteredPackets));
   counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.output.filesClosed));
   counter('files_deleted_total', 'Finished capture files deleted, by reason: ring (per session) or budget (max-total-bytes).', ['reason'], (emit) => {
     for (const [reason, n] of Object.entries(view.catalog.deleted)) emit({ reason }, n);
@@ -142,6 +146,13 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   counter('receive_batches_total', 'Batches of datagrams handed to the pipeline (one recvmmsg, or one event-loop turn of node:dgram).', [], (emit) =>
     emit({}, view.source?.stats.batches ?? 0),
   );
+  gauge('streams', 'Live stream clients connected, by transport (http, pcap-over-ip).', ['transport'], (emit) => {
+    for (const transport of ['http', 'pcap-over-ip']) emit({ transport }, view.streams.connected(transport));
+  });
+  counter('stream_packets_total', 'Packets queued for live stream clients (one per client that takes it).', [], (emit) => emit({}, view.streams.packets));
+  counter('stream_dropped_packets_total', 'Packets a live stream client could not take (its buffer full); the files are not affected.', [], (emit) => emit({}, view.streams.dropped));
+  counter('stream_refused_total', 'Live stream clients refused because max-streams were connected.', [], (emit) => emit({}, view.streams.refused));
+  counter('stream_stalled_total', 'Live stream clients disconnected after 10 s with a full buffer.', [], (emit) => emit({}, view.streams.stalled));
   register.registerMetric(batchSizeHistogram(view));
   return {
     register,

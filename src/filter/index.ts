@@ -83,6 +83,14 @@ function compile(text: string, linkType: LinkType, snaplen: number): CompiledFil
   return { text, linkType, tree, program, match: jit(program) };
 }
 
+/**
+ * The match function of a program compileFilter() made elsewhere (a worker thread: compiling
+ * a long expression takes the optimizer a while, running the JIT does not).
+ */
+export function matcherOf(program: readonly Insn[]): MatchFunction {
+  return jit(program);
+}
+
 /** Flow graph -> optimized, assembled BPF, exactly as pcap_compile() with optimization does it. */
 function compileTree(graph: Block, text: string): Insn[] {
   let root = graph;

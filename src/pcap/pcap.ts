@@ -15,8 +15,9 @@ export const RECORD_HEADER_LEN = 16;
 /** Largest snaplen libpcap accepts; also bounds any record we will write. */
 export const MAX_SNAPLEN = 262144;
 
-export function writeFileHeader(dst: Buffer, off: number, snaplen: number, linktype = LINKTYPE_ETHERNET): number {
-  dst.writeUInt32LE(PCAP_MAGIC_NS, off);
+/** `magic` PCAP_MAGIC_US makes the microsecond variant (records then carry µs in ts_nsec's place). */
+export function writeFileHeader(dst: Buffer, off: number, snaplen: number, linktype = LINKTYPE_ETHERNET, magic = PCAP_MAGIC_NS): number {
+  dst.writeUInt32LE(magic, off);
   dst.writeUInt16LE(2, off + 4);
   dst.writeUInt16LE(4, off + 6);
   dst.writeInt32LE(0, off + 8);

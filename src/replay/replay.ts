@@ -5,14 +5,19 @@
  * as AWS does, so an NLB keeps each flow on one target and spreads flows across targets:
  * one socket per port of a small pool, picked by the hash.
  *
+ * With `gwlb` each VXLAN datagram is sent as a Gateway Load Balancer endpoint delivers it to
+ * its targets: GENEVE with the GWLB's three options, then IPv4 + UDP to 4789 from a stand-in
+ * mirrored ENI (192.0.2.1, TEST-NET-1), then the VXLAN datagram.
+ *
  * The capture streams through the reader's buffer; each buffer-full is copied once into a
- * send slab (VXLAN header + frame), then sent in paced batches. Memory stays flat.
+ * send slab (headers + frame), then sent in paced batches. Memory stays flat.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LINK_ETHERNET, LINK_NETWORK, LinkLayer, locateNetworkLayer } from '../pcap/linktype.js';
 import { CaptureReader } from '../pcap/reader.js';
 import { Decoder } from '../decode/packet.js';
-import { VXLAN_HEADER_LEN, writeVxlanHeader } from '../decode/vxlan.js';
+import { VXLAN_HEADER_LEN, VXLAN_PORT, writeVxlanHeader } from '../decode/vxlan.js';
+import { GENEVE_PROTO_IPV4, GWLB_GENEVE_HEADER_LEN, writeGeneveHeader, type GwlbOptions } from '../decode/geneve.js';
 import { openSender, type DatagramSender } from './sender.js';
 import { codedError, ErrorCode } from '../errors.js';
 
@@ -28,6 +33,8 @@ export interface ReplayOptions {
   readonly sourcePortHash: boolean;
   /** Largest inner frame sent; longer ones are cut, as a mirror session's PacketLength would. */
   readonly maxFrame?: number;
+  /** Send as a GWLB endpoint would (GENEVE around IPv4/UDP/VXLAN) with these ids; the flow cookie is the flow hash. */
+  readonly gwlb?: Omit<GwlbOptions, 'flowCookie'> | null;
 }
 
 export interface ReplaySummary {
@@ -70,8 +77,12 @@ const ETHERNET_LEN = 14;
 export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   const senders: DatagramSender[] = [];
   for (let i = 0; i < (opts.sourcePortHash ? HASH_PORTS : 1); i++) senders.push(await openSender({ host: opts.host, port: opts.port, sendBufferBytes: 4 << 20 }));
-  const maxFrame = Math.min(opts.maxFrame ?? MAX_UDP_PAYLOAD - VXLAN_HEADER_LEN, MAX_UDP_PAYLOAD - VXLAN_HEADER_LEN);
-  const q = new SendQueue(Math.max(SLAB_BYTES, 2 * (maxFrame + VXLAN_HEADER_LEN)));
+  const gwlb = opts.gwlb ?? null;
+  const template = gwlb === null ? null : gwlbTemplate(gwlb);
+  // Bytes before the frame: the VXLAN header, and the GWLB's GENEVE + IPv4 + UDP around it.
+  const head = VXLAN_HEADER_LEN + (gwlb === null ? 0 : GWLB_WRAP_LEN);
+  const maxFrame = Math.min(opts.maxFrame ?? MAX_UDP_PAYLOAD - head, MAX_UDP_PAYLOAD - head);
+  const q = new SendQueue(Math.max(SLAB_BYTES, 2 * (maxFrame + head)));
   const decoder = new Decoder();
   const link = new LinkLayer();
   const clock = new Pacer(opts.pace);
@@ -101,18 +112,18 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
             cut++;
             if (loop === 0 && cutExamples.length < CUT_EXAMPLES) cutExamples.push({ record, bytes: whole });
           }
-          const at = q.reserve(VXLAN_HEADER_LEN + len);
-          writeVxlanHeader(q.slab, at, opts.vni);
-          const p = at + VXLAN_HEADER_LEN;
+          const at = q.reserve(head + len);
+          writeVxlanHeader(q.slab, at + head - VXLAN_HEADER_LEN, opts.vni);
+          const p = at + head;
           if (l2 > 0) {
             q.slab.set(SYNTH_DST, p);
             q.slab.set(SYNTH_SRC, p + 6);
             q.slab.writeUInt16BE(link.etherType, p + 12);
           }
           buf.copy(q.slab, p + l2, from, from + len - l2);
-          const frameOff = at + VXLAN_HEADER_LEN;
-          const sender = opts.sourcePortHash ? flowHash(decoder, q.slab, frameOff, len) % HASH_PORTS : 0;
-          q.push(at, VXLAN_HEADER_LEN + len, sender, clock.due(sec, nsec));
+          const hash = opts.sourcePortHash || gwlb !== null ? flowHash(decoder, q.slab, p, len) : 0;
+          if (template !== null) writeGwlbWrap(q.slab, at, template, hash, VXLAN_HEADER_LEN + len);
+          q.push(at, head + len, opts.sourcePortHash ? hash % HASH_PORTS : 0, clock.due(sec, nsec));
           bytes += len;
         };
         while (await reader.read(sink)) {
@@ -144,6 +155,41 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     sourcePorts: senders.length,
     sender: senders[0]!.kind,
   };
+}
+
+/** GENEVE with the GWLB options, IPv4 20, UDP 8. */
+const GWLB_WRAP_LEN = GWLB_GENEVE_HEADER_LEN + 20 + 8;
+/** The stand-in mirrored ENI and mirror target addresses inside the GENEVE (TEST-NET-1). */
+const ENI_ADDR = [192, 0, 2, 1];
+const TARGET_ADDR = [192, 0, 2, 2];
+
+/** The GENEVE header with the GWLB options, written once; each datagram gets a copy and its flow cookie. */
+function gwlbTemplate(gwlb: Omit<GwlbOptions, 'flowCookie'>): Buffer {
+  const t = Buffer.alloc(GWLB_GENEVE_HEADER_LEN);
+  writeGeneveHeader(t, 0, GENEVE_PROTO_IPV4, 0, { ...gwlb, flowCookie: 0 });
+  return t;
+}
+
+/** Writes GENEVE (GWLB options, the cookie last) + IPv4 + UDP to 4789 at `at`, around a VXLAN datagram of `vxlanLen` bytes. */
+function writeGwlbWrap(dst: Buffer, at: number, template: Buffer, cookie: number, vxlanLen: number): void {
+  template.copy(dst, at);
+  dst.writeUInt32BE(cookie >>> 0, at + GWLB_GENEVE_HEADER_LEN - 4);
+  const ip = at + GWLB_GENEVE_HEADER_LEN;
+  dst.fill(0, ip, ip + 28);
+  dst[ip] = 0x45;
+  dst.writeUInt16BE(28 + vxlanLen, ip + 2);
+  dst[ip + 8] = 255; // TTL, as AWS's mirror packets have
+  dst[ip + 9] = 17;
+  dst.set(ENI_ADDR, ip + 12);
+  dst.set(TARGET_ADDR, ip + 16);
+  let sum = 0;
+  for (let k = 0; k < 20; k += 2) sum += dst.readUInt16BE(ip + k);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  dst.writeUInt16BE(~sum & 0xffff, ip + 10);
+  const udp = ip + 20;
+  dst.writeUInt16BE(49152 + (cookie & 0x3fff), udp); // a source port per flow, as AWS picks one
+  dst.writeUInt16BE(VXLAN_PORT, udp + 2);
+  dst.writeUInt16BE(8 + vxlanLen, udp + 4);
 }
 
 /** FNV-1a over the inner 5-tuple (addresses, protocol, ports); frames without IP hash their EtherType. */

@@ -17,9 +17,12 @@ import { formatAddr, parseAddr } from '../addr.js';
 import { automaticSessionName, sessionSettings, sourcedSessionName, type SessionConfig, type SessionKey, type SessionSettings } from '../config.js';
 import { ADDR_BYTES } from '../source/batch.js';
 import { DROP_SESSION_LIMIT, DROP_UNKNOWN_VNI } from '../drops.js';
-import type { Session } from './session.js';
+import type { Geneve } from '../decode/geneve.js';
+import { EndpointSlots, encapOf, hex64, VNI_MASK } from './keys.js';
+import type { GwlbIds, Session } from './session.js';
 
-export type SessionFactory = (config: SessionConfig) => Session;
+/** `gwlb`: the AWS GWLB ids of the GENEVE packet that made the session, if one did. */
+export type SessionFactory = (config: SessionConfig, gwlb: GwlbIds | null) => Session;
 
 /** What can change on reload. */
 export interface RoutingRules {
@@ -35,7 +38,8 @@ export interface RouterOptions extends RoutingRules {
 
 interface Entry {
   readonly session: Session;
-  readonly vni: number;
+  /** The VNI, or a GENEVE / GWLB endpoint key (keys.ts). */
+  readonly key: number;
   /** Outer source (16 bytes) for vni+src keys; null matches any source (vni keys). */
   readonly addr: Uint8Array | null;
 }
@@ -53,7 +57,9 @@ export class Router {
   /** vni-keyed configured sessions, and vni+src templates (configured without a source). */
   private readonly byVni = new Map<number, SessionConfig>();
   private readonly withSource: boolean;
-  private lastVni = -1;
+  /** GWLB endpoint ids seen: the pipeline asks for their keys. */
+  readonly endpoints: EndpointSlots;
+  private lastKey = -1;
   private readonly lastAddr = new Uint8Array(ADDR_BYTES);
   private lastSession: Session | null = null;
 
@@ -62,6 +68,7 @@ export class Router {
     private readonly create: SessionFactory,
   ) {
     this.withSource = opts.sessionKey === 'vni+src';
+    this.endpoints = new EndpointSlots(opts.maxSessions);
     this.setRules(opts);
     this.addConfigured();
   }
@@ -71,25 +78,29 @@ export class Router {
     return this.active;
   }
 
-  lookup(vni: number, addr: Uint8Array, addrOff: number): Session | null {
-    if (vni === this.lastVni && this.lastSession !== null && (!this.withSource || equalAddr(this.lastAddr, addr, addrOff))) {
+  /**
+   * The session of a key (VNI, or keys.ts's GENEVE / GWLB endpoint keys) and source. `geneve` is
+   * the header the packet came in, when it did: a new session keeps its GWLB ids.
+   */
+  lookup(key: number, addr: Uint8Array, addrOff: number, geneve: Geneve | null = null): Session | null {
+    if (key === this.lastKey && this.lastSession !== null && (!this.withSource || equalAddr(this.lastAddr, addr, addrOff))) {
       return this.lastSession;
     }
-    const h = this.withSource ? keyHash(vni, addr, addrOff) : vni;
+    const h = this.withSource ? keyHash(key, addr, addrOff) : key;
     const bucket = this.byKey.get(h);
     let found: Session | null = null;
     if (bucket !== undefined) {
       for (let i = 0; i < bucket.length; i++) {
         const e = bucket[i]!;
-        if (e.vni === vni && (e.addr === null || equalAddr(e.addr, addr, addrOff))) {
+        if (e.key === key && (e.addr === null || equalAddr(e.addr, addr, addrOff))) {
           found = e.session;
           break;
         }
       }
     }
-    if (found === null) found = this.admit(vni, addr, addrOff);
+    if (found === null) found = this.admit(key, addr, addrOff, geneve);
     if (found !== null) {
-      this.lastVni = vni;
+      this.lastKey = key;
       if (this.withSource) for (let i = 0; i < ADDR_BYTES; i++) this.lastAddr[i] = addr[addrOff + i]!;
       this.lastSession = found;
     }
@@ -106,7 +117,7 @@ export class Router {
     const retired: Session[] = [];
     for (const [hash, bucket] of [...this.byKey]) {
       for (const e of [...bucket]) {
-        const want = this.describe(e.vni, e.addr ?? ZERO_ADDR, 0);
+        const want = this.describe(e.key, e.addr ?? ZERO_ADDR, 0);
         if (want !== null && want.name === e.session.name) {
           e.session.reconfigure(want);
           updated.push(e.session);
@@ -141,8 +152,8 @@ export class Router {
   }
 
   /** A key seen for the first time: route it to its session if the rules allow. Not per packet. */
-  private admit(vni: number, addr: Uint8Array, addrOff: number): Session | null {
-    const config = this.describe(vni, addr, addrOff);
+  private admit(key: number, addr: Uint8Array, addrOff: number, geneve: Geneve | null): Session | null {
+    const config = this.describe(key, addr, addrOff);
     if (config === null) {
       this.missReason = DROP_UNKNOWN_VNI;
       return null;
@@ -151,11 +162,17 @@ export class Router {
       this.missReason = DROP_SESSION_LIMIT;
       return null;
     }
-    return this.route(config, this.withSource ? addr.slice(addrOff, addrOff + ADDR_BYTES) : null);
+    const gwlb =
+      geneve !== null && geneve.hasEndpoint
+        ? { endpointId: hex64(geneve.endpointHi, geneve.endpointLo), attachmentId: geneve.hasAttachment ? hex64(geneve.attachmentHi, geneve.attachmentLo) : null }
+        : null;
+    return this.route(config, this.withSource ? addr.slice(addrOff, addrOff + ADDR_BYTES) : null, key, gwlb);
   }
 
   /** Which session a key belongs to under the current rules; null when strict refuses it. */
   private describe(vni: number, addr: Uint8Array, addrOff: number): SessionConfig | null {
+    const encap = encapOf(vni);
+    if (encap !== undefined) return this.describeTunnel(vni, encap, addr, addrOff);
     if (this.withSource) {
       const src = formatAddr(addr, addrOff);
       const exact = this.rules.configured.find((c) => c.vni === vni && c.source === src);
@@ -174,24 +191,41 @@ export class Router {
     return Object.freeze({ ...sessionSettings(base), vni, name, source });
   }
 
+  /**
+   * A GENEVE-VNI or GWLB endpoint key: an automatic session (keys.ts names) with the
+   * default settings, unless strict. The config file cannot name these yet.
+   */
+  private describeTunnel(key: number, encap: NonNullable<SessionConfig['encap']>, addr: Uint8Array, addrOff: number): SessionConfig | null {
+    if (this.rules.strict) return null;
+    const vni = key & VNI_MASK;
+    let name = encap === 'gwlbe' ? `gwlbe-${this.endpoints.idOf(key)}` : encap === 'geneve' ? `geneve-${vni}` : `geneve-${vni}-ip`;
+    let source: string | null = null;
+    if (this.withSource) {
+      source = formatAddr(addr, addrOff);
+      name = sourcedSessionName(name, source);
+    }
+    // A GWLB sends VNI 0; the endpoint is the key.
+    return Object.freeze({ ...sessionSettings(this.rules.defaults), vni: encap === 'gwlbe' ? 0 : vni, name, source, encap });
+  }
+
   private isRouted(vni: number, addr: Uint8Array | null): boolean {
     const bucket = this.byKey.get(addr === null ? vni : keyHash(vni, addr, 0));
-    return bucket?.some((e) => e.vni === vni && (e.addr === null || (addr !== null && equalAddr(e.addr, addr, 0)))) ?? false;
+    return bucket?.some((e) => e.key === vni && (e.addr === null || (addr !== null && equalAddr(e.addr, addr, 0)))) ?? false;
   }
 
   /** Routes a key to the session of that name and key, reviving a retired one or making a new one. */
-  private route(config: SessionConfig, addr: Uint8Array | null): Session {
+  private route(config: SessionConfig, addr: Uint8Array | null, key = config.vni, gwlb: GwlbIds | null = null): Session {
     const id = identity(config);
     let session = this.byIdentity.get(id);
     if (session === undefined) {
-      session = this.create(config);
+      session = this.create(config, gwlb);
       this.byIdentity.set(id, session);
       this.sessions.push(session);
     } else {
       session.reconfigure(config);
     }
-    const hash = addr === null ? config.vni : keyHash(config.vni, addr, 0);
-    const entry: Entry = { session, vni: config.vni, addr };
+    const hash = addr === null ? key : keyHash(key, addr, 0);
+    const entry: Entry = { session, key, addr };
     const bucket = this.byKey.get(hash);
     if (bucket) bucket.push(entry);
     else this.byKey.set(hash, [entry]);
@@ -212,7 +246,7 @@ const ZERO_ADDR = new Uint8Array(ADDR_BYTES);
 
 /** What a session is for life: its name and its key (a vni-keyed session takes any source). */
 function identity(c: SessionConfig): string {
-  return `${c.name}/${c.vni}/${c.source ?? '*'}`;
+  return `${c.name}/${c.encap ?? 'vxlan'}/${c.vni}/${c.source ?? '*'}`;
 }
 
 function equalAddr(a: Uint8Array, b: Uint8Array, off: number): boolean {

@@ -14,6 +14,8 @@ import type { Decoder } from '../decode/packet.js';
 import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
 import { OK } from '../decode/status.js';
 import { DROP_REASONS, SESSION_DROPS } from '../drops.js';
+import type { CompiledFilter } from '../filter/index.js';
+import { Dedup } from './dedup.js';
 import { TopTalkers, type Talker } from './talkers.js';
 
 /** Slots of the top-talkers table: an address with more than 1/64 of the bytes is sure to be listed. */
@@ -64,6 +66,12 @@ export interface SessionSnapshot {
   readonly vni: number;
   /** Outer source address the session is bound to (session-key vni+src), or null. */
   readonly source: string | null;
+  /** How its packets arrive: vxlan (directly or inside GENEVE), geneve (Ethernet), gwlbe (raw IP). */
+  readonly encap: string;
+  /** The AWS Gateway Load Balancer ids of the GENEVE packet that made the session, if one did. */
+  readonly gwlb: GwlbIds | null;
+  /** Frames dropped as the copy of one seen within the dedup window (both ends mirrored). */
+  readonly deduplicated: number;
   /** Packets and inner-frame bytes (original lengths) routed to this session. */
   readonly packets: number;
   readonly bytes: number;
@@ -82,6 +90,16 @@ export interface SessionSnapshot {
   /** Failed file operations by errno code. */
   readonly writeErrors: Readonly<Record<string, number>>;
   readonly output: OutputStats;
+  /** The capture filter (--filter or the session's filter:), null for none. */
+  readonly filter: string | null;
+  /** Packets the filter kept out of the files (not drops). */
+  readonly filteredPackets: number;
+}
+
+/** AWS GWLB GENEVE option values, 16 hex digits each. */
+export interface GwlbIds {
+  readonly endpointId: string;
+  readonly attachmentId: string | null;
 }
 
 export class Session {
@@ -106,13 +124,28 @@ export class Session {
   /** Per-second samples of (packets, bytes), a ring of RATE_WINDOW_SECONDS + 1 entries. */
   private readonly samples = new Float64Array((RATE_WINDOW_SECONDS + 1) * 2);
   private sampleCount = 0;
+  /** Packets the filter did not match: not written, not a drop. */
+  private filtered = 0;
+  private match: CompiledFilter['match'] | null;
 
   constructor(
     private cfg: SessionConfig,
     /** Per-reason drop counters (drops.ts), shared with the output, which counts its own reasons. */
     private readonly drops: Float64Array,
     readonly output: SessionOutput,
-  ) {}
+    /** The AWS GWLB ids of the GENEVE packet that made the session, if one did. */
+    readonly gwlb: GwlbIds | null = null,
+    /** The compiled filter of a config's filter text (SessionFilters.get). */
+    private readonly filterOf: (text: string | null) => CompiledFilter | null = () => null,
+  ) {
+    this.dedup = cfg.dedup > 0 ? new Dedup(cfg.dedup) : null;
+    this.match = filterOf(cfg.filter)?.match ?? null;
+  }
+
+  /** --dedup: the pipeline asks it before account(); null when off. */
+  dedup: Dedup | null;
+  /** Copies dropped by dedups this session had before a reload turned it off or on again. */
+  private dedupedBefore = 0;
 
   get config(): SessionConfig {
     return this.cfg;
@@ -152,6 +185,18 @@ export class Session {
     return origLen;
   }
 
+  /**
+   * Whether the capture filter keeps this frame (counted when not): `capLen` bytes at buf[off]
+   * as the file would hold them (cut to the snaplen), `wireLen` its length on the wire. The
+   * hot path: one generated function, nothing allocated.
+   */
+  passes(buf: Buffer, off: number, capLen: number, wireLen: number): boolean {
+    const match = this.match;
+    if (match === null || match(buf, off, capLen, wireLen)) return true;
+    this.filtered++;
+    return false;
+  }
+
   /** A file operation of the output failed with this errno code. */
   writeError(code: string): void {
     this.writeErrors.set(code, (this.writeErrors.get(code) ?? 0) + 1);
@@ -160,6 +205,14 @@ export class Session {
   /** New settings from a reloaded config; the output applies what concerns it (snaplen from a new file). */
   reconfigure(config: SessionConfig): void {
     this.cfg = config;
+    this.match = this.filterOf(config.filter)?.match ?? null;
+    if (config.dedup === 0 && this.dedup !== null) {
+      this.dedupedBefore += this.dedup.deduplicated;
+      this.dedup = null;
+    } else if (config.dedup > 0) {
+      if (this.dedup === null) this.dedup = new Dedup(config.dedup);
+      else this.dedup.window = config.dedup;
+    }
     this.output.configure(config);
   }
 
@@ -197,6 +250,9 @@ export class Session {
       name: this.cfg.name,
       vni: this.cfg.vni,
       source: this.cfg.source,
+      encap: this.cfg.encap ?? 'vxlan',
+      gwlb: this.gwlb,
+      deduplicated: this.dedupedBefore + (this.dedup?.deduplicated ?? 0),
       packets: this.packets,
       bytes: this.bytes,
       packetsPerSecond: this.packetsPerSecond,
@@ -208,6 +264,8 @@ export class Session {
       decodeErrors,
       writeErrors: Object.fromEntries(this.writeErrors),
       output: this.output.stats(),
+      filter: this.cfg.filter,
+      filteredPackets: this.filtered,
     };
   }
 }

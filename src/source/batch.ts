@@ -13,6 +13,8 @@
  *   tsSec[i], tsNsec[i]  receive time, UTC seconds + nanoseconds
  *   srcAddr[16*i .. 16*i+16)  outer source address, IPv6 form; IPv4 as ::ffff:a.b.c.d
  *   srcPort[i]        outer UDP source port
+ *   geneve[i]         1 when the datagram is GENEVE, not VXLAN (a capture holding both;
+ *                     a socket source delivers one kind, and the pipeline is told which)
  */
 export const ADDR_BYTES = 16;
 
@@ -25,6 +27,7 @@ export class Batch {
   readonly tsNsec: Uint32Array;
   readonly srcAddr: Uint8Array;
   readonly srcPort: Uint16Array;
+  readonly geneve: Uint8Array;
 
   constructor(
     readonly capacity: number,
@@ -37,6 +40,7 @@ export class Batch {
     this.tsNsec = new Uint32Array(capacity);
     this.srcAddr = new Uint8Array(capacity * ADDR_BYTES);
     this.srcPort = new Uint16Array(capacity);
+    this.geneve = new Uint8Array(capacity);
   }
 }
 

@@ -23,6 +23,8 @@ export interface FileSourceOptions {
   readonly path: string;
   /** UDP port of the VXLAN datagrams in the capture. */
   readonly port: number;
+  /** UDP port of the GENEVE datagrams in the capture; 0 or absent = none. */
+  readonly genevePort?: number;
   /** Called after each buffer-full; reading waits for the promise it returns, if any. */
   readonly pace?: () => Promise<void> | undefined;
 }
@@ -46,7 +48,7 @@ export class FileSource implements Source {
   private fail!: (err: unknown) => void;
 
   constructor(private readonly opts: FileSourceOptions) {
-    this.parser = new OuterParser(opts.port);
+    this.parser = new OuterParser(opts.port, opts.genevePort ?? 0);
     this.finished = new Promise<void>((resolve, reject) => {
       this.finish = resolve;
       this.fail = reject;

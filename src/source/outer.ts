@@ -1,7 +1,7 @@
 /**
- * VXLAN as it appears in a packet capture (a file, or an interface through libpcap): a link
- * header, the outer IPv4/IPv6 header, UDP to the VXLAN port, then the datagram the socket
- * sources would have received. OuterParser finds that datagram with the decoder and puts
+ * VXLAN (or GENEVE) as it appears in a packet capture (a file, or an interface through libpcap):
+ * a link header, the outer IPv4/IPv6 header, UDP to the VXLAN (or GENEVE) port, then the
+ * datagram the socket sources would have received. OuterParser finds that datagram with the decoder and puts
  * it in a Batch slot, outer source address and all, or counts why the packet is not one.
  */
 import { ADDR_BYTES, setSrcV4, type Batch } from './batch.js';
@@ -26,7 +26,11 @@ export class OuterParser {
   private readonly decoder = new Decoder();
   private readonly link = new LinkLayer();
 
-  constructor(private readonly port: number) {}
+  constructor(
+    private readonly port: number,
+    /** UDP port of GENEVE datagrams to take too (RFC 8926's 6081); 0 = none. */
+    private readonly genevePort = 0,
+  ) {}
 
   /**
    * Looks at one captured packet (buf[off .. off + capLen), origLen on the wire) and, if it is
@@ -45,8 +49,10 @@ export class OuterParser {
     } else return this.skip(SKIP_MALFORMED); // shorter than its link header
     if (d.isFragment) return this.skip(SKIP_FRAGMENT);
     if (d.l4 !== L4_UDP) return this.skip(status === OK || d.addrLen === 0 ? SKIP_NOT_UDP : SKIP_MALFORMED);
-    if (d.dstPort !== this.port) return this.skip(SKIP_PORT);
+    const port = d.dstPort;
+    if (port !== this.port && (port !== this.genevePort || port === 0)) return this.skip(SKIP_PORT);
     const i = batch.count++;
+    batch.geneve[i] = port === this.port ? 0 : 1;
     batch.offsets[i] = d.payloadOff;
     batch.lengths[i] = d.payloadLen;
     // What the socket would have received: the UDP length says, or what the capture cut off.

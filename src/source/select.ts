@@ -3,7 +3,7 @@
  * source when the addon loaded and falls back to node:dgram, saying why once; `pcap:<iface>`
  * captures on an interface through libpcap (the optional cap module).
  */
-import { ConfigError, type Config } from '../config.js';
+import { ConfigError, type Config, type Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
 import { AfPacketSource } from './afpacket.js';
 import { DgramSource } from './dgram.js';
@@ -12,11 +12,13 @@ import { loadNative } from '../native/addon.js';
 import { NativeSource } from './native.js';
 import type { Source } from './source.js';
 
-export function createSource(config: Config, log: Logger): Source {
-  const { host, port } = config.listen;
+/** The source for `endpoint`: --listen (VXLAN) by default, or --geneve. */
+export function createSource(config: Config, log: Logger, endpoint: Endpoint = config.listen): Source {
+  const { host, port } = endpoint;
   const dgram = (): Source => new DgramSource({ host, port, recvBuffer: config.recvBuffer });
   if (config.source === 'dgram') return dgram();
   if (config.source.startsWith('pcap:')) {
+    if (endpoint !== config.listen) throw new ConfigError(`--geneve takes a socket source (native or dgram), not --source ${config.source}`);
     const iface = config.source.slice('pcap:'.length);
     const cap = loadCap();
     if (!cap.ok) throw new ConfigError(`--source ${config.source}: ${cap.reason}`);

@@ -35,7 +35,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { loadNative } from '../../src/native/addon.js';
-import { httpGet, metricValue, startAppliance, waitFor } from '../lib/appliance.js';
+import { httpGet, metricSum, metricValue, startAppliance, waitFor } from '../lib/appliance.js';
 import { haveTool } from '../lib/tools.js';
 import { runGeneratorProcess, type GeneratorSummary } from './generator.js';
 import { checkSequences, type SequenceReport } from './seqcheck.js';
@@ -105,12 +105,30 @@ interface ReceiverKind {
   start(dir: string): Promise<Running>;
 }
 
-function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo'): ReceiverKind {
+/**
+ * Live stream clients attached by the `native + 4 streams` row: each a filtered /api/stream read
+ * by curl into /dev/null (its own process, as a user's would be). Every filter matches every
+ * generated frame, so each client takes the whole load: the worst case for the capture path.
+ */
+const STREAM_FILTERS = ['udp dst port 5001', 'host 198.18.0.2 and udp', 'udp portrange 10000-60000', 'ip and not tcp'];
+
+function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', streams = 0): ReceiverKind {
   return {
-    name: source,
+    name: streams === 0 ? source : `${source} + ${streams} streams`,
     outerBytes: 0,
     async start(dir) {
       const app = await startAppliance(['--out', dir, '--source', source], {}, 30_000);
+      const clients = STREAM_FILTERS.slice(0, streams).map((f) =>
+        spawn('curl', ['-sN', '-o', '/dev/null', '-G', '--data-urlencode', `filter=${f}`, `http://127.0.0.1:${app.httpPort}/api/stream`], { stdio: 'ignore' }),
+      );
+      const abortClients = (): void => clients.forEach((c) => c.exitCode === null && c.kill('SIGKILL'));
+      try {
+        if (streams > 0) await waitFor(async () => metricSum((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_streams') === streams, 10_000, 'stream clients');
+      } catch (e) {
+        abortClients();
+        app.proc.kill('SIGKILL');
+        throw e;
+      }
       return {
         port: app.udpPort,
         pid: app.proc.pid!,
@@ -120,16 +138,20 @@ function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo'): Receiver
         async stop() {
           const metrics = (await httpGet(app.httpPort, '/metrics')).body;
           const code = await app.stop();
+          abortClients();
           if (code !== 0) throw new Error(`mirrorcap --source ${source} exited ${code}: ${app.stderr()}`);
           const summary = app.logs.find((l) => l.event === 'shutdown');
           if (summary === undefined) throw new Error(`mirrorcap --source ${source} logged no shutdown summary`);
           const kernelDrops = metricValue(metrics, 'mirrorcap_socket_drops_total') ?? NaN;
           const dropped = summary.dropped as Record<string, number>;
           const lost = Object.values(dropped).reduce((sum, n) => sum + n, kernelDrops);
-          return { written: summary.writtenPackets as number, kernelDrops, dropped, lost };
+          // What the clients could not take is theirs alone, not a loss of the files.
+          const streamDrops: Record<string, number> = streams === 0 ? {} : { stream_dropped: metricValue(metrics, 'mirrorcap_stream_dropped_packets_total') ?? NaN };
+          return { written: summary.writtenPackets as number, kernelDrops, dropped: { ...dropped, ...streamDrops }, lost };
         },
         files: () => sessionFiles(dir),
         abort: () => {
+          abortClients();
           if (app.proc.exitCode === null) app.proc.kill('SIGKILL');
         },
       };
@@ -465,6 +487,16 @@ function goals(tables: Table[]): Verdict[] {
     ]);
   }
 
+  const streamed = find('native + 4 streams', '64');
+  if (n64 && streamed) {
+    const ratio = value(streamed) / value(n64);
+    verdicts.push([
+      ratio >= 0.9,
+      `64-byte frames, zero-loss rate with 4 filtered streams attached within 10 % of without: ${rate(streamed)} vs ${rate(n64)} = ${(100 * ratio).toFixed(0)} % ` +
+        `(stream clients dropped ${int(streamed.flat.own.dropped.stream_dropped ?? 0)} flat out)`,
+    ]);
+  }
+
   const ours = tables.flatMap((t) => t.rows).filter((r) => r.receiver === 'native' || r.receiver === 'dgram');
   const peak = (rx: string): number => Math.max(...ours.filter((r) => r.receiver === rx).map((r) => r.peakRss));
   const worst = Math.max(...ours.map((r) => r.peakRss));
@@ -546,7 +578,11 @@ export async function run(opts: { quick: boolean }): Promise<void> {
       const disk = Number(spec.size) >= LARGE_FRAME ? measureDisk(root, plan.diskBytes) : null;
       const ceiling = await generatorCeiling(spec.size, plan.flatSeconds);
       const rows: Result[] = [];
-      for (const kind of kinds) rows.push(await measure(kind, spec.size, plan, root, spec.searchSteps));
+      for (const kind of kinds) {
+        rows.push(await measure(kind, spec.size, plan, root, spec.searchSteps));
+        // Issue 12: live streams must not slow capture; measured where capture is hardest.
+        if (kind.name === 'native' && spec.size === '64' && haveTool('curl')) rows.push(await measure(applianceReceiver('native', 4), spec.size, plan, root, spec.searchSteps));
+      }
       const table: Table = { size: spec.size, title: `${spec.title}; ${load}${disk ? `; ${diskLine(disk)}` : ''}`, disk, ceiling, rows };
       printResults(table);
       tables.push(table);

@@ -11,6 +11,7 @@ interface Section {
 const SECTIONS: [string, () => Promise<Section>][] = [
   ['decode', () => import('./decode.js')],
   ['filter', () => import('./filter.js')],
+  ['tunnel', () => import('./tunnel.js')],
   ['receive-rate', () => import('./receive-rate.js')],
   ['reader', () => import('./reader.js')],
   ['appliance', () => import('./appliance.js')],

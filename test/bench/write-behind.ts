@@ -55,7 +55,7 @@ async function runMode(name: string, root: string, seconds: number, writeBehind:
   const writer = new SessionWriter({
     session: 'bench',
     dir,
-    rotation: rotationOf({ rotateSize: 256 * MiB, rotateSeconds: 0, rotatePackets: 0, ring: 0, snaplen: 65535 }),
+    rotation: rotationOf({ rotateSize: 256 * MiB, rotateSeconds: 0, rotatePackets: 0, ring: 0, dedup: 0, snaplen: 65535, filter: null }),
     snaplen: 65535,
     queueSize: 32 * MiB,
     nextSeq: () => seq++,
