@@ -1,5 +1,6 @@
-// mirrorcap's native UDP path: a recvmmsg receiver with kernel timestamps and drop
-// accounting, and a sendmmsg sender for the load generator.
+// mirrorcap's native receive paths: a recvmmsg receiver with kernel timestamps and drop
+// accounting, an AF_PACKET TPACKET_V3 ring (PacketRing, below the Receiver), and a
+// sendmmsg sender for the load generator.
 //
 // Only syscalls live here. Every policy (buffer sizes, batch and turn limits, what an
 // error means, when to close) is decided in src/source/native.ts, and JavaScript owns
@@ -24,9 +25,15 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/sock_diag.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +41,10 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23  // Linux 4.20
+#endif
 
 namespace {
 
@@ -189,18 +200,173 @@ T* TypedData(Napi::Env env, Napi::Object opts, const char* name, napi_typedarray
   return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
 }
 
-class Receiver;
+class PolledReader;
 
 // What libuv sees; freed only when both handles' close callbacks have run.
 struct PollSlot {
   uv_poll_t handle;
-  uv_timer_t timer;  // the coalescing pause (see Drain)
-  int open;          // libuv handles not yet closed
-  Receiver* owner;   // null once the receiver closed or was collected
+  uv_timer_t timer;       // the rest between reads (see Receiver::Read)
+  int open;               // libuv handles not yet closed
+  PolledReader* owner;    // null once the reader closed or was collected
   napi_async_cleanup_hook_handle hook;
 };
 
-class Receiver : public Napi::ObjectWrap<Receiver> {
+// The half every reader of a file descriptor shares (the UDP receiver and the packet ring):
+// a level-triggered uv_poll on the fd, a timer to rest on, an async env cleanup hook, and
+// the JS callback each batch goes to. A subclass reads in Drain and closes in Shutdown.
+class PolledReader {
+ public:
+  virtual ~PolledReader() = default;
+  // The native half of close, safe to repeat and to run without JS (env teardown).
+  virtual void Shutdown() = 0;
+
+  // The fd is readable (status 0) or failed (status < 0), or a rest is over.
+  void Drain(PollSlot* slot, int status) {
+    if (status < 0) return CountError(-status);
+    Read(slot, maxBatchesPerTurn_, true);
+  }
+
+ protected:
+  // Up to maxTurns batches handed to onBatch; rests when the fd runs dry if asked to.
+  virtual void Read(PollSlot* slot, uint32_t maxTurns, bool rest) = 0;
+  virtual void CountError(int err) = 0;
+
+  // drainQueued(maxBatches): what the kernel holds for us, delivered now, before a close:
+  // what reached the box is not thrown away by a shutdown. Returns how many.
+  Napi::Value DrainQueuedNow(Napi::Env env, uint32_t maxBatches) {
+    if (poll_ == nullptr) return Napi::Number::New(env, 0);
+    double before = delivered_;
+    Read(poll_, maxBatches, false);
+    return Napi::Number::New(env, delivered_ - before);
+  }
+
+  // close(): the native half, then the JS memory is let go. True when it was started (the
+  // caller then drops the strong reference start() took).
+  bool StopReading() {
+    bool wasStarted = started_;
+    Shutdown();
+    if (wasStarted) {
+      started_ = false;
+      onBatch_.Reset();
+      pins_.clear();
+      counters_ = nullptr;
+    }
+    return wasStarted;
+  }
+
+  // Polls fd for reading from now on; on failure a JS exception is pending and it returns false.
+  bool StartPolling(Napi::Env env, int fd, Napi::Function onBatch, const char* resource) {
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+      Napi::Error::New(env, "start(): no event loop").ThrowAsJavaScriptException();
+      return false;
+    }
+    auto* slot = new PollSlot{};
+    slot->owner = this;
+    int rc = uv_poll_init(loop, &slot->handle, fd);
+    if (rc != 0) {
+      delete slot;
+      ErrnoError(env, "uv_poll_init", -rc, "").ThrowAsJavaScriptException();
+      return false;
+    }
+    slot->handle.data = slot;
+    uv_timer_init(loop, &slot->timer);
+    slot->timer.data = slot;
+    slot->open = 2;
+    napi_add_async_cleanup_hook(env, OnEnvCleanup, slot, &slot->hook);
+    poll_ = slot;
+    onBatch_ = Napi::Persistent(onBatch);
+    asyncContext_ = std::make_unique<Napi::AsyncContext>(env, resource);
+    rc = uv_poll_start(&slot->handle, UV_READABLE, OnReadable);
+    if (rc != 0) {
+      StopPolling();
+      ErrnoError(env, "uv_poll_start", -rc, "").ThrowAsJavaScriptException();
+      return false;
+    }
+    return true;
+  }
+
+  // uv_close stops the poll and removes the fd from epoll synchronously, so the caller may
+  // close the fd right after; closing it first could let a reused fd number be removed
+  // from epoll by mistake.
+  void StopPolling() {
+    if (poll_ == nullptr) return;
+    PollSlot* slot = poll_;
+    poll_ = nullptr;
+    slot->owner = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&slot->handle), OnPollClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&slot->timer), OnPollClosed);
+  }
+
+  // Stops reading for ms (when asked to rest at all); the timer starts reading again.
+  void Rest(PollSlot* slot, bool rest, uint32_t ms) {
+    if (!rest || ms == 0) return;
+    uv_poll_stop(&slot->handle);
+    uv_timer_start(&slot->timer, OnPauseOver, ms, 0);
+  }
+
+  // Plain Node-API on purpose: node-addon-api's error wrappers abort the process when
+  // the callback fails because a worker is being terminated.
+  // onBatch(count) returns true when the consumer is saturated.
+  static constexpr int kFailed = 0;
+  static constexpr int kTaken = 1;
+  static constexpr int kSaturated = 2;
+  int CallOnBatch(napi_env env, napi_value self, uint32_t n) {
+    napi_value arg;
+    napi_value result;
+    napi_create_uint32(env, n, &arg);
+    if (napi_make_callback(env, *asyncContext_, self, onBatch_.Value(), 1, &arg, &result) == napi_ok) {
+      bool saturated = false;
+      napi_get_value_bool(env, result, &saturated);  // not a boolean: leaves false
+      return saturated ? kSaturated : kTaken;
+    }
+    napi_value err;
+    if (napi_get_and_clear_last_exception(env, &err) == napi_ok) {
+      // A throwing sink is a bug in JS: it becomes an uncaught exception, as a throwing
+      // dgram 'message' listener would. During termination this is refused, harmlessly.
+      napi_fatal_exception(env, err);
+    }
+    return kFailed;
+  }
+
+  PollSlot* poll_ = nullptr;
+  Napi::FunctionReference onBatch_;
+  // Kept until the wrapper is collected: close() may run inside the callback that uses it.
+  std::unique_ptr<Napi::AsyncContext> asyncContext_;
+  bool started_ = false;
+  // JS-owned memory, pinned between start() and close().
+  std::vector<Napi::ObjectReference> pins_;
+  double* counters_ = nullptr;
+  uint32_t maxBatchesPerTurn_ = 0;
+  double delivered_ = 0;
+
+ private:
+  static void OnPollClosed(uv_handle_t* handle) {
+    auto* slot = static_cast<PollSlot*>(handle->data);
+    if (--slot->open > 0) return;
+    if (slot->hook != nullptr) napi_remove_async_cleanup_hook(slot->hook);
+    delete slot;
+  }
+
+  static void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
+    auto* slot = static_cast<PollSlot*>(arg);
+    if (slot->owner != nullptr) slot->owner->Shutdown();  // its close callback removes this hook
+  }
+
+  static void OnReadable(uv_poll_t* handle, int status, int) {
+    auto* slot = static_cast<PollSlot*>(handle->data);
+    if (slot->owner != nullptr) slot->owner->Drain(slot, status);
+  }
+
+  static void OnPauseOver(uv_timer_t* timer) {
+    auto* slot = static_cast<PollSlot*>(timer->data);
+    if (slot->owner == nullptr) return;
+    uv_poll_start(&slot->handle, UV_READABLE, OnReadable);
+    slot->owner->Drain(slot, 0);
+  }
+};
+
+class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Receiver",
@@ -237,9 +403,14 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
     fd_ = fd;
   }
 
-  ~Receiver() override {
-    if (poll_ != nullptr) poll_->owner = nullptr;
-    Shutdown();
+  ~Receiver() override { Shutdown(); }
+
+  void Shutdown() override {
+    StopPolling();
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
   }
 
  private:
@@ -302,8 +473,6 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
     }
     pins_[7] = Napi::Persistent(slab.As<Napi::Object>());
     slab_ = slab.As<Napi::Buffer<uint8_t>>().Data();
-    onBatch_ = Napi::Persistent(info[1].As<Napi::Function>());
-    asyncContext_ = std::make_unique<Napi::AsyncContext>(env, "mirrorcap:recvmmsg");
     capacity_ = capacity;
     slotBytes_ = slotBytes;
     maxBatchesPerTurn_ = turns;
@@ -322,29 +491,8 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
       h.msg_control = control_[i].bytes;
     }
 
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
-      Napi::Error::New(env, "start(): no event loop").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    auto* slot = new PollSlot{};
-    slot->owner = this;
-    int rc = uv_poll_init(loop, &slot->handle, fd_);
-    if (rc != 0) {
-      delete slot;
-      ErrnoError(env, "uv_poll_init", -rc, "").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    slot->handle.data = slot;
-    uv_timer_init(loop, &slot->timer);
-    slot->timer.data = slot;
-    slot->open = 2;
-    napi_add_async_cleanup_hook(env, OnEnvCleanup, slot, &slot->hook);
-    poll_ = slot;
-    rc = uv_poll_start(&slot->handle, UV_READABLE, OnReadable);
-    if (rc != 0) {
-      Shutdown();
-      ErrnoError(env, "uv_poll_start", -rc, "").ThrowAsJavaScriptException();
+    if (!StartPolling(env, fd_, info[1].As<Napi::Function>(), "mirrorcap:recvmmsg")) {
+      pins_.clear();
       return env.Undefined();
     }
     started_ = true;
@@ -353,59 +501,15 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    bool wasStarted = started_;
-    Shutdown();
-    if (wasStarted) {
-      started_ = false;
-      // The async context stays until the wrapper is collected: close() may run inside
-      // the callback that is still using it.
-      onBatch_.Reset();
-      pins_.clear();
-      Unref();
-    }
+    if (StopReading()) Unref();
     return info.Env().Undefined();
   }
 
-  // The native half of close, safe to repeat and to run without JS (env teardown).
-  void Shutdown() {
-    if (poll_ != nullptr) {
-      PollSlot* slot = poll_;
-      poll_ = nullptr;
-      slot->owner = nullptr;
-      // uv_close stops the poll and removes the fd from epoll synchronously, so the fd
-      // can be closed right away; closing it first could let a reused fd number be
-      // removed from epoll by mistake.
-      uv_close(reinterpret_cast<uv_handle_t*>(&slot->handle), OnPollClosed);
-      uv_close(reinterpret_cast<uv_handle_t*>(&slot->timer), OnPollClosed);
-    }
-    if (fd_ >= 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-  }
+  Napi::Value DrainQueued(const Napi::CallbackInfo& info) { return DrainQueuedNow(info.Env(), info[0].ToNumber().Uint32Value()); }
 
-  static void OnPollClosed(uv_handle_t* handle) {
-    auto* slot = static_cast<PollSlot*>(handle->data);
-    if (--slot->open > 0) return;
-    if (slot->hook != nullptr) napi_remove_async_cleanup_hook(slot->hook);
-    delete slot;
-  }
-
-  static void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
-    auto* slot = static_cast<PollSlot*>(arg);
-    if (slot->owner != nullptr) slot->owner->Shutdown();  // its close callback removes this hook
-  }
-
-  static void OnReadable(uv_poll_t* handle, int status, int) {
-    auto* slot = static_cast<PollSlot*>(handle->data);
-    if (slot->owner != nullptr) slot->owner->Drain(slot, status);
-  }
-
-  static void OnPauseOver(uv_timer_t* timer) {
-    auto* slot = static_cast<PollSlot*>(timer->data);
-    if (slot->owner == nullptr) return;
-    uv_poll_start(&slot->handle, UV_READABLE, OnReadable);
-    slot->owner->Drain(slot, 0);
+  void CountError(int err) override {
+    counters_[kRecvErrors] += 1;
+    counters_[kLastErrno] = err;
   }
 
   // Up to maxBatchesPerTurn recvmmsg calls per wake-up so other work on the loop gets a
@@ -414,27 +518,7 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
   // arrives meanwhile (its timestamps are taken on arrival), and the next wake-up takes
   // it in full batches. Without the pause a fast receiver wakes once per datagram or
   // two, and the wake-ups, not the datagrams, cost most of the CPU.
-  void Drain(PollSlot* slot, int status) {
-    if (status < 0) {
-      counters_[kRecvErrors] += 1;
-      counters_[kLastErrno] = -status;
-      return;
-    }
-    Read(slot, maxBatchesPerTurn_, true);
-  }
-
-  // drainQueued(maxBatches): what the kernel has queued, delivered now, before a close:
-  // datagrams that reached the socket are not thrown away by a shutdown. Returns how many.
-  Napi::Value DrainQueued(const Napi::CallbackInfo& info) {
-    if (poll_ == nullptr) return Napi::Number::New(info.Env(), 0);
-    double before = delivered_;
-    Read(poll_, info[0].ToNumber().Uint32Value(), false);
-    return Napi::Number::New(info.Env(), delivered_ - before);
-  }
-
-  // Up to maxTurns recvmmsg calls, each batch handed to JS; rests when the socket runs dry
-  // if asked to (see Drain).
-  void Read(PollSlot* slot, uint32_t maxTurns, bool rest) {
+  void Read(PollSlot* slot, uint32_t maxTurns, bool rest) override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     for (uint32_t turn = 0; turn < maxTurns; turn++) {
@@ -448,14 +532,12 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
         int err = errno;
         if (err == EAGAIN || err == EWOULDBLOCK) return Rest(slot, rest, coalesceMs_);
         if (err == EINTR) continue;
-        counters_[kRecvErrors] += 1;
-        counters_[kLastErrno] = err;
-        return;
+        return CountError(err);
       }
       if (n == 0) return Rest(slot, rest, coalesceMs_);
       Fill(static_cast<uint32_t>(n));
       delivered_ += n;
-      int answer = CallOnBatch(env, static_cast<uint32_t>(n));
+      int answer = CallOnBatch(env, Value(), static_cast<uint32_t>(n));
       if (slot->owner == nullptr) return;  // closed or collected inside the callback
       if (answer == kFailed) return;
       // The queue ran dry, or JS said it is saturated: let the kernel hold (or drop, and
@@ -463,36 +545,6 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
       if (answer == kSaturated) return Rest(slot, rest, saturatedRestMs_);
       if (static_cast<uint32_t>(n) < capacity_) return Rest(slot, rest, coalesceMs_);
     }
-  }
-
-  void Rest(PollSlot* slot, bool rest, uint32_t ms) {
-    if (!rest || ms == 0) return;
-    uv_poll_stop(&slot->handle);
-    uv_timer_start(&slot->timer, OnPauseOver, ms, 0);
-  }
-
-  // Plain Node-API on purpose: node-addon-api's error wrappers abort the process when
-  // the callback fails because a worker is being terminated.
-  // onBatch(count) returns true when the consumer is saturated.
-  static constexpr int kFailed = 0;
-  static constexpr int kTaken = 1;
-  static constexpr int kSaturated = 2;
-  int CallOnBatch(napi_env env, uint32_t n) {
-    napi_value arg;
-    napi_value result;
-    napi_create_uint32(env, n, &arg);
-    if (napi_make_callback(env, *asyncContext_, Value(), onBatch_.Value(), 1, &arg, &result) == napi_ok) {
-      bool saturated = false;
-      napi_get_value_bool(env, result, &saturated);  // not a boolean: leaves false
-      return saturated ? kSaturated : kTaken;
-    }
-    napi_value err;
-    if (napi_get_and_clear_last_exception(env, &err) == napi_ok) {
-      // A throwing sink is a bug in JS: it becomes an uncaught exception, as a throwing
-      // dgram 'message' listener would. During termination this is refused, harmlessly.
-      napi_fatal_exception(env, err);
-    }
-    return kFailed;
   }
 
   void Fill(uint32_t n) {
@@ -553,11 +605,8 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
   }
 
   int fd_ = -1;
-  bool started_ = false;
-  PollSlot* poll_ = nullptr;
 
   // JS-owned memory, pinned between start() and close().
-  std::vector<Napi::ObjectReference> pins_;
   uint8_t* slab_ = nullptr;
   uint32_t* lengths_ = nullptr;
   uint32_t* wireLengths_ = nullptr;
@@ -565,21 +614,322 @@ class Receiver : public Napi::ObjectWrap<Receiver> {
   uint32_t* tsNsec_ = nullptr;
   uint8_t* srcAddr_ = nullptr;
   uint16_t* srcPort_ = nullptr;
-  double* counters_ = nullptr;
-  Napi::FunctionReference onBatch_;
-  std::unique_ptr<Napi::AsyncContext> asyncContext_;
   uint32_t capacity_ = 0;
   uint32_t slotBytes_ = 0;
-  uint32_t maxBatchesPerTurn_ = 0;
   uint32_t coalesceMs_ = 0;
   uint32_t saturatedRestMs_ = 0;
-  double delivered_ = 0;
 
   // Syscall plumbing, built once in start().
   std::vector<mmsghdr> msgs_;
   std::vector<iovec> iov_;
   std::vector<sockaddr_storage> names_;
   std::unique_ptr<Control[]> control_;
+};
+
+// Indices into the JS-owned Float64Array of packet ring counters.
+enum RingCounter : uint32_t {
+  kRingDrops = 0,      // packets the kernel dropped for want of a free block (PACKET_STATISTICS)
+  kRingFreezes = 1,    // times the ring was full (every block ours) and froze
+  kRingTruncated = 2,  // frames the ring holds shorter than they were on the wire
+  kRingErrors = 3,     // poll errors
+  kRingLastErrno = 4,  // errno of the latest
+  kRingCounterCount = 5,
+};
+
+// The AF_PACKET source's syscalls: a TPACKET_V3 receive ring mapped into memory that JS
+// reads as one Buffer, so a frame is never copied and no syscall is made per frame (the
+// kernel hands over whole blocks; one poll wake-up per block or retire timeout).
+//
+// Lifetime:
+//   new PacketRing()  socket (protocol 0: nothing arrives yet), the kernel filter, the
+//                     ring, mmap, then bind to the interface for every protocol
+//   ring()            the mapping as a Buffer; it is unmapped when that Buffer is collected,
+//                     never before, so no JS view can outlive the memory
+//   start()           pins the frame arrays and polls the fd
+//   close()           unbinds (the kernel stops filling the ring at once) and closes the fd;
+//                     the mapping keeps the socket's last reference until it is unmapped
+class PacketRing : public Napi::ObjectWrap<PacketRing>, public PolledReader {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "PacketRing",
+                       {
+                           InstanceMethod<&PacketRing::Ring>("ring"),
+                           InstanceMethod<&PacketRing::ReadStats>("readStats"),
+                           InstanceMethod<&PacketRing::Start>("start"),
+                           InstanceMethod<&PacketRing::DrainQueued>("drainQueued"),
+                           InstanceMethod<&PacketRing::Close>("close"),
+                       });
+  }
+
+  // new PacketRing(iface: string, { blockBytes, blockCount, retireMs, filter: Uint32Array })
+  // filter: a classic BPF program, four numbers per instruction (code, jt, jf, k).
+  explicit PacketRing(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketRing>(info) {
+    Napi::Env env = info.Env();
+    const char* usage = "PacketRing(iface, { blockBytes, blockCount, retireMs, filter: Uint32Array })";
+    if (!info[0].IsString() || !info[1].IsObject()) {
+      Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+      return;
+    }
+    std::string iface = info[0].As<Napi::String>();
+    Napi::Object o = info[1].As<Napi::Object>();
+    uint32_t blockBytes = o.Get("blockBytes").ToNumber().Uint32Value();
+    uint32_t blockCount = o.Get("blockCount").ToNumber().Uint32Value();
+    uint32_t retireMs = o.Get("retireMs").ToNumber().Uint32Value();
+    Napi::Value f = o.Get("filter");
+    long page = sysconf(_SC_PAGESIZE);
+    // The kernel takes blocks of a power-of-two number of pages.
+    bool powerOfTwoPages = blockBytes >= page && blockBytes % page == 0 && ((blockBytes / page) & (blockBytes / page - 1)) == 0;
+    if (!powerOfTwoPages || blockCount == 0 || static_cast<uint64_t>(blockBytes) * blockCount > (1ull << 31) || !f.IsTypedArray() ||
+        f.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array || f.As<Napi::TypedArray>().ElementLength() == 0 ||
+        f.As<Napi::TypedArray>().ElementLength() % 4 != 0 || f.As<Napi::TypedArray>().ElementLength() / 4 > BPF_MAXINSNS) {
+      Napi::TypeError::New(env, std::string(usage) + ": blockBytes a power-of-two number of pages, blockCount > 0, at most 2 GiB in all, and a filter of 1.." +
+                                    std::to_string(BPF_MAXINSNS) + " instructions")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Uint32Array words = f.As<Napi::Uint32Array>();
+    std::vector<sock_filter> program(words.ElementLength() / 4);
+    for (size_t i = 0; i < program.size(); i++) {
+      program[i].code = static_cast<uint16_t>(words[4 * i]);
+      program[i].jt = static_cast<uint8_t>(words[4 * i + 1]);
+      program[i].jf = static_cast<uint8_t>(words[4 * i + 2]);
+      program[i].k = words[4 * i + 3];
+    }
+    unsigned ifindex = if_nametoindex(iface.c_str());
+    if (ifindex == 0) {
+      ErrnoError(env, "if_nametoindex", errno, iface).ThrowAsJavaScriptException();
+      return;
+    }
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      ErrnoError(env, "socket(AF_PACKET)", errno, iface).ThrowAsJavaScriptException();
+      return;
+    }
+    sock_fprog fprog{static_cast<unsigned short>(program.size()), program.data()};
+    int version = TPACKET_V3;
+    tpacket_req3 req{};
+    req.tp_block_size = blockBytes;
+    req.tp_block_nr = blockCount;
+    // V3 packs frames of any size into a block; the frame fields only have to agree.
+    req.tp_frame_size = TPACKET_ALIGNMENT << 7;
+    req.tp_frame_nr = static_cast<uint32_t>(static_cast<uint64_t>(blockBytes) * blockCount / req.tp_frame_size);
+    req.tp_retire_blk_tov = retireMs;
+    size_t size = static_cast<size_t>(blockBytes) * blockCount;
+    sockaddr_ll ll{};
+    ll.sll_family = AF_PACKET;
+    ll.sll_protocol = htons(ETH_P_ALL);
+    ll.sll_ifindex = static_cast<int>(ifindex);
+    const char* failed = nullptr;
+    void* map = MAP_FAILED;
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof(fprog)) != 0) failed = "setsockopt(SO_ATTACH_FILTER)";
+    else if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) != 0) failed = "setsockopt(PACKET_VERSION)";
+    else if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0) failed = "setsockopt(PACKET_RX_RING)";
+    // What the host sends never enters the ring (nor its drop count): a mirror target
+    // receives, and on lo every packet passes out and in. Older kernels refuse the option;
+    // Walk() skips those frames all the same.
+    else if (int on = 1; setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &on, sizeof(on)) != 0 && errno != ENOPROTOOPT) failed = "setsockopt(PACKET_IGNORE_OUTGOING)";
+    else if ((map = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) failed = "mmap";
+    else if (bind(fd, reinterpret_cast<sockaddr*>(&ll), sizeof(ll)) != 0) failed = "bind";
+    if (failed != nullptr) {
+      int err = errno;
+      if (map != MAP_FAILED) munmap(map, size);
+      close(fd);
+      ErrnoError(env, failed, err, iface).ThrowAsJavaScriptException();
+      return;
+    }
+    fd_ = fd;
+    ifindex_ = static_cast<int>(ifindex);
+    ring_ = static_cast<uint8_t*>(map);
+    blockBytes_ = blockBytes;
+    blockCount_ = blockCount;
+    done_.assign(blockCount, 0);
+    Napi::Buffer<uint8_t> buffer = Napi::Buffer<uint8_t>::New(
+        env, ring_, size, [size](Napi::Env, uint8_t* data) { munmap(data, size); });
+    ringRef_ = Napi::Persistent(buffer.As<Napi::Object>());
+  }
+
+  ~PacketRing() override { Shutdown(); }
+
+  void Shutdown() override {
+    StopPolling();
+    if (fd_ >= 0) {
+      // Protocol 0 unhooks the socket from the interface: the mapping keeps it open
+      // until the Buffer is collected, and it must not fill the ring meanwhile.
+      sockaddr_ll ll{};
+      ll.sll_family = AF_PACKET;
+      ll.sll_protocol = 0;
+      ll.sll_ifindex = ifindex_;
+      bind(fd_, reinterpret_cast<sockaddr*>(&ll), sizeof(ll));
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+ private:
+  Napi::Value Ring(const Napi::CallbackInfo& info) { return ringRef_.Value(); }
+
+  // Adds what the kernel counted since the last call (PACKET_STATISTICS resets on read)
+  // to the counters; for scrape time. False once closed.
+  Napi::Value ReadStats(const Napi::CallbackInfo& info) {
+    tpacket_stats_v3 st{};
+    socklen_t len = sizeof(st);
+    bool ok = fd_ >= 0 && counters_ != nullptr && getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0;
+    if (ok) {
+      counters_[kRingDrops] += st.tp_drops;
+      counters_[kRingFreezes] += st.tp_freeze_q_cnt;
+    }
+    return Napi::Boolean::New(info.Env(), ok);
+  }
+
+  // start({ capacity, offsets, lengths, wireLengths, tsSec, tsNsec, counters, maxBatchesPerTurn,
+  //         saturatedRestMs }, onBatch(count)): frame i of a batch is ring[offsets[i] ..
+  // + lengths[i]), from its link-layer header on; valid until onBatch returns.
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0 || started_) {
+      Napi::Error::New(env, fd_ < 0 ? "start(): ring is closed" : "start(): already started").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!info[0].IsObject() || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "start(options, onBatch)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    uint32_t capacity = o.Get("capacity").ToNumber().Uint32Value();
+    uint32_t turns = o.Get("maxBatchesPerTurn").ToNumber().Uint32Value();
+    saturatedRestMs_ = o.Get("saturatedRestMs").ToNumber().Uint32Value();
+    if (capacity == 0 || turns == 0) {
+      Napi::TypeError::New(env, "start(): need capacity > 0 and maxBatchesPerTurn > 0").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    pins_.resize(6);
+    offsets_ = TypedData<uint32_t>(env, o, "offsets", napi_uint32_array, capacity, &pins_[0]);
+    lengths_ = offsets_ ? TypedData<uint32_t>(env, o, "lengths", napi_uint32_array, capacity, &pins_[1]) : nullptr;
+    wireLengths_ = lengths_ ? TypedData<uint32_t>(env, o, "wireLengths", napi_uint32_array, capacity, &pins_[2]) : nullptr;
+    tsSec_ = wireLengths_ ? TypedData<uint32_t>(env, o, "tsSec", napi_uint32_array, capacity, &pins_[3]) : nullptr;
+    tsNsec_ = tsSec_ ? TypedData<uint32_t>(env, o, "tsNsec", napi_uint32_array, capacity, &pins_[4]) : nullptr;
+    counters_ = tsNsec_ ? TypedData<double>(env, o, "counters", napi_float64_array, kRingCounterCount, &pins_[5]) : nullptr;
+    if (counters_ == nullptr) {
+      pins_.clear();
+      return env.Undefined();
+    }
+    capacity_ = capacity;
+    maxBatchesPerTurn_ = turns;
+    if (!StartPolling(env, fd_, info[1].As<Napi::Function>(), "mirrorcap:afpacket")) {
+      pins_.clear();
+      counters_ = nullptr;
+      return env.Undefined();
+    }
+    started_ = true;
+    Ref();
+    return env.Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (StopReading()) Unref();
+    return info.Env().Undefined();
+  }
+
+  // A block still being filled is handed over only by its retire timeout.
+  Napi::Value DrainQueued(const Napi::CallbackInfo& info) { return DrainQueuedNow(info.Env(), info[0].ToNumber().Uint32Value()); }
+
+  void CountError(int err) override {
+    counters_[kRingErrors] += 1;
+    counters_[kRingLastErrno] = err;
+  }
+
+  // Up to maxTurns batches; each block goes back to the kernel once every frame in it has
+  // been through onBatch. The poll is level-triggered on "a block is ours", so what is
+  // left wakes us again.
+  void Read(PollSlot* slot, uint32_t maxTurns, bool rest) override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    for (uint32_t turn = 0; turn < maxTurns; turn++) {
+      uint32_t n = Walk();
+      if (n == 0) return Release();
+      delivered_ += n;
+      int answer = CallOnBatch(env, Value(), n);
+      if (slot->owner == nullptr) return;  // closed inside the callback: the ring is the kernel's no more
+      Release();
+      if (answer == kFailed) return;
+      if (answer == kSaturated) return Rest(slot, rest, saturatedRestMs_);
+      if (n < capacity_) return;
+    }
+  }
+
+  // Fills the frame arrays from the blocks the kernel handed over, in ring order, up to
+  // capacity; resumes inside a block where the last batch filled up. Frames the host sent
+  // (PACKET_OUTGOING) are skipped: a mirror target receives, and on lo each packet would
+  // otherwise come twice.
+  uint32_t Walk() {
+    uint32_t n = 0;
+    while (n < capacity_) {
+      auto* bd = reinterpret_cast<tpacket_block_desc*>(ring_ + static_cast<size_t>(cur_) * blockBytes_);
+      if (left_ == 0) {
+        if ((__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) == 0) break;
+        left_ = bd->hdr.bh1.num_pkts;
+        at_ = reinterpret_cast<uint8_t*>(bd) + bd->hdr.bh1.offset_to_first_pkt;
+        if (left_ == 0) {  // an empty block retired by the timeout
+          Done();
+          continue;
+        }
+      }
+      while (left_ > 0 && n < capacity_) {
+        auto* h = reinterpret_cast<tpacket3_hdr*>(at_);
+        auto* ll = reinterpret_cast<sockaddr_ll*>(at_ + TPACKET_ALIGN(sizeof(tpacket3_hdr)));
+        if (ll->sll_pkttype != PACKET_OUTGOING) {
+          offsets_[n] = static_cast<uint32_t>(at_ + h->tp_mac - ring_);
+          lengths_[n] = h->tp_snaplen;
+          wireLengths_[n] = h->tp_len;
+          tsSec_[n] = h->tp_sec;
+          tsNsec_[n] = h->tp_nsec;
+          if (h->tp_snaplen < h->tp_len) counters_[kRingTruncated] += 1;
+          n++;
+        }
+        left_--;
+        at_ += h->tp_next_offset;
+      }
+      if (left_ == 0) Done();
+    }
+    return n;
+  }
+
+  void Done() {
+    done_[doneCount_++] = cur_;
+    cur_ = (cur_ + 1) % blockCount_;
+  }
+
+  // Hands the fully read blocks back to the kernel.
+  void Release() {
+    for (uint32_t i = 0; i < doneCount_; i++) {
+      auto* bd = reinterpret_cast<tpacket_block_desc*>(ring_ + static_cast<size_t>(done_[i]) * blockBytes_);
+      __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    }
+    doneCount_ = 0;
+  }
+
+  int fd_ = -1;
+  int ifindex_ = 0;
+  uint8_t* ring_ = nullptr;
+  uint32_t blockBytes_ = 0;
+  uint32_t blockCount_ = 0;
+  Napi::ObjectReference ringRef_;
+
+  // Where the walk stands: the block, the frames left in it and the next one's header.
+  uint32_t cur_ = 0;
+  uint32_t left_ = 0;
+  uint8_t* at_ = nullptr;
+  std::vector<uint32_t> done_;
+  uint32_t doneCount_ = 0;
+
+  // JS-owned memory, pinned between start() and close().
+  uint32_t* offsets_ = nullptr;
+  uint32_t* lengths_ = nullptr;
+  uint32_t* wireLengths_ = nullptr;
+  uint32_t* tsSec_ = nullptr;
+  uint32_t* tsNsec_ = nullptr;
+  uint32_t capacity_ = 0;
+  uint32_t saturatedRestMs_ = 0;
 };
 
 class Sender : public Napi::ObjectWrap<Sender> {
@@ -682,6 +1032,70 @@ class Sender : public Napi::ObjectWrap<Sender> {
   std::vector<iovec> iov_;
 };
 
+// writeBehind(fd, start, end, dropStart, dropEnd) -> Promise<void>, on the libuv thread pool:
+// starts the writeback of [start, end) now, then waits until [dropStart, dropEnd) is on the
+// disk and drops it from the page cache. A writer calls it every few MiB with the window it
+// just wrote and the one before, so the kernel writes at the disk's pace while the capture
+// runs instead of gathering GBs of dirty pages and stalling every writer when it flushes
+// them; and pages nobody will read soon leave memory. Errors reject with code/errno/syscall.
+class WriteBehind : public Napi::AsyncWorker {
+ public:
+  WriteBehind(Napi::Env env, int fd, int64_t start, int64_t end, int64_t dropStart, int64_t dropEnd)
+      : Napi::AsyncWorker(env, "mirrorcap:writeBehind"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        fd_(fd), start_(start), end_(end), dropStart_(dropStart), dropEnd_(dropEnd) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    if (end_ > start_ && sync_file_range(fd_, start_, end_ - start_, SYNC_FILE_RANGE_WRITE) != 0) {
+      err_ = errno;
+      syscall_ = "sync_file_range";
+      return;
+    }
+    if (dropEnd_ <= dropStart_) return;
+    unsigned wait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+    if (sync_file_range(fd_, dropStart_, dropEnd_ - dropStart_, wait) != 0) {
+      err_ = errno;
+      syscall_ = "sync_file_range";
+      return;
+    }
+    int rc = posix_fadvise(fd_, dropStart_, dropEnd_ - dropStart_, POSIX_FADV_DONTNEED);
+    if (rc != 0) {
+      err_ = rc;
+      syscall_ = "posix_fadvise";
+    }
+  }
+
+  void OnOK() override {
+    if (err_ == 0) deferred_.Resolve(Env().Undefined());
+    else deferred_.Reject(ErrnoError(Env(), syscall_, err_, "").Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int fd_;
+  int64_t start_, end_, dropStart_, dropEnd_;
+  int err_ = 0;
+  const char* syscall_ = "";
+};
+
+Napi::Value StartWriteBehind(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  for (size_t i = 0; i < 5; i++) {
+    if (!info[i].IsNumber()) {
+      Napi::TypeError::New(env, "writeBehind(fd, start, end, dropStart, dropEnd)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  auto* work = new WriteBehind(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
+                               info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Number>().Int64Value(),
+                               info[4].As<Napi::Number>().Int64Value());
+  Napi::Promise promise = work->Promise();
+  work->Queue();  // deletes itself when done
+  return promise;
+}
+
 }  // namespace
 
 // stderr_capture.cc
@@ -692,6 +1106,8 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Receiver", Receiver::Define(env));
   exports.Set("Sender", Sender::Define(env));
+  exports.Set("PacketRing", PacketRing::Define(env));
+  exports.Set("writeBehind", Napi::Function::New(env, StartWriteBehind, "writeBehind"));
   InitStderrCapture(env, exports);
   return exports;
 }

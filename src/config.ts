@@ -63,7 +63,7 @@ export interface Config extends SessionSettings {
   /** UDP address for GENEVE (a Gateway Load Balancer endpoint as mirror target); null = off. */
   readonly geneve: Endpoint | null;
   readonly http: Endpoint;
-  /** auto, native, dgram, or pcap:<interface>. */
+  /** auto, native, dgram, pcap:<interface> or afpacket:<interface>. */
   readonly source: string;
   /** BPF filter of the interface source; null = `udp dst port <listen port>`. */
   readonly bpf: string | null;
@@ -73,6 +73,8 @@ export interface Config extends SessionSettings {
   readonly recvBuffer: number;
   readonly flushInterval: number;
   readonly queueSize: number;
+  /** Write-behind window in bytes (writer.ts); 0 = the kernel's own writeback. */
+  readonly writeBehind: number;
   readonly maxBuffer: number;
   readonly maxSessions: number;
   readonly logLevel: string;
@@ -152,8 +154,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
   { name: 'geneve', liveOnly: true, key: 'geneve', kind: 'endpoint', default: '', help: 'UDP address for GENEVE from a Gateway Load Balancer endpoint (usually 0.0.0.0:6081; VXLAN inside it is routed like VXLAN); empty = off' },
-  { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap' },
-  { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> (default: udp dst port <listen port>); an error with any other source' },
+  { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap, afpacket:<iface> = the same through a memory-mapped AF_PACKET ring (kernel filter and timestamps, no copy)' },
+  { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> or afpacket:<iface> (default: udp dst port <listen port>); an error with any other source' },
   { name: 'http', liveOnly: true, key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
   { name: 'out', key: 'out', kind: 'path', default: './captures', help: 'output folder; one subfolder per session' },
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size', perSession: true },
@@ -169,6 +171,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'recv-buffer', liveOnly: true, key: 'recvBuffer', kind: 'size', default: '32MiB', help: 'socket receive buffer to ask the kernel for' },
   { name: 'flush-interval', liveOnly: true, key: 'flushInterval', kind: 'duration', default: '1s', min: 0.01, help: 'buffered records reach the file at least this often' },
   { name: 'queue-size', key: 'queueSize', kind: 'size', default: '32MiB', min: 1024 * 1024, help: 'bytes a session may hold waiting for the disk; beyond it packets drop (reason="queue_full")' },
+  { name: 'write-behind', key: 'writeBehind', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'every this many bytes of a file, ask the kernel to write them out now and drop the window before from the page cache (sync_file_range, fadvise), so dirty pages never pile up and stall the writers; needs the native addon' },
   { name: 'max-buffer', key: 'maxBuffer', kind: 'size', default: '128MiB', min: 4 * 1024 * 1024, help: 'bytes all sessions together may hold waiting for the disk' },
   { name: 'max-sessions', key: 'maxSessions', kind: 'count', default: '1024', min: 1, max: 1 << 20, help: 'most sessions at once; packets for more are dropped (reason="session_limit")' },
   { name: 'allow', key: 'allow', kind: 'cidrs', default: '', help: 'outer source addresses allowed to send, CIDR[,CIDR...]; others drop (reason="source_denied") (default: any)' },
@@ -257,7 +260,7 @@ function expectation(o: OptionSpec): string {
     case 'text':
       return 'a string';
     case 'source':
-      return 'auto, native, dgram or pcap:<interface>';
+      return 'auto, native, dgram, pcap:<interface> or afpacket:<interface>';
     case 'duration':
       return `a duration such as 300, 30s, 500ms, 5m or 1h${range}`;
     case 'count':
@@ -331,7 +334,7 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
     case 'text':
       return text === '' ? null : text;
     case 'source':
-      if (!/^(auto|native|dgram|pcap:[^\s/]{1,64})$/.test(text)) fail(what, value, origin, expectation(o));
+      if (!/^(auto|native|dgram|(pcap|afpacket):[^\s/]{1,64})$/.test(text)) fail(what, value, origin, expectation(o));
       return text;
     case 'duration': {
       const n = parseDuration(text);
@@ -629,10 +632,10 @@ export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv, d
     raws.set(o.name, raw);
     out[o.key!] = convert(o, raw);
   }
-  // Only libpcap reads a BPF filter: with a socket source it would be silently ignored.
-  if (out.bpf !== null && !(out.source as string).startsWith('pcap:')) {
+  // Only the interface sources read a BPF filter: with a socket source it would be silently ignored.
+  if (out.bpf !== null && !/^(pcap|afpacket):/.test(out.source as string)) {
     const raw = raws.get('bpf')!;
-    fail('bpf', raw.value, raw.origin, `no BPF filter unless --source is pcap:<interface> (it is ${out.source as string})`);
+    fail('bpf', raw.value, raw.origin, `no BPF filter unless --source is pcap:<interface> or afpacket:<interface> (it is ${out.source as string})`);
   }
   out.configFile = configFile;
   const base = sessionSettings(out as unknown as SessionSettings);

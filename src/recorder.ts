@@ -22,7 +22,8 @@ import { PostRotate } from './finish/post-rotate.js';
 import { s3Step, type S3Step } from './finish/s3-step.js';
 import { recoverDirectory } from './capture/recover.js';
 import { rotationOf } from './capture/rotation.js';
-import { FINISH_OPS, SessionWriter, type CaptureFile } from './capture/writer.js';
+import { FINISH_OPS, SessionWriter, type CaptureFile, type WriterOptions as SessionWriterOptions } from './capture/writer.js';
+import { loadNative } from './native/addon.js';
 import { FLOWS_FOLDER, type Config, type SessionConfig } from './config.js';
 import type { Logger } from './log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
@@ -98,6 +99,8 @@ export class Recorder {
   private readonly flowLogs = new Map<Session, SessionFlowLog>();
   /** Each session's writer: the Recorder makes them, so only it drives them. */
   private readonly writers = new Map<Session, SessionWriter>();
+  /** The writers' write-behind (--write-behind), when the addon that does it is built. */
+  private readonly writeBehind: SessionWriterOptions['writeBehind'];
   private readonly filters = new SessionFilters();
 
   constructor(
@@ -108,6 +111,9 @@ export class Recorder {
     // A bad filter is a bad configuration: ConfigError before anything is opened.
     this.filters.prepare(config);
     this.pool = new ChunkPool(config.maxBuffer);
+    const native = config.writeBehind > 0 ? loadNative() : null;
+    if (native?.ok === false) log.warn({ event: 'write_behind_off', reason: native.reason }, `--write-behind is off: ${native.reason}`);
+    this.writeBehind = native?.ok ? { window: config.writeBehind, run: native.binding.writeBehind } : undefined;
     this.compress = compressStep(config, log);
     this.s3 = opts.ship ? s3Step(config, log) : null;
     const s3 = this.s3;
@@ -389,6 +395,7 @@ export class Recorder {
       drops,
       disk: this.disk,
       clampTime: this.opts.clampTime,
+      writeBehind: this.writeBehind,
       events: {
         fileClosed: (file) => this.fileClosed(session!, file),
         writeError: (_file, where, op, err) => {

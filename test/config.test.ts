@@ -150,10 +150,11 @@ t.test('a flag that takes a value never swallows the next flag', async (t) => {
 t.test('--bpf only with the interface source: elsewhere it would be ignored', async (t) => {
   t.equal(resolve(['--source', 'pcap:eth0', '--bpf', 'udp port 4790']).bpf, 'udp port 4790');
   t.equal(resolve(['--source', 'pcap:eth0']).bpf, null);
+  t.equal(resolve(['--source', 'afpacket:eth0', '--bpf', 'udp port 4790']).bpf, 'udp port 4790');
   for (const source of ['auto', 'native', 'dgram']) {
-    t.throws(() => resolve(['--source', source, '--bpf', 'udp']), { name: 'ConfigError', message: `invalid bpf "udp" (from --bpf): expected no BPF filter unless --source is pcap:<interface> (it is ${source})` }, `--source ${source} --bpf udp`);
+    t.throws(() => resolve(['--source', source, '--bpf', 'udp']), { name: 'ConfigError', message: `invalid bpf "udp" (from --bpf): expected no BPF filter unless --source is pcap:<interface> or afpacket:<interface> (it is ${source})` }, `--source ${source} --bpf udp`);
   }
-  t.throws(() => resolve([], { MIRRORCAP_BPF: 'udp' }), { message: /^invalid bpf "udp" \(from MIRRORCAP_BPF\): expected no BPF filter unless --source is pcap:<interface> \(it is auto\)$/ });
+  t.throws(() => resolve([], { MIRRORCAP_BPF: 'udp' }), { message: /^invalid bpf "udp" \(from MIRRORCAP_BPF\): expected no BPF filter unless --source is pcap:<interface> or afpacket:<interface> \(it is auto\)$/ });
   const path = await file('bpf.yaml', 'source: dgram\nbpf: udp\n');
   t.throws(() => resolve(['--config', path]), { message: /^invalid bpf "udp" \(from config file .*bpf.yaml\)/ });
   const cli = spawnSync(process.execPath, [MAIN, '--bpf', 'udp', '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0'], { encoding: 'utf8', timeout: 10_000 });

@@ -15,7 +15,7 @@ export interface Rotation {
   readonly align: boolean;
 }
 
-export function rotationOf(s: SessionSettings): Rotation {
+export function rotationOf(s: Pick<SessionSettings, 'rotateSize' | 'rotateSeconds' | 'rotatePackets' | 'rotateAlign'>): Rotation {
   return Object.freeze({ size: s.rotateSize, seconds: s.rotateSeconds, packets: s.rotatePackets, align: s.rotateAlign });
 }
 

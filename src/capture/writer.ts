@@ -22,6 +22,7 @@ import { makeFolder } from './folder.js';
 import { captureFileName, PART_SUFFIX } from './naming.js';
 import { rotationEnd, rotationOf, type Rotation } from './rotation.js';
 import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../pcap/pcap.js';
+import type { NativeBinding } from '../native/addon.js';
 
 export const FILE_MODE = 0o640;
 /** Chunks gathered into one writev. */
@@ -79,6 +80,12 @@ export interface WriterOptions {
    * stepped back). Off for a capture's own times, which are written as they are.
    */
   readonly clampTime: boolean;
+  /**
+   * Write-behind (see WRITE-BEHIND below): every this many bytes written, the kernel is told
+   * to write them out now, and the window before them leaves the page cache. The function
+   * is the addon's writeBehind; absent (or a window of 0) leaves it all to the kernel.
+   */
+  readonly writeBehind?: { readonly window: number; readonly run: NativeBinding['writeBehind'] } | undefined;
 }
 
 const WRITE = 0;
@@ -102,6 +109,9 @@ interface OpenFile extends CaptureFile {
   durable: number;
   durablePackets: number;
   failed: boolean;
+  /** Write-behind: bytes the kernel was told to write out, and bytes dropped from the page cache. */
+  behind: number;
+  dropped: number;
 }
 
 export class SessionWriter implements SessionOutput {
@@ -282,6 +292,8 @@ export class SessionWriter implements SessionOutput {
       handle: null,
       durable: 0,
       durablePackets: 0,
+      behind: 0,
+      dropped: 0,
       failed: false,
     };
     this.file = f;
@@ -398,6 +410,29 @@ export class SessionWriter implements SessionOutput {
       this.writtenPackets += op.packets;
       this.releaseChunk(op);
     }
+    const wb = this.opts.writeBehind;
+    if (wb !== undefined && wb.window > 0 && f.durable - f.behind >= wb.window) await this.writeBehind(f, wb.run);
+  }
+
+  /**
+   * WRITE-BEHIND. Left alone, the kernel gathers dirty pages up to its dirty ratio (GBs on a
+   * big instance) and then makes every writer wait while it flushes them: writes that took
+   * microseconds take seconds, the queues fill and packets drop. Telling it to write each
+   * window out as soon as it is written keeps the disk busy at an even pace; waiting for the
+   * window before (written out a window ago, so mostly done) keeps this writer at the disk's
+   * speed, and dropping those pages keeps the page cache, and the host's memory, flat.
+   * A failure here is the disk failing to take the data: the file is finished as after a
+   * failed write.
+   */
+  private async writeBehind(f: OpenFile, run: NativeBinding['writeBehind']): Promise<void> {
+    try {
+      await run(f.handle!.fd, f.behind, f.durable, f.dropped, f.behind);
+    } catch (err) {
+      await this.fail(f, 'write', err as NodeJS.ErrnoException);
+      return;
+    }
+    f.dropped = f.behind;
+    f.behind = f.durable;
   }
 
   /** A queued chunk that will never reach its file: its packets are counted as dropped. */

@@ -149,7 +149,7 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   counter('receive_truncated_total', 'Datagrams larger than the receive slot, kept cut to it (their real size stays in orig_len).', [], (emit) =>
     emit({}, view.source?.stats.receiveTruncated ?? 0),
   );
-  counter('capture_skipped_packets_total', 'Packets an interface source (--source pcap:) captured that were not VXLAN datagrams to our port, by reason.', ['reason'], (emit) => {
+  counter('capture_skipped_packets_total', 'Packets an interface source (--source pcap: or afpacket:) captured that were not VXLAN datagrams to our port, by reason.', ['reason'], (emit) => {
     for (const [reason, n] of Object.entries(view.source?.stats.skipped ?? {})) emit({ reason }, n);
   });
   counter('socket_drops_total', 'Datagrams the kernel dropped because the socket buffer was full.', [], (emit) => emit({}, view.source?.stats.kernelDrops ?? 0));

@@ -72,11 +72,57 @@ export interface NativeSender {
   close(): void;
 }
 
+/** Where the ring writes a batch: frame i is ring()[offsets[i] .. + lengths[i]), link header first. */
+export interface RingFrames {
+  capacity: number;
+  offsets: Uint32Array;
+  lengths: Uint32Array;
+  wireLengths: Uint32Array;
+  tsSec: Uint32Array;
+  tsNsec: Uint32Array;
+  /** Indexed by the RING_* constants. */
+  counters: Float64Array;
+  maxBatchesPerTurn: number;
+  /** After the sink says it is saturated, rest this long before reading again (the ring fills, the kernel drops and counts). */
+  saturatedRestMs: number;
+}
+
+export interface RingOptions {
+  /** A power-of-two number of pages. */
+  blockBytes: number;
+  blockCount: number;
+  /** A block that is not full is handed over after this long. */
+  retireMs: number;
+  /** The kernel's filter, classic BPF: code, jt, jf, k per instruction. */
+  filter: Uint32Array;
+}
+
+export interface NativePacketRing {
+  /** The mapped ring; unmapped only once this Buffer is collected. */
+  ring(): Buffer;
+  /** Adds the kernel's drop and freeze counts since the last call to the counters; false once closed or before start(). */
+  readStats(): boolean;
+  /** onBatch(count) once per batch of received frames; they are valid until it returns. */
+  start(frames: RingFrames, onBatch: (count: number) => boolean | void): void;
+  /** Delivers the blocks the kernel has handed over now (at most maxBatches batches); returns how many frames. */
+  drainQueued(maxBatches: number): number;
+  /** Unbinds from the interface and closes the socket at once; idempotent. */
+  close(): void;
+}
+
 export interface NativeBinding {
   /** Binds at once; throws an Error with code/errno/syscall (EADDRINUSE ...). Host must be numeric. */
   Receiver: new (host: string, port: number, reusePort: boolean) => NativeReceiver;
   /** Connected to host:port; host must be numeric. */
   Sender: new (host: string, port: number) => NativeSender;
+  /** An AF_PACKET TPACKET_V3 ring bound to the interface; throws an Error with code/errno/syscall (ENODEV, EPERM ...). */
+  PacketRing: new (iface: string, options: RingOptions) => NativePacketRing;
+  /**
+   * On the thread pool: starts writing [start, end) of the file to disk, waits until
+   * [dropStart, dropEnd) is on disk and drops it from the page cache (sync_file_range,
+   * posix_fadvise DONTNEED). Rejects with code/errno/syscall.
+   */
+  writeBehind(fd: number, start: number, end: number, dropStart: number, dropEnd: number): Promise<void>;
   /** Points fd 2 into a non-blocking pipe; returns [the saved fd 2, the pipe's read end]. */
   redirectStderr(): [number, number];
   /** Puts fd 2 back and returns what was written meanwhile. */
@@ -89,6 +135,14 @@ export const COUNTER_TRUNCATED = 1;
 export const COUNTER_RECV_ERRORS = 2;
 export const COUNTER_LAST_ERRNO = 3;
 export const COUNTER_COUNT = 4;
+
+/** Slots of the packet ring's counters array. */
+export const RING_DROPS = 0;
+export const RING_FREEZES = 1;
+export const RING_TRUNCATED = 2;
+export const RING_ERRORS = 3;
+export const RING_LAST_ERRNO = 4;
+export const RING_COUNTER_COUNT = 5;
 
 // ---------------------------------------------------------------------------------------
 // Loader

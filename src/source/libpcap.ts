@@ -146,7 +146,7 @@ export class LibpcapSource extends BatchingSource implements Source {
 }
 
 /** IFF_UP from sysfs; an interface sysfs does not show is left for libpcap to judge. */
-function interfaceIsDown(iface: string): boolean {
+export function interfaceIsDown(iface: string): boolean {
   if (iface.includes('/')) return false;
   try {
     return (Number.parseInt(readFileSync(`/sys/class/net/${iface}/flags`, 'utf8'), 16) & 0x1) === 0;

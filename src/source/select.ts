@@ -5,6 +5,7 @@
  */
 import { ConfigError, type Config, type Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
+import { AfPacketSource } from './afpacket.js';
 import { DgramSource } from './dgram.js';
 import { LibpcapSource, loadCap } from './libpcap.js';
 import { loadNative } from '../native/addon.js';
@@ -23,6 +24,11 @@ export function createSource(config: Config, log: Logger, endpoint: Endpoint = c
     if (!cap.ok) throw new ConfigError(`--source ${config.source}: ${cap.reason}`);
     const warn = (text: string): void => log.warn({ event: 'libpcap_warning', iface, text }, `libpcap: ${text}`);
     return new LibpcapSource({ iface, port, bpf: config.bpf, bufferBytes: config.recvBuffer, warn }, cap.cap);
+  }
+  if (config.source.startsWith('afpacket:')) {
+    const iface = config.source.slice('afpacket:'.length);
+    const warn = (text: string): void => log.warn({ event: 'afpacket_warning', iface, text }, text);
+    return new AfPacketSource({ iface, host, port, bpf: config.bpf, ringBytes: config.recvBuffer, warn });
   }
   const load = loadNative();
   if (load.ok) return new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, snaplen: largestSnaplen(config), binding: load.binding });

@@ -17,6 +17,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['compress', () => import('./compress.js')],
   ['query', () => import('./query.js')],
   ['appliance', () => import('./appliance.js')],
+  ['write-behind', () => import('./write-behind.js')],
 ];
 
 async function main(): Promise<void> {

@@ -1,4 +1,5 @@
 /** The writer's rotation, ring, bounds and timestamps, checked on disk with capinfos / tshark. */
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +7,8 @@ import t, { type Test } from 'tap';
 import { Catalog } from '../../src/capture/catalog.js';
 import { ChunkPool, LARGE_CHUNK, SMALL_CHUNK } from '../../src/capture/chunks.js';
 import { rotationEnd, rotationOf } from '../../src/capture/rotation.js';
-import { SessionWriter, type CaptureFile } from '../../src/capture/writer.js';
+import { SessionWriter, type CaptureFile, type WriterOptions } from '../../src/capture/writer.js';
+import { loadNative } from '../../src/native/addon.js';
 import type { SessionSettings } from '../../src/config.js';
 import { EMPTY_FLOW_INFO } from '../../src/flowformat.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR, newDropCounters } from '../../src/drops.js';
@@ -29,7 +31,7 @@ interface Rig {
 async function rig(
   t: Test,
   rotation: Partial<SessionSettings>,
-  opts: { queueSize?: number; pool?: ChunkPool; disk?: { full: boolean }; maxTotalBytes?: number; expectErrors?: boolean; clampTime?: boolean } = {},
+  opts: { queueSize?: number; pool?: ChunkPool; disk?: { full: boolean }; maxTotalBytes?: number; expectErrors?: boolean; clampTime?: boolean; writeBehind?: WriterOptions['writeBehind'] } = {},
 ): Promise<Rig> {
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-writer-'));
   t.teardown(() => rm(out, { recursive: true, force: true }));
@@ -51,6 +53,7 @@ async function rig(
     drops,
     disk: opts.disk ?? { full: false },
     clampTime: opts.clampTime ?? true,
+    writeBehind: opts.writeBehind,
     events: {
       fileClosed: (f) => {
         closed.push({ ...f });
@@ -132,10 +135,10 @@ t.test('--rotate-align: files end on multiples of rotate-seconds since 00:00 UTC
   t.same(closed.map((c) => [c.firstSec - T0, c.lastSec - T0, c.packets]), [[0, 39, 3], [40, 99, 2], [100, 100, 1]]);
   t.same((await files(dir)).map((n) => n.slice(3, 19)), ['20260921T141320Z', '20260921T141400Z', '20260921T141500Z'], 'every file but the first starts on the minute');
   const day = Date.UTC(2026, 8, 21) / 1000;
-  const r = rotationOf({ rotateSize: 0, rotateSeconds: 420, rotatePackets: 0, rotateAlign: true, ring: 0, dedup: 0, snaplen: 65535, filter: null, flows: false, flowFields: EMPTY_FLOW_INFO });
+  const r = rotationOf({ rotateSize: 0, rotateSeconds: 420, rotatePackets: 0, rotateAlign: true });
   t.equal(rotationEnd(day + 1000, r), day + 1260, '7 minutes: the next multiple after 00:16:40 is 00:21:00');
   t.equal(rotationEnd(day + 86_300, r), day + 86_400, 'a period that does not divide the day ends at midnight');
-  t.equal(rotationEnd(day + 1000, rotationOf({ rotateSize: 0, rotateSeconds: 420, rotatePackets: 0, rotateAlign: false, ring: 0, dedup: 0, snaplen: 65535, filter: null, flows: false, flowFields: EMPTY_FLOW_INFO })), day + 1420, 'unaligned: first packet + 420 s');
+  t.equal(rotationEnd(day + 1000, rotationOf({ rotateSize: 0, rotateSeconds: 420, rotatePackets: 0, rotateAlign: false })), day + 1420, 'unaligned: first packet + 420 s');
 });
 
 t.test('snaplen cuts the record, orig_len keeps the real length; a larger origLen is kept', async (t) => {
@@ -342,4 +345,68 @@ t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are 
   const after = (await files(dir)).filter((n) => n !== first[0]);
   t.equal(after.length, 1);
   t.equal((await capinfos(join(dir, after[0]!))).packets, 5, 'writing resumed in a new file once space returned');
+});
+
+/** Resident bytes of a file in the page cache, as util-linux's fincore (mincore) reports them. */
+async function cachedBytes(path: string): Promise<number> {
+  const r = await run('fincore', ['--bytes', '--noheadings', '--output', 'RES', path]);
+  if (r.code !== 0) throw new Error(`fincore ${path}: ${r.stderr}`);
+  return Number(r.stdout.trim());
+}
+
+/** 24 MiB of jumbo frames in 1 MiB flushes, each waited for, as a steady capture would write. */
+async function writeJumbo(writer: SessionWriter): Promise<number> {
+  const f = udpFrame(8950, 1, 1);
+  let n = 0;
+  for (let mib = 0; mib < 24; mib++) {
+    for (let i = 0; i < 117; i++) writer.append(f, 0, f.length, f.length, T0, n++);
+    writer.flush();
+    await writer.idle();
+  }
+  await writer.stop();
+  return n;
+}
+
+t.test('write-behind: the same bytes on disk, and the page cache holds only the last windows of the file', async (t) => {
+  const native = loadNative();
+  if (!native.ok || spawnSync('sh', ['-c', 'command -v fincore']).status !== 0) return void t.pass(`skipped: needs the native addon and fincore (${native.ok ? 'no fincore' : native.reason})`);
+  const calls: number[][] = [];
+  const window = 1024 * 1024;
+  const run = (fd: number, ...range: number[]): Promise<void> => {
+    calls.push(range);
+    return native.binding.writeBehind(fd, range[0]!, range[1]!, range[2]!, range[3]!);
+  };
+  const on = await rig(t, {}, { writeBehind: { window, run } });
+  const off = await rig(t, {});
+  const packets = await writeJumbo(on.writer);
+  t.equal(await writeJumbo(off.writer), packets);
+  const [a] = await files(on.dir);
+  const [b] = await files(off.dir);
+  // Before anything reads the files back in.
+  const size = (await stat(join(on.dir, a!))).size;
+  const cachedOn = await cachedBytes(join(on.dir, a!));
+  const cachedOff = await cachedBytes(join(off.dir, b!));
+  t.ok(cachedOn <= 4 * window, `with write-behind ${cachedOn} of ${size} bytes stay in the page cache (the last windows)`);
+  t.ok(cachedOff > size / 2, `without it the kernel keeps ${cachedOff} (the oracle sees cached pages)`);
+  t.ok((await readFile(join(on.dir, a!))).equals(await readFile(join(off.dir, b!))), 'byte for byte the file written without write-behind');
+  t.equal((await capinfos(join(on.dir, a!))).packets, packets, 'capinfos reads every record');
+  t.ok(calls.length >= 20, `write-behind ran every window or so (${calls.length} times)`);
+  t.ok(calls.every(([start, end, dropStart, dropEnd], i) => end! > start! && dropEnd === start && (i === 0 || (start === calls[i - 1]![1] && dropStart === calls[i - 1]![0]))), 'windows follow each other: write out the new one, drop the one before');
+});
+
+t.test('write-behind failing (the disk refused the data): the file is cut to its last whole record and finished, as after a failed write', async (t) => {
+  const refuse = (): Promise<void> => Promise.reject(Object.assign(new Error('sync_file_range EIO'), { code: 'EIO', syscall: 'sync_file_range' }));
+  const { dir, writer, errors, closed, drops } = await rig(t, {}, { writeBehind: { window: 1024 * 1024, run: refuse }, expectErrors: true });
+  const appended = await writeJumbo(writer);
+  t.equal(errors[0], 'write:EIO', 'reported as a write error');
+  const names = await files(dir);
+  t.ok(names.length >= 1 && names.every((n) => n.endsWith('.pcap')), `every file finished and renamed (${names.join(', ')})`);
+  let inFiles = 0;
+  for (const n of names) {
+    const packets = (await capinfos(join(dir, n))).packets;
+    inFiles += packets;
+    t.equal(packets, closed.find((c) => c.path.endsWith(n))?.packets, `${n}: capinfos reads every record the writer says it holds`);
+  }
+  t.ok(drops[DROP_WRITE_ERROR]! > 0, 'what came while the writer waited to retry is counted (write_error)');
+  t.equal(inFiles + drops[DROP_WRITE_ERROR]!, appended, 'every packet is in a file or counted');
 });
