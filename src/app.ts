@@ -6,7 +6,7 @@
 import { SESSION_SETTING_KEYS, type Config } from './config.js';
 import { filesJson, sessionsJson } from './control/api.js';
 import { flowsAnswer } from './control/flowquery.js';
-import { ControlServer, type Readiness } from './control/http.js';
+import { ControlServer, tlsFiles, type Readiness } from './control/http.js';
 import { PcapOverIpServer } from './control/pcap-over-ip.js';
 import { StreamHub } from './control/streams.js';
 import type { Logger } from './log.js';
@@ -45,7 +45,7 @@ export class App {
     /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
     private readonly rereadConfig: () => Config = () => config,
   ) {
-    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true });
+    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true, ship: true });
     this.recorder = recorder;
     this.source = createSource(config, log);
     this.streams = new StreamHub({
@@ -70,6 +70,8 @@ export class App {
         postRotate: recorder.postRotate,
         flowBudget: recorder.flowBudget,
         streams: this.streams,
+        compress: recorder.compress,
+        s3: recorder.s3,
         refresh: async () => this.source.refresh?.(),
       },
       version,
@@ -81,12 +83,13 @@ export class App {
         metrics: () => this.metrics.scrape(),
         readiness: () => this.readiness(),
         sessions: () => sessionsJson(recorder.sessions, recorder.catalog),
-        files: () => filesJson(recorder.catalog),
+        files: () => filesJson(recorder.catalog, recorder.s3),
         flows: (params) => flowsAnswer(recorder.flowRing, params),
         stream: (req, res, session) => this.streams.serveHttp(req, res, session),
       },
       config.httpToken,
       log,
+      tlsFiles(config.httpTlsCert, config.httpTlsKey),
     );
   }
 
@@ -149,6 +152,7 @@ export class App {
       return;
     }
     const { updated, retired } = result;
+    this.control.reloadTls();
     this.warnIfSlotsTooSmall(next);
     const restartNeeded = (Object.keys(next) as Array<keyof Config>).filter(
       (k) => !RELOADABLE.has(k) && JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),

@@ -32,6 +32,8 @@ export interface SessionSettings {
   readonly rotateSeconds: number;
   /** Close the file after this many packets; 0 = off. */
   readonly rotatePackets: number;
+  /** rotateSeconds counts from 00:00 UTC (every file ends on a multiple of it), not from the file's first packet. */
+  readonly rotateAlign: boolean;
   /** Finished files kept per session, oldest deleted first; 0 = keep all. */
   readonly ring: number;
   /** Drop a frame whose IP packet was seen within this many seconds (both ends mirrored); 0 = off. */
@@ -82,6 +84,9 @@ export interface Config extends SessionSettings {
   readonly minFreeBytes: number | null;
   /** Bearer token the /api routes require; null = open. */
   readonly httpToken: string | null;
+  /** PEM certificate (chain) and key files: HTTPS instead of HTTP; both or neither. */
+  readonly httpTlsCert: string | null;
+  readonly httpTlsKey: string | null;
   /** Command run with each finished file's path as its argument; null = none. */
   readonly postRotate: string | null;
   /** Flow records: aggregation interval (whole seconds), record format, flows held at most, records kept for /api/flows. */
@@ -97,6 +102,22 @@ export interface Config extends SessionSettings {
   readonly maxStreams: number;
   /** Bytes each stream client may have waiting; beyond it its packets drop. */
   readonly streamBuffer: number;
+  /** Compression of finished files (X.pcap.gz, X.pcap.zst). */
+  readonly compress: 'none' | 'gzip' | 'zstd';
+  /** 0 = the format's default (gzip 6, zstd 3). */
+  readonly compressLevel: number;
+  /** s3://BUCKET[/PREFIX] every finished file goes to; null = no uploads. The other s3 options: src/finish/s3-settings.ts. */
+  readonly s3: string | null;
+  readonly s3Key: string;
+  readonly s3Endpoint: string | null;
+  readonly s3Region: string | null;
+  readonly s3Sse: 'none' | 'AES256' | 'aws:kms';
+  readonly s3KmsKeyId: string | null;
+  readonly s3StorageClass: string | null;
+  readonly s3Concurrency: number;
+  readonly s3DeleteAfterUpload: boolean;
+  /** The {host} of object keys; null = the host name. */
+  readonly s3Host: string | null;
   readonly configFile: string | null;
   readonly sessions: readonly SessionConfig[];
 }
@@ -133,6 +154,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'out', key: 'out', kind: 'path', default: './captures', help: 'output folder; one subfolder per session' },
   { name: 'rotate-size', key: 'rotateSize', kind: 'size', default: '100MiB', min: 4096, zeroOff: true, help: 'start a new file before one grows past this size', perSession: true },
   { name: 'rotate-seconds', key: 'rotateSeconds', kind: 'duration', default: '300', min: 1, zeroOff: true, help: 'start a new file when the current one is this old', perSession: true },
+  { name: 'rotate-align', key: 'rotateAlign', kind: 'bool', default: 'false', help: 'end files at every multiple of rotate-seconds since 00:00 UTC, so files of all sessions and appliances cover the same minutes', perSession: true },
   { name: 'rotate-packets', key: 'rotatePackets', kind: 'count', default: '0', help: 'start a new file after this many packets (0 = off)', perSession: true },
   { name: 'dedup', key: 'dedup', kind: 'duration', default: '0', min: 0.001, max: 10, zeroOff: true, help: 'drop a frame whose IP packet (TTL, checksum and MAC addresses aside) was seen within this window, e.g. 2ms: both ends of a conversation mirrored into one session (0 = off)', perSession: true },
   { name: 'ring', key: 'ring', kind: 'count', default: '0', help: 'finished files kept per session, oldest deleted first (0 = keep all)', perSession: true },
@@ -160,6 +182,20 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'max-flows', key: 'maxFlows', kind: 'count', default: '1000000', min: 1, help: 'flows all sessions together may hold; new flows beyond it are not counted and their interval says SKIPDATA' },
   { name: 'flow-ring', liveOnly: true, key: 'flowRing', kind: 'count', default: '65536', help: 'newest flow records kept in memory for /api/flows (0 = none)' },
   { name: 'node-name', key: 'nodeName', kind: 'text', default: '', help: 'this appliance\'s name, part of each session\'s flow log id (default: the host name)' },
+  { name: 'http-tls-cert', liveOnly: true, key: 'httpTlsCert', kind: 'text', default: '', help: 'PEM certificate (chain) file: serve metrics, health and the API over HTTPS (with --http-tls-key; both re-read on SIGHUP)' },
+  { name: 'http-tls-key', liveOnly: true, key: 'httpTlsKey', kind: 'text', default: '', help: 'PEM private key file of --http-tls-cert' },
+  { name: 'compress', key: 'compress', kind: 'enum', default: 'none', values: ['none', 'gzip', 'zstd'], help: 'compress each finished file to X.pcap.gz or X.pcap.zst on worker threads, before post-rotate and upload (tshark reads both; tcpdump neither)' },
+  { name: 'compress-level', key: 'compressLevel', kind: 'count', default: '0', min: 1, max: 19, zeroOff: true, help: 'compression level: gzip 1-9, zstd 1-19 (0 = gzip 6, zstd 3)' },
+  { name: 's3', liveOnly: true, key: 's3', kind: 'text', default: '', help: 'upload every finished file and its sidecars to s3://BUCKET/PREFIX (credentials: the AWS SDK default chain)' },
+  { name: 's3-key', liveOnly: true, key: 's3Key', kind: 'text', default: '{prefix}/{host}/{session}/{yyyy}/{mm}/{dd}/{file}', help: 'object key template; also {vni} and {hh}; must hold {host} and {file}' },
+  { name: 's3-endpoint', liveOnly: true, key: 's3Endpoint', kind: 'text', default: '', help: 'URL of an S3-compatible store (MinIO, Ceph RGW), addressed path-style (default: AWS)' },
+  { name: 's3-region', liveOnly: true, key: 's3Region', kind: 'text', default: '', help: "the bucket's region (default: AWS_REGION or the profile's; us-east-1 with --s3-endpoint)" },
+  { name: 's3-sse', liveOnly: true, key: 's3Sse', kind: 'enum', default: 'none', values: ['none', 'AES256', 'aws:kms'], help: "server-side encryption asked for each object (none = the bucket's default)" },
+  { name: 's3-kms-key-id', liveOnly: true, key: 's3KmsKeyId', kind: 'text', default: '', help: "KMS key for --s3-sse aws:kms (default: the bucket's or the AWS managed key)" },
+  { name: 's3-storage-class', liveOnly: true, key: 's3StorageClass', kind: 'text', default: '', help: "storage class of the objects, e.g. STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR (default: the bucket's)" },
+  { name: 's3-concurrency', liveOnly: true, key: 's3Concurrency', kind: 'count', default: '2', min: 1, max: 64, help: 'files uploaded at once' },
+  { name: 's3-delete-after-upload', liveOnly: true, key: 's3DeleteAfterUpload', kind: 'bool', default: 'false', help: 'delete each file once it and its sidecars are uploaded: the disk becomes a cache' },
+  { name: 's3-host', liveOnly: true, key: 's3Host', kind: 'text', default: '', help: 'the {host} of object keys, unique among the appliances writing to the bucket (default: the host name)' },
   { name: 'log-level', key: 'logLevel', kind: 'enum', default: 'info', values: LOG_LEVELS, help: 'log level of the JSON lines on stdout' },
   { name: 'config', key: 'configFile', kind: 'path', default: '', help: 'YAML or JSON file with any of these options and a sessions list' },
 ];

@@ -15,8 +15,10 @@ import { DiskGuard } from './capture/disk.js';
 import { recoverFlowLogs, SessionFlowLog, type FlowFile } from './capture/flowlog.js';
 import { FlowRing } from './capture/flowring.js';
 import { makeFolder } from './capture/folder.js';
+import { compressStep, type CompressStep } from './finish/compress-step.js';
 import { Finisher, type FinishStep } from './finish/finisher.js';
 import { PostRotate } from './finish/post-rotate.js';
+import { s3Step, type S3Step } from './finish/s3-step.js';
 import { recoverDirectory } from './capture/recover.js';
 import { rotationOf } from './capture/rotation.js';
 import { FINISH_OPS, SessionWriter, type CaptureFile } from './capture/writer.js';
@@ -70,6 +72,8 @@ export interface RecorderOptions {
    * flow intervals, and stop() writes the last one whole.
    */
   readonly wallClock: boolean;
+  /** Upload finished files when --s3 is set (live); decap leaves that to the appliance. */
+  readonly ship: boolean;
 }
 
 export class Recorder {
@@ -77,6 +81,8 @@ export class Recorder {
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
   readonly postRotate: PostRotate | null;
+  readonly compress: CompressStep | null;
+  readonly s3: S3Step | null;
   /** Runs each finished file's steps in order (index, compress, post-rotate, s3). */
   readonly finisher: Finisher;
   readonly router: Router;
@@ -99,14 +105,25 @@ export class Recorder {
     // A bad filter is a bad configuration: ConfigError before anything is opened.
     this.filters.prepare(config);
     this.pool = new ChunkPool(config.maxBuffer);
-    this.catalog = new Catalog(config.out, config.maxTotalBytes, {
-      deleted: (file, reason) =>
-        log.info(
-          { event: 'file_deleted', path: file.path, reason, bytes: file.bytes, ...(file.artefacts.length > 1 ? { artefacts: file.artefacts } : {}) },
-          'file deleted',
-        ),
-      deleteFailed: (file, err) => log.error({ event: 'delete_failed', path: file.path, code: err.code, err: err.message }, 'could not delete file'),
-    });
+    this.compress = compressStep(config, log);
+    this.s3 = opts.ship ? s3Step(config, log) : null;
+    const s3 = this.s3;
+    this.catalog = new Catalog(
+      config.out,
+      config.maxTotalBytes,
+      {
+        deleted: (file, reason) => {
+          const fields = { event: 'file_deleted', path: file.path, reason, bytes: file.bytes, ...(file.artefacts.length > 1 ? { artefacts: file.artefacts } : {}) };
+          if (s3 === null || s3.uploaded(file)) log.info(fields, 'file deleted');
+          else {
+            s3.deletedBeforeUpload++;
+            log.error({ ...fields, uploaded: false }, `file deleted by the ${reason === 'budget' ? 'disk budget (max-total-bytes)' : 'ring'} before it was uploaded to S3`);
+          }
+        },
+        deleteFailed: (file, err) => log.error({ event: 'delete_failed', path: file.path, code: err.code, err: err.message }, 'could not delete file'),
+      },
+      new Set(s3 === null ? [] : [s3.name]),
+    );
     this.disk = new DiskGuard(config.out, config.minFreeBytes, {
       paused: (free, min) =>
         log.warn({ event: 'disk_full', freeBytes: free, minFreeBytes: min }, 'free disk space below min-free-bytes: writing paused, packets dropped as disk_full'),
@@ -126,7 +143,9 @@ export class Recorder {
             stillRunning: (path) => log.warn({ event: 'post_rotate_running', path }, 'stopping: post-rotate command still running; it goes on by itself'),
           });
     const steps: FinishStep[] = [];
+    if (this.compress !== null) steps.push(this.compress);
     if (this.postRotate !== null) steps.push(this.postRotate);
+    if (this.s3 !== null) steps.push(this.s3);
     this.finisher = new Finisher(steps, this.catalog, {
       // The post-rotate step reports its own skips; this is for the steps after it.
       skipped: (path, step) => {
@@ -163,8 +182,9 @@ export class Recorder {
     if (unwritable !== null) throw new OutputFolderError(unwritable);
     await this.recoverPartFiles();
     await this.recoverFlowFiles();
+    await this.s3?.start();
     await this.catalog.scan();
-    await this.finisher.resume(this.catalog.all());
+    await this.finisher.resume(this.catalog.captures());
     this.catalog.keepBudget();
     if (this.opts.guardDisk) await this.disk.check();
   }

@@ -22,7 +22,7 @@ import { readdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { FLOWS_FOLDER, isValidSessionName } from '../config.js';
 import { parseFlowLogName } from './flowlog.js';
-import { isFinishedArtefact, parseCaptureFileName } from './naming.js';
+import { isCaptureData, isFinishedArtefact, parseCaptureFileName } from './naming.js';
 import type { CaptureFile } from './writer.js';
 
 export interface FinishedFile {
@@ -59,13 +59,15 @@ interface Entry extends FinishedFile {
   /** The capture's own file name, which every artefact's name starts with. */
   readonly capture: string;
   readonly dir: string;
+  /** Deleted by the ring or the budget: a step still under way must not count it again. */
+  gone?: true;
 }
 
 interface Found {
   readonly path: string;
   readonly bytes: number;
-  /** The capture itself, not something made from it. */
-  readonly own: boolean;
+  /** 2: the capture as written (X.pcap), 1: its packets compressed (X.pcap.gz), 0: something made from it. */
+  readonly rank: number;
 }
 
 export class Catalog {
@@ -84,6 +86,11 @@ export class Catalog {
     /** Budget for all finished files together; 0 = none. */
     private readonly maxTotalBytes: number,
     private readonly events: CatalogEvents,
+    /**
+     * Steps the budget may cut short when only busy files are left (the S3 upload: a store down
+     * for days must not fill the disk); a file busy with any other step is never deleted.
+     */
+    private readonly budgetMayTake: ReadonlySet<string> = new Set(),
   ) {}
 
   /**
@@ -202,6 +209,7 @@ export class Catalog {
    */
   done(file: FinishedFile, step: string): Promise<void> {
     const e = file as Entry;
+    if (e.gone) return Promise.resolve();
     return this.track(
       findCaptures(e.dir, e.session, e.capture).then(
         (found) => {
@@ -228,6 +236,11 @@ export class Catalog {
     return [...this.bySession.values()].flat();
   }
 
+  /** The capture files only (not flow logs): what the finish steps take. */
+  captures(): FinishedFile[] {
+    return [...this.bySession].filter(([key]) => isValidSessionName(key)).flatMap(([, list]) => list);
+  }
+
   private settle(e: Entry, step: string): void {
     const i = e.pending.indexOf(step);
     if (i >= 0) e.pending.splice(i, 1);
@@ -240,9 +253,9 @@ export class Catalog {
     this.trim(e.session);
   }
 
-  /** Sets path, artefacts and bytes from what is on disk: the capture itself if there, else its largest artefact. */
+  /** Sets path, artefacts and bytes from what is on disk: the capture itself if there, else its compressed form, else its largest artefact. */
   private place(e: Entry, found: readonly Found[]): void {
-    const main = found.find((f) => f.own) ?? found.reduce<Found | null>((a, b) => (a === null || b.bytes > a.bytes ? b : a), null);
+    const main = found.reduce<Found | null>((a, b) => (a === null || b.rank > a.rank || (b.rank === a.rank && b.bytes > a.bytes) ? b : a), null);
     e.path = main?.path ?? e.path;
     e.artefacts = found.map((f) => f.path).sort();
     e.bytes = found.reduce((n, f) => n + f.bytes, 0);
@@ -266,15 +279,22 @@ export class Catalog {
 
   /**
    * Deletes the oldest free files, whatever their session, until the total fits or only busy
-   * ones are left (called after each change, and once after scan() and hold() at start).
+   * ones are left (called after each change, and once after scan() and hold() at start); then
+   * the oldest busy only with steps in budgetMayTake.
    */
   keepBudget(): void {
     if (this.maxTotalBytes <= 0) return;
+    const free = (e: Entry): boolean => e.pending.length === 0;
+    const takeable = (e: Entry): boolean => e.pending.every((step) => this.budgetMayTake.has(step));
+    for (const may of [free, takeable]) this.deleteOldestWhile(may);
+  }
+
+  private deleteOldestWhile(may: (e: Entry) => boolean): void {
     while (this.totalBytes > this.maxTotalBytes) {
       let oldest: Entry[] | null = null;
       let at = -1;
       for (const list of this.bySession.values()) {
-        const i = list.findIndex((e) => e.pending.length === 0);
+        const i = list.findIndex(may);
         if (i >= 0 && (oldest === null || olderFirst(list[i]!, oldest[at]!) < 0)) {
           oldest = list;
           at = i;
@@ -288,6 +308,7 @@ export class Catalog {
   /** Forgets the file at once (so budgets count right) and removes all its names from disk. */
   private delete(e: Entry, reason: DeleteReason): void {
     this.totalBytes -= e.bytes;
+    e.gone = true;
     const removed = e.artefacts.map((path) =>
       unlink(path).then(
         () => true,
@@ -331,7 +352,7 @@ async function findCaptures(dir: string, session: string, only: string | null): 
     if (!st?.isFile()) continue;
     let list = byCapture.get(parsed.capture);
     if (!list) byCapture.set(parsed.capture, (list = []));
-    list.push({ path, bytes: st.size, own: parsed.suffix === '' });
+    list.push({ path, bytes: st.size, rank: parsed.suffix === '' ? 2 : isCaptureData(parsed.suffix) ? 1 : 0 });
   }
   return byCapture;
 }

@@ -4,13 +4,19 @@
  * by sequence, so the ring can delete the oldest by name order.
  *
  * What happens to a finished file may leave other names beside or instead of it, all
- * starting with the capture's name: X.pcap.gz (a compressing step), X.pcap.idx (a sidecar).
- * Those are the same capture to the catalog: counted, listed and deleted together.
+ * starting with the capture's name: X.pcap.gz or X.pcap.zst (--compress, which then removes
+ * X.pcap), X.pcap.idx (a sidecar), X.pcap.gz.s3 (an upload marker). Those are the same
+ * capture to the catalog: counted, listed and deleted together. A name ending in .tmp is one
+ * being written (a compressed file, a marker) and is nobody's artefact yet.
  */
 export const PART_SUFFIX = '.part';
 export const PCAP_SUFFIX = '.pcap';
 /** Recovery sets aside what it cannot read under this suffix, for a human: never deleted. */
 export const CORRUPT_SUFFIX = '.corrupt';
+/** A file being written under its final name plus this, renamed when complete. */
+export const TEMP_SUFFIX = '.tmp';
+/** What --compress makes of X.pcap: X.pcap.gz, X.pcap.zst. */
+export const COMPRESSED_SUFFIX = { gzip: '.gz', zstd: '.zst' } as const;
 
 export function utcStamp(sec: number): string {
   const d = new Date(sec * 1000);
@@ -42,7 +48,12 @@ export function parseCaptureFileName(session: string, file: string): ParsedName 
   return { capture: `${session}-${m[1]!}`, stamp: m[2]!, seq: Number(m[3]), suffix: m[4]! };
 }
 
-/** Whether a name of a capture is the finished capture or made from it (not an open or set-aside file). */
+/** Whether a name of a capture is the finished capture or made from it (not an open, half-written or set-aside file). */
 export function isFinishedArtefact(name: ParsedName): boolean {
-  return !name.suffix.endsWith(PART_SUFFIX) && !name.suffix.endsWith(CORRUPT_SUFFIX);
+  return !name.suffix.endsWith(PART_SUFFIX) && !name.suffix.endsWith(CORRUPT_SUFFIX) && !name.suffix.endsWith(TEMP_SUFFIX);
+}
+
+/** Whether a suffix (ParsedName.suffix) names the packets themselves: X.pcap, X.pcap.gz or X.pcap.zst. */
+export function isCaptureData(suffix: string): boolean {
+  return suffix === '' || suffix === COMPRESSED_SUFFIX.gzip || suffix === COMPRESSED_SUFFIX.zstd;
 }

@@ -20,7 +20,7 @@ import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR } from '../drops.js';
 import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { makeFolder } from './folder.js';
 import { captureFileName, PART_SUFFIX } from './naming.js';
-import { rotationOf, type Rotation } from './rotation.js';
+import { rotationEnd, rotationOf, type Rotation } from './rotation.js';
 import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../pcap/pcap.js';
 
 export const FILE_MODE = 0o640;
@@ -95,6 +95,8 @@ interface Op {
 }
 
 interface OpenFile extends CaptureFile {
+  /** When it ends by age (rotationEnd), worked out when it opens or the rotation changes, not per packet. */
+  endSec: number;
   handle: FileHandle | null;
   /** Bytes and packets that reached the file; always a record boundary. */
   durable: number;
@@ -218,8 +220,7 @@ export class SessionWriter implements SessionOutput {
   /** Time-based rotation for a session that may be idle: `nowSec` is wall-clock seconds. */
   tick(nowSec: number): void {
     const f = this.file;
-    const seconds = this.rotation.seconds;
-    if (f !== null && seconds > 0 && nowSec - f.firstSec >= seconds) this.rotate();
+    if (f !== null && nowSec >= f.endSec) this.rotate();
   }
 
   /**
@@ -228,6 +229,7 @@ export class SessionWriter implements SessionOutput {
    */
   configure(settings: SessionSettings): void {
     this.rotation = rotationOf(settings);
+    if (this.file !== null) this.file.endSec = rotationEnd(this.file.firstSec, this.rotation);
     if (settings.snaplen !== this.snaplen) {
       this.rotate();
       this.snaplen = settings.snaplen;
@@ -260,7 +262,7 @@ export class SessionWriter implements SessionOutput {
     return (
       (r.size > 0 && f.bytes + recLen > r.size && f.packets > 0) ||
       (r.packets > 0 && f.packets >= r.packets) ||
-      (r.seconds > 0 && sec - f.firstSec >= r.seconds)
+      sec >= f.endSec
     );
   }
 
@@ -274,6 +276,7 @@ export class SessionWriter implements SessionOutput {
       packets: 0,
       firstSec: sec,
       firstNsec: nsec,
+      endSec: rotationEnd(sec, this.rotation),
       lastSec: sec,
       lastNsec: nsec,
       handle: null,

@@ -28,7 +28,7 @@ export interface DecapResult {
 }
 
 export async function decap(path: string, port: number, config: Config, log: Logger, genevePort = GENEVE_PORT): Promise<DecapResult> {
-  const recorder = new Recorder(config, log, { guardDisk: false, clampTime: false, wallClock: false });
+  const recorder = new Recorder(config, log, { guardDisk: false, clampTime: false, wallClock: false, ship: false });
   const source = new FileSource({ path, port, genevePort, pace: () => (recorder.backlogged ? recorder.drained() : undefined) });
   try {
     await recorder.start();
@@ -123,7 +123,8 @@ export async function decapCommand(argv: string[]): Promise<number> {
   try {
     result = await decap(path, port, config, log, genevePort);
   } catch (err) {
-    // A --filter that does not compile: a bad command line.
+    // A --filter that does not compile, or settings only the recorder can check (--compress zstd
+    // without zstd, --compress-level alone): a bad command line.
     if (err instanceof ConfigError) usageError(err.message);
     if (err instanceof CaptureError || err instanceof OutputFolderError) {
       process.stderr.write(`mirrorcap decap: ${err.message}\n`);

@@ -1,5 +1,7 @@
 /** The JSON of /api/sessions and /api/files: built when asked, never on the packet path. */
 import type { Catalog, FinishedFile } from '../capture/catalog.js';
+import { COMPRESSED_SUFFIX } from '../capture/naming.js';
+import type { S3Step } from '../finish/s3-step.js';
 import type { Session } from '../session/session.js';
 
 const TOP_TALKERS = 10;
@@ -22,13 +24,19 @@ export function sessionsJson(sessions: readonly Session[], catalog: Catalog): un
   });
 }
 
-export function filesJson(catalog: Catalog): unknown {
+/**
+ * compression: gzip, zstd or null (as written). upload (with --s3): uploaded, pending (queued,
+ * under way or retrying) or failed (the uploader gave up on it: the log says why); null without --s3.
+ */
+export function filesJson(catalog: Catalog, s3: S3Step | null = null): unknown {
   return catalog.all().map((f: FinishedFile) => ({
     session: f.session,
     path: f.path,
     bytes: f.bytes,
     artefacts: f.artefacts,
     pending: f.pending,
+    compression: f.path.endsWith(COMPRESSED_SUFFIX.gzip) ? 'gzip' : f.path.endsWith(COMPRESSED_SUFFIX.zstd) ? 'zstd' : null,
+    upload: s3 === null ? null : s3.uploaded(f) ? 'uploaded' : f.pending.includes(s3.name) ? 'pending' : 'failed',
     packets: f.packets,
     first: f.first && isoNs(f.first[0], f.first[1]),
     last: f.last && isoNs(f.last[0], f.last[1]),

@@ -2,10 +2,12 @@
  * The control plane: one HTTP server for Prometheus, the NLB health check and the JSON API.
  * It only reads counters; it never sits on the packet path.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo, Server as NetServer } from 'node:net';
-import type { Endpoint } from '../config.js';
+import { ConfigError, type Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
 import type { FlowsAnswer } from './flowquery.js';
 
@@ -32,6 +34,12 @@ type Route = (res: ServerResponse, req: IncomingMessage) => Promise<void> | void
 /** /api/sessions/<name>/stream: the name as the URL encodes it. */
 const SESSION_STREAM = /^\/api\/sessions\/([^/]+)\/stream$/;
 
+/** PEM files of the certificate (chain) and its key: the server speaks HTTPS. */
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+}
+
 export class ControlServer {
   port = 0;
   private server: Server | null = null;
@@ -44,6 +52,8 @@ export class ControlServer {
     /** Bearer token for /api/*; null leaves them open. Metrics and health are always open. */
     private readonly apiToken: string | null,
     private readonly log: Logger,
+    /** HTTPS with these files; null = plain HTTP. */
+    private readonly tls: TlsFiles | null = null,
   ) {
     this.routes = new Map<string, Route>([
       ['/metrics', async (res) => send(res, 200, handlers.metricsContentType, await handlers.metrics())],
@@ -74,7 +84,9 @@ export class ControlServer {
   async start(): Promise<void> {
     // A slow or abusive client must not hold the server: bounded headers, requests, sockets,
     // and the timeouts checked every second (Node checks every 30 s by default).
-    const server = createServer({ connectionsCheckingInterval: 1_000, maxHeaderSize: 16 * 1024 }, (req, res) => void this.handle(req, res));
+    const options = { connectionsCheckingInterval: 1_000, maxHeaderSize: 16 * 1024 };
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => void this.handle(req, res);
+    const server: Server = this.tls === null ? createServer(options, onRequest) : createTlsServer({ ...options, ...readTls(this.tls) }, onRequest);
     server.headersTimeout = 5_000;
     server.requestTimeout = 10_000;
     server.keepAliveTimeout = 5_000;
@@ -87,6 +99,20 @@ export class ControlServer {
     });
     this.server = server;
     this.port = await listen(server, this.endpoint);
+  }
+
+  /**
+   * SIGHUP: reads the certificate and key again (a renewed certificate) for new connections.
+   * Files that cannot be read or do not match keep the running ones, with an error logged.
+   */
+  reloadTls(): void {
+    if (this.tls === null || this.server === null) return;
+    try {
+      (this.server as TlsServer).setSecureContext(readTls(this.tls));
+      this.log.info({ event: 'tls_reloaded', cert: this.tls.cert }, 'HTTPS certificate and key re-read');
+    } catch (err) {
+      this.log.error({ event: 'tls_reload_failed', cert: this.tls.cert, err: (err as Error).message }, 'cannot use the HTTPS certificate or key; the running ones stay');
+    }
   }
 
   async stop(): Promise<void> {
@@ -168,4 +194,23 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {
   send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** The PEM text of the certificate and key; throws a ConfigError naming the file that cannot be read. */
+function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
+  const read = (path: string, option: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new ConfigError(`cannot read ${option} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  return { cert: read(files.cert, 'http-tls-cert'), key: read(files.key, 'http-tls-key') };
+}
+
+/** The TLS files the options name: both or neither (a ConfigError otherwise). */
+export function tlsFiles(cert: string | null, key: string | null): TlsFiles | null {
+  if (cert === null && key === null) return null;
+  if (cert === null || key === null) throw new ConfigError(`--http-tls-cert and --http-tls-key go together (only --${cert === null ? 'http-tls-key' : 'http-tls-cert'} is set)`);
+  return { cert, key };
 }

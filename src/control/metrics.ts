@@ -6,7 +6,9 @@ import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'pr
 import type { Catalog } from '../capture/catalog.js';
 import type { ChunkPool } from '../capture/chunks.js';
 import type { DiskGuard } from '../capture/disk.js';
+import type { CompressStep } from '../finish/compress-step.js';
 import type { PostRotate } from '../finish/post-rotate.js';
+import type { S3Step } from '../finish/s3-step.js';
 import { DROP_REASONS, PIPELINE_DROPS } from '../drops.js';
 import type { FlowBudget } from '../session/flows.js';
 import type { Pipeline } from '../session/pipeline.js';
@@ -27,6 +29,8 @@ export interface MetricsView {
   readonly postRotate: PostRotate | null;
   readonly flowBudget: FlowBudget;
   readonly streams: StreamHub;
+  readonly compress: CompressStep | null;
+  readonly s3: S3Step | null;
   /** Refreshes counters that need I/O to read (e.g. /proc/net/udp). */
   readonly refresh: () => Promise<void>;
 }
@@ -108,8 +112,9 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   );
   counter('filtered_packets_total', 'Packets the capture filter (--filter, a session\'s filter) kept out of the files; not drops.', ['session', 'vni'], perSession((s) => s.filteredPackets));
   counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.output.filesClosed));
-  counter('files_deleted_total', 'Finished capture files deleted, by reason: ring (per session) or budget (max-total-bytes).', ['reason'], (emit) => {
+  counter('files_deleted_total', 'Finished capture files deleted, by reason: ring (per session), budget (max-total-bytes) or uploaded (s3-delete-after-upload).', ['reason'], (emit) => {
     for (const [reason, n] of Object.entries(view.catalog.deleted)) emit({ reason }, n);
+    if (view.s3 !== null) emit({ reason: 'uploaded' }, view.s3.deletedAfterUpload);
   });
   counter('write_errors_total', 'Failed capture file operations, by errno code.', ['session', 'vni', 'code'], (emit) => {
     for (const s of snaps) for (const [code, n] of Object.entries(s.writeErrors)) emit({ ...sessionLabels(s), code }, n);
@@ -121,6 +126,7 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     emit({ result: 'failed' }, p.failed);
     emit({ result: 'skipped' }, p.skipped);
   });
+  finishMetrics(view, counter, gauge);
   counter('receive_errors_total', 'Receive calls that failed for another reason than an empty socket (the native source; the log has the errno).', [], (emit) =>
     emit({}, view.source?.stats.receiveErrors ?? 0),
   );
@@ -184,6 +190,34 @@ function flowMetrics(counter: Define, gauge: Define, perSession: (read: (f: Flow
   gauge('flows_active', 'Flows in the open interval.', labels, perSession((f) => f.active));
   gauge('flows_held', 'Flows held in memory by all sessions (counting, or written out), against --max-flows.', [], (emit) => emit({}, budget.used));
   gauge('flows_max', 'Most flows all sessions may hold (--max-flows).', [], (emit) => emit({}, budget.max));
+}
+
+/** --compress and --s3: like post_rotate_total, the series appear only when the step is on. */
+function finishMetrics(view: MetricsView, counter: Define, gauge: Define): void {
+  const compress = (read: (c: CompressStep['stats']) => number) => (emit: Emit) => {
+    if (view.compress !== null) emit({}, read(view.compress.stats));
+  };
+  counter('compressed_files_total', 'Finished files compressed (--compress), by format.', ['format'], (emit) => {
+    if (view.compress !== null) emit({ format: view.compress.stats.format }, view.compress.stats.files);
+  });
+  counter('compress_input_bytes_total', 'Bytes of the files compressed, before compression.', [], compress((c) => c.rawBytes));
+  counter('compress_output_bytes_total', 'Bytes of the compressed files they became.', [], compress((c) => c.packedBytes));
+  counter('compress_seconds_total', 'Time the compression threads spent compressing.', [], compress((c) => c.busyMs / 1000));
+  counter('compress_failures_total', 'Files that could not be compressed (kept uncompressed), by error code.', ['code'], (emit) => {
+    for (const [code, n] of view.compress?.stats.failures ?? []) emit({ code }, n);
+  });
+  gauge('compress_pending_files', 'Files waiting for or under compression.', [], compress((c) => c.pending));
+  const s3 = (read: (s: S3Step) => number) => (emit: Emit) => {
+    if (view.s3 !== null) emit({}, read(view.s3));
+  };
+  counter('s3_uploaded_files_total', 'Files (captures and sidecars) the store took from us.', [], s3((s) => s.uploader.uploadedFiles));
+  counter('s3_uploaded_bytes_total', 'Bytes of the files the store took from us.', [], s3((s) => s.uploader.uploadedBytes));
+  counter('s3_failures_total', 'Failed upload attempts, by S3 error or network code (retried unless the file itself is the problem).', ['code'], (emit) => {
+    for (const [code, n] of view.s3?.uploader.failures ?? []) emit({ code }, n);
+  });
+  counter('s3_deleted_before_upload_total', 'Files deleted by the disk budget or the ring before they were uploaded.', [], s3((s) => s.deletedBeforeUpload));
+  gauge('s3_pending_files', 'Files waiting for or under upload.', [], s3((s) => s.uploader.pending));
+  gauge('s3_oldest_pending_seconds', 'Age of the oldest file waiting for its upload (0 when none).', [], s3((s) => s.uploader.oldestPendingSeconds()));
 }
 
 /**

@@ -33,6 +33,10 @@ export const CaptureErrorCode = {
   BAD_OPTION: 'ERR_MIRRORCAP_CAPTURE_BAD_OPTION',
   /** A pcapng packet naming an interface its section never described. */
   UNKNOWN_INTERFACE: 'ERR_MIRRORCAP_CAPTURE_UNKNOWN_INTERFACE',
+  /** A .gz / .zst capture whose compressed data is corrupt or cut short (offset: uncompressed bytes reached). */
+  BAD_COMPRESSION: 'ERR_MIRRORCAP_CAPTURE_BAD_COMPRESSION',
+  /** A compressed capture this process cannot decompress (zstd unavailable), or a start block for a plain file. */
+  UNSUPPORTED_COMPRESSION: 'ERR_MIRRORCAP_CAPTURE_UNSUPPORTED_COMPRESSION',
 } as const;
 
 export type CaptureErrorCode = (typeof CaptureErrorCode)[keyof typeof CaptureErrorCode];

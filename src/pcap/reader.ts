@@ -23,8 +23,12 @@
  * Corruption: a file that ends inside a header, record or block, or holds an impossible length,
  * ends the read with one CaptureError naming the byte offset of that unit, after every whole
  * record before it was delivered. Nothing throws per record.
+ *
+ * Compressed files (.pcap.gz, .pcap.zst, told by their first bytes) are read the same way through
+ * a decompressing source (compressed.ts); offsets are then uncompressed offsets.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { Container } from './blocks.js';
+import { openByteSource, type ByteSource } from './compressed.js';
 import { codedError, ErrorCode } from '../errors.js';
 import { CaptureErrorCode } from './errors.js';
 import { PcapngParser, NG_SHB } from './pcapng.js';
@@ -76,7 +80,9 @@ export class CaptureReader {
 
   private constructor(
     readonly path: string,
-    private readonly fh: FileHandle,
+    private readonly fh: ByteSource,
+    /** 'gzip' or 'zstd' for a compressed file, else null. */
+    readonly container: Container | null,
     options: CaptureReaderOptions,
   ) {
     this.w = new ReadWindow(path, fh, options.bufferSize ?? DEFAULT_BUFFER_SIZE, {
@@ -97,9 +103,9 @@ export class CaptureReader {
         throw codedError(ErrorCode.INVALID_ARGUMENT, `CaptureReader option ${key} must be a positive integer, got ${String(v)}`, RangeError);
       }
     }
-    const fh = await open(path, 'r');
+    const { source: fh, container } = await openByteSource(path);
     try {
-      const reader = new CaptureReader(path, fh, options);
+      const reader = new CaptureReader(path, fh, container, options);
       await reader.start();
       return reader;
     } catch (err) {

@@ -8,7 +8,7 @@
  *
  * The buffer grows only for a unit larger than itself, which the record and block limits bound.
  */
-import type { FileHandle } from 'node:fs/promises';
+import type { ByteSource } from './compressed.js';
 import { CaptureError, CaptureErrorCode } from './errors.js';
 import { TimestampConverter } from './timestamp.js';
 
@@ -110,7 +110,7 @@ export class ReadWindow {
 
   constructor(
     readonly path: string,
-    private readonly fh: FileHandle,
+    private readonly fh: ByteSource,
     bufferSize: number,
     readonly limits: WindowLimits,
   ) {

@@ -14,6 +14,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['tunnel', () => import('./tunnel.js')],
   ['receive-rate', () => import('./receive-rate.js')],
   ['reader', () => import('./reader.js')],
+  ['compress', () => import('./compress.js')],
   ['appliance', () => import('./appliance.js')],
 ];
 

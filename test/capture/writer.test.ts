@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { Catalog } from '../../src/capture/catalog.js';
 import { ChunkPool, LARGE_CHUNK, SMALL_CHUNK } from '../../src/capture/chunks.js';
-import { rotationOf } from '../../src/capture/rotation.js';
+import { rotationEnd, rotationOf } from '../../src/capture/rotation.js';
 import { SessionWriter, type CaptureFile } from '../../src/capture/writer.js';
 import type { SessionSettings } from '../../src/config.js';
 import { EMPTY_FLOW_INFO } from '../../src/flowformat.js';
@@ -38,7 +38,7 @@ async function rig(
   const deleted: string[] = [];
   const errors: string[] = [];
   const drops = newDropCounters();
-  const full: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, ring: 0, dedup: 0, snaplen: 65535, filter: null, flows: false, flowFields: EMPTY_FLOW_INFO, ...rotation };
+  const full: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, rotateAlign: false, ring: 0, dedup: 0, snaplen: 65535, filter: null, flows: false, flowFields: EMPTY_FLOW_INFO, ...rotation };
   const catalog = new Catalog(out, opts.maxTotalBytes ?? 0, { deleted: (f) => deleted.push(f.path), deleteFailed: () => undefined });
   const writer = new SessionWriter({
     session: 's1',
@@ -117,6 +117,25 @@ t.test('rotation by age: packet time, and tick() for a session gone quiet', asyn
   await writer.idle();
   t.same(closed.map((c) => [c.firstSec - T0, c.lastSec - T0, c.packets]), [[0, 50, 6], [60, 110, 6], [120, 140, 3]]);
   t.same((await files(dir)).map((n) => n.slice(3, 19)), ['20260921T141320Z', '20260921T141420Z', '20260921T141520Z'], 'each name has its UTC start');
+});
+
+t.test('--rotate-align: files end on multiples of rotate-seconds since 00:00 UTC, by packet time and by tick()', async (t) => {
+  // T0 is 14:13:20 UTC: the first file runs to 14:14:00, the next ones a whole minute each.
+  const { dir, writer, closed } = await rig(t, { rotateSeconds: 60, rotateAlign: true });
+  const f = udpFrame(60, 1, 1);
+  for (const s of [0, 30, 39, 40, 99, 100]) writer.append(f, 0, f.length, f.length, T0 + s, s === 39 || s === 99 ? 999_999_999 : 0);
+  writer.tick(T0 + 159);
+  t.not(writer.stats().current, null, 'tick leaves the file before 14:16:00');
+  writer.tick(T0 + 160);
+  t.equal(writer.stats().current, null, 'tick closes it at 14:16:00');
+  await writer.idle();
+  t.same(closed.map((c) => [c.firstSec - T0, c.lastSec - T0, c.packets]), [[0, 39, 3], [40, 99, 2], [100, 100, 1]]);
+  t.same((await files(dir)).map((n) => n.slice(3, 19)), ['20260921T141320Z', '20260921T141400Z', '20260921T141500Z'], 'every file but the first starts on the minute');
+  const day = Date.UTC(2026, 8, 21) / 1000;
+  const r = rotationOf({ rotateSize: 0, rotateSeconds: 420, rotatePackets: 0, rotateAlign: true, ring: 0, dedup: 0, snaplen: 65535, filter: null, flows: false, flowFields: EMPTY_FLOW_INFO });
+  t.equal(rotationEnd(day + 1000, r), day + 1260, '7 minutes: the next multiple after 00:16:40 is 00:21:00');
+  t.equal(rotationEnd(day + 86_300, r), day + 86_400, 'a period that does not divide the day ends at midnight');
+  t.equal(rotationEnd(day + 1000, rotationOf({ rotateSize: 0, rotateSeconds: 420, rotatePackets: 0, rotateAlign: false, ring: 0, dedup: 0, snaplen: 65535, filter: null, flows: false, flowFields: EMPTY_FLOW_INFO })), day + 1420, 'unaligned: first packet + 420 s');
 });
 
 t.test('snaplen cuts the record, orig_len keeps the real length; a larger origLen is kept', async (t) => {
@@ -294,7 +313,7 @@ t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are 
   const writer = new SessionWriter({
     session: 's1',
     dir,
-    rotation: { size: 0, seconds: 0, packets: 0 },
+    rotation: { size: 0, seconds: 0, packets: 0, align: false },
     snaplen: 65535,
     queueSize: 32 * 1024 * 1024,
     nextSeq: () => catalog.nextSeq('s1'),

@@ -59,6 +59,20 @@ t.test('promtool check config: the commented EC2 service discovery, uncommented'
   t.equal(job.ec2_sd_configs?.[0]?.port, portOf(OPTIONS.find((o) => o.name === 'http')!.default), 'discovered instances are scraped on the default HTTP port');
 });
 
+t.test('promtool check config: the commented https variant (--http-tls-cert), uncommented', { skip }, async (t) => {
+  const text = await readFile(join(DIR, 'prometheus.yml'), 'utf8');
+  const https = text.replace(/^(\s*)# (scheme: https|tls_config:)$/gm, '$1$2').replace(/^(\s*)#   (ca_file: .*)$/gm, '$1  $2');
+  const job = (parse(https) as { scrape_configs: Array<{ scheme?: string; tls_config?: { ca_file?: string } }> }).scrape_configs[0]!;
+  t.equal(job.scheme, 'https');
+  t.ok(job.tls_config?.ca_file, 'with a CA file');
+  const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-prom-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'prometheus.yml'), https);
+  await copyFile(join(DIR, 'alerts.yml'), join(dir, 'alerts.yml'));
+  const r = await run('promtool', ['check', 'config', 'prometheus.yml'], { cwd: dir });
+  t.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+});
+
 t.test('the scrape job is the one the alerts name, on the default HTTP port', async (t) => {
   const config = parse(await readFile(join(DIR, 'prometheus.yml'), 'utf8')) as {
     rule_files: string[];

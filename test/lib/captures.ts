@@ -11,7 +11,7 @@ import type { CaptureReaderOptions, RecordSink } from '../../src/pcap/reader.js'
 import { tsString, type Frame } from './tshark.js';
 
 /** The repository root (this file runs from dist/test/lib/). */
-const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 /**
  * Third-party captures shared by the team beside the checkout, never copied into it:
