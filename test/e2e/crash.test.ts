@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { checkSequences } from '../bench/seqcheck.js';
@@ -24,6 +24,22 @@ async function captureFiles(out: string): Promise<string[]> {
   return files.sort();
 }
 
+/** Sessions with an open file (.part) on disk under 3 MiB, at least a MiB short of its rotation. */
+async function openParts(out: string, sessions: readonly string[]): Promise<string[]> {
+  const open: string[] = [];
+  for (const session of sessions) {
+    const names = await readdir(join(out, session)).catch(() => [] as string[]);
+    for (const n of names.filter((f) => f.endsWith('.part'))) {
+      const size = await stat(join(out, session, n)).then((s) => s.size, () => Infinity);
+      if (size < 3 * 1024 * 1024) {
+        open.push(session);
+        break;
+      }
+    }
+  }
+  return open;
+}
+
 t.test('SIGKILL under load, restart: files recovered, nothing flushed is lost', async (t) => {
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-crash-'));
   const first = await startAppliance(['--out', out, '--flush-interval', '100ms', '--rotate-size', '4MiB']);
@@ -35,13 +51,33 @@ t.test('SIGKILL under load, restart: files recovered, nothing flushed is lost', 
   const sessions = ['vni-1', 'vni-2', 'vni-3'];
   const written = (m: string): number[] => sessions.map((s) => metricValue(m, 'mirrorcap_written_packets_total', { session: s }) ?? 0);
   await waitFor(async () => written((await httpGet(first.httpPort, '/metrics')).body).every((n) => n > 5000), 15_000, 'heavy writing under way');
-  // What the appliance says reached the files; the kill follows at once, while writing goes on.
-  const durable = written((await httpGet(first.httpPort, '/metrics')).body);
-  first.proc.kill('SIGKILL');
+  // The kill must catch every session with its file open on disk. After a rotation the writer
+  // renames the full file and only then opens the next .part (mkdir, stat, open: each waits for
+  // a turn of a busy event loop, and the first chunk may not even be queued yet). Under load it
+  // writes in bursts that end at a file boundary, so the first reading past 5000 is often exactly
+  // 2 files (5924) and a kill right after it finds no .part at all (nothing counted is lost:
+  // 8465a44 fails the same way). So the kill waits for every session to have a .part well
+  // short of its 4 MiB rotation, and follows at once. Written only grows, so it is read first.
+  let durable: number[] = [];
+  await waitFor(
+    async () => {
+      durable = written((await httpGet(first.httpPort, '/metrics')).body);
+      const open = await openParts(out, sessions);
+      if (open.length < sessions.length) return false;
+      first.proc.kill('SIGKILL');
+      return true;
+    },
+    20_000,
+    'every session writing an open file',
+  );
   await first.exited;
   await genDone;
   const parts = (await captureFiles(out)).filter((f) => f.endsWith('.part'));
-  t.ok(parts.length >= 3, `the kill left open files behind (${parts.length} .part)`);
+  t.same(
+    [...new Set(parts.map((p) => basename(dirname(p))))].sort(),
+    sessions,
+    `the kill left each session's open file behind (${parts.length} .part)`,
+  );
   const partSizes = await Promise.all(parts.map(async (p) => (await stat(p)).size));
 
   const second = await startAppliance(['--out', out]);
