@@ -63,7 +63,10 @@ t.test('HTTP and PCAP-over-IP streams read by tshark while traffic flows hold wh
     shell(`tshark -i TCP@127.0.0.1:${pip} -F pcap -w ${s('pip.pcap')}`),
   ];
   t.teardown(() => pipes.forEach((p) => p.proc.kill('SIGKILL')));
-  await waitFor(async () => metricSum(await metrics(app), 'mirrorcap_streams') === 4, 30_000, 'four stream clients');
+  // tshark takes seconds to start, many more on a loaded machine.
+  await waitFor(async () => metricSum(await metrics(app), 'mirrorcap_streams') === 4, 120_000, 'four stream clients').catch((e: Error) => {
+    throw new Error(`${e.message}: ${pipes.map((p) => p.stderr()).join(' | ')}`);
+  });
 
   const n = 1500;
   const traffic = Array.from({ length: n }, (_, i) => vxlan(7 + (i % 2), frame(i % 3 === 0 ? 'udp' : 'tcp', i)));
