@@ -143,7 +143,7 @@ t.test('decap against the real VXLAN captures: our frames are the frames tshark 
     const f = basename(path);
     const port = /8472/.test(f) ? 8472 : 4789;
     const out = join(await temp(), 'out');
-    const r = cli(['decap', path, '--out', out, '--port', String(port)]);
+    const r = cli(['decap', path, '--out', out, '--port', String(port), '--geneve-port', '0']); // VXLAN only: GENEVE has its own test
     t.equal(r.status, 0, `${f}: ${r.stderr}`);
     const want = (await tool('tshark', ['-r', path, '-d', `udp.port==${port},vxlan`, '-Y', `vxlan && udp.dstport == ${port}`, '-T', 'fields', '-E', 'occurrence=f', '-e', 'udp.payload']))
       .split('\n')
