@@ -61,7 +61,11 @@ for (const source of ['native', 'dgram']) t.test(`VXLAN in, one folder of valid 
     t.same(api && { vni: api.vni, packets: api.packets, bytes: api.bytes }, { vni, packets: frames.length, bytes }, `/api/sessions agrees for ${labels.session}`);
   }
   t.equal(metricValue(metrics, 'mirrorcap_dropped_packets_total', { reason: 'bad_vxlan' }), 0, 'nothing dropped');
-  const finished = JSON.parse((await httpGet(app.httpPort, '/api/files')).body) as Array<{ session: string; path: string; packets: number; bytes: number; first: string; last: string }>;
+  type Finished = Array<{ session: string; path: string; packets: number; bytes: number; first: string; last: string }>;
+  // Counted is not yet rotated: the writers close the full files on their own turn.
+  const files = async (): Promise<Finished> => JSON.parse((await httpGet(app.httpPort, '/api/files')).body) as Finished;
+  await waitFor(async () => (await files()).length >= 2 * VNIS.length, 5000, 'the full files closed').catch(() => undefined);
+  const finished = await files();
   t.equal(finished.length, 2 * VNIS.length, '/api/files: two finished files per session (20 + 20 of 44 packets)');
   for (const f of finished) {
     t.equal(f.packets, 20, `${f.path}: 20 packets`);
@@ -76,7 +80,7 @@ for (const source of ['native', 'dgram']) t.test(`VXLAN in, one folder of valid 
   for (const [vni, frames] of sent) {
     const session = names.get(vni)!;
     const dir = join(out, 'captures', session);
-    const files = (await readdir(dir)).filter((f) => !f.endsWith('.idx')).sort(); // not the index sidecars
+    const files = (await readdir(dir)).filter((f) => !/\.idx(\.tmp)?$/.test(f)).sort(); // not the index sidecars
     t.ok(files.length >= 1 && files.every((f) => /^[\w.-]+-\d{8}T\d{6}Z-\d{6}\.pcap$/.test(f) && f.startsWith(`${session}-`)), `${session}: only finished, well-named files (${files.join(', ')})`);
     const got: Frame[] = [];
     for (const f of files) {

@@ -54,7 +54,7 @@ t.test('short and non-VXLAN datagrams are counted, good ones written, the proces
   t.equal(metricValue(m, 'mirrorcap_packets_total', { session: 'vni-42' }), goodCount, 'every good datagram accepted');
   t.equal((await httpGet(app.httpPort, '/healthz')).status, 200, 'still alive');
   t.equal(await app.stop(), 0);
-  const files = (await readdir(join(out, 'vni-42'))).filter((f) => !f.endsWith('.idx')); // not the index sidecars
+  const files = (await readdir(join(out, 'vni-42'))).filter((f) => !/\.idx(\.tmp)?$/.test(f)); // not the index sidecars
   let written = 0;
   for (const f of files) written += (await capinfos(join(out, 'vni-42', f))).packets;
   t.equal(written, goodCount, 'every good packet is in the files');

@@ -43,7 +43,7 @@ t.test('a reload that would merge two VNIs is refused; each keeps its folder and
   t.equal(await app.stop(), 0);
   t.same((await readdir(out)).sort(), ['one', 'vni-2']);
   for (const [name, n] of [['one', 7], ['vni-2', 5]] as const) {
-    const files = (await readdir(join(out, name))).filter((f) => !f.endsWith('.idx')); // not the index sidecars
+    const files = (await readdir(join(out, name))).filter((f) => !/\.idx(\.tmp)?$/.test(f)); // not the index sidecars
     t.equal((await Promise.all(files.map((f) => capinfos(join(out, name, f))))).reduce((sum, c) => sum + c.packets, 0), n, `${name} holds its own VNI's packets`);
   }
 });

@@ -66,7 +66,7 @@ t.test('SIGUSR1 closes every current file; the next packets start new ones', asy
   await waitFor(() => app.logs.filter((l) => l.event === 'file_rotated').length === 2, 5000, 'two files rotated');
   await sendDatagrams(app.udpPort, traffic(1, 5, 10));
   t.equal(await app.stop(), 0);
-  const captures = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((f) => !f.endsWith('.idx')); // not the index sidecars
+  const captures = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((f) => !/\.idx(\.tmp)?$/.test(f)); // not the index sidecars
   t.equal((await captures(join(out, 'vni-1'))).length, 2, 'vni-1 has a file before and after the signal');
   t.equal(await countIn(join(out, 'vni-1')), 15);
   t.equal((await captures(join(out, 'vni-2'))).length, 1);
@@ -115,7 +115,7 @@ t.test('--post-rotate runs for every finished file, shutdown included, and failu
   t.teardown(() => app.proc.kill('SIGKILL'));
   await sendDatagrams(app.udpPort, traffic(3, 25));
   t.equal(await app.stop(), 0);
-  const files = (await readdir(join(out, 'cap', 'vni-3'))).filter((f) => !f.endsWith('.idx')).map((f) => join(out, 'cap', 'vni-3', f)).sort();
+  const files = (await readdir(join(out, 'cap', 'vni-3'))).filter((f) => !/\.idx(\.tmp)?$/.test(f)).map((f) => join(out, 'cap', 'vni-3', f)).sort();
   t.equal(files.length, 3);
   t.same((await readFile(hookLog, 'utf8')).trim().split('\n').sort(), files, 'once per file, path as the argument');
 

@@ -18,7 +18,7 @@ const apiFiles = async (app: Appliance): Promise<Array<{ path: string; bytes: nu
 /** name → size of everything in the folder (with the captures' index sidecars X.pcap.idx when `sidecars`). */
 const onDisk = async (dir: string, sidecars = false): Promise<Map<string, number>> => {
   const m = new Map<string, number>();
-  for (const n of await readdir(dir).catch(() => [])) if (sidecars || !n.endsWith('.idx')) m.set(join(dir, n), (await stat(join(dir, n))).size);
+  for (const n of await readdir(dir).catch(() => [])) if (sidecars || !/\.idx(\.tmp)?$/.test(n)) m.set(join(dir, n), (await stat(join(dir, n))).size);
   return m;
 };
 const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);

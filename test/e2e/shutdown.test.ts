@@ -62,7 +62,7 @@ t.test('ring deletions made while stopping are logged before the shutdown line, 
     t.equal(deleted.length, vnis.length, `${label}: each session's older file deleted at shutdown, and logged`);
     t.ok(deleted.every((d) => d.i < shutdownAt), `${label}: before the shutdown line`);
     for (const vni of vnis) {
-      const left = (await readdir(join(out, `vni-${vni}`))).filter((f) => !f.endsWith('.idx')); // not the index sidecar
+      const left = (await readdir(join(out, `vni-${vni}`))).filter((f) => !/\.idx(\.tmp)?$/.test(f)); // not the index sidecar
       t.equal(left.length, 1, `${label}: vni-${vni} keeps its newest file only (${left.join(', ')})`);
       t.notOk(deleted.some((d) => d.path.endsWith(left[0]!)), `${label}: the file kept is not the one logged as deleted`);
     }
