@@ -349,13 +349,7 @@ export class Catalog {
 
 /** The finished names of `session`'s captures in `dir` (of one capture when `only` is set), grouped by capture. */
 async function findCaptures(dir: string, session: string, only: string | null): Promise<Map<string, Found[]>> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
-    throw err;
-  }
+  const names = await namesIn(dir);
   const byCapture = new Map<string, Found[]>();
   for (const name of names) {
     const parsed = parseCaptureFileName(session, name);
@@ -370,16 +364,19 @@ async function findCaptures(dir: string, session: string, only: string | null): 
   return byCapture;
 }
 
-/** The finished names of flow-log file `name` in `dir` (itself, and what steps made beside it), keyed by its name. */
-async function findFlowLog(dir: string, name: string): Promise<Map<string, Found[]>> {
-  let names: string[];
+/** The names in a folder; none when it is gone. */
+async function namesIn(dir: string): Promise<string[]> {
   try {
-    names = await readdir(dir);
+    return await readdir(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
-  const mine = names.filter((n) => (n === name || n.startsWith(`${name}.`)) && isFinishedFlowArtefact(n));
+}
+
+/** The finished names of flow-log file `name` in `dir` (itself, and what steps made beside it), keyed by its name. */
+async function findFlowLog(dir: string, name: string): Promise<Map<string, Found[]>> {
+  const mine = (await namesIn(dir)).filter((n) => (n === name || n.startsWith(`${name}.`)) && isFinishedFlowArtefact(n));
   return new Map([[name, await foundFiles(mine.map((n) => join(dir, n)), join(dir, name).length)]]);
 }
 
