@@ -200,7 +200,7 @@ export class Recorder {
     await this.recoverFlowFiles();
     await this.s3?.start();
     await this.catalog.scan();
-    await this.finisher.resume(this.catalog.captures());
+    await this.finisher.resume(this.catalog.all());
     this.catalog.keepBudget();
     if (this.opts.guardDisk) await this.disk.check();
   }
@@ -352,8 +352,9 @@ export class Recorder {
     return flowLog;
   }
 
+  /** A flow-log file joins the catalog busy with its steps (post-rotate, s3), as a capture does. */
   private flowFileClosed(id: string, file: FlowFile): void {
-    this.catalog.addFlowLog(id, file.path, file.start, file.bytes);
+    const entry = this.catalog.addFlowLog(id, file.path, file.start, file.bytes, this.finisher.namesFor('flow-log'));
     this.log.info(
       {
         event: 'flow_log_written',
@@ -369,6 +370,7 @@ export class Recorder {
       },
       'flow-log file written',
     );
+    this.finisher.add(entry);
   }
 
   private flowWriteError(session: string, err: NodeJS.ErrnoException, iv: FlowInterval): void {

@@ -14,7 +14,9 @@
  *                                             (ring and budget skip it)          (path, bytes)
  *
  * Flow-log files (flowlog.ts) are listed too, under `flows/<flow log id>`, so the budget
- * (--max-total-bytes) counts and trims them with the captures, oldest first.
+ * (--max-total-bytes) counts and trims them with the captures, oldest first. They are finished
+ * files like the captures (kind 'flow-log'): busy while their steps run (post-rotate, upload),
+ * their artefacts the file and what a step put beside it (X.log.gz.s3, its upload marker).
  *
  * Reading names and deleting are the only I/O it does; idle() waits for both.
  */
@@ -22,10 +24,15 @@ import { readdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { FLOWS_FOLDER, isValidSessionName } from '../config.js';
 import { parseFlowLogName } from './flowlog.js';
-import { isCaptureData, isFinishedArtefact, parseCaptureFileName } from './naming.js';
+import { CORRUPT_SUFFIX, isCaptureData, isFinishedArtefact, parseCaptureFileName, PART_SUFFIX, TEMP_SUFFIX } from './naming.js';
 import type { CaptureFile } from './writer.js';
 
+/** What a finished file holds: packets (X.pcap and what is made of it), or flow records (X.log.gz). */
+export type FileKind = 'capture' | 'flow-log';
+
 export interface FinishedFile {
+  readonly kind: FileKind;
+  /** The session, or flowLogKey(id) for a flow-log file. */
   readonly session: string;
   readonly seq: number;
   /** UTC second the file started (from its name): the age the budget goes by. */
@@ -111,7 +118,7 @@ export class Catalog {
       const list: Entry[] = [];
       for (const [capture, found] of await findCaptures(dir, session, null)) {
         const parsed = parseCaptureFileName(session, capture)!;
-        const e: Entry = { session, seq: parsed.seq, start: stampSeconds(parsed.stamp), packets: null, first: null, last: null, path: '', artefacts: [], bytes: 0, pending: [], capture, dir };
+        const e: Entry = { kind: 'capture', session, seq: parsed.seq, start: stampSeconds(parsed.stamp), packets: null, first: null, last: null, path: '', artefacts: [], bytes: 0, pending: [], capture, dir };
         this.place(e, found);
         this.totalBytes += e.bytes;
         list.push(e);
@@ -122,39 +129,48 @@ export class Catalog {
     await this.scanFlowLogs();
   }
 
-  /** A flow-log file just written: listed under flowLogKey(id), trimmed by the budget only. */
-  addFlowLog(id: string, path: string, start: number, bytes: number): FinishedFile {
-    const entry = this.listFlowLog(id, path, start, bytes);
+  /**
+   * A flow-log file just written, with the steps still to run on it (as add()): listed under
+   * flowLogKey(id), trimmed by the budget only.
+   */
+  addFlowLog(id: string, path: string, start: number, bytes: number, steps: readonly string[] = []): FinishedFile {
+    const entry = this.listFlowLog(id, path, start, [{ path, bytes, rank: 2 }]);
+    entry.pending.push(...steps);
     this.keepBudget();
     return entry;
   }
 
-  private listFlowLog(id: string, path: string, start: number, bytes: number): Entry {
+  private listFlowLog(id: string, path: string, start: number, found: readonly Found[]): Entry {
     const key = flowLogKey(id);
-    const entry: Entry = { session: key, seq: 0, start, packets: null, first: null, last: null, path, artefacts: [path], bytes, pending: [], capture: basename(path), dir: dirname(path) };
+    const entry: Entry = { kind: 'flow-log', session: key, seq: 0, start, packets: null, first: null, last: null, path, artefacts: [], bytes: 0, pending: [], capture: basename(path), dir: dirname(path) };
+    this.place(entry, found);
     let list = this.bySession.get(key);
     if (!list) this.bySession.set(key, (list = []));
     list.push(entry);
-    this.totalBytes += bytes;
+    this.totalBytes += entry.bytes;
     return entry;
   }
 
   /** The flow-log files earlier runs left under <out>/flows/ (the budget is applied by the caller, as for scan()). */
   private async scanFlowLogs(): Promise<void> {
+    const root = join(this.outDir, FLOWS_FOLDER);
     let names: string[];
     try {
-      names = await readdir(join(this.outDir, FLOWS_FOLDER), { recursive: true });
+      names = (await readdir(root, { recursive: true })).sort();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    for (const rel of names.sort()) {
-      const parsed = parseFlowLogName(basename(rel));
+    for (let i = 0; i < names.length; i++) {
+      const parsed = parseFlowLogName(basename(names[i]!));
       if (parsed === null) continue;
-      const path = join(this.outDir, FLOWS_FOLDER, rel);
-      const st = await stat(path).catch(() => null);
-      if (!st?.isFile()) continue;
-      this.listFlowLog(parsed.id, path, parsed.start, st.size);
+      // What a step made of X.log.gz is named X.log.gz.*: among the names starting with X, which follow it in name order.
+      const main = names[i]!;
+      const rels = [main];
+      for (let j = i + 1; j < names.length && names[j]!.startsWith(main); j++) if (names[j]!.startsWith(`${main}.`)) rels.push(names[j]!);
+      const found = await foundFiles(rels.filter(isFinishedFlowArtefact).map((rel) => join(root, rel)), join(root, main).length);
+      if (found[0]?.rank !== 2) continue;
+      this.listFlowLog(parsed.id, found[0].path, parsed.start, found);
     }
     for (const [key, list] of this.bySession) if (key.startsWith(`${FLOWS_FOLDER}/`)) list.sort(olderFirst);
   }
@@ -181,6 +197,7 @@ export class Catalog {
    */
   add(file: CaptureFile, ring: number, steps: readonly string[] = []): FinishedFile {
     const entry: Entry = {
+      kind: 'capture',
       session: file.session,
       seq: file.seq,
       start: file.firstSec,
@@ -210,8 +227,9 @@ export class Catalog {
   done(file: FinishedFile, step: string): Promise<void> {
     const e = file as Entry;
     if (e.gone) return Promise.resolve();
+    const read = e.kind === 'capture' ? findCaptures(e.dir, e.session, e.capture) : findFlowLog(e.dir, e.capture);
     return this.track(
-      findCaptures(e.dir, e.session, e.capture).then(
+      read.then(
         (found) => {
           this.totalBytes -= e.bytes;
           this.place(e, found.get(e.capture) ?? []);
@@ -234,11 +252,6 @@ export class Catalog {
 
   all(): FinishedFile[] {
     return [...this.bySession.values()].flat();
-  }
-
-  /** The capture files only (not flow logs): what the finish steps take. */
-  captures(): FinishedFile[] {
-    return [...this.bySession].filter(([key]) => isValidSessionName(key)).flatMap(([, list]) => list);
   }
 
   private settle(e: Entry, step: string): void {
@@ -336,13 +349,7 @@ export class Catalog {
 
 /** The finished names of `session`'s captures in `dir` (of one capture when `only` is set), grouped by capture. */
 async function findCaptures(dir: string, session: string, only: string | null): Promise<Map<string, Found[]>> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
-    throw err;
-  }
+  const names = await namesIn(dir);
   const byCapture = new Map<string, Found[]>();
   for (const name of names) {
     const parsed = parseCaptureFileName(session, name);
@@ -355,6 +362,37 @@ async function findCaptures(dir: string, session: string, only: string | null): 
     list.push({ path, bytes: st.size, rank: parsed.suffix === '' ? 2 : isCaptureData(parsed.suffix) ? 1 : 0 });
   }
   return byCapture;
+}
+
+/** The names in a folder; none when it is gone. */
+async function namesIn(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** The finished names of flow-log file `name` in `dir` (itself, and what steps made beside it), keyed by its name. */
+async function findFlowLog(dir: string, name: string): Promise<Map<string, Found[]>> {
+  const mine = (await namesIn(dir)).filter((n) => (n === name || n.startsWith(`${name}.`)) && isFinishedFlowArtefact(n));
+  return new Map([[name, await foundFiles(mine.map((n) => join(dir, n)), join(dir, name).length)]]);
+}
+
+/** The regular files among `paths`, the one `mainLength` long (the flow-log file itself) ranked 2. */
+async function foundFiles(paths: readonly string[], mainLength: number): Promise<Found[]> {
+  const found: Found[] = [];
+  for (const path of paths) {
+    const st = await stat(path).catch(() => null);
+    if (st?.isFile()) found.push({ path, bytes: st.size, rank: path.length === mainLength ? 2 : 0 });
+  }
+  return found;
+}
+
+/** Not one being written or set aside (a marker's .tmp, a .part, a .corrupt). */
+function isFinishedFlowArtefact(name: string): boolean {
+  return ![PART_SUFFIX, TEMP_SUFFIX, CORRUPT_SUFFIX].some((suffix) => name.endsWith(suffix));
 }
 
 /** Where a flow log's files are listed: not a session name (it holds a slash), so never a session's. */

@@ -9,7 +9,7 @@
  * created once per interval, never per packet.
  */
 import { codedError, ErrorCode } from '../errors.js';
-import type { FlowRecord } from '../session/flowrender.js';
+import { inFlowWindow, type FlowRecord } from '../session/flowrender.js';
 
 export const DEFAULT_FLOW_RING = 65536;
 
@@ -49,7 +49,7 @@ export class FlowRing {
     const first = (this.next - this.size + this.capacity) % this.capacity;
     for (let k = 0; k < this.size; k++) {
       const r = this.slots[(first + k) % this.capacity]!;
-      if (Number(r.start) <= until && Number(r.end) >= since) records.push(r);
+      if (inFlowWindow(r, since, until)) records.push(r);
     }
     return { records, complete: this.lostUntil === null || this.lostUntil < since };
   }

@@ -4,12 +4,17 @@
  * order, to stdout or FILE. A summary (and on a terminal, progress) goes to stderr.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import type { Writable } from 'node:stream';
 import { OPTIONS, parseFlags, resolveOption, type OptionSpec } from '../config.js';
 import { FilterError } from '../filter/index.js';
 import { buildIndex } from '../finish/index-build.js';
 import type { QueryStats, Time } from '../query/file-source.js';
+import { DEFAULT_FLOW_FORMAT, parseFlowFormat, type FlowFormat } from '../flowformat.js';
+import { askFlows, readFlowLogs, type FlowWindow } from '../query/flows.js';
 import { queryAppliances } from '../query/remote.js';
+import { formatFlowRecord, type FlowRecord } from '../session/flowrender.js';
 import { QueryError, runQuery } from '../query/query.js';
 import { parseTime } from '../query/time.js';
 import { orUsageError, usageError } from './common.js';
@@ -21,10 +26,17 @@ const QUERY_OPTIONS: readonly OptionSpec[] = [
   { name: 'until', kind: 'text', default: '', help: 'end time (records before it), same forms' },
   { name: 'limit', kind: 'count', default: '0', help: 'at most this many records (0 = all)' },
   { name: 'http-token', kind: 'text', default: '', help: 'bearer token of the appliances asked with --from' },
+  { name: 'flows', kind: 'bool', default: 'false', help: 'print flow records (VPC Flow Logs text) instead of packets (docs/flows.md)' },
+  { name: 'json', kind: 'bool', default: 'false', help: 'with --flows: JSON lines, as /api/flows answers' },
+  { ...OPTIONS.find((o) => o.name === 'node-name')!, help: "with --flows: the appliance's --node-name, which names its sessions' flow-log files (default: the host name)" },
 ];
+
+/** What --help shows after an option, by its kind or name (T: a time). */
+const VALUE_NAMES: Readonly<Record<string, string>> = { bool: '', count: 'N', out: 'DIR', 'http-token': 'TOKEN', 'node-name': 'NAME' };
 
 export const QUERY_HELP = `Usage: mirrorcap query [EXPR] [--out DIR] [--session NAME]... [--since T] [--until T]
                        [--limit N] [-w FILE] [--from URL[,URL]]... [--http-token TOKEN]
+       mirrorcap query --flows [EXPR] [--json] [same options]
 
 Every stored record of the selected sessions (all by default) that matches the filter
 expression EXPR (the tcpdump language) and lies in [--since, --until), from finished files
@@ -34,6 +46,9 @@ it can tell which records may match; a missing, stale or corrupt index means a s
 file (counted in the summary) and is rebuilt afterwards.
 With --from, the appliances at those URLs answer (GET /api/query) and their answers are
 merged; each one's result is reported on stderr.
+With --flows, the flow records (VPC Flow Logs text, header line first; --json: JSON lines)
+that overlap the window and whose flow EXPR matches, by start time, from the finished
+flow-log files under DIR/flows or the appliances' /api/flows.
 Exit status: 0 done, 1 some file or appliance could not be read (the rest was answered),
 2 a bad command line.
 
@@ -41,7 +56,7 @@ Options:
   --session NAME                     a session to search (repeat or comma-separate; default all)
   -w FILE                            write the pcap to FILE (default stdout, never a terminal)
   --from URL[,URL]                   ask these appliances instead of the local store (repeatable)
-${QUERY_OPTIONS.map((o) => `  --${`${o.name} ${o.kind === 'count' ? 'N' : o.name === 'out' ? 'DIR' : o.name === 'http-token' ? 'TOKEN' : 'T'}`.padEnd(33)}${o.help}${o.default === '' ? '' : ` (default ${o.default})`}`).join('\n')}
+${QUERY_OPTIONS.map((o) => `  --${`${o.name} ${VALUE_NAMES[o.kind === 'bool' || o.kind === 'count' ? o.kind : o.name] ?? 'T'}`.padEnd(33)}${o.help}${o.default === '' || o.kind === 'bool' ? '' : ` (default ${o.default})`}`).join('\n')}
 `;
 
 /** Takes the repeatable options (--session, --from) and -w out of argv. */
@@ -75,10 +90,25 @@ function timeOption(name: string, value: unknown): { text: string; time: Time } 
 export async function queryCommand(argv: string[]): Promise<number> {
   const { rest, sessions, from, write } = takeRepeated(argv);
   const { flags, positional } = orUsageError(() => parseFlags(rest, QUERY_OPTIONS, 'mirrorcap query'));
-  const [out, sinceText, untilText, limit, token] = QUERY_OPTIONS.map((o) => orUsageError(() => resolveOption(o, flags))) as [string, string | null, string | null, number, string | null];
+  const [out, sinceText, untilText, limit, token, flows, json, nodeName] = QUERY_OPTIONS.map((o) => orUsageError(() => resolveOption(o, flags))) as [
+    string,
+    string | null,
+    string | null,
+    number,
+    string | null,
+    boolean,
+    boolean,
+    string | null,
+  ];
   const since = timeOption('since', sinceText);
   const until = timeOption('until', untilText);
   const filter = positional.join(' ');
+  if (!flows && (json || nodeName !== null)) usageError('--json and --node-name go with --flows');
+  if (flows) {
+    const seconds = (t: { time: Time } | null, missing: number): number => (t === null ? missing : t.time[0] + t.time[1] / 1e9);
+    const window = { since: seconds(since, -Infinity), until: seconds(until, Infinity), sessions, filter, limit };
+    return flowsQuery(window, { out, node: nodeName ?? hostname(), from, token, json, write });
+  }
   if (write === null && process.stdout.isTTY) usageError('the answer is a pcap: redirect stdout or give -w FILE');
   const dest: Writable = write === null || write === '-' ? process.stdout : createWriteStream(write);
   const sink = (chunk: Buffer): Promise<void> =>
@@ -121,5 +151,43 @@ export async function queryCommand(argv: string[]): Promise<number> {
   } finally {
     if (dest !== process.stdout) await new Promise<void>((resolve) => (dest as WriteStream).end(resolve));
   }
+  return status;
+}
+
+/** --flows: the records as VPC Flow Logs text (header line first) or JSON lines, to stdout or -w FILE. */
+async function flowsQuery(
+  window: FlowWindow,
+  opts: { out: string; node: string; from: readonly string[]; token: string | null; json: boolean; write: string | null },
+): Promise<number> {
+  let records: FlowRecord[];
+  let format: FlowFormat | null = null;
+  let status = 0;
+  try {
+    if (opts.from.length > 0) {
+      const answer = await askFlows(opts.from, window, opts.token);
+      records = answer.records;
+      for (const r of answer.reports) {
+        const note = r.complete ? '' : ' (incomplete: its ring had overwritten records of the window)';
+        process.stderr.write(`mirrorcap query: ${r.url}: ${r.error === null ? `${r.records} flow records${note}` : `error: ${r.error}`}\n`);
+        if (r.error !== null) status = 1;
+      }
+    } else {
+      const answer = await readFlowLogs(opts.out, opts.node, window);
+      records = answer.records;
+      format = answer.format;
+      process.stderr.write(`mirrorcap query: ${answer.files} flow-log files read, ${records.length} records\n`);
+      for (const e of answer.errors) process.stderr.write(`mirrorcap query: ${e}\n`);
+      if (answer.errors.length > 0) status = 1;
+    }
+  } catch (err) {
+    if (err instanceof FilterError) usageError(err.message);
+    throw err;
+  }
+  // Records from appliances carry no format: they print in the default one (version 2's fields).
+  const text = format ?? parseFlowFormat(DEFAULT_FLOW_FORMAT);
+  let body = opts.json ? '' : `${text.header}\n`;
+  for (const r of records) body += opts.json ? `${JSON.stringify(r)}\n` : `${formatFlowRecord(text, r)}\n`;
+  if (opts.write === null || opts.write === '-') await new Promise<void>((resolve, reject) => process.stdout.write(body, (err) => (err ? reject(err) : resolve())));
+  else await writeFile(opts.write, body);
   return status;
 }

@@ -116,7 +116,7 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   );
   counter('filtered_packets_total', 'Packets the capture filter (--filter, a session\'s filter) kept out of the files; not drops.', ['session', 'vni'], perSession((s) => s.filteredPackets));
   counter('files_rotated_total', 'Capture files closed and renamed to .pcap.', ['session', 'vni'], perSession((s) => s.output.filesClosed));
-  counter('files_deleted_total', 'Finished capture files deleted, by reason: ring (per session), budget (max-total-bytes) or uploaded (s3-delete-after-upload).', ['reason'], (emit) => {
+  counter('files_deleted_total', 'Finished files (captures, flow logs) deleted, by reason: ring (per session), budget (max-total-bytes) or uploaded (s3-delete-after-upload).', ['reason'], (emit) => {
     for (const [reason, n] of Object.entries(view.catalog.deleted)) emit({ reason }, n);
     if (view.s3 !== null) emit({ reason: 'uploaded' }, view.s3.deletedAfterUpload);
   });
@@ -226,7 +226,7 @@ function finishMetrics(view: MetricsView, counter: Define, gauge: Define): void 
   const s3 = (read: (s: S3Step) => number) => (emit: Emit) => {
     if (view.s3 !== null) emit({}, read(view.s3));
   };
-  counter('s3_uploaded_files_total', 'Files (captures and sidecars) the store took from us.', [], s3((s) => s.uploader.uploadedFiles));
+  counter('s3_uploaded_files_total', 'Files (captures, sidecars, flow-log files) the store took from us.', [], s3((s) => s.uploader.uploadedFiles));
   counter('s3_uploaded_bytes_total', 'Bytes of the files the store took from us.', [], s3((s) => s.uploader.uploadedBytes));
   counter('s3_failures_total', 'Failed upload attempts, by S3 error or network code (retried unless the file itself is the problem).', ['code'], (emit) => {
     for (const [code, n] of view.s3?.uploader.failures ?? []) emit({ code }, n);

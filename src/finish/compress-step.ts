@@ -30,6 +30,7 @@ export function compressStep(config: Config, log: Logger): CompressStep | null {
 
 export class CompressStep implements FinishStep {
   readonly name = 'compress';
+  readonly capturesOnly = true;
   private readonly compressor: Compressor;
   /** Folders whose stale .tmp files were removed at start. */
   private readonly cleaned = new Set<string>();

@@ -14,11 +14,14 @@
  * upload marker) says so with `needed`; one that cannot (a --post-rotate command) is never
  * run twice and so never resumed.
  *
+ * Flow-log files (X.log.gz, gzip text already) take only the steps that are not for captures
+ * alone: post-rotate and s3, not index and compress.
+ *
  * At shutdown stop(deadline) waits for every file's steps until the deadline; a file whose
  * next step has not started by then is left with that step not done (reported as skipped for
  * each step, so the next start resumes what can be resumed).
  */
-import type { Catalog, FinishedFile } from '../capture/catalog.js';
+import type { Catalog, FileKind, FinishedFile } from '../capture/catalog.js';
 
 export interface FinishStep {
   /** The catalog's name for it: 'index', 'compress', 'post-rotate', 's3'. */
@@ -29,6 +32,8 @@ export interface FinishStep {
   needed?(file: FinishedFile): Promise<boolean>;
   /** At shutdown, once no new file will come: gives work under way until the deadline (epoch ms). */
   stop?(deadline: number): Promise<void>;
+  /** It reads or rewrites packets (index, compress): not for flow-log files. */
+  readonly capturesOnly?: boolean;
 }
 
 export interface FinisherEvents {
@@ -47,21 +52,26 @@ export class Finisher {
     private readonly events: FinisherEvents,
   ) {}
 
-  /** The names of the steps every new file gets, in order. */
+  /** The names of the steps every new capture file gets, in order. */
   get names(): string[] {
-    return this.steps.map((s) => s.name);
+    return this.namesFor('capture');
   }
 
-  /** A file the catalog has just taken in with `names` pending: runs them in order. */
+  /** The names of the steps every new file of this kind gets, in order. */
+  namesFor(kind: FileKind): string[] {
+    return this.stepsFor(kind).map((s) => s.name);
+  }
+
+  /** A file the catalog has just taken in with namesFor(file.kind) pending: runs them in order. */
   add(file: FinishedFile): void {
-    this.chain(file, this.steps);
+    this.chain(file, this.stepsFor(file.kind));
   }
 
   /** Files of an earlier run: each gets the resumable steps it still needs, in order. */
   async resume(files: readonly FinishedFile[]): Promise<void> {
     for (const file of files) {
       const todo: FinishStep[] = [];
-      for (const step of this.steps) if (step.needed !== undefined && (await step.needed(file).catch(() => false))) todo.push(step);
+      for (const step of this.stepsFor(file.kind)) if (step.needed !== undefined && (await step.needed(file).catch(() => false))) todo.push(step);
       if (todo.length === 0) continue;
       this.catalog.hold(file, todo.map((s) => s.name));
       this.chain(file, todo);
@@ -90,6 +100,10 @@ export class Finisher {
     // A step that stop() released resolves on a later turn: let its file leave the step first.
     await new Promise((r) => setImmediate(r));
     await Promise.allSettled([...this.chains].filter(([, state]) => !state.inStep).map(([p]) => p));
+  }
+
+  private stepsFor(kind: FileKind): readonly FinishStep[] {
+    return kind === 'capture' ? this.steps : this.steps.filter((s) => s.capturesOnly !== true);
   }
 
   private chain(file: FinishedFile, steps: readonly FinishStep[]): void {

@@ -19,6 +19,7 @@ export interface IndexStepEvents {
 
 export class IndexStep implements FinishStep {
   readonly name = 'index';
+  readonly capturesOnly = true;
   /** Sidecars written. */
   built = 0;
   /** Captures that could not be indexed (not classic pcap, unreadable, changed while read). */

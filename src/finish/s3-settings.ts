@@ -12,7 +12,8 @@
  *   {file}     the file's name (session, start time and sequence number: unique per session)
  * A template must hold {file} and {host} (so two instances never write the same key), and
  * {prefix} when the URL names one. Empty path segments (an empty prefix) are dropped, so keys
- * never start with "/" or hold "//".
+ * never start with "/" or hold "//". Flow-log files are not keyed by the template: they keep
+ * AWS's delivery layout, {prefix}/AWSLogs/<account>/vpcflowlogs/<region>/<yyyy>/<mm>/<dd>/<file>.
  */
 import { hostname } from 'node:os';
 import { ConfigError } from '../config.js';
@@ -160,8 +161,24 @@ export function objectKey(settings: S3Settings, f: KeyFields): string {
     hh: two(d.getUTCHours()),
     file: f.file,
   };
-  const key = settings.keyTemplate
-    .replace(/\{([a-z]+)\}/g, (_m, name: string) => values[name as keyof typeof values])
+  return joinedKey(settings.keyTemplate.replace(/\{([a-z]+)\}/g, (_m, name: string) => values[name as keyof typeof values]));
+}
+
+/**
+ * The object key of a flow-log file: its path under <out>/flows (AWSLogs/<account>/vpcflowlogs/
+ * <region>/<yyyy>/<mm>/<dd>/<file>, AWS's delivery layout, which Athena's VPC flow log table
+ * reads) under the prefix, not the key template. Two appliances never share a key: the flow
+ * log id in the file name is made from the node name (capture/flowlog.ts).
+ */
+export function flowLogObjectKey(settings: S3Settings, relativePath: string): string {
+  const segments = relativePath.split(/[\\/]/);
+  if (segments[0] !== 'AWSLogs' || segments.some((s) => s === '..')) throw codedError(ErrorCode.INVALID_ARGUMENT, `not a flow-log path under the flows folder: ${relativePath}`, RangeError);
+  return joinedKey(`${settings.prefix}/${segments.join('/')}`);
+}
+
+/** Empty path segments dropped (an empty prefix); throws a RangeError for a key above S3's 1024 bytes. */
+function joinedKey(path: string): string {
+  const key = path
     .split('/')
     .filter((s) => s !== '')
     .join('/');

@@ -1,7 +1,9 @@
 /**
  * The s3 step (--s3 s3://BUCKET/PREFIX), last of a file's steps: every artefact of the finished
  * capture (X.pcap or X.pcap.gz, its index sidecar, ...) goes to the store through the
- * S3Uploader, each getting its upload marker (X.pcap.gz.s3) once the store has it.
+ * S3Uploader, each getting its upload marker (X.pcap.gz.s3) once the store has it. A flow-log
+ * file goes the same way, to its AWS delivery-layout key (<prefix>/AWSLogs/...: its path under
+ * <out>/flows) instead of the key template's.
  *
  *   file ──each artefact without a marker──▶ S3Uploader (retries until it is stored) ──▶ marker
  *     ▲                                                                                    │
@@ -12,12 +14,13 @@
  * file still waiting for its upload (the recorder logs that as an error and counts it). At
  * shutdown what is not stored stays without a marker; `needed` finds it at the next start.
  */
+import { join, relative } from 'node:path';
 import type { FinishedFile } from '../capture/catalog.js';
-import { ConfigError, OPTIONS, type Config, type SessionConfig } from '../config.js';
+import { ConfigError, FLOWS_FOLDER, OPTIONS, type Config, type SessionConfig } from '../config.js';
 import { codedError, ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FinishStep } from './finisher.js';
-import type { S3Uploader, S3UploaderOptions } from './s3.js';
+import type { S3Uploader, S3UploaderOptions, UploadFile } from './s3.js';
 import { MARKER_SUFFIX, deleteWithMarker } from './s3-marker.js';
 import { s3Settings, type S3Settings } from './s3-settings.js';
 
@@ -25,6 +28,8 @@ export interface S3StepOptions {
   readonly deleteAfterUpload: boolean;
   /** The configured sessions, for the {vni} of a file (automatic sessions carry it in their name). */
   readonly sessions: readonly SessionConfig[];
+  /** <out>/flows: a flow-log file's path under it is its key under the prefix (AWS's layout). */
+  readonly flowsRoot: string;
 }
 
 /** The step --s3 asks for; null without it. Throws a ConfigError naming a bad or orphaned s3 option. */
@@ -45,7 +50,7 @@ export function s3Step(config: Config, log: Logger): S3Step | null {
     concurrency: config.s3Concurrency,
     host: config.s3Host,
   });
-  return new S3Step({ deleteAfterUpload: config.s3DeleteAfterUpload, sessions: config.sessions }, log, settings);
+  return new S3Step({ deleteAfterUpload: config.s3DeleteAfterUpload, sessions: config.sessions, flowsRoot: join(config.out, FLOWS_FOLDER) }, log, settings);
 }
 
 export class S3Step implements FinishStep {
@@ -91,9 +96,10 @@ export class S3Step implements FinishStep {
 
   async run(file: FinishedFile): Promise<void> {
     const paths = shippable(file);
-    const vni = this.vniOf(file.session);
+    const vni = file.kind === 'capture' ? this.vniOf(file.session) : null;
+    const upload = (path: string): UploadFile => ({ path, session: file.session, vni, start: file.start, ...(file.kind === 'flow-log' && { flowLogPath: relative(this.options.flowsRoot, path) }) });
     // Each artefact is queued at once (the uploader bounds how many go up together); the file is done when all are.
-    const results = await Promise.allSettled(paths.map((path) => this.uploader.upload({ path, session: file.session, vni, start: file.start })));
+    const results = await Promise.allSettled(paths.map((path) => this.uploader.upload(upload(path))));
     // A rejection has been logged and counted by the uploader (or is the shutdown): the file stays, without its marker.
     if (!this.options.deleteAfterUpload || results.some((r) => r.status === 'rejected')) return;
     try {

@@ -38,7 +38,7 @@ import { ConfigError } from '../config.js';
 import { codedError, ErrorCode } from '../errors.js';
 import { classify, S3UploadError, type Failure } from './s3-errors.js';
 import { readMarker, writeMarker } from './s3-marker.js';
-import { objectKey, type S3Settings } from './s3-settings.js';
+import { flowLogObjectKey, objectKey, type S3Settings } from './s3-settings.js';
 
 /** A finished file to upload: its path and what its key is made of. */
 export interface UploadFile {
@@ -47,6 +47,8 @@ export interface UploadFile {
   readonly vni: number | null;
   /** UTC second the file starts (its key's date). */
   readonly start: number;
+  /** A flow-log file: its path under <out>/flows, which is its key under the prefix (flowLogObjectKey), not the template's. */
+  readonly flowLogPath?: string;
 }
 
 export type UploadOutcome = 'uploaded' | 'already-uploaded' | 'found-in-store';
@@ -186,6 +188,7 @@ export class S3Uploader {
 
   /** The key a file goes to. */
   keyFor(file: UploadFile): string {
+    if (file.flowLogPath !== undefined) return flowLogObjectKey(this.settings, file.flowLogPath);
     return objectKey(this.settings, { session: file.session, vni: file.vni, start: file.start, file: basename(file.path) });
   }
 

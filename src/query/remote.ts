@@ -51,25 +51,8 @@ class RemoteSource extends RecordSource {
 
   static async open(order: number, url: string, req: RemoteRequest, token: string | null, report: ApplianceReport, signal: AbortSignal): Promise<RemoteSource | null> {
     try {
-      const u = new URL('/api/query', url);
-      if (req.filter !== '') u.searchParams.set('filter', req.filter);
-      if (req.since !== null) u.searchParams.set('since', req.since);
-      if (req.until !== null) u.searchParams.set('until', req.until);
-      for (const s of req.sessions) u.searchParams.append('session', s);
-      if (req.limit > 0) u.searchParams.set('limit', String(req.limit));
-      const res = await fetch(u, { headers: token === null ? {} : { Authorization: `Bearer ${token}` }, signal });
-      if (res.status !== 200 || res.body === null) {
-        const text = (await res.text().catch(() => '')).trim();
-        let why = text;
-        try {
-          why = (JSON.parse(text) as { error?: string }).error ?? text;
-        } catch {
-          // not JSON: the text as it is
-        }
-        report.error = `HTTP ${res.status}${why === '' ? '' : `: ${why}`}`;
-        return null;
-      }
-      const reader = res.body.getReader();
+      const res = await askAppliance(url, '/api/query', { ...req, limit: req.limit > 0 ? String(req.limit) : null }, token, signal);
+      const reader = res.body!.getReader();
       let head = Buffer.alloc(0);
       while (head.length < FILE_HEADER_LEN) {
         const { done, value } = await reader.read();
@@ -111,6 +94,36 @@ class RemoteSource extends RecordSource {
       return false;
     }
   }
+}
+
+/**
+ * GET `path` of the appliance at `url` with the query parameters that are set (a list repeats
+ * the parameter), behind `token`. Resolves a 200 answer with a body; rejects with the status and
+ * the appliance's own `error` text for any other.
+ */
+export async function askAppliance(
+  url: string,
+  path: string,
+  params: Readonly<Record<string, string | readonly string[] | null>>,
+  token: string | null,
+  signal: AbortSignal,
+): Promise<Response> {
+  const u = new URL(path, url);
+  for (const [name, value] of Object.entries(params)) {
+    if (typeof value === 'string') {
+      if (value !== '') u.searchParams.set(name, value);
+    } else for (const v of value ?? []) u.searchParams.append(name, v);
+  }
+  const res = await fetch(u, { headers: token === null ? {} : { Authorization: `Bearer ${token}` }, signal });
+  if (res.status === 200 && res.body !== null) return res;
+  const text = (await res.text().catch(() => '')).trim();
+  let why = text;
+  try {
+    why = (JSON.parse(text) as { error?: string }).error ?? text;
+  } catch {
+    // not JSON: the text as it is
+  }
+  throw new ApplianceError(`HTTP ${res.status}${why === '' ? '' : `: ${why}`}`);
 }
 
 /** Asks every appliance and merges their answers into `sink`; resolves each appliance's report. */

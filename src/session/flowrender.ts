@@ -57,6 +57,33 @@ const CODES: Readonly<Record<string, number>> = {
 /** One flow as the JSON view shows it: AWS field names, known values only, plus the session. */
 export type FlowRecord = Record<string, string | number>;
 
+/** Whether a record overlaps a window of Unix seconds (start <= until and end >= since): what /api/flows and query --flows select. */
+export function inFlowWindow(r: FlowRecord, since: number, until: number): boolean {
+  return Number(r.start) <= until && Number(r.end) >= since;
+}
+
+/** Fields whose values are numbers in a FlowRecord (the rest are text). */
+const NUMERIC = new Set([F_SRCPORT, F_DSTPORT, F_PROTOCOL, F_PACKETS, F_BYTES, F_START, F_END, F_TCP_FLAGS]);
+
+/**
+ * A record read back from a flow-log file (`fields` from its header line, `values` one line split
+ * on spaces) as the JSON view shows it: what record()/statusRecord() made when it was written.
+ */
+export function parseFlowRecord(session: string, fields: readonly string[], values: readonly string[]): FlowRecord {
+  const r: FlowRecord = { session };
+  fields.forEach((f, k) => {
+    const v = values[k];
+    if (v === undefined || v === '-' || f === 'version') return;
+    r[f] = NUMERIC.has(codeOf(f)) && /^\d+$/.test(v) ? Number(v) : v;
+  });
+  return r;
+}
+
+/** A record in the text format `format` (one line, no newline): `-` for what it does not hold. */
+export function formatFlowRecord(format: FlowFormat, r: FlowRecord): string {
+  return format.fields.map((f) => (f === 'version' ? format.version : (r[f] ?? '-'))).join(' ');
+}
+
 /** A field's code: what value it takes (see FlowRenderer.value). */
 function codeOf(field: string): number {
   return CODES[field] ?? (STATIC_FIELDS.includes(field) ? F_STATIC : F_UNKNOWN);

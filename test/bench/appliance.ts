@@ -232,10 +232,11 @@ async function generatorCeiling(size: string, seconds: number): Promise<Generato
   }
 }
 
+/** The capture files of every session folder, by name: not their index sidecars, not <out>/flows. */
 async function sessionFiles(dir: string): Promise<string[]> {
   const files: string[] = [];
   for (const session of (await readdir(dir)).sort()) {
-    for (const f of (await readdir(join(dir, session))).sort()) files.push(join(dir, session, f));
+    for (const f of (await readdir(join(dir, session))).sort()) if (f.endsWith('.pcap')) files.push(join(dir, session, f));
   }
   return files;
 }

@@ -142,6 +142,30 @@ t.test('decap --flows: the records of a VXLAN capture equal tshark over the pcap
   t.notOk(files.some((f) => f.rel.endsWith('.part')), 'no .part left');
   t.ok(files.every((f) => f.rel.includes(`_vpcflowlogs_${REGION}_fl-`)), 'one flow log id');
   compare(t, ourFlows(t, files, 60), tsharkFlows(t, work, join(out, 'web'), 60));
+
+  // query --flows: a window over the first three captures (HTTP and FTP, DNS over TCP and UDP) and
+  // an expression, against the records the AWS-documentation reader found in the files.
+  const since = BASE;
+  const until = BASE + 3 * WINDOW - 1;
+  const port = (r: Record<string, string>, p: string): boolean => r.srcport === p || r.dstport === p;
+  const want = files
+    .flatMap((f) => f.records)
+    .filter((r) => r['log-status'] === 'OK' && Number(r.start) <= until && Number(r.end) >= since && ((r.protocol === '6' && port(r, '80')) || (r.protocol === '17' && port(r, '53'))))
+    .map((r) => Object.values(r).join(' '));
+  t.ok(want.length > 10, `${want.length} records in the window: tcp port 80 or udp port 53`);
+  const query = (...extra: string[]): ReturnType<typeof spawnSync> =>
+    spawnSync(process.execPath, [MAIN, 'query', '--flows', 'tcp port 80 or udp port 53', '--out', out, '--node-name', 'test', '--since', String(since), '--until', String(until), ...extra], { encoding: 'utf8', timeout: 60_000 });
+  const q = query('--session', 'web');
+  t.equal(q.status, 0, String(q.stderr));
+  const [header, ...lines] = String(q.stdout).trimEnd().split('\n');
+  t.equal(header, FORMAT.replace(/\$\{([^}]+)\}/g, '$1'), 'query --flows: the header line of the files');
+  t.same([...lines].sort(), [...want].sort(), 'query --flows: exactly the records of the window the expression selects');
+  const starts = lines.map((l) => Number(l.split(' ')[FORMAT.split(' ').indexOf('${start}')]));
+  t.ok(starts.every((s, i) => i === 0 || starts[i - 1]! <= s), 'by start time');
+  const json = String(query('--json').stdout).trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.equal(json.length, want.length, '--json: as many records');
+  t.ok(json.every((r) => r.session === 'web' && typeof r.packets === 'number'), '--json: the session by name (from --node-name), numbers as numbers');
+  t.same(String(query('--session', 'other').stdout).trimEnd().split('\n').length, 1, 'another session: the header line alone');
   // The same capture again gives byte-identical files under the same names (offline is deterministic).
   const again = join(work, 'again');
   t.equal(spawnSync(process.execPath, [...args.slice(0, 4), again, ...args.slice(5)], { encoding: 'utf8', timeout: 120_000 }).status, 0);
@@ -189,6 +213,16 @@ t.test('live --flows: replayed traffic, NODATA for quiet intervals, /api/flows, 
   t.equal(none.body, '', 'a window before the traffic holds nothing');
   t.equal((await httpGet(app.httpPort, '/api/flows?filter=port%20nonsense')).status, 400, 'a bad filter is a 400');
   t.equal((await httpGet(app.httpPort, '/api/flows?since=yesterday')).status, 400, 'a bad time is a 400');
+  // query --flows --from: this appliance and one that is not there; the failure reported, the rest answered by start time.
+  const url = `http://127.0.0.1:${app.httpPort}`;
+  const remote = spawnSync(process.execPath, [MAIN, 'query', '--flows', 'udp port 53', '--json', '--from', `${url},http://127.0.0.1:9`, '--session', `vni-${VNI}`], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(remote.status, 1, 'one appliance failed: exit 1');
+  t.match(remote.stderr, /127\.0\.0\.1:9: error: /, 'the failure reported');
+  t.match(remote.stderr, `${url}: ${dnsLines.length} flow records`, 'the answer counted');
+  const merged = remote.stdout.split('\n').filter((l) => l !== '');
+  t.same([...merged].sort(), dnsLines.map((r) => JSON.stringify(r)).sort(), 'query --flows --from: the records /api/flows gives');
+  const starts = merged.map((l) => Number((JSON.parse(l) as { start: number }).start));
+  t.ok(starts.every((v, i) => i === 0 || starts[i - 1]! <= v), 'by start time');
 
   const m = await metrics();
   t.equal(metricSum(m, 'mirrorcap_flow_table_full_total'), 0);

@@ -15,11 +15,14 @@ import { httpGet, MAIN, metricSum, metricValue, sendDatagrams, startAppliance, w
 import { udpFrame, vxlan } from '../lib/frames.js';
 import { REPO_ROOT } from '../lib/captures.js';
 import { listKeys, objectBytes, objectHead, startS3Rig } from '../lib/s3.js';
+import { parseFlowLogPath, readFlowLog } from '../lib/vpcflow.js';
 import { haveTool, run } from '../lib/tools.js';
 import { capinfos, tsharkFrames } from '../lib/tshark.js';
 
 const BUCKET = 'captures';
 const HOST = 'probe-1';
+const FLOW_ACCOUNT = '123456789012';
+const FLOW_REGION = 'eu-west-1';
 
 const { root, server, proxy, direct, close } = await startS3Rig(BUCKET, 'ship');
 t.teardown(close);
@@ -155,11 +158,12 @@ t.test('S3 down: capture goes on, /readyz ready, uploads retried and counted, fi
   t.equal(await app.stop(), 0);
 });
 
-t.test('SIGTERM in the middle of an upload: the process ends in time, the file keeps no marker, the next start uploads it', async (t) => {
+t.test('SIGTERM in the middle of an upload: the process ends in time, the files keep no marker, the next start uploads them (flow logs to their AWS-layout keys), then deletes them (delete-after-upload)', async (t) => {
   const { out, args } = setup('term');
+  const flowArgs = ['--flows', '--flow-fields', `account-id=${FLOW_ACCOUNT},region=${FLOW_REGION}`];
   proxy.fault = (r) => (r.method === 'PUT' && r.url.includes('/term/') ? 'stall' : undefined);
   t.teardown(() => (proxy.fault = null));
-  const app = await startAppliance([...args, '--rotate-packets', '5']);
+  const app = await startAppliance([...args, ...flowArgs, '--rotate-packets', '5']);
   t.teardown(() => app.proc.kill('SIGKILL'));
   await sendDatagrams(app.udpPort, frames(10, 5).map((f) => vxlan(10, f)));
   await waitFor(async () => metricValue(await metrics(app), 'mirrorcap_packets_total', { session: 'vni-10' }) === 5, 5000, 'received');
@@ -172,15 +176,33 @@ t.test('SIGTERM in the middle of an upload: the process ends in time, the file k
   const dir = join(out, 'vni-10');
   const [file, ...rest] = await names(dir);
   t.same(rest, [], 'the file alone: no marker');
+  // The open flow interval is written at SIGTERM; its upload waits like the capture's.
+  const flowsDir = join(out, 'flows');
+  const flowFiles = (await readdir(flowsDir, { recursive: true })).filter((n) => n.endsWith('.log.gz')).sort();
+  t.ok(flowFiles.length >= 1, `the open flow interval written at SIGTERM (${flowFiles.length} file(s))`);
+  t.same((await readdir(flowsDir, { recursive: true })).filter((n) => n.endsWith('.s3')), [], 'no flow-log file has a marker');
   t.same((await listKeys(direct, BUCKET)).filter((k) => k.startsWith('term/')), [], 'nothing stored under a final key');
+  const local = new Map<string, Buffer>([[join(dir, file!), await readFile(join(dir, file!))]]);
+  let flowPackets = 0;
+  for (const rel of flowFiles) {
+    t.ok(parseFlowLogPath(rel) !== null, `${rel}: AWS's delivery layout`);
+    // The test's own reader of AWS's format (gzip, header, fields) throws on anything else.
+    for (const r of readFlowLog(join(flowsDir, rel)).records) if (r['log-status'] === 'OK') flowPackets += Number(r.packets);
+    local.set(join(flowsDir, rel), await readFile(join(flowsDir, rel)));
+  }
+  t.equal(flowPackets, 5, 'the flow records count the 5 packets');
 
   proxy.fault = null;
-  const again = await startAppliance(args);
+  const again = await startAppliance([...args, ...flowArgs, '--s3-delete-after-upload']);
   t.teardown(() => again.proc.kill('SIGKILL'));
-  await waitFor(async () => metricValue(await metrics(again), 'mirrorcap_s3_uploaded_files_total') === 1, 15_000, 'uploaded at the next start');
-  const key = `term/${HOST}/vni-10/${day()}/${file}`;
-  t.ok((await objectBytes(direct, BUCKET, key)).equals(await readFile(join(dir, file!))), 'the object is the file');
-  t.ok(existsSync(join(dir, `${file}.s3`)), 'and its marker is written');
+  await waitFor(async () => metricValue(await metrics(again), 'mirrorcap_s3_uploaded_files_total') === 1 + flowFiles.length, 15_000, 'uploaded at the next start');
+  await waitFor(async () => !existsSync(join(dir, file!)) && flowFiles.every((rel) => !existsSync(join(flowsDir, rel))), 5000, 'deleted once uploaded');
+  const keys = (await listKeys(direct, BUCKET)).filter((k) => k.startsWith('term/'));
+  const want = [`term/${HOST}/vni-10/${day()}/${file}`, ...flowFiles.map((rel) => `term/${rel}`)];
+  t.same(keys, [...want].sort(), 'the capture under the key template; each flow log under the prefix at its path below <out>/flows (AWS layout)');
+  for (const [i, path] of [...local.keys()].entries()) t.ok((await objectBytes(direct, BUCKET, want[i]!)).equals(local.get(path)!), `${want[i]}: the object is the file, byte for byte`);
+  t.equal(metricValue(await metrics(again), 'mirrorcap_files_deleted_total', { reason: 'uploaded' }), 1 + flowFiles.length, 'each deleted after its upload');
+  t.same((await readdir(flowsDir, { recursive: true })).filter((n) => /\.log\.gz(\.s3)?$/.test(n)), [], 'no flow-log file or marker left');
   t.equal(await again.stop(), 0);
 });
 

@@ -125,3 +125,50 @@ t.test('a file whose next step has not started by the deadline has it skipped an
   t.same(skipped, ['s3'], 'the step after the released one is skipped, not run during shutdown');
   t.same(f.pending, [], 'and the file is free');
 });
+
+t.test('flow-log files: no capture-only step (index, compress); the rest resumed from what is beside them at start; the budget takes one still waiting only as it takes a capture', async (t) => {
+  const { out } = await rig(t);
+  const day = join(out, 'flows', 'AWSLogs', '123456789012', 'vpcflowlogs', 'eu-west-1', '2026', '09', '21');
+  await mkdir(day, { recursive: true });
+  const name = (minute: number): string => `123456789012_vpcflowlogs_eu-west-1_fl-0123456789abcdef0_20260921T03${String(minute).padStart(2, '0')}Z_0000000${minute}.log.gz`;
+  // An earlier run: file 0 uploaded (its marker beside it), file 1 not (and a marker being written when killed).
+  for (const m of [0, 1]) await writeFile(join(day, name(m)), Buffer.alloc(100, m));
+  await writeFile(join(day, `${name(0)}.s3`), '{}');
+  await writeFile(join(day, `${name(1)}.s3.tmp`), '{');
+  const deleted: string[] = [];
+  const catalog = new Catalog(out, 250, { deleted: (f) => deleted.push(f.path), deleteFailed: () => undefined }, new Set(['s3']));
+  const seen: string[] = [];
+  const onDisk = async (f: FinishedFile): Promise<boolean> => !f.artefacts.includes(`${f.path}.s3`);
+  const index: FinishStep = { ...recording('index', seen, async () => undefined, async () => true), capturesOnly: true };
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const ship = recording('s3', seen, () => gate, onDisk);
+  const finisher = new Finisher([index, recording('post-rotate', seen), ship], catalog, { skipped: () => t.fail('nothing skipped') });
+  t.same(finisher.namesFor('flow-log'), ['post-rotate', 's3'], 'a new flow-log file: post-rotate, then s3');
+  t.same(finisher.namesFor('capture'), ['index', 'post-rotate', 's3']);
+  await catalog.scan();
+  const files = catalog.all();
+  t.same(files.map((f) => [f.kind, f.artefacts.map((p) => p.slice(day.length + 1))]), [
+    ['flow-log', [name(0), `${name(0)}.s3`]],
+    ['flow-log', [name(1)]],
+  ], 'each with what is beside it; a .tmp is nobody\'s yet');
+  t.same(files.map((f) => f.bytes), [102, 100]);
+  await finisher.resume(files);
+  t.same(seen, [`s3:${name(1)}`], 'only the upload of the file without a marker is resumed: not the capture-only step, not post-rotate (never resumed)');
+  // A new file takes the total over 250: the budget takes the oldest free one first, then a file waiting only for s3.
+  await writeFile(join(day, name(2)), Buffer.alloc(100, 2));
+  const start = (minute: number): number => Date.UTC(2026, 8, 21, 3, minute) / 1000;
+  const added = catalog.addFlowLog('fl-0123456789abcdef0', join(day, name(2)), start(2), 100, finisher.namesFor('flow-log'));
+  t.same(added.pending, ['post-rotate', 's3']);
+  finisher.add(added);
+  await catalog.idle();
+  t.same(deleted.map((p) => p.slice(day.length + 1)), [name(0)], 'the uploaded file goes first (with its marker)');
+  await writeFile(join(day, name(3)), Buffer.alloc(100, 3));
+  // Every file is now waiting for s3 alone: the budget takes the oldest of them.
+  catalog.addFlowLog('fl-0123456789abcdef0', join(day, name(3)), start(3), 100, ['s3']);
+  await catalog.idle();
+  t.same(deleted.map((p) => p.slice(day.length + 1)), [name(0), name(1)], 'then the oldest still waiting for s3, reported as deleted');
+  t.same((await readdir(day)).sort(), [`${name(1)}.s3.tmp`, name(2), name(3)]);
+  release();
+  await finisher.stop();
+});

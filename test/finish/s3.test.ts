@@ -20,7 +20,7 @@ import { ConfigError } from '../../src/config.js';
 import { S3Uploader, type UploadFile, type UploadResult } from '../../src/finish/s3.js';
 import { redact, S3UploadError } from '../../src/finish/s3-errors.js';
 import { deleteWithMarker, markerPath, readMarker } from '../../src/finish/s3-marker.js';
-import { objectKey, s3Settings, type S3Options } from '../../src/finish/s3-settings.js';
+import { flowLogObjectKey, objectKey, s3Settings, type S3Options } from '../../src/finish/s3-settings.js';
 import { waitFor } from '../lib/appliance.js';
 import { listKeys, objectBytes, objectHead, startS3Rig, useTestCredentials, type Recorded } from '../lib/s3.js';
 
@@ -92,6 +92,10 @@ t.test('settings: URL, key template and options are validated with clear errors'
   const withEndpoint = s3Settings({ url: 's3://b-1', endpoint: 'http://127.0.0.1:9000/', host: 'h' });
   t.match(withEndpoint, { endpoint: 'http://127.0.0.1:9000', pathStyle: true, region: 'us-east-1' }, 'an endpoint: path style and a region by default');
   t.throws(() => objectKey(s3Settings({ url: 's3://b-1/' + 'p'.repeat(900), host: 'h' }), { session: 's'.repeat(128), vni: 1, start: START, file: 'f'.repeat(100) }), RangeError, 'a key over 1024 bytes');
+  const flowLog = 'AWSLogs/123456789012/vpcflowlogs/eu-west-1/2026/11/26/123456789012_vpcflowlogs_eu-west-1_fl-0123456789abcdef0_20261126T1645Z_0a1b2c3d.log.gz';
+  t.equal(flowLogObjectKey(custom, flowLog), `x/${flowLog}`, 'a flow-log file: its path under the prefix, not the template (AWS layout)');
+  t.equal(flowLogObjectKey(bare, flowLog), flowLog, 'an empty prefix: the path itself');
+  t.throws(() => flowLogObjectKey(bare, '../web/f.pcap'), RangeError, 'a path outside AWSLogs/ is refused');
 
   const bad: [Partial<S3Options>, RegExp][] = [
     [{ url: 'https://bucket/x' }, /expected s3:\/\/BUCKET/],
