@@ -101,7 +101,7 @@ export async function queryCommand(argv: string[]): Promise<number> {
       const stats = await runQuery(
         { out, sessions, filter, since: since?.time ?? null, until: until?.time ?? null, limit },
         sink,
-        { progress, badIndex: (path) => bad.push(path) },
+        { progress, badIndex: (path) => bad.push(path), syncReads: true },
       );
       if (progress !== undefined) process.stderr.write('\n');
       const scanned = Object.entries(stats.scanned).filter(([, n]) => n > 0);

@@ -51,7 +51,7 @@ interface Store {
   readonly packets: number;
 }
 
-async function buildStore(dir: string, bytes: number, fileBytes: number): Promise<Store> {
+export async function buildStore(dir: string, bytes: number, fileBytes: number): Promise<Store> {
   const random = new Random(0xbe7c);
   const flows = Array.from({ length: FLOWS }, () => ({
     client: (10 << 24) | (1 << 16) | random.below(1 << 16),
