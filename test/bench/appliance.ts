@@ -98,7 +98,7 @@ interface Running {
   abort(): void;
 }
 
-interface ReceiverKind {
+export interface ReceiverKind {
   readonly name: string;
   /** Bytes in front of each inner frame in its records. */
   readonly outerBytes: number;
@@ -115,12 +115,12 @@ const STREAM_FILTERS = ['udp dst port 5001', 'host 198.18.0.2 and udp', 'udp por
 /** The flow table's row (issue 16): native with --flows, at 64 B, against native without in the same run. */
 const FLOWS = 'native --flows';
 
-function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', streams = 0, flows = false): ReceiverKind {
+export function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', streams = 0, flows = false, extra: readonly string[] = []): ReceiverKind {
   return {
-    name: flows ? `${source} --flows` : streams === 0 ? source : `${source} + ${streams} streams`,
+    name: (flows ? `${source} --flows` : streams === 0 ? source : `${source} + ${streams} streams`) + extra.map((a) => ` ${a}`).join(''),
     outerBytes: 0,
     async start(dir) {
-      const app = await startAppliance(['--out', dir, '--source', source, ...(flows ? ['--flows'] : [])], {}, 30_000);
+      const app = await startAppliance(['--out', dir, '--source', source, ...(flows ? ['--flows'] : []), ...extra], {}, 30_000);
       const clients = STREAM_FILTERS.slice(0, streams).map((f) =>
         spawn('curl', ['-sN', '-o', '/dev/null', '-G', '--data-urlencode', `filter=${f}`, `http://127.0.0.1:${app.httpPort}/api/stream`], { stdio: 'ignore' }),
       );
@@ -262,7 +262,7 @@ async function socketDrained(port: number): Promise<void> {
 }
 
 /** utime + stime of a process, in seconds (USER_HZ is 100 on Linux). */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
@@ -274,7 +274,7 @@ function peakRss(pid: number): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
-interface Step {
+export interface Step {
   /** Requested packets/s; undefined when flat out. */
   rate: number | undefined;
   gen: GeneratorSummary;
@@ -285,9 +285,11 @@ interface Step {
   cpuSeconds: number;
   peakRss: number;
   own: OwnCount;
+  /** Capture files it wrote. */
+  files: number;
 }
 
-async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: number | undefined, root: string): Promise<Step> {
+export async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: number | undefined, root: string): Promise<Step> {
   const dir = await mkdtemp(join(root, 'step-'));
   let rx: Running | undefined;
   try {
@@ -302,7 +304,7 @@ async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: 
     const seq = await checkSequences(files, gen.sentPerVni);
     const fileBytes = files.reduce((sum, f) => sum + statSync(f).size, 0);
     const innerBytes = fileBytes - files.length * PCAP_FILE_HEADER - seq.records * (PCAP_RECORD_HEADER + kind.outerBytes);
-    return { rate, gen, seq, fileBytes, innerBytes, cpuSeconds: cpu, peakRss: rss, own };
+    return { rate, gen, seq, fileBytes, innerBytes, cpuSeconds: cpu, peakRss: rss, own, files: files.length };
   } finally {
     rx?.abort();
     await rm(dir, { recursive: true, force: true });
@@ -393,7 +395,7 @@ function printResults({ title, ceiling, rows: results }: Table): void {
   printTable(rows, [0, 10, 11]);
 }
 
-function loadLine(): string {
+export function loadLine(): string {
   return `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on ${availableParallelism()} cores (shared with other work: rates are noisy, compare rows of one table)`;
 }
 
@@ -530,7 +532,7 @@ async function cpuPerPacket(kinds: readonly ReceiverKind[], plan: Plan, root: st
   return steps;
 }
 
-const nsPerPacket = (s: Step): number => (1e9 * s.cpuSeconds) / Math.max(1, s.seq.records);
+export const nsPerPacket = (s: Step): number => (1e9 * s.cpuSeconds) / Math.max(1, s.seq.records);
 
 function fixedRateGoals(steps: ReadonlyMap<string, Step>): Verdict[] {
   const afpacket = steps.get('afpacket:lo');

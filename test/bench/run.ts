@@ -17,6 +17,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['compress', () => import('./compress.js')],
   ['query', () => import('./query.js')],
   ['appliance', () => import('./appliance.js')],
+  ['index-cost', () => import('./index-cost.js')],
   ['write-behind', () => import('./write-behind.js')],
 ];
 
