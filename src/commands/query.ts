@@ -9,7 +9,6 @@ import { OPTIONS, parseFlags, resolveOption, type OptionSpec } from '../config.j
 import { FilterError } from '../filter/index.js';
 import { buildIndex } from '../finish/index-build.js';
 import type { QueryStats, Time } from '../query/file-source.js';
-import { queryAppliances } from '../query/remote.js';
 import { QueryError, runQuery } from '../query/query.js';
 import { parseTime } from '../query/time.js';
 import { orUsageError, usageError } from './common.js';
@@ -88,6 +87,8 @@ export async function queryCommand(argv: string[]): Promise<number> {
   let status = 0;
   try {
     if (from.length > 0) {
+      // Loaded only for --from: a local query does not need the HTTP client.
+      const { queryAppliances } = await import('../query/remote.js');
       const reports = await queryAppliances(from, { filter, since: since?.text ?? null, until: until?.text ?? null, sessions, limit }, token, sink);
       for (const r of reports) {
         process.stderr.write(`mirrorcap query: ${r.url}: ${r.error === null ? `${r.records} records` : `error: ${r.error}${r.records > 0 ? ` (after ${r.records} records, merged)` : ''}`}\n`);

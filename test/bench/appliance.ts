@@ -235,7 +235,8 @@ async function generatorCeiling(size: string, seconds: number): Promise<Generato
 async function sessionFiles(dir: string): Promise<string[]> {
   const files: string[] = [];
   for (const session of (await readdir(dir)).sort()) {
-    for (const f of (await readdir(join(dir, session))).sort()) files.push(join(dir, session, f));
+    // The captures only: rotated files have their index sidecars (X.pcap.idx) beside them.
+    for (const f of (await readdir(join(dir, session))).sort()) if (/\.pcap(\.part)?$/.test(f)) files.push(join(dir, session, f));
   }
   return files;
 }
