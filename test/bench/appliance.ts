@@ -60,7 +60,7 @@ const JUMBO_FRAME = '8950';
 /** Frames from this size up may be limited by the disk: their tables also measure it. */
 const LARGE_FRAME = 1400;
 
-interface Plan {
+export interface Plan {
   sizes: string[];
   flatSeconds: number;
   stepSeconds: number;
@@ -71,7 +71,7 @@ interface Plan {
 }
 
 const FULL: Plan = { sizes: ['64', '512', '1400', 'imix'], flatSeconds: 4, stepSeconds: 3, searchSteps: 4, diskBytes: 1024 * MiB, jumbo: true };
-const QUICK: Plan = { sizes: ['64', '1400'], flatSeconds: 2, stepSeconds: 2, searchSteps: 1, diskBytes: 256 * MiB, jumbo: false };
+export const QUICK: Plan = { sizes: ['64', '1400'], flatSeconds: 2, stepSeconds: 2, searchSteps: 1, diskBytes: 256 * MiB, jumbo: false };
 
 /** What a receiver says about itself, to cross-check against the files. */
 interface OwnCount {
@@ -253,7 +253,7 @@ function rxQueue(port: number): number {
 }
 
 /** Waits until the socket's queue has stayed empty for a moment (a receiver may lag the sender). */
-async function socketDrained(port: number): Promise<void> {
+export async function socketDrained(port: number): Promise<void> {
   const end = Date.now() + 10_000;
   let empty = 0;
   while (empty < 3 && Date.now() < end) {
@@ -312,7 +312,7 @@ export async function runStep(kind: ReceiverKind, size: string, seconds: number,
   }
 }
 
-interface Result {
+export interface Result {
   receiver: string;
   size: string;
   flat: Step;
@@ -324,7 +324,7 @@ interface Result {
 }
 
 /** Flat out, then (if that lost anything) a bisection over paced rates. */
-async function measure(kind: ReceiverKind, size: string, plan: Plan, root: string, searchSteps: number): Promise<Result> {
+export async function measure(kind: ReceiverKind, size: string, plan: Plan, root: string, searchSteps: number): Promise<Result> {
   const flat = await runStep(kind, size, plan.flatSeconds, undefined, root);
   const steps = [flat];
   let zeroLoss: number | null = flat.seq.lost === 0 ? flat.gen.pps : null;
