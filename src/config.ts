@@ -4,8 +4,8 @@
  * parser, the environment reader, the file reader, validation and `--help` all read that table.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
-import { parse as parseYaml } from 'yaml';
 import { addrForName, canonicalAddr, parseCidr, type Cidr } from './addr.js';
 import { DEFAULT_FLOW_FORMAT, EMPTY_FLOW_INFO, FlowFormatError, parseFlowFormat, resolveFlowSessionInfo, type FlowFormat, type FlowSessionInfo } from './flowformat.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
@@ -91,7 +91,7 @@ export interface Config extends SessionSettings {
   readonly httpTlsKey: string | null;
   /** Queries (GET /api/query) answered at once; more get 429. */
   readonly maxQueries: number;
-  /** Write an index sidecar beside each finished file (not with --compress). */
+  /** Write an index sidecar beside each finished file. */
   readonly index: boolean;
   /** Command run with each finished file's path as its argument; null = none. */
   readonly postRotate: string | null;
@@ -178,7 +178,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'max-total-bytes', key: 'maxTotalBytes', kind: 'size', default: '0', min: 1024 * 1024, zeroOff: true, help: 'budget for the finished files of all sessions; the oldest go first' },
   { name: 'min-free-bytes', liveOnly: true, key: 'minFreeBytes', kind: 'size-auto', default: 'auto', help: 'below this much free disk, writing pauses (reason="disk_full") until space returns; auto = 1GiB or 5% of the filesystem, whichever is smaller' },
   { name: 'http-token', liveOnly: true, key: 'httpToken', kind: 'text', default: '', help: 'bearer token required by /api/* (metrics and health stay open)' },
-  { name: 'index', key: 'index', kind: 'bool', default: 'true', help: 'write an index sidecar (X.pcap.idx) beside each finished file, so queries read only what can match (not with --compress); --no-index turns it off' },
+  { name: 'index', key: 'index', kind: 'bool', default: 'true', help: 'write an index sidecar (X.pcap.idx) beside each finished file, so queries read only what can match (compressed files too); --no-index turns it off' },
   { name: 'max-queries', liveOnly: true, key: 'maxQueries', kind: 'count', default: '2', min: 1, max: 64, help: 'queries (/api/query) answered at once; more are refused with 429' },
   { name: 'pcap-over-ip', liveOnly: true, key: 'pcapOverIp', kind: 'endpoint', default: '', help: 'TCP address serving every session live as a microsecond pcap stream (PCAP-over-IP: wireshark -k -i TCP@host:port)' },
   { name: 'max-streams', liveOnly: true, key: 'maxStreams', kind: 'count', default: '8', max: 1024, help: 'live stream clients at once (HTTP and PCAP-over-IP); more are refused (HTTP 503)' },
@@ -440,6 +440,14 @@ export function parseFlags(
     flags.set(name, { value, origin: `--${name}` });
   }
   return { flags, positional };
+}
+
+/**
+ * yaml, loaded when a YAML config file is read: every command imports this module, and
+ * loading yaml is most of the startup of a `mirrorcap query` that reads no config file.
+ */
+function parseYaml(text: string): unknown {
+  return (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

@@ -4,14 +4,34 @@
  * environment, 1 when the work itself failed (the appliance could not start, a capture
  * file is corrupt).
  */
-import { decapCommand, DECAP_HELP } from './commands/decap.js';
-import { indexCommand, INDEX_HELP } from './commands/indexes.js';
-import { queryCommand, QUERY_HELP } from './commands/query.js';
-import { interfacesCommand, INTERFACES_HELP } from './commands/interfaces.js';
-import { replayCommand, REPLAY_HELP } from './commands/replay.js';
-import { runCommand, RUN_HELP } from './commands/run.js';
 import { noArguments, orUsageError, usageError, VERSION } from './commands/common.js';
 import { parseFlags } from './config.js';
+
+/**
+ * A subcommand: its help and what runs it (resolving an exit status, or nothing for run).
+ * Each is imported only when named, so `mirrorcap query` does not load the appliance (the S3
+ * client, prom-client, pino, the capture sources): startup is part of a query's latency.
+ */
+interface Command {
+  readonly help: string;
+  run(argv: string[]): Promise<number | void> | number;
+}
+
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  run: () => import('./commands/run.js').then((m) => ({ help: m.RUN_HELP, run: m.runCommand })),
+  decap: () => import('./commands/decap.js').then((m) => ({ help: m.DECAP_HELP, run: m.decapCommand })),
+  replay: () => import('./commands/replay.js').then((m) => ({ help: m.REPLAY_HELP, run: m.replayCommand })),
+  query: () => import('./commands/query.js').then((m) => ({ help: m.QUERY_HELP, run: m.queryCommand })),
+  index: () => import('./commands/indexes.js').then((m) => ({ help: m.INDEX_HELP, run: m.indexCommand })),
+  interfaces: () =>
+    import('./commands/interfaces.js').then((m) => ({
+      help: m.INTERFACES_HELP,
+      run: (argv: string[]) => {
+        noArguments('interfaces', argv);
+        return m.interfacesCommand();
+      },
+    })),
+};
 
 const USAGE = `mirrorcap ${VERSION}: VXLAN mirror target → per-session rotating pcap files
 
@@ -38,16 +58,6 @@ Prints the help of a command (run, decap, replay, query, index, interfaces, vers
 one the list of commands and the options of run. \`mirrorcap <command> --help\` does the same.
 `;
 
-const HELP: Readonly<Record<string, string>> = {
-  run: RUN_HELP,
-  decap: DECAP_HELP,
-  replay: REPLAY_HELP,
-  query: QUERY_HELP,
-  index: INDEX_HELP,
-  interfaces: INTERFACES_HELP,
-  version: VERSION_HELP,
-  help: HELP_HELP,
-};
 
 // `mirrorcap interfaces | head`: a reader that goes away is not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -56,14 +66,24 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 });
 
 /** `mirrorcap help [command]`: the help asked for, or exit 2 for a topic that is not a command. */
-function help(args: readonly string[]): void {
+async function help(args: readonly string[]): Promise<void> {
   const { positional } = orUsageError(() => parseFlags(args, [], 'mirrorcap help'));
   if (positional.length > 1) usageError(`help takes one command, got ${positional.length} (see mirrorcap help help)`);
   const topic = positional[0];
-  if (topic === undefined) return void process.stdout.write(USAGE + RUN_HELP);
-  const text = Object.hasOwn(HELP, topic) ? HELP[topic] : undefined;
-  if (text === undefined) usageError(`unknown command "${topic}" (see mirrorcap --help)`);
-  process.stdout.write(text);
+  if (topic === undefined) return void process.stdout.write(USAGE + (await COMMANDS.run!()).help);
+  if (topic === 'version') return void process.stdout.write(VERSION_HELP);
+  if (topic === 'help') return void process.stdout.write(HELP_HELP);
+  const load = Object.hasOwn(COMMANDS, topic) ? COMMANDS[topic] : undefined;
+  if (load === undefined) usageError(`unknown command "${topic}" (see mirrorcap --help)`);
+  process.stdout.write((await load()).help);
+}
+
+/** Runs `command` with argv, or prints its help when argv asks for it. */
+async function dispatch(command: string, argv: string[], wantsHelp: boolean): Promise<void> {
+  const c = await COMMANDS[command]!();
+  if (wantsHelp) return void process.stdout.write(c.help);
+  const status = await c.run(argv);
+  if (typeof status === 'number') process.exitCode = status;
 }
 
 async function main(): Promise<void> {
@@ -81,38 +101,12 @@ async function main(): Promise<void> {
       noArguments('version', rest);
       process.stdout.write(`${VERSION}\n`);
       return;
-    case 'decap':
-      if (wantsHelp) return void process.stdout.write(DECAP_HELP);
-      process.exitCode = await decapCommand(rest);
-      return;
-    case 'replay':
-      if (wantsHelp) return void process.stdout.write(REPLAY_HELP);
-      process.exitCode = await replayCommand(rest);
-      return;
-    case 'query':
-      if (wantsHelp) return void process.stdout.write(QUERY_HELP);
-      process.exitCode = await queryCommand(rest);
-      return;
-    case 'index':
-      if (wantsHelp) return void process.stdout.write(INDEX_HELP);
-      process.exitCode = await indexCommand(rest);
-      return;
-    case 'interfaces':
-      if (wantsHelp) return void process.stdout.write(INTERFACES_HELP);
-      noArguments('interfaces', rest);
-      process.exitCode = interfacesCommand();
-      return;
-    case 'run':
-      if (wantsHelp) return void process.stdout.write(RUN_HELP);
-      return runCommand(rest);
     case undefined:
-      return runCommand([]);
+      return dispatch('run', [], false);
     default:
-      if (first.startsWith('-')) {
-        // `mirrorcap --snaplen 100 --help`: the options of run, as for `mirrorcap run --help`.
-        if (wantsHelp) return void process.stdout.write(RUN_HELP);
-        return runCommand([first, ...rest]);
-      }
+      if (Object.hasOwn(COMMANDS, first)) return dispatch(first, rest, wantsHelp);
+      // `mirrorcap --snaplen 100 [--help]`: the options of run, as for `mirrorcap run`.
+      if (first.startsWith('-')) return dispatch('run', [first, ...rest], wantsHelp);
       usageError(`unknown command "${first}" (see mirrorcap --help)`);
   }
 }

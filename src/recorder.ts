@@ -155,11 +155,11 @@ export class Recorder {
       indexed: (path, packets, bytes, ms) => log.debug({ event: 'indexed', path, packets, bytes, ms }, 'index written'),
       failed: (path, why) => log.warn({ event: 'index_failed', path, why }, 'could not index the file; queries scan it'),
     });
-    // The index points into the uncompressed file: with --compress it would describe a file
-    // that is gone a moment later, so compressed stores are not indexed (queries say so).
+    // The index first: with --compress it is built from X.pcap, then rebound to X.pcap.gz/.zst
+    // by the compress step (its offsets are offsets in the uncompressed bytes either way).
     const steps: FinishStep[] = [];
+    if (config.index) steps.push(this.index);
     if (this.compress !== null) steps.push(this.compress);
-    else if (config.index) steps.push(this.index);
     if (this.postRotate !== null) steps.push(this.postRotate);
     if (this.s3 !== null) steps.push(this.s3);
     this.finisher = new Finisher(steps, this.catalog, {

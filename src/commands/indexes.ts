@@ -6,23 +6,27 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildIndex, indexProblem, NotIndexable } from '../finish/index-build.js';
+import { COMPRESSED_SUFFIX, PCAP_SUFFIX } from '../capture/naming.js';
+import { buildIndex, indexChecked, NotIndexable } from '../finish/index-build.js';
 import { parseFlags } from '../config.js';
 import { orUsageError, usageError } from './common.js';
 
 export const INDEX_HELP = `Usage: mirrorcap index DIR...
 
-Writes the index sidecar (X.pcap.idx) of every finished capture X.pcap under each DIR
-(searched to any depth) that has none or whose index is stale, corrupt or of another
-version; good indexes are left alone. Open .part files are not indexed.
+Writes the index sidecar (X.pcap.idx) of every finished capture X.pcap, X.pcap.gz or
+X.pcap.zst under each DIR (searched to any depth) that has none or whose index is stale,
+corrupt or of another version; good indexes are left alone. Open .part files are not
+indexed; when both X.pcap and its compressed twin are there, X.pcap is.
 Exit status: 0 done, 1 some file could not be indexed, 2 a bad command line.
 `;
+
+const CAPTURE: readonly string[] = [PCAP_SUFFIX, ...Object.values(COMPRESSED_SUFFIX).map((s) => PCAP_SUFFIX + s)];
 
 async function capturesUnder(dir: string, found: string[]): Promise<void> {
   for (const e of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, e.name);
     if (e.isDirectory()) await capturesUnder(path, found);
-    else if (e.isFile() && e.name.endsWith('.pcap')) found.push(path);
+    else if (e.isFile() && CAPTURE.some((s) => e.name.endsWith(s))) found.push(path);
   }
 }
 
@@ -38,8 +42,10 @@ export async function indexCommand(argv: string[]): Promise<number> {
   let built = 0;
   let good = 0;
   let failed = 0;
-  for (const path of files.sort()) {
-    if ((await indexProblem(path)) === null) {
+  // X.pcap sorts before X.pcap.gz: a twin whose plain capture is still there shares its sidecar.
+  const sorted = files.sort().filter((path, i, all) => i === 0 || !path.startsWith(`${all[i - 1]!}.`));
+  for (const path of sorted) {
+    if ((await indexChecked(path)) === null) {
       good++;
       continue;
     }
@@ -53,6 +59,6 @@ export async function indexCommand(argv: string[]): Promise<number> {
       process.stderr.write(`mirrorcap index: ${path}: ${why}\n`);
     }
   }
-  process.stdout.write(`mirrorcap index: ${files.length} captures: ${built} indexed, ${good} already indexed, ${failed} failed\n`);
+  process.stdout.write(`mirrorcap index: ${sorted.length} captures: ${built} indexed, ${good} already indexed, ${failed} failed\n`);
   return failed > 0 ? 1 : 0;
 }

@@ -12,8 +12,7 @@ import { FilterError } from '../filter/index.js';
 import { buildIndex } from '../finish/index-build.js';
 import type { QueryStats, Time } from '../query/file-source.js';
 import { DEFAULT_FLOW_FORMAT, parseFlowFormat, type FlowFormat } from '../flowformat.js';
-import { askFlows, readFlowLogs, type FlowWindow } from '../query/flows.js';
-import { queryAppliances } from '../query/remote.js';
+import type { FlowWindow } from '../query/flows.js';
 import { formatFlowRecord, type FlowRecord } from '../session/flowrender.js';
 import { QueryError, runQuery } from '../query/query.js';
 import { parseTime } from '../query/time.js';
@@ -118,6 +117,8 @@ export async function queryCommand(argv: string[]): Promise<number> {
   let status = 0;
   try {
     if (from.length > 0) {
+      // Loaded only for --from: a local query does not need the HTTP client.
+      const { queryAppliances } = await import('../query/remote.js');
       const reports = await queryAppliances(from, { filter, since: since?.text ?? null, until: until?.text ?? null, sessions, limit }, token, sink);
       for (const r of reports) {
         process.stderr.write(`mirrorcap query: ${r.url}: ${r.error === null ? `${r.records} records` : `error: ${r.error}${r.records > 0 ? ` (after ${r.records} records, merged)` : ''}`}\n`);
@@ -131,7 +132,7 @@ export async function queryCommand(argv: string[]): Promise<number> {
       const stats = await runQuery(
         { out, sessions, filter, since: since?.time ?? null, until: until?.time ?? null, limit },
         sink,
-        { progress, badIndex: (path) => bad.push(path) },
+        { progress, badIndex: (path) => bad.push(path), syncReads: true },
       );
       if (progress !== undefined) process.stderr.write('\n');
       const scanned = Object.entries(stats.scanned).filter(([, n]) => n > 0);
@@ -164,6 +165,8 @@ async function flowsQuery(
   let status = 0;
   try {
     if (opts.from.length > 0) {
+      // Loaded only for --flows: it brings the HTTP client, which a pcap query loads only for --from.
+      const { askFlows } = await import('../query/flows.js');
       const answer = await askFlows(opts.from, window, opts.token);
       records = answer.records;
       for (const r of answer.reports) {
@@ -172,6 +175,7 @@ async function flowsQuery(
         if (r.error !== null) status = 1;
       }
     } else {
+      const { readFlowLogs } = await import('../query/flows.js');
       const answer = await readFlowLogs(opts.out, opts.node, window);
       records = answer.records;
       format = answer.format;

@@ -3,12 +3,16 @@
  * X.pcap.zst on the Compressor's worker threads, then X.pcap is removed. The steps after it
  * (post-rotate, s3) get the compressed file.
  *
- *   X.pcap ──Compressor (threads)──▶ X.pcap.gz.tmp ──rename──▶ X.pcap.gz ──▶ unlink X.pcap ──▶ done
+ *   X.pcap ──Compressor (threads)──▶ X.pcap.gz.tmp ──rename──▶ X.pcap.gz ──▶ rebind X.pcap.idx ──▶ unlink X.pcap ──▶ done
  *                 │ fails: logged, counted, X.pcap kept as it is (the next steps ship it plain)
  *
  * Killed anywhere in between, X.pcap is still there: at the next start `needed` says so and
  * the file is compressed again (a stale .tmp of that folder is removed first). Killed between
  * the rename and the unlink, both exist; compressing again rewrites the same .gz.
+ * The index sidecar the index step wrote for X.pcap is rebound to the compressed file (its
+ * offsets are offsets in the uncompressed bytes, which the compressed file holds unchanged);
+ * when there is none to rebind, the index step indexes X.pcap.gz at the next start, or when a
+ * query finds it missing.
  */
 import { unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -18,6 +22,7 @@ import { ConfigError, type Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { CompressError, Compressor, removeCompressTemps, type CompressOptions } from './compress.js';
 import type { FinishStep } from './finisher.js';
+import { rebindIndex } from './index-build.js';
 
 /** The step --compress asks for; null for none. Throws a ConfigError for settings this process cannot honour. */
 export function compressStep(config: Config, log: Logger): CompressStep | null {
@@ -25,7 +30,7 @@ export function compressStep(config: Config, log: Logger): CompressStep | null {
     if (config.compressLevel !== 0) throw new ConfigError('compress-level needs --compress gzip or --compress zstd');
     return null;
   }
-  return new CompressStep({ format: config.compress, ...(config.compressLevel !== 0 && { level: config.compressLevel }) }, log);
+  return new CompressStep({ format: config.compress, ...(config.compressLevel !== 0 && { level: config.compressLevel }) }, log, config.index);
 }
 
 export class CompressStep implements FinishStep {
@@ -39,6 +44,8 @@ export class CompressStep implements FinishStep {
   constructor(
     options: CompressOptions,
     private readonly log: Logger,
+    /** Rebind X.pcap's index sidecar to the compressed file (--index). */
+    private readonly rebind = false,
   ) {
     this.compressor = new Compressor(options);
   }
@@ -64,6 +71,9 @@ export class CompressStep implements FinishStep {
     if (!source.endsWith(PCAP_SUFFIX)) return;
     try {
       const r = await this.compressor.compress(source);
+      if (this.rebind && !(await rebindIndex(source, r.path).catch(() => false))) {
+        this.log.debug({ event: 'index_not_rebound', path: r.path }, 'no good index of the file to rebind: it is indexed again');
+      }
       await unlink(source);
       this.log.info(
         { event: 'file_compressed', path: r.path, format: this.compressor.format, rawBytes: r.rawSize, packedBytes: r.packedSize, ms: r.ms },

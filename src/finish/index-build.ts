@@ -1,9 +1,11 @@
 /**
  * Builds the sidecar of a finished classic pcap by reading it again after it was closed (the
  * write path stays as it is), and reads a sidecar back for a query, trusting it only when
- * whole and made of the capture as it is now.
+ * whole and made of the capture as it is now. A compressed capture (X.pcap.gz, X.pcap.zst)
+ * has its sidecar X.pcap.idx too, holding offsets in the uncompressed bytes: built before
+ * compression and rebound to the compressed file (rebindIndex), or built from it.
  *
- *   X.pcap ──read 4 MiB at a time──▶ walkRecords ──▶ groups of N records: offset, min/max time
+ *   X.pcap[.gz|.zst] ──read (decompressed) 4 MiB at a time──▶ walkRecords ──▶ groups of N records: offset, min/max time
  *                                         └──frameKeys──▶ key → groups it occurs in
  *   ──encodeIndex──▶ X.pcap.idx.tmp ──rename──▶ X.pcap.idx   (a kill leaves a .tmp, never half an index)
  *
@@ -12,8 +14,10 @@
  */
 import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { FILE_HEADER_LEN, parseClassicHeader, walkRecords, impossibleRecord, type ClassicHeader } from '../pcap/classic.js';
-import { INDEX_SUFFIX } from '../capture/naming.js';
-import { before, encodeIndex, IndexReader, matchesCapture, readSummary, HEADER_LEN, type IndexProblem } from './index-format.js';
+import { openByteSource } from '../pcap/compressed.js';
+import { CaptureError } from '../pcap/errors.js';
+import { COMPRESSED_SUFFIX, INDEX_SUFFIX } from '../capture/naming.js';
+import { before, encodeIndex, IndexReader, matchesCapture, readSummary, rebindHead, HEADER_LEN, type IndexProblem } from './index-format.js';
 import { frameKeys } from './index-keys.js';
 import { KeyTable } from './key-table.js';
 
@@ -22,7 +26,12 @@ export const GROUP_PACKETS = 32;
 const CHUNK = 4 << 20;
 const LINKTYPE_ETHERNET = 1;
 
+/** First bytes a query reads of a sidecar: the head of a 64 MiB capture's (about 140 KiB) fits. */
+const FIRST_READ = 256 << 10;
+
+/** X.pcap.idx, for X.pcap and for its compressed twins X.pcap.gz and X.pcap.zst alike. */
 export function indexPathOf(capture: string): string {
+  for (const suffix of Object.values(COMPRESSED_SUFFIX)) if (capture.endsWith(suffix)) return capture.slice(0, -suffix.length) + INDEX_SUFFIX;
   return capture + INDEX_SUFFIX;
 }
 
@@ -96,8 +105,9 @@ export class IndexBuilder {
     this.times.set([sec, nsec, sec, nsec], this.group * 4);
   }
 
-  encode(captureSize: number, captureMtimeMs: number, covered: number, linkType: number): Buffer {
+  encode(captureSize: number, captureMtimeMs: number, covered: number, linkType: number, captureHeader: Buffer): Buffer {
     return encodeIndex({
+      captureHeader,
       captureSize,
       captureMtimeMs,
       covered,
@@ -124,32 +134,53 @@ export interface BuildOptions {
  */
 export async function buildIndex(path: string, options: BuildOptions = {}): Promise<BuiltIndex | null> {
   const before = await stat(path);
-  const fh = await open(path, 'r');
+  let opened;
+  try {
+    opened = await openByteSource(path);
+  } catch (err) {
+    if (err instanceof CaptureError) throw new NotIndexable(err.message);
+    throw err;
+  }
+  const source = opened.source;
   let builder: IndexBuilder;
   let covered: number;
   let header: ClassicHeader;
+  let fileHeader: Buffer;
   try {
     const buf = Buffer.allocUnsafe(CHUNK);
-    const { bytesRead } = await fh.read(buf, 0, FILE_HEADER_LEN, 0);
-    const h = bytesRead === FILE_HEADER_LEN ? parseClassicHeader(buf.subarray(0, FILE_HEADER_LEN)) : null;
+    let have = 0;
+    while (have < FILE_HEADER_LEN) {
+      const { bytesRead } = await source.read(buf, have, FILE_HEADER_LEN - have, have);
+      if (bytesRead === 0) break;
+      have += bytesRead;
+    }
+    const h = have === FILE_HEADER_LEN ? parseClassicHeader(buf.subarray(0, FILE_HEADER_LEN)) : null;
     if (h === null) throw new NotIndexable(`${path} is not a classic pcap file`);
     header = h;
+    fileHeader = Buffer.from(buf.subarray(0, FILE_HEADER_LEN));
     builder = new IndexBuilder(h.linkType === LINKTYPE_ETHERNET);
+    // buf[0, kept) holds the bytes from `base` on not yet walked (a record cut by the last read).
     let base = FILE_HEADER_LEN;
+    let kept = 0;
+    let readPos = FILE_HEADER_LEN;
     for (;;) {
       if (options.aborted?.() === true) return null;
-      const { bytesRead: n } = await fh.read(buf, 0, CHUNK, base);
-      const pos = walkRecords(buf, 0, n, base, h, builder.add);
+      const { bytesRead: n } = await source.read(buf, kept, CHUNK - kept, readPos);
+      readPos += n;
+      const end = kept + n;
+      const pos = walkRecords(buf, 0, end, base, h, builder.add);
       base += pos;
       // A record that is not whole at the end of a full buffer needs the next read; otherwise the file ends (or breaks) here.
-      if (n < CHUNK || pos === 0 || impossibleRecord(buf, pos, n, h)) break;
+      if (n === 0 || impossibleRecord(buf, pos, end, h) || (pos === 0 && end === CHUNK)) break;
+      buf.copy(buf, 0, pos, end);
+      kept = end - pos;
     }
     covered = base;
   } finally {
-    await fh.close();
+    await source.close();
   }
   const tmp = `${indexPathOf(path)}.tmp`;
-  const body = builder.encode(before.size, before.mtimeMs, covered, header.linkType);
+  const body = builder.encode(before.size, before.mtimeMs, covered, header.linkType, fileHeader);
   await writeFile(tmp, body);
   const after = await stat(path).catch(() => null);
   if (after === null || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
@@ -160,17 +191,63 @@ export async function buildIndex(path: string, options: BuildOptions = {}): Prom
   return { packets: builder.packets, groups: Math.ceil(builder.packets / GROUP_PACKETS), bytes: body.length };
 }
 
-/** The sidecar of `path`, read whole and checked against the capture as it is now; or why not. */
+/**
+ * Binds the sidecar of `capture` (X.pcap) to its compressed twin `compressed` (X.pcap.gz or
+ * .zst, which holds the same bytes): the offsets stay, the size and mtime become the twin's.
+ * False when there is no good sidecar of `capture` to rebind (the twin is indexed later).
+ */
+export async function rebindIndex(capture: string, compressed: string): Promise<boolean> {
+  if ((await indexChecked(capture)) !== null) return false;
+  const b = await readFile(indexPathOf(capture));
+  const twin = await stat(compressed);
+  const head = rebindHead(b, twin.size, twin.mtimeMs);
+  const tmp = `${indexPathOf(capture)}.tmp`;
+  await writeFile(tmp, Buffer.concat([head, b.subarray(head.length)]));
+  await rename(tmp, indexPathOf(capture));
+  return true;
+}
+
+/**
+ * The sidecar of `path`, its head read and checked against the capture as it is now; or why
+ * not. Key and postings pages are read when a lookup needs them (opening the sidecar again:
+ * nothing stays open), and checked then.
+ */
 export async function loadIndex(path: string, size: number, mtimeMs: number): Promise<IndexReader | IndexProblem> {
-  let b: Buffer;
+  const idx = indexPathOf(path);
+  let first: Buffer;
+  let total: number;
   try {
-    b = await readFile(indexPathOf(path));
+    const fh = await open(idx, 'r');
+    try {
+      total = (await fh.stat()).size;
+      first = Buffer.allocUnsafe(Math.min(total, FIRST_READ));
+      first = first.subarray(0, (await fh.read(first, 0, first.length, 0)).bytesRead);
+    } finally {
+      await fh.close();
+    }
   } catch {
     return 'missing';
   }
-  const r = IndexReader.parse(b);
+  const readAt = async (position: number, length: number): Promise<Buffer> => {
+    const fh = await open(idx, 'r');
+    try {
+      const b = Buffer.allocUnsafe(length);
+      return b.subarray(0, (await fh.read(b, 0, length, position)).bytesRead);
+    } finally {
+      await fh.close();
+    }
+  };
+  const r = await IndexReader.open(first, total, readAt);
   if (typeof r === 'string') return r;
   return matchesCapture(r.summary, size, mtimeMs) ? r : 'stale';
+}
+/** Full check (`mirrorcap index`): the whole sidecar read, every page's CRC, against the capture as it is now. */
+export async function indexChecked(path: string): Promise<IndexProblem | null> {
+  const [cap, b] = await Promise.all([stat(path).catch(() => null), readFile(indexPathOf(path)).catch(() => null)]);
+  if (cap === null || b === null) return 'missing';
+  const r = await IndexReader.open(b, b.length, () => Promise.reject(new Error('read whole')));
+  if (typeof r === 'string') return r;
+  return matchesCapture(r.summary, cap.size, cap.mtimeMs) ? null : 'stale';
 }
 
 /** Cheap check for start: the sidecar's header only (its CRC is checked when a query reads it). */
@@ -180,7 +257,7 @@ export async function indexProblem(path: string): Promise<IndexProblem | null> {
     open(indexPathOf(path), 'r').then(
       async (fh) => {
         try {
-          const b = Buffer.alloc(HEADER_LEN + 4);
+          const b = Buffer.alloc(HEADER_LEN);
           const { bytesRead } = await fh.read(b, 0, b.length, 0);
           return b.subarray(0, bytesRead);
         } finally {

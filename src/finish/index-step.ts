@@ -3,12 +3,13 @@
  * time (building reads the whole capture: one at a time keeps that to one core's share, and
  * capture comes first). Files of an earlier run whose sidecar is missing, of another version,
  * stale or with a broken header are indexed at start (`needed`); those recovered from .part
- * files after a crash are among them.
+ * files after a crash are among them, and compressed files (X.pcap.gz, .zst) whose sidecar
+ * was not rebound by the compress step.
  *
  *   finisher ─run(file)─▶ queue ─▶ buildIndex(file.path) ─▶ X.pcap.idx  (ok / failed / skipped counted)
  */
 import type { FinishedFile } from '../capture/catalog.js';
-import { PCAP_SUFFIX } from '../capture/naming.js';
+import { COMPRESSED_SUFFIX, PCAP_SUFFIX } from '../capture/naming.js';
 import { buildIndex, indexProblem, NotIndexable } from './index-build.js';
 import type { FinishStep } from './finisher.js';
 
@@ -16,6 +17,8 @@ export interface IndexStepEvents {
   indexed(path: string, packets: number, bytes: number, ms: number): void;
   failed(path: string, why: string): void;
 }
+
+const COMPRESSED: readonly string[] = Object.values(COMPRESSED_SUFFIX);
 
 export class IndexStep implements FinishStep {
   readonly name = 'index';
@@ -38,7 +41,7 @@ export class IndexStep implements FinishStep {
   }
 
   async needed(file: FinishedFile): Promise<boolean> {
-    return file.path.endsWith(PCAP_SUFFIX) && (await indexProblem(file.path)) !== null;
+    return (file.path.endsWith(PCAP_SUFFIX) || COMPRESSED.some((s) => file.path.endsWith(s))) && (await indexProblem(file.path)) !== null;
   }
 
   /** A build under way gives up at the deadline; the file is indexed again at the next start. */

@@ -19,10 +19,11 @@
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import type { Transform } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { createGunzip, gunzip } from 'node:zlib';
 import { codedError, ErrorCode } from '../errors.js';
 import { CaptureError, CaptureErrorCode } from './errors.js';
-import { containerOf, type Block, type Container } from './blocks.js';
+import { blockAt, containerOf, readBlockTable, type Block, type BlockTable, type Container } from './blocks.js';
 import { zstd, zstdUnavailableReason, ZstdFrameWalker } from './zstd.js';
 
 /** What the reader needs of a file: FileHandle has exactly this shape. */
@@ -186,5 +187,100 @@ class Decompressed implements ByteSource {
   async close(): Promise<void> {
     this.decompressor.destroy();
     await this.fh.close();
+  }
+}
+
+const gunzipAsync = promisify(gunzip);
+
+/**
+ * Opens `path` for reads at ascending uncompressed offsets that may skip (a query reading the
+ * groups its index chose). Plain: the file. A .gz of ours: only the blocks (gzip members)
+ * holding the bytes asked for are read and decompressed, each on its own. A .zst, or a .gz
+ * without our seek table: decompressed from the start, the bytes skipped thrown away.
+ */
+export async function openRangeSource(path: string): Promise<OpenedSource> {
+  const opened = await openByteSource(path);
+  if (opened.container === null) return opened;
+  const table = opened.container === 'gzip' ? await readBlockTable(path).catch(() => null) : null;
+  if (table === null) return { source: new SkipForward(opened.source), container: opened.container };
+  await opened.source.close();
+  return { source: new GzipBlocks(path, await open(path, 'r'), table), container: 'gzip' };
+}
+
+/** A sequential source read at ascending offsets: the bytes between are read and dropped. */
+class SkipForward implements ByteSource {
+  private pos = 0;
+  private scratch: Buffer | null = null;
+
+  constructor(private readonly inner: ByteSource) {}
+
+  async read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    if (position < this.pos) throw codedError(ErrorCode.INVALID_STATE, `compressed capture read backwards: asked for byte ${position}, next is ${this.pos}`);
+    while (this.pos < position) {
+      this.scratch ??= Buffer.allocUnsafe(INPUT_PIECE * 4);
+      const { bytesRead } = await this.inner.read(this.scratch, 0, Math.min(this.scratch.length, position - this.pos), this.pos);
+      if (bytesRead === 0) return { bytesRead: 0 };
+      this.pos += bytesRead;
+    }
+    let n = 0;
+    while (n < length) {
+      const { bytesRead } = await this.inner.read(buffer, offset + n, length - n, this.pos);
+      if (bytesRead === 0) break;
+      this.pos += bytesRead;
+      n += bytesRead;
+    }
+    return { bytesRead: n };
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/** A .pcap.gz of ours read by blocks: each read decompresses only the members it falls in (the last one kept for the next read). */
+class GzipBlocks implements ByteSource {
+  private block: Block | null = null;
+  private data: Buffer | null = null;
+
+  constructor(
+    private readonly path: string,
+    private readonly fh: FileHandle,
+    private readonly table: BlockTable,
+  ) {}
+
+  async read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    let n = 0;
+    while (n < length) {
+      const at = position + n;
+      let b = this.block;
+      if (b === null || at < b.rawOffset || at >= b.rawOffset + b.rawSize) {
+        b = blockAt(this.table, at) ?? null;
+        if (b === null) break;
+        await this.load(b);
+      }
+      const take = Math.min(length - n, b.rawOffset + b.rawSize - at);
+      this.data!.copy(buffer, offset + n, at - b.rawOffset, at - b.rawOffset + take);
+      n += take;
+    }
+    return { bytesRead: n };
+  }
+
+  private async load(b: Block): Promise<void> {
+    const packed = Buffer.allocUnsafe(b.packedSize);
+    const { bytesRead } = await this.fh.read(packed, 0, b.packedSize, b.packedOffset);
+    let data: Buffer;
+    try {
+      data = await gunzipAsync(packed.subarray(0, bytesRead));
+    } catch (err) {
+      throw new CaptureError(CaptureErrorCode.BAD_COMPRESSION, this.path, b.rawOffset, `gzip block at byte ${b.packedOffset} cannot be decompressed: ${(err as Error).message}`);
+    }
+    if (data.length !== b.rawSize) throw new CaptureError(CaptureErrorCode.BAD_COMPRESSION, this.path, b.rawOffset, `gzip block at byte ${b.packedOffset} holds ${data.length} bytes, its table says ${b.rawSize}`);
+    this.block = b;
+    this.data = data;
+  }
+
+  close(): Promise<void> {
+    this.data = null;
+    return this.fh.close();
   }
 }

@@ -3,15 +3,20 @@
  * index it reads only the groups the planner kept whose times overlap the window, adjacent
  * groups coalesced into one read; without one (missing, stale, corrupt, or an open .part) it
  * scans the file. Either way each record read passes the time window and the filter before it
- * is handed on, so the index can only save reads, never change the answer.
+ * is handed on, so the index can only save reads, never change the answer. A compressed
+ * capture (X.pcap.gz, X.pcap.zst) is read the same way through openRangeSource: a .gz of
+ * ours decompresses only the blocks holding the ranges, a .zst is decompressed from its start
+ * and what lies outside the ranges dropped.
  *
  *   ranges [start, end) ──pread ≤ 1 MiB──▶ walkRecords ──window, filter.match──▶ push() ──▶ merge
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { readSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { compileFilter, type CompiledFilter, type LinkType } from '../filter/index.js';
-import { before, type IndexProblem } from '../finish/index-format.js';
+import { before, IndexCorrupt, type IndexProblem, type IndexReader } from '../finish/index-format.js';
 import { loadIndex } from '../finish/index-build.js';
 import { FILE_HEADER_LEN, parseClassicHeader, walkRecords, type ClassicHeader, type ClassicSink } from '../pcap/classic.js';
+import { openRangeSource, type ByteSource } from '../pcap/compressed.js';
 import { RecordSource } from './merge.js';
 import { planGroups } from './planner.js';
 
@@ -67,18 +72,36 @@ export interface OpenOptions {
   readonly stats: QueryStats;
   /** A finished file whose index could not be trusted (to have it rebuilt). */
   readonly badIndex?: (path: string, why: IndexProblem) => void;
+  /**
+   * Read plain files with synchronous preads: a selective query is hundreds of small reads,
+   * and each trip through the thread pool costs more than the read of cached pages itself.
+   * For a process that does nothing else meanwhile (`mirrorcap query`); never inside the
+   * appliance, whose event loop must not wait on the disk.
+   */
+  readonly syncReads?: boolean;
+}
+
+interface Plan {
+  /** Size of the capture file as found. */
+  readonly size: number;
+  /** The capture's header, from its index (null: read it from the file). */
+  readonly header: ClassicHeader | null;
+  /** Uncompressed [start, end) pairs of whole records to read; null: the whole file. */
+  readonly ranges: number[] | null;
+  /** No record is earlier (from the index), for the merge. */
+  readonly low: Time | null;
 }
 
 export class FileSource extends RecordSource {
   private range = 0;
   private pos: number;
-  private fh: FileHandle | null;
+  private fh: ByteSource | null;
   private readonly sink: ClassicSink;
 
   private constructor(
     readonly path: string,
     order: number,
-    fh: FileHandle,
+    fh: ByteSource,
     readonly header: ClassicHeader,
     private readonly ranges: readonly number[],
     low: Time | null,
@@ -89,6 +112,10 @@ export class FileSource extends RecordSource {
     private readonly open: boolean,
     /** The ranges come from the index: each is whole records. */
     private readonly whole: boolean,
+    /** Plain file: ranges may be read side by side (a compressed one is read in order). */
+    private readonly parallel: boolean,
+    /** Plain file read with synchronous preads (OpenOptions.syncReads), else null. */
+    private readonly syncFd: number | null,
   ) {
     super(order, low ?? [0, 0]);
     this.fh = fh;
@@ -108,71 +135,112 @@ export class FileSource extends RecordSource {
    * can match (or it cannot be read: the reason is in stats.errors).
    */
   static async open(path: string, part: boolean, order: number, o: OpenOptions): Promise<FileSource | null> {
-    const { stats, window } = o;
+    const { stats } = o;
     stats.files++;
-    let fh: FileHandle;
+    let plan: Plan | null;
     try {
-      fh = await open(path, 'r');
+      plan = await FileSource.plan(path, part, o);
+    } catch (err) {
+      stats.errors.push(`${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return null;
+    }
+    if (plan === null) return null;
+    let src: ByteSource;
+    let compressed: boolean;
+    try {
+      const opened = await openRangeSource(path);
+      src = opened.source;
+      compressed = opened.container !== null;
     } catch (err) {
       stats.errors.push(`${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       return null;
     }
     let keep = false;
     try {
-      const st = await fh.stat();
-      const head = Buffer.alloc(FILE_HEADER_LEN);
-      const { bytesRead } = await fh.read(head, 0, FILE_HEADER_LEN, 0);
-      const header = bytesRead === FILE_HEADER_LEN ? parseClassicHeader(head) : null;
+      let header = plan.header;
       if (header === null) {
-        if (!part || bytesRead === FILE_HEADER_LEN) stats.errors.push(`${path}: not a classic pcap file`);
-        return null;
-      }
-      const filter = o.filters.forLink(header.linkType);
-      let ranges: number[] = [FILE_HEADER_LEN, st.size];
-      let low: Time | null = null;
-      if (part) stats.scanned.part++;
-      else {
-        const index = await loadIndex(path, st.size, st.mtimeMs);
-        if (typeof index === 'string') {
-          stats.scanned[index]++;
-          o.badIndex?.(path, index);
-        } else {
-          stats.indexed++;
-          const { since, until } = window;
-          const groups = filter === null ? null : planGroups(filter.tree, index);
-          ranges = [];
-          const n = groups === null ? index.groups : groups.length;
-          for (let i = 0; i < n; i++) {
-            const g = groups === null ? i : groups[i]!;
-            if (!index.groupOverlaps(g, since, until)) continue;
-            const start = index.groupOffset(g);
-            const end = index.groupEnd(g);
-            const last = ranges.length - 1;
-            if (last > 0 && ranges[last] === start && end - ranges[last - 1]! <= READ) ranges[last] = end;
-            else ranges.push(start, end);
-          }
-          if (ranges.length === 0) {
-            stats.skipped++;
-            return null;
-          }
-          low = index.summary.min;
+        const head = Buffer.alloc(FILE_HEADER_LEN);
+        const { bytesRead } = await src.read(head, 0, FILE_HEADER_LEN, 0);
+        header = bytesRead === FILE_HEADER_LEN ? parseClassicHeader(head) : null;
+        if (header === null) {
+          if (!part || bytesRead === FILE_HEADER_LEN) stats.errors.push(`${path}: not a classic pcap file`);
+          return null;
         }
       }
+      const filter = o.filters.forLink(header.linkType);
       keep = true;
-      return new FileSource(path, order, fh, header, ranges, low, stats, filter, window, part, low !== null);
+      // A compressed file is scanned to its (uncompressed) end, whatever that is.
+      const ranges = plan.ranges ?? [FILE_HEADER_LEN, compressed ? Number.MAX_SAFE_INTEGER : plan.size];
+      const fd = o.syncReads === true && !compressed ? (src as { fd?: number }).fd ?? null : null;
+      return new FileSource(path, order, src, header, ranges, plan.low, stats, filter, o.window, part, plan.ranges !== null, !compressed, fd);
     } catch (err) {
       stats.errors.push(`${path}: ${(err as Error).message}`);
       return null;
     } finally {
-      if (!keep) await fh.close();
+      if (!keep) await src.close();
     }
+  }
+
+  /**
+   * What to read of `path`: through its index when it can be trusted (the ranges, and the
+   * capture's header from the index, so a compressed file that cannot match is never opened),
+   * else the whole file; null when the index says nothing in it can match.
+   */
+  private static async plan(path: string, part: boolean, o: OpenOptions): Promise<Plan | null> {
+    const { stats, window } = o;
+    const st = await stat(path);
+    const scan: Plan = { size: st.size, header: null, ranges: null, low: null };
+    if (part) {
+      stats.scanned.part++;
+      return scan;
+    }
+    const index = await loadIndex(path, st.size, st.mtimeMs);
+    const header = typeof index === 'string' ? null : parseClassicHeader(index.summary.captureHeader);
+    let ranges: number[] | null = null;
+    if (typeof index !== 'string' && header !== null) {
+      try {
+        ranges = await FileSource.ranges(index, o.filters.forLink(header.linkType), window);
+      } catch (err) {
+        if (!(err instanceof IndexCorrupt)) throw err;
+      }
+    }
+    if (ranges === null) {
+      const why = typeof index === 'string' ? index : 'corrupt';
+      stats.scanned[why]++;
+      o.badIndex?.(path, why);
+      return scan;
+    }
+    stats.indexed++;
+    if (ranges.length === 0) {
+      stats.skipped++;
+      return null;
+    }
+    return { size: st.size, header, ranges, low: (index as IndexReader).summary.min };
+  }
+
+  /** The index's groups that can hold a match in the window, adjacent ones coalesced up to READ bytes. */
+  private static async ranges(index: IndexReader, filter: CompiledFilter | null, window: Window): Promise<number[]> {
+    const { since, until } = window;
+    const groups = filter === null ? null : await planGroups(filter.tree, index);
+    const ranges: number[] = [];
+    const n = groups === null ? index.groups : groups.length;
+    for (let i = 0; i < n; i++) {
+      const g = groups === null ? i : groups[i]!;
+      if (!index.groupOverlaps(g, since, until)) continue;
+      const start = index.groupOffset(g);
+      const end = index.groupEnd(g);
+      const last = ranges.length - 1;
+      if (last > 0 && ranges[last] === start && end - ranges[last - 1]! <= READ) ranges[last] = end;
+      else ranges.push(start, end);
+    }
+    return ranges;
   }
 
   /**
    * Index ranges (whole records each): up to PARALLEL of them that fit in READ bytes, read at
    * once (the thread pool serves them side by side: a selective query is many small reads).
    */
-  private async readRanges(fh: FileHandle): Promise<boolean> {
+  private async readRanges(fh: ByteSource): Promise<boolean> {
     const ranges = this.ranges;
     let last = this.range;
     let total = 0;
@@ -180,12 +248,15 @@ export class FileSource extends RecordSource {
       total += ranges[last + 1]! - ranges[last]!;
       last += 2;
     }
-    if (this.chunk.length < READ) this.chunk = Buffer.allocUnsafe(READ);
+    // Sized to what is read at once (a selective query's batch is far below READ): less to collect.
+    if (this.chunk.length < total) this.chunk = Buffer.allocUnsafe(Math.max(total, 64 << 10));
     const buf = this.chunk;
-    const reads: Array<Promise<{ bytesRead: number }>> = [];
+    const reads: Array<Promise<{ bytesRead: number }> | { bytesRead: number }> = [];
     for (let r = this.range, at = 0; r < last; r += 2) {
       const len = ranges[r + 1]! - ranges[r]!;
-      reads.push(fh.read(buf, at, len, ranges[r]!));
+      const read = this.syncFd !== null ? { bytesRead: readSync(this.syncFd, buf, at, len, ranges[r]!) } : fh.read(buf, at, len, ranges[r]!);
+      // A compressed source is read in order, one range after the other.
+      reads.push(this.parallel ? read : await read);
       at += len;
     }
     const done = await Promise.all(reads);
@@ -225,8 +296,14 @@ export class FileSource extends RecordSource {
       const want = Math.min(READ, end - this.pos);
       const buf = this.chunk.length >= want ? this.chunk : Buffer.allocUnsafe(Math.max(want, READ));
       this.chunk = buf;
-      const { bytesRead } = await fh.read(buf, 0, want, this.pos);
+      const { bytesRead } = this.syncFd !== null ? { bytesRead: readSync(this.syncFd, buf, 0, want, this.pos) } : await fh.read(buf, 0, want, this.pos);
       this.stats.bytesRead += bytesRead;
+      if (bytesRead === 0) {
+        // The end: expected for a compressed file scanned to its end, not before a known one.
+        if (end !== Number.MAX_SAFE_INTEGER) this.stats.errors.push(`${this.path}: ends at offset ${this.pos}, before its ${end} bytes`);
+        this.range = ranges.length;
+        return false;
+      }
       const used = walkRecords(buf, 0, bytesRead, this.pos, this.header, this.sink);
       if (used === 0) {
         // The file ends inside a record here (or holds an impossible one): what came before is the answer.

@@ -9,11 +9,12 @@
  *                                          ─▶ the key's groups (index-keys.ts says what is kept)
  *   anything else (packet data, len, ether host, broadcast, after a `vlan`) ─▶ any
  *
- * A plan is computed once per file; null stands for "any group".
+ * A plan is computed once per file; null stands for "any group". Lookups read the index's
+ * key and postings pages as they need them, so planning is asynchronous.
  */
 import type { FilterNode, HostNode, PortNode, ProtoNode } from '../filter/index.js';
 import type { IndexReader } from '../finish/index-format.js';
-import { foldV6, key, keyKind, keyValue, KEY_ETHER, KEY_PORT, KEY_PROTO4, KEY_PROTO6, KEY_V4, KEY_V6, KEY_VLAN } from '../finish/index-keys.js';
+import { foldV6, key, KEY_ETHER, KEY_PORT, KEY_PROTO4, KEY_PROTO6, KEY_V4, KEY_V6, KEY_VLAN } from '../finish/index-keys.js';
 
 type Groups = number[] | null;
 
@@ -21,25 +22,25 @@ type Groups = number[] | null;
 const FEW = 16;
 
 /** The groups of `index` that can hold a frame matching `tree`, ascending; null = all. */
-export function planGroups(tree: FilterNode, index: IndexReader): Groups {
+export async function planGroups(tree: FilterNode, index: IndexReader): Promise<Groups> {
   if (!index.hasKeys) return null;
   return groupsOf(tree, index);
 }
 
-function groupsOf(n: FilterNode, index: IndexReader): Groups {
+async function groupsOf(n: FilterNode, index: IndexReader): Promise<Groups> {
   switch (n.kind) {
     case 'and': {
       // and(a, b) is within a: once one side is a few groups, reading them beats decoding the
       // other side's list (often every group: `tcp`, `port 443`); the filter decides the rest.
-      const l = groupsOf(n.left, index);
+      const l = await groupsOf(n.left, index);
       if (l !== null && l.length * FEW <= index.groups) return l;
-      const r = groupsOf(n.right, index);
+      const r = await groupsOf(n.right, index);
       return l === null ? r : r === null ? l : intersect(l, r);
     }
     case 'or': {
-      const l = groupsOf(n.left, index);
+      const l = await groupsOf(n.left, index);
       if (l === null) return null;
-      const r = groupsOf(n.right, index);
+      const r = await groupsOf(n.right, index);
       return r === null ? null : union(l, r);
     }
     case 'host':
@@ -59,7 +60,7 @@ function fullMask(mask: readonly number[]): boolean {
   return mask.every((b) => b === 0xff);
 }
 
-function hostGroups(n: HostNode, index: IndexReader): Groups {
+async function hostGroups(n: HostNode, index: IndexReader): Promise<Groups> {
   if (n.family === 6) return fullMask(n.mask) ? index.lookup(key(KEY_V6, foldV6(n.addr, 0))) : null;
   const addr = be32(n.addr);
   if (fullMask(n.mask)) return index.lookup(key(KEY_V4, addr));
@@ -68,28 +69,20 @@ function hostGroups(n: HostNode, index: IndexReader): Groups {
   const lo = key(KEY_V4, (addr & mask) >>> 0);
   const hi = key(KEY_V4, ((addr & mask) | ~mask) >>> 0);
   let out: number[] = [];
-  for (const k of index.keys()) {
-    if (k < lo) continue;
-    if (k > hi) break;
-    if (keyKind(k) === KEY_V4 && ((keyValue(k) & mask) >>> 0) === ((addr & mask) >>> 0)) out = union(out, index.lookup(k));
-  }
+  for (const k of await index.keysBetween(lo, hi)) out = union(out, await index.lookup(k));
   return out;
 }
 
-function portGroups(n: PortNode, index: IndexReader): Groups {
+async function portGroups(n: PortNode, index: IndexReader): Promise<Groups> {
   const lo = key(KEY_PORT, n.from);
   const hi = key(KEY_PORT, n.to);
   if (n.from === n.to) return index.lookup(lo);
   let out: number[] = [];
-  for (const k of index.keys()) {
-    if (k < lo) continue;
-    if (k > hi) break;
-    out = union(out, index.lookup(k));
-  }
+  for (const k of await index.keysBetween(lo, hi)) out = union(out, await index.lookup(k));
   return out;
 }
 
-function protoGroups(n: ProtoNode, index: IndexReader): Groups {
+async function protoGroups(n: ProtoNode, index: IndexReader): Promise<Groups> {
   switch (n.layer) {
     case 'ether':
       return n.protocol > 1500 ? index.lookup(key(KEY_ETHER, n.protocol)) : null;
@@ -98,7 +91,7 @@ function protoGroups(n: ProtoNode, index: IndexReader): Groups {
     case 'ip6':
       return index.lookup(key(KEY_PROTO6, n.protocol));
     case null:
-      return union(index.lookup(key(KEY_PROTO4, n.protocol)), index.lookup(key(KEY_PROTO6, n.protocol)));
+      return union(await index.lookup(key(KEY_PROTO4, n.protocol)), await index.lookup(key(KEY_PROTO6, n.protocol)));
   }
 }
 

@@ -27,6 +27,7 @@ export interface QueryHooks {
   /** The client went away: stop reading. */
   readonly stopped?: () => boolean;
   readonly badIndex?: OpenOptions['badIndex'];
+  readonly syncReads?: OpenOptions['syncReads'];
   /** Called as files are examined (for a progress line). */
   readonly progress?: (stats: QueryStats, total: number) => void;
 }
@@ -40,8 +41,6 @@ export class QueryError extends Error {
 interface Candidate {
   readonly path: string;
   readonly part: boolean;
-  /** X.pcap.gz / X.pcap.zst (--compress): not searched yet, and said so in the answer. */
-  readonly compressed: boolean;
 }
 
 const COMPRESSED: readonly string[] = Object.values(COMPRESSED_SUFFIX);
@@ -57,8 +56,12 @@ export async function selectFiles(out: string, sessions: readonly string[]): Pro
       .map((name) => ({ name, parsed: parseCaptureFileName(session, name) }))
       .filter(({ parsed }) => parsed !== null && (parsed.suffix === '' || parsed.suffix === PART_SUFFIX || COMPRESSED.includes(parsed.suffix)))
       .sort((a, b) => a.parsed!.stamp.localeCompare(b.parsed!.stamp) || a.parsed!.seq - b.parsed!.seq || (a.name < b.name ? -1 : 1));
+    let previous: string | null = null;
     for (const { name, parsed } of named) {
-      files.push({ path: join(out, session, name), part: parsed!.suffix === PART_SUFFIX, compressed: COMPRESSED.includes(parsed!.suffix) });
+      // X.pcap and X.pcap.gz both there (compression stopped before removing X.pcap): the same records, read once.
+      if (parsed!.capture === previous) continue;
+      previous = parsed!.capture;
+      files.push({ path: join(out, session, name), part: parsed!.suffix === PART_SUFFIX });
     }
   }
   return files;
@@ -73,11 +76,7 @@ export async function runQuery(req: QueryRequest, sink: ChunkSink, hooks: QueryH
   let tick = Date.now();
   for (const [i, f] of files.entries()) {
     if (hooks.stopped?.() === true) break;
-    if (f.compressed) {
-      stats.errors.push(`${f.path}: compressed files are not searched (yet): decompress it, or query before --compress takes it`);
-      continue;
-    }
-    const s = await FileSource.open(f.path, f.part, i, { filters, window: req, stats, badIndex: hooks.badIndex });
+    const s = await FileSource.open(f.path, f.part, i, { filters, window: req, stats, badIndex: hooks.badIndex, syncReads: hooks.syncReads });
     if (s !== null) sources.push(s);
     if (hooks.progress !== undefined && Date.now() - tick > 100) {
       tick = Date.now();

@@ -98,7 +98,7 @@ interface Running {
   abort(): void;
 }
 
-interface ReceiverKind {
+export interface ReceiverKind {
   readonly name: string;
   /** Bytes in front of each inner frame in its records. */
   readonly outerBytes: number;
@@ -115,12 +115,12 @@ const STREAM_FILTERS = ['udp dst port 5001', 'host 198.18.0.2 and udp', 'udp por
 /** The flow table's row (issue 16): native with --flows, at 64 B, against native without in the same run. */
 const FLOWS = 'native --flows';
 
-export function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', streams = 0, flows = false): ReceiverKind {
+export function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', streams = 0, flows = false, extra: readonly string[] = []): ReceiverKind {
   return {
-    name: flows ? `${source} --flows` : streams === 0 ? source : `${source} + ${streams} streams`,
+    name: (flows ? `${source} --flows` : streams === 0 ? source : `${source} + ${streams} streams`) + extra.map((a) => ` ${a}`).join(''),
     outerBytes: 0,
     async start(dir) {
-      const app = await startAppliance(['--out', dir, '--source', source, ...(flows ? ['--flows'] : [])], {}, 30_000);
+      const app = await startAppliance(['--out', dir, '--source', source, ...(flows ? ['--flows'] : []), ...extra], {}, 30_000);
       const clients = STREAM_FILTERS.slice(0, streams).map((f) =>
         spawn('curl', ['-sN', '-o', '/dev/null', '-G', '--data-urlencode', `filter=${f}`, `http://127.0.0.1:${app.httpPort}/api/stream`], { stdio: 'ignore' }),
       );
@@ -236,7 +236,8 @@ async function generatorCeiling(size: string, seconds: number): Promise<Generato
 async function sessionFiles(dir: string): Promise<string[]> {
   const files: string[] = [];
   for (const session of (await readdir(dir)).sort()) {
-    for (const f of (await readdir(join(dir, session))).sort()) if (f.endsWith('.pcap')) files.push(join(dir, session, f));
+    // The captures only: rotated files have their index sidecars (X.pcap.idx) beside them.
+    for (const f of (await readdir(join(dir, session))).sort()) if (/\.pcap(\.part)?$/.test(f)) files.push(join(dir, session, f));
   }
   return files;
 }
@@ -286,9 +287,11 @@ export interface Step {
   cpuSeconds: number;
   peakRss: number;
   own: OwnCount;
+  /** Capture files it wrote. */
+  files: number;
 }
 
-async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: number | undefined, root: string): Promise<Step> {
+export async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: number | undefined, root: string): Promise<Step> {
   const dir = await mkdtemp(join(root, 'step-'));
   let rx: Running | undefined;
   try {
@@ -303,7 +306,7 @@ async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: 
     const seq = await checkSequences(files, gen.sentPerVni);
     const fileBytes = files.reduce((sum, f) => sum + statSync(f).size, 0);
     const innerBytes = fileBytes - files.length * PCAP_FILE_HEADER - seq.records * (PCAP_RECORD_HEADER + kind.outerBytes);
-    return { rate, gen, seq, fileBytes, innerBytes, cpuSeconds: cpu, peakRss: rss, own };
+    return { rate, gen, seq, fileBytes, innerBytes, cpuSeconds: cpu, peakRss: rss, own, files: files.length };
   } finally {
     rx?.abort();
     await rm(dir, { recursive: true, force: true });
@@ -394,7 +397,7 @@ function printResults({ title, ceiling, rows: results }: Table): void {
   printTable(rows, [0, 10, 11]);
 }
 
-function loadLine(): string {
+export function loadLine(): string {
   return `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on ${availableParallelism()} cores (shared with other work: rates are noisy, compare rows of one table)`;
 }
 
@@ -531,7 +534,7 @@ async function cpuPerPacket(kinds: readonly ReceiverKind[], plan: Plan, root: st
   return steps;
 }
 
-const nsPerPacket = (s: Step): number => (1e9 * s.cpuSeconds) / Math.max(1, s.seq.records);
+export const nsPerPacket = (s: Step): number => (1e9 * s.cpuSeconds) / Math.max(1, s.seq.records);
 
 function fixedRateGoals(steps: ReadonlyMap<string, Step>): Verdict[] {
   const afpacket = steps.get('afpacket:lo');

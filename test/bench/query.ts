@@ -5,8 +5,11 @@
  * runs, on a warm page cache:
  *   one flow   host A and host B and tcp port 443: one flow of 0.067 % of the packets
  *   most       tcp or udp: nearly every packet
- * as a query (runQuery, answer discarded) and as `tcpdump -r FILE -w /dev/null EXPR` on every
- * file in turn (the baseline: what an analyst runs without an index). It does the same on a
+ * as a query (runQuery in this process, answer discarded, reading as `mirrorcap query` does:
+ * synchronous preads) and as `tcpdump -r FILE -w /dev/null EXPR` on every file in turn (the
+ * baseline: what an analyst runs without an index). The one-flow query is also timed with the
+ * thread pool's reads (what /api/query inside the appliance does) and as the whole
+ * `mirrorcap query` process (node's start and imports included), each against the same tcpdump. It does the same on a
  * quarter of the store, so the table can show how time grows with size, and extrapolates the
  * one-flow latency to 10 and 100 GiB from those two points (said so in the table).
  */
@@ -18,6 +21,7 @@ import { captureFileName } from '../../src/capture/naming.js';
 import { buildIndex, indexPathOf } from '../../src/finish/index-build.js';
 import { writeFileHeader, writeRecord } from '../../src/pcap/pcap.js';
 import { runQuery } from '../../src/query/query.js';
+import { MAIN } from '../lib/appliance.js';
 import { Random } from '../lib/random.js';
 import { printTable } from './table.js';
 
@@ -51,7 +55,7 @@ interface Store {
   readonly packets: number;
 }
 
-async function buildStore(dir: string, bytes: number, fileBytes: number): Promise<Store> {
+export async function buildStore(dir: string, bytes: number, fileBytes: number): Promise<Store> {
   const random = new Random(0xbe7c);
   const flows = Array.from({ length: FLOWS }, () => ({
     client: (10 << 24) | (1 << 16) | random.below(1 << 16),
@@ -122,16 +126,25 @@ async function best(runs: number, fn: () => Promise<void> | void): Promise<numbe
   return min / 1000;
 }
 
-async function queryTime(store: Store, filter: string, runs: number): Promise<{ s: number; records: number; read: number }> {
+/** runQuery in this process: with synchronous preads as `mirrorcap query` reads, or with the thread pool's as /api/query does. */
+async function queryTime(store: Store, filter: string, runs: number, syncReads: boolean): Promise<{ s: number; records: number; read: number }> {
   let records = 0;
   let read = 0;
   const s = await best(runs, async () => {
     let n = 0;
-    const stats = await runQuery({ out: store.dir, sessions: [], filter, since: null, until: null, limit: 0 }, async (c) => void (n += c.length));
+    const stats = await runQuery({ out: store.dir, sessions: [], filter, since: null, until: null, limit: 0 }, async (c) => void (n += c.length), { syncReads });
     read = stats.bytesRead;
     records = n;
   });
   return { s, records, read };
+}
+
+/** The whole `mirrorcap query` command, its own process: node's start and the imports included. */
+function cliTime(store: Store, filter: string, runs: number): Promise<number> {
+  return best(runs, () => {
+    const r = spawnSync(process.execPath, [MAIN, 'query', '--out', store.dir, '-w', '/dev/null', filter], { stdio: 'ignore' });
+    if (r.status !== 0) throw new Error(`mirrorcap query failed (${r.status})`);
+  });
 }
 
 function tcpdumpTime(files: readonly string[], filter: string, runs: number): Promise<number> {
@@ -169,10 +182,16 @@ export async function run({ quick }: { quick: boolean }): Promise<void> {
           `built in ${wall.toFixed(1)} s, ${((cpu.user + cpu.system) / 1e6 / (store.bytes / GiB)).toFixed(1)} CPU s per GiB`,
       );
       for (const [name, filter] of [['one flow', ONE_FLOW], ['most', MOST]] as const) {
-        const q = await queryTime(store, filter, 3);
+        const q = await queryTime(store, filter, 3, true);
         const td = await tcpdumpTime(store.files, filter, 2);
-        rows.push([size, name, String(store.packets), `${(q.records / MiB).toFixed(1)} MiB`, q.s.toFixed(3), `${((100 * q.read) / store.bytes).toFixed(1)} %`, td.toFixed(3), `${(td / q.s).toFixed(1)}x`]);
-        if (name === 'one flow') points.push({ bytes: store.bytes, s: q.s });
+        const row = (how: string, s: number): void =>
+          void rows.push([size, `${name}${how}`, String(store.packets), `${(q.records / MiB).toFixed(1)} MiB`, s.toFixed(3), `${((100 * q.read) / store.bytes).toFixed(1)} %`, td.toFixed(3), `${(td / s).toFixed(1)}x`]);
+        row('', q.s);
+        if (name === 'one flow') {
+          points.push({ bytes: store.bytes, s: q.s });
+          row(', async reads (/api/query)', (await queryTime(store, filter, 3, false)).s);
+          row(', CLI process', await cliTime(store, filter, 3));
+        }
       }
       await rm(join(dir, String(fraction)), { recursive: true, force: true });
     }

@@ -18,6 +18,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['compress', () => import('./compress.js')],
   ['query', () => import('./query.js')],
   ['appliance', () => import('./appliance.js')],
+  ['index-cost', () => import('./index-cost.js')],
   ['write-behind', () => import('./write-behind.js')],
 ];
 /** Sections too long for a run of everything: only when named. */

@@ -113,12 +113,19 @@ t.test('--compress zstd: tshark reads the .pcap.zst as the frames sent', { skip:
   await sendDatagrams(app.udpPort, sent.map((f) => vxlan(8, f)));
   await waitFor(async () => metricValue(await metrics(app), 'mirrorcap_packets_total', { session: 'vni-8' }) === 20, 5000, 'received');
   t.equal(await app.stop(), 0, 'the file is compressed at shutdown');
-  const [zst, ...rest] = await names(join(out, 'vni-8'));
+  const [idx, zst, ...rest] = await names(join(out, 'vni-8'));
   t.same(rest, []);
   t.match(zst, /\.pcap\.zst$/);
+  t.equal(idx, zst!.replace(/\.zst$/, '.idx'), 'with its index sidecar, rebound to the .zst');
   const got = await tsharkFrames(join(out, 'vni-8', zst!));
   t.equal(got.length, 20);
   t.ok(got.every((f, i) => f.data.equals(sent[i]!)), 'same frames');
+  const q = join(out, 'q.pcap');
+  const r = await run(process.execPath, [MAIN, 'query', '--out', out, '-w', q, 'udp']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /1 files: 1 through their index/, 'the query reads the .zst through its index');
+  const answer = await tsharkFrames(q);
+  t.ok(answer.length === 20 && answer.every((f, i) => f.data.equals(sent[i]!)), 'and answers the frames sent');
 });
 
 t.test('S3 down: capture goes on, /readyz ready, uploads retried and counted, files kept; back up: each arrives once, then deleted (delete-after-upload)', async (t) => {
@@ -253,7 +260,7 @@ t.test('bad s3 options stop the start with one line naming them', async (t) => {
   });
 });
 
-t.test('decap --compress gzip writes what decap writes plain, compressed (tshark reads both the same)', { skip: haveTool('tshark') ? false : 'tshark not installed' }, async (t) => {
+t.test('decap --compress gzip writes what decap writes plain, compressed (tshark reads both the same); queries answer the same from both', { skip: haveTool('tshark') ? false : 'tshark not installed' }, async (t) => {
   const input = join(REPO_ROOT, 'pcaps', 'vxlan-outer.pcap');
   const outs = [join(root, `out-${runs++}`), join(root, `out-${runs++}`)];
   for (const [i, extra] of [[], ['--compress', 'gzip']].entries()) {
@@ -261,9 +268,21 @@ t.test('decap --compress gzip writes what decap writes plain, compressed (tshark
     t.equal(r.code, 0, r.stderr);
   }
   for (const session of await names(outs[0]!)) {
-    // The plain store has an index beside each capture; the compressed one is not indexed.
+    // Both stores have an index beside each capture: the compressed one's rebound to the .gz.
     const plain = (await names(join(outs[0]!, session))).filter((n) => n.endsWith('.pcap'));
-    t.same(await names(join(outs[1]!, session)), plain.map((n) => `${n}.gz`), `${session}: each file compressed, nothing else left`);
+    t.same(await names(join(outs[1]!, session)), plain.flatMap((n) => [`${n}.gz`, `${n}.idx`]).sort(), `${session}: each file compressed, with its index`);
     for (const n of plain) t.same(await tsharkFrames(join(outs[1]!, session, `${n}.gz`)), await tsharkFrames(join(outs[0]!, session, n)), `${n}.gz reads as ${n}`);
+  }
+  for (const e of ['', 'tcp', 'udp and not port 53', 'len > 200']) {
+    const answers: Buffer[] = [];
+    for (const out of outs) {
+      const w = join(root, `q-${runs++}.pcap`);
+      const r = await run(process.execPath, [MAIN, 'query', '--out', out, '-w', w, ...(e === '' ? [] : [e])]);
+      t.equal(r.code, 0, r.stderr);
+      if (out === outs[1]) t.match(r.stderr, /0 scanned/, `"${e}": the compressed store is read through its index`);
+      answers.push(await readFile(w));
+    }
+    if (e === '') t.ok(answers[0]!.length > 24, 'the store is not empty');
+    t.ok(answers[1]!.equals(answers[0]!), `"${e}": the compressed store answers byte for byte as the plain one`);
   }
 });

@@ -1,0 +1,59 @@
+/**
+ * Bench section `index-cost`: what building the index sidecars costs the appliance. The same
+ * appliance (native source, files rotated at 16 MiB so that many are finished, and indexed,
+ * within each step) with the index step on (the default) and with --no-index, fed IMIX
+ * frames by the generator at fixed rates it holds without loss (the zero-loss rates of the
+ * appliance section's IMIX table on this machine are higher); CPU of the receiver process per
+ * second of sending, and per packet. Rows alternate, each rate twice, so drift in the load of
+ * the machine shows as a spread rather than as a difference.
+ */
+import { loadNative } from '../../src/native/addon.js';
+import { applianceReceiver, loadLine, nsPerPacket, runStep, type Step } from './appliance.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { printTable } from './table.js';
+
+const ROTATE = ['--rotate-size', '16MiB'];
+
+export async function run({ quick }: { quick: boolean }): Promise<void> {
+  console.log('\n## index-cost: the appliance with its index step (default) and with --no-index, IMIX, files rotated at 16 MiB');
+  const native = loadNative();
+  if (!native.ok) {
+    console.log(`skipped: no native source (${native.reason})`);
+    return;
+  }
+  const kinds = [applianceReceiver('native', 0, false, ROTATE), applianceReceiver('native', 0, false, [...ROTATE, '--no-index'])];
+  const rates = quick ? [50_000] : [50_000, 100_000];
+  const seconds = quick ? 4 : 8;
+  const root = await mkdtemp(join(tmpdir(), 'mirrorcap-bench-index-'));
+  try {
+    const load = loadLine();
+    const rows = [['rate', 'receiver', 'sent pps', 'loss', 'files', 'CPU', 'CPU ns per packet']];
+    const cpu = new Map<string, number[]>();
+    for (const rate of rates) {
+      for (let round = 0; round < 2; round++) {
+        for (const kind of kinds) {
+          const s: Step = await runStep(kind, 'imix', seconds, rate, root);
+          const pctCpu = (100 * s.cpuSeconds) / s.gen.seconds;
+          rows.push([String(rate), kind.name, Math.round(s.gen.pps).toLocaleString('en'), `${((100 * s.seq.lost) / Math.max(1, s.gen.sent)).toFixed(2)} %`, String(s.files), `${pctCpu.toFixed(0)} %`, nsPerPacket(s).toFixed(0)]);
+          const k = `${rate} ${kind.name}`;
+          cpu.set(k, [...(cpu.get(k) ?? []), nsPerPacket(s)]);
+        }
+      }
+    }
+    console.log(`IMIX inner frames, ${seconds} s per step; ${load}`);
+    printTable(rows, [0, 1]);
+    for (const rate of rates) {
+      const mean = (name: string): number => {
+        const v = cpu.get(`${rate} ${name}`) ?? [];
+        return v.reduce((a, b) => a + b, 0) / Math.max(1, v.length);
+      };
+      const on = mean(kinds[0]!.name);
+      const off = mean(kinds[1]!.name);
+      console.log(`  ${rate} pps: CPU per packet with the index ${on.toFixed(0)} ns, without ${off.toFixed(0)} ns: ${(100 * (on / off - 1)).toFixed(1)} % more (the issue asks at most 10 %)`);
+    }
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
