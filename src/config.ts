@@ -59,7 +59,8 @@ export interface SessionConfig extends SessionSettings {
 export type SessionKey = 'vni' | 'vni+src';
 
 export interface Config extends SessionSettings {
-  readonly listen: Endpoint;
+  /** UDP addresses for VXLAN, one socket each (e.g. 4789 and Linux's 8472); at least one. */
+  readonly listen: readonly Endpoint[];
   /** UDP address for GENEVE (a Gateway Load Balancer endpoint as mirror target); null = off. */
   readonly geneve: Endpoint | null;
   readonly http: Endpoint;
@@ -128,7 +129,7 @@ export interface Config extends SessionSettings {
   readonly sessions: readonly SessionConfig[];
 }
 
-type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path' | 'cidrs' | 'text' | 'source' | 'flow-format' | 'flow-fields';
+type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'endpoints' | 'path' | 'cidrs' | 'text' | 'source' | 'flow-format' | 'flow-fields';
 
 interface OptionSpec {
   readonly name: string;
@@ -152,7 +153,7 @@ export const MAX_VNI = 0xffffff;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const OPTIONS: readonly OptionSpec[] = [
-  { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
+  { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoints', default: '0.0.0.0:4789', help: 'UDP addresses for VXLAN, ADDR:PORT[,ADDR:PORT...], one socket each (e.g. 0.0.0.0:4789,0.0.0.0:8472; IPv4 host:port or [v6]:port; [::] takes both)' },
   { name: 'geneve', liveOnly: true, key: 'geneve', kind: 'endpoint', default: '', help: 'UDP address for GENEVE from a Gateway Load Balancer endpoint (usually 0.0.0.0:6081; VXLAN inside it is routed like VXLAN); empty = off' },
   { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap, afpacket:<iface> = the same through a memory-mapped AF_PACKET ring (kernel filter and timestamps, no copy)' },
   { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> or afpacket:<iface> (default: udp dst port <listen port>); an error with any other source' },
@@ -271,6 +272,8 @@ function expectation(o: OptionSpec): string {
       return `one of ${o.values!.join(', ')}`;
     case 'endpoint':
       return 'HOST:PORT with an IP address, e.g. 0.0.0.0:4789 or [::]:4789, port 0-65535';
+    case 'endpoints':
+      return 'HOST:PORT[,HOST:PORT...] with IP addresses, e.g. 0.0.0.0:4789,0.0.0.0:8472 or [::]:4789, ports 0-65535, no address twice';
     case 'path':
       return 'a path';
     case 'flow-format':
@@ -278,6 +281,11 @@ function expectation(o: OptionSpec): string {
     case 'flow-fields':
       return 'name=value pairs such as account-id=123456789012,region=us-east-1';
   }
+}
+
+/** An endpoint as --listen takes it: host:port, [v6]:port. */
+export function formatEndpoint(ep: Endpoint): string {
+  return isIP(ep.host) === 6 ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
 }
 
 function parseEndpoint(text: string): Endpoint | null {
@@ -298,7 +306,7 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
       ? value.trim()
       : typeof value === 'number' || typeof value === 'boolean'
         ? String(value)
-        : Array.isArray(value) && o.kind === 'cidrs' && value.every((v) => typeof v === 'string')
+        : Array.isArray(value) && (o.kind === 'cidrs' || o.kind === 'endpoints') && value.every((v) => typeof v === 'string')
           ? value.join(',')
           : null;
   // A config file gives flow fields as a mapping: checked as it is (YAML numbers and lists kept).
@@ -361,6 +369,14 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
       const ep = parseEndpoint(text);
       if (!ep) fail(what, value, origin, expectation(o));
       return ep;
+    }
+    case 'endpoints': {
+      const list = text.split(',').map((part) => parseEndpoint(part.trim()));
+      if (list.some((ep) => ep === null)) fail(what, value, origin, expectation(o));
+      const keys = (list as Endpoint[]).map((ep) => `${ep.host}:${ep.port}`);
+      // Port 0 (any free port) may repeat; a fixed address twice could never bind.
+      if (keys.some((k, i) => !k.endsWith(':0') && keys.indexOf(k) !== i)) fail(what, value, origin, expectation(o));
+      return Object.freeze(list as Endpoint[]);
     }
     case 'path':
       if (text === '' && o.name !== 'config') fail(what, value, origin, 'a non-empty path');

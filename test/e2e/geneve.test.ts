@@ -203,24 +203,43 @@ t.test('every real GENEVE datagram sent live to --geneve: the files decap writes
   for (const [reason, n] of want.drops) t.equal(metricSum(metrics, 'mirrorcap_dropped_packets_total', { reason }), n, `${n} counted as ${reason}`);
 });
 
-t.test('replay --encap geneve --gwlb: a GWLB endpoint\'s delivery, round trip through --geneve', async (t) => {
+t.test('replay --encap geneve --gwlb beside two VXLAN ports: one appliance, three sockets, one pipeline, counted per listener', async (t) => {
   const dir = await temp();
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const fixture = join(ROOT, 'pcaps', 'ipv4.pcap');
-  const want = (await tsharkFrames(fixture)).map((f) => f.data.toString('hex'));
-  const app = await startAppliance(['--out', join(dir, 'live'), '--geneve', '127.0.0.1:0', '--session-key', 'vni+src']);
+  const frames = await tsharkFrames(fixture);
+  const want = frames.map((f) => f.data.toString('hex'));
+  const app = await startAppliance(['--out', join(dir, 'live'), '--listen', '127.0.0.1:0,127.0.0.1:0', '--geneve', '127.0.0.1:0', '--session-key', 'vni+src']);
   t.teardown(() => app.proc.kill('SIGKILL'));
-  const port = app.logs.find((l) => l.event === 'start')!['genevePort'] as number;
+  const start = app.logs.find((l) => l.event === 'start')!;
+  const port = start['genevePort'] as number;
+  const [vx1, vx2] = start['udpPorts'] as number[];
+  t.ok(vx1! > 0 && vx2! > 0 && vx1 !== vx2 && port > 0, `VXLAN on ${vx1} and ${vx2}, GENEVE on ${port}`);
   const r = cli(['replay', fixture, '--target', `127.0.0.1:${port}`, '--vni', '321', '--encap', 'geneve', '--gwlb', 'vpce-0a1b2c3d4e5f60718', '--flat-out']);
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /in GENEVE as GWLB endpoint a1b2c3d4e5f60718/);
-  await waitFor(async () => metricSum((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_datagrams_total') === want.length, 5000, 'all received');
+  for (const [p, vni] of [[vx1, 1], [vx2, 2]] as const) t.equal(cli(['replay', fixture, '--target', `127.0.0.1:${p}`, '--vni', String(vni), '--flat-out']).status, 0);
+  await waitFor(async () => metricSum((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_datagrams_total') === 3 * want.length, 5000, 'all received');
   const api = (await httpGet(app.httpPort, '/api/sessions')).body;
+  const metrics = (await httpGet(app.httpPort, '/metrics')).body;
   t.equal(await app.stop(), 0);
-  // The stand-in ENI (192.0.2.1) inside the GENEVE keys the session under vni+src.
-  const live = await written(join(dir, 'live'));
-  t.same([...live.keys()], ['vni-321-192.0.2.1']);
-  t.same(live.get('vni-321-192.0.2.1'), want, 'every frame, byte for byte, in order');
+  // Each socket's own counters: VXLAN is 8 bytes of header per frame; a GWLB's GENEVE 40 (8 + three
+  // options of 12, 12 and 8), then the IPv4 (20) and UDP (8) headers around the VXLAN datagram.
+  const wire = (overhead: number): number => frames.reduce((n, f) => n + f.origLen + overhead, 0);
+  for (const [p, overhead] of [[vx1, 8], [vx2, 8], [port, 40 + 20 + 8 + 8]] as const) {
+    const listener = `127.0.0.1:${p}`;
+    t.equal(metricSum(metrics, 'mirrorcap_received_datagrams_total', { listener }), want.length, `${listener}: every datagram counted`);
+    t.equal(metricSum(metrics, 'mirrorcap_received_bytes_total', { listener }), wire(overhead), `${listener}: their bytes`);
+    t.equal(metricSum(metrics, 'mirrorcap_socket_drops_total', { listener }), 0, `${listener}: no kernel drops`);
+  }
+  // The stand-in ENI (192.0.2.1) inside the GENEVE keys the session under vni+src; tshark reads each file.
+  const sessions = (await readdir(join(dir, 'live'))).sort();
+  t.same(sessions, ['vni-1-127.0.0.1', 'vni-2-127.0.0.1', 'vni-321-192.0.2.1']);
+  for (const s of sessions) {
+    const files = (await readdir(join(dir, 'live', s))).filter((f) => f.endsWith('.pcap'));
+    const got = (await Promise.all(files.map((f) => tsharkFrames(join(dir, 'live', s, f))))).flat();
+    t.same(got.map((f) => f.data.toString('hex')), want, `${s}: every frame, byte for byte, in order (tshark)`);
+  }
   t.match(api, /"endpointId":\s*"a1b2c3d4e5f60718"/, 'the endpoint id reached /api/sessions');
   const bad = cli(['replay', fixture, '--target', `127.0.0.1:${port}`, '--gwlb', '12']);
   t.equal(bad.status, 2, '--gwlb without --encap geneve is a usage error');

@@ -95,7 +95,7 @@ t.test('afpacket source on a veth pair between two namespaces', { skip }, async 
       t.equal(dump(written), dump(file), `vni-${vni}: tcpdump reads the same records as in ${file}`);
     }
     t.equal(summary?.writtenPackets, 2 * 1350 + 19 + 878, 'each frame written once');
-    t.match(text, /^mirrorcap_socket_drops_total 0$/m, 'the ring dropped nothing');
+    t.match(text, /^mirrorcap_socket_drops_total\{listener="afpacket:mcafp1"\} 0$/m, 'the ring dropped nothing');
     const first = sh('capinfos', ['-a', '-S', await sessionFile(dir, 'vni-1')]).stdout;
     const at = Number(/First packet time:\s+([\d.]+)/.exec(first)?.[1]);
     t.ok(at >= before - 1 && at <= Date.now() / 1000, `the first record carries the receive time (${at}, test began ${before})`);
@@ -126,7 +126,7 @@ t.test('afpacket source on a veth pair between two namespaces', { skip }, async 
     const text = metrics(app);
     t.equal(await app.stop(), 0);
     t.same((await readdir(dir)).sort(), ['vni-9']);
-    t.match(text, /^mirrorcap_capture_skipped_packets_total\{reason="other_port"\} 19$/m, 'the other port counted');
+    t.match(text, /^mirrorcap_capture_skipped_packets_total\{listener="afpacket:mcafp1",reason="other_port"\} 19$/m, 'the other port counted');
   });
 
   t.test('clear errors: a down interface, an unknown one, a bad --bpf', async (t) => {
@@ -144,7 +144,7 @@ t.test('afpacket source on a veth pair between two namespaces', { skip }, async 
 });
 
 t.test('afpacket source: stop before start and twice is harmless; no interface is a ConfigError', { skip: native ? false : 'needs the native addon' }, async (t) => {
-  const src = new AfPacketSource({ iface: 'nosuch0', host: '127.0.0.1', port: 0, bpf: null, ringBytes: 4 << 20 });
+  const src = new AfPacketSource({ iface: 'nosuch0', listen: [{ host: '127.0.0.1', port: 0 }], geneve: null, bpf: null, ringBytes: 4 << 20 });
   await t.rejects(src.start(() => false), { name: 'ConfigError', message: /there is no interface "nosuch0"/ });
   t.equal(src.ready, false);
   await src.stop();
