@@ -7,7 +7,7 @@
  */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,7 +151,7 @@ t.test('decap of every real GENEVE capture: the innermost frames tshark shows, i
   t.ok(gwlb, 'the genuine AWS GWLB capture made a gwlbe-<endpoint> session');
 });
 
-t.test('the AWS GWLB capture: raw IP files (link type 101) tshark decodes as GRE, ids in /api/sessions', { skip: real.skip }, async (t) => {
+t.test('the AWS GWLB capture: raw IP files (link type 101) tshark decodes as GRE, ids in /api/sessions; the endpoint named in the config file', { skip: real.skip }, async (t) => {
   const path = geneveFiles.find((f) => /aws-gwlb/.test(f))!;
   const dir = await temp();
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -164,6 +164,18 @@ t.test('the AWS GWLB capture: raw IP files (link type 101) tshark decodes as GRE
   t.ok(frames.length === 12 && frames.every((f) => f.linkType === 101), 'twelve raw-IP records');
   const protos = await tool('tshark', ['-r', join(session, files[0]!), '-T', 'fields', '-e', 'frame.protocols']);
   t.ok(protos.split('\n').filter(Boolean).every((p) => p.startsWith('raw:ip:gre:ip:tcp')), 'tshark reads IPv4/GRE/IPv4/TCP in them');
+
+  // Named in the config file by the endpoint id as AWS prints it, with settings of its own; strict
+  // refuses the endpoints not named (none here) as it refuses unknown VNIs.
+  const config = join(dir, 'named.yaml');
+  await writeFile(config, 'strict: true\nsessions:\n  - gwlb-endpoint: vpce-031e129cdc0cd8633\n    name: inspection\n    rotate-packets: 5\n');
+  const named = cli(['decap', path, '--out', join(dir, 'named'), '--config', config]);
+  t.equal(named.status, 0, named.stderr);
+  t.same(await readdir(join(dir, 'named')), ['inspection'], 'the configured name, not gwlbe-<id>');
+  const parts = (await readdir(join(dir, 'named', 'inspection'))).filter((f) => f.endsWith('.pcap')).sort();
+  t.equal(parts.length, 3, 'its own rotate-packets: 5 + 5 + 2');
+  const namedFrames = (await Promise.all(parts.map((f) => tsharkFrames(join(dir, 'named', 'inspection', f))))).flat();
+  t.same(namedFrames.map((f) => [f.linkType, f.data.toString('hex')]), frames.map((f) => [f.linkType, f.data.toString('hex')]), 'tshark reads the same twelve raw-IP records');
 
   // Live: the same datagrams to --geneve, and the GWLB ids in the API and the log.
   const datagrams = (await expected(path)).map((e) => e.datagram);
@@ -184,6 +196,34 @@ t.test('the AWS GWLB capture: raw IP files (link type 101) tshark decodes as GRE
   t.same(created?.['gwlb'], { endpointId: '31e129cdc0cd8633', attachmentId: '0000000000000000' }, 'the session_created log line has them');
   const live = await written(join(dir, 'live'));
   t.same(live.get('gwlbe-31e129cdc0cd8633'), frames.map((f) => f.data.toString('hex')), 'live frames equal the decapsulated ones, in order');
+});
+
+t.test('a GENEVE VNI named in the config file: its frames under the name, strict drops the VNI not named', { skip: real.skip }, async (t) => {
+  const path = geneveFiles.find((f) => basename(f) === 'tcpdump-geneve.pcap')!;
+  const other = geneveFiles.find((f) => basename(f) === 'zeek-geneve-tagged-udp-packet.pcap')!;
+  const want = group(await expected(path));
+  const wantOther = group(await expected(other));
+  t.same([...want.sessions.keys()], ['geneve-11'], 'tshark: Ethernet in GENEVE VNI 11 (VNI 10 has a critical option)');
+  t.same([...wantOther.sessions.keys()], ['geneve-100'], 'tshark: Ethernet in GENEVE VNI 100');
+  const dir = await temp();
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'named.yaml');
+  await writeFile(file, 'strict: true\nsessions:\n  - geneve-vni: 11\n    name: overlay-eleven\n');
+  const run = (capture: string, out: string): Promise<DecapResult> => {
+    const flags = new Map([['out', { value: join(dir, out), origin: '--out' }], ['config', { value: file, origin: '--config' }]]);
+    return decap(capture, VXLAN_PORT, resolveConfig(flags, {}, { 'log-level': 'silent' }), createLogger('silent', 2));
+  };
+  const r = await run(path, 'out');
+  t.same(sorted(await written(join(dir, 'out'))), sorted(new Map([['overlay-eleven', want.sessions.get('geneve-11')!]])), 'VNI 11 frames under overlay-eleven');
+  t.equal(r.summary.dropped['geneve_critical_option'], want.drops.get('geneve_critical_option'), 'the critical-option packets dropped as before');
+  const strict = await run(other, 'other');
+  t.same(sorted(await written(join(dir, 'other'))), {}, 'nothing of VNI 100 written');
+  t.equal(strict.summary.dropped['unknown_vni'], wantOther.sessions.get('geneve-100')!.length, 'VNI 100 refused by strict, counted as unknown_vni');
+  const bad = join(dir, 'bad.yaml');
+  await writeFile(bad, 'sessions:\n  - geneve-vni: 10\n    vni: 10\n    name: both\n');
+  t.throws(() => resolveConfig(new Map([['config', { value: bad, origin: '--config' }]]), {}), /invalid sessions\[0\].*one of vni, geneve-vni, gwlb-endpoint/, 'one match key per entry');
+  await writeFile(bad, 'sessions:\n  - geneve-vni: 10\n    name: geneve-11\n');
+  t.throws(() => resolveConfig(new Map([['config', { value: bad, origin: '--config' }]]), {}), /the automatic session name of GENEVE VNI 11/, 'no name another key gets automatically');
 });
 
 t.test('every real GENEVE datagram sent live to --geneve: the files decap writes, frame for frame', { skip: real.skip }, async (t) => {
