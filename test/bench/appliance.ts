@@ -8,6 +8,8 @@
  *   native    mirrorcap --source native (recvmmsg; the default 32 MiB buffer, forced past rmem_max)
  *   afpacket:lo  mirrorcap --source afpacket:lo (a 32 MiB TPACKET_V3 ring; it skips lo's outgoing copies)
  *   dgram     mirrorcap --source dgram (node:dgram; the buffer is capped at net.core.rmem_max)
+ *   native GENEVE (GWLB)  native, fed at 64 B the same frames as a GWLB endpoint delivers them to --geneve
+ *             (GENEVE + IPv4 + UDP around each VXLAN datagram), against plain VXLAN in the same run
  *   tcpdump   tcpdump -i lo -w FILE udp port P (its default 2 MiB buffer), when installed. A socket
  *             is bound on P and never read: to a closed port every datagram would draw an ICMP port
  *             unreachable (not rate-limited on lo), and a socket that drains would take CPU from
@@ -100,6 +102,8 @@ interface Running {
 
 interface ReceiverKind {
   readonly name: string;
+  /** What the generator sends it: VXLAN (default), or VXLAN inside a GWLB's GENEVE. */
+  readonly encap?: 'geneve';
   /** Bytes in front of each inner frame in its records. */
   readonly outerBytes: number;
   start(dir: string): Promise<Running>;
@@ -114,13 +118,18 @@ const STREAM_FILTERS = ['udp dst port 5001', 'host 198.18.0.2 and udp', 'udp por
 
 /** The flow table's row (issue 16): native with --flows, at 64 B, against native without in the same run. */
 const FLOWS = 'native --flows';
+/** GENEVE's row (issue 14): the same frames as a GWLB endpoint delivers them to --geneve, at 64 B, against plain VXLAN. */
+const GENEVE = 'native GENEVE (GWLB)';
 
-function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', streams = 0, flows = false): ReceiverKind {
+function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', { streams = 0, flows = false, geneve = false } = {}): ReceiverKind {
   return {
-    name: flows ? `${source} --flows` : streams === 0 ? source : `${source} + ${streams} streams`,
+    name: geneve ? GENEVE : flows ? `${source} --flows` : streams === 0 ? source : `${source} + ${streams} streams`,
+    ...(geneve ? { encap: 'geneve' as const } : {}),
     outerBytes: 0,
     async start(dir) {
-      const app = await startAppliance(['--out', dir, '--source', source, ...(flows ? ['--flows'] : [])], {}, 30_000);
+      const app = await startAppliance(['--out', dir, '--source', source, ...(flows ? ['--flows'] : []), ...(geneve ? ['--geneve', '127.0.0.1:0'] : [])], {}, 30_000);
+      // Sent to the GENEVE socket when that is the row: the VXLAN one stays idle.
+      const port = geneve ? (app.logs.find((l) => l.event === 'start')!['genevePort'] as number) : app.udpPort;
       const clients = STREAM_FILTERS.slice(0, streams).map((f) =>
         spawn('curl', ['-sN', '-o', '/dev/null', '-G', '--data-urlencode', `filter=${f}`, `http://127.0.0.1:${app.httpPort}/api/stream`], { stdio: 'ignore' }),
       );
@@ -133,11 +142,11 @@ function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', streams =
         throw e;
       }
       return {
-        port: app.udpPort,
+        port,
         pid: app.proc.pid!,
         // The ring's UDP socket is never read (it only holds the port); a block is handed over
         // within its retire timeout (50 ms), so a moment covers what is still in the ring.
-        settle: () => (source === 'afpacket:lo' ? sleep(AFPACKET_SETTLE_MS) : socketDrained(app.udpPort)),
+        settle: () => (source === 'afpacket:lo' ? sleep(AFPACKET_SETTLE_MS) : socketDrained(port)),
         async stop() {
           const metrics = (await httpGet(app.httpPort, '/metrics')).body;
           const code = await app.stop();
@@ -145,7 +154,7 @@ function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', streams =
           if (code !== 0) throw new Error(`mirrorcap --source ${source} exited ${code}: ${app.stderr()}`);
           const summary = app.logs.find((l) => l.event === 'shutdown');
           if (summary === undefined) throw new Error(`mirrorcap --source ${source} logged no shutdown summary`);
-          const kernelDrops = metricValue(metrics, 'mirrorcap_socket_drops_total') ?? NaN;
+          const kernelDrops = metricSum(metrics, 'mirrorcap_socket_drops_total');
           const dropped = summary.dropped as Record<string, number>;
           const lost = Object.values(dropped).reduce((sum, n) => sum + n, kernelDrops);
           // What the clients could not take is theirs alone, not a loss of the files.
@@ -293,7 +302,7 @@ async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: 
   try {
     rx = await kind.start(dir);
     const cpu0 = cpuSeconds(rx.pid);
-    const gen = await runGeneratorProcess({ host: '127.0.0.1', port: rx.port, vnis: VNIS, size, rate, durationSec: seconds });
+    const gen = await runGeneratorProcess({ host: '127.0.0.1', port: rx.port, vnis: VNIS, size, rate, durationSec: seconds, ...(kind.encap ? { encap: kind.encap } : {}) });
     await rx.settle();
     const cpu = cpuSeconds(rx.pid) - cpu0;
     const rss = peakRss(rx.pid);
@@ -452,6 +461,11 @@ function goals(tables: Table[]): Verdict[] {
     if (r.zeroLoss === null) return `<${kpps(lowest(r))}`;
     return `${r.steps.length === 1 ? '>=' : ''}${kpps(r.zeroLoss)}`;
   };
+  const g64 = find(GENEVE, '64');
+  if (n64 && g64) {
+    const ratio = value(g64) / value(n64);
+    verdicts.push([ratio >= 0.9, `zero-loss rate at 64 B of VXLAN inside a GWLB's GENEVE within 10 % of plain VXLAN (issue 14): ${rate(g64)} vs ${rate(n64)} = ${(100 * ratio).toFixed(0)} %`]);
+  }
   const f64 = find(FLOWS, '64');
   if (n64 && f64) {
     const ratio = value(f64) / value(n64);
@@ -590,9 +604,11 @@ export async function run(opts: { quick: boolean }): Promise<void> {
       for (const kind of kinds) {
         rows.push(await measure(kind, spec.size, plan, root, spec.searchSteps));
         // Issue 12: live streams must not slow capture; measured where capture is hardest.
-        if (kind.name === 'native' && spec.size === '64' && haveTool('curl')) rows.push(await measure(applianceReceiver('native', 4), spec.size, plan, root, spec.searchSteps));
+        if (kind.name === 'native' && spec.size === '64' && haveTool('curl')) rows.push(await measure(applianceReceiver('native', { streams: 4 }), spec.size, plan, root, spec.searchSteps));
         // Issue 16: the flow table must not slow capture either.
-        if (kind.name === 'native' && spec.size === '64') rows.push(await measure(applianceReceiver('native', 0, true), spec.size, plan, root, spec.searchSteps));
+        if (kind.name === 'native' && spec.size === '64') rows.push(await measure(applianceReceiver('native', { flows: true }), spec.size, plan, root, spec.searchSteps));
+        // Issue 14: nor VXLAN arriving inside a GWLB's GENEVE.
+        if (kind.name === 'native' && spec.size === '64') rows.push(await measure(applianceReceiver('native', { geneve: true }), spec.size, plan, root, spec.searchSteps));
       }
       const table: Table = { size: spec.size, title: `${spec.title}; ${load}${disk ? `; ${diskLine(disk)}` : ''}`, disk, ceiling, rows };
       printResults(table);
@@ -604,7 +620,7 @@ export async function run(opts: { quick: boolean }): Promise<void> {
         "tcpdump's socket drops are its 'dropped by kernel', which on lo counts each packet out and in.",
     );
     const fixed = await cpuPerPacket(kinds, plan, root);
-    console.log(`\ngoals (issues 4, 12, 16, 17), this run:`);
+    console.log(`\ngoals (issues 4, 12, 14, 16, 17), this run:`);
     for (const [met, text] of [...goals(tables), ...fixedRateGoals(fixed)]) console.log(`  [${met ? 'met' : 'not met'}] ${text}`);
     console.log(`appliance section took ${((performance.now() - started) / 1000).toFixed(0)} s`);
   } finally {
