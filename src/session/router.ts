@@ -57,7 +57,8 @@ export class Router {
   private rules!: RoutingRules;
   /** Configured sessions by router key (keyOf), and vni+src templates (configured without a source). */
   private readonly configuredByKey = new Map<number, SessionConfig>();
-  private readonly withSource: boolean;
+  /** Keyed by VNI and source (--session-key vni+src): lookups read the address. */
+  readonly withSource: boolean;
   /** GWLB endpoint ids seen: the pipeline asks for their keys. */
   readonly endpoints: EndpointSlots;
   private lastKey = -1;

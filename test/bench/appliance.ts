@@ -26,7 +26,7 @@
  * RSS is VmHWM. The disk's rate comes from a plain sequential write to the same file system,
  * just before each table of large frames (page-cache write rates swing with the dirty pages).
  *
- *   node dist/test/bench/appliance.js [--quick]
+ *   node dist/test/bench/appliance.js [--quick] [--sizes=64,1400] [--receivers=native,dgram]
  */
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -244,7 +244,8 @@ async function generatorCeiling(size: string, seconds: number): Promise<Generato
 async function sessionFiles(dir: string): Promise<string[]> {
   const files: string[] = [];
   for (const session of (await readdir(dir)).sort()) {
-    for (const f of (await readdir(join(dir, session))).sort()) files.push(join(dir, session, f));
+    // The captures only: not their index sidecars (.pcap.idx), nor the flow logs' folder.
+    for (const f of (await readdir(join(dir, session))).sort()) if (f.endsWith('.pcap')) files.push(join(dir, session, f));
   }
   return files;
 }
@@ -464,7 +465,9 @@ function goals(tables: Table[]): Verdict[] {
   const g64 = find(GENEVE, '64');
   if (n64 && g64) {
     const ratio = value(g64) / value(n64);
-    verdicts.push([ratio >= 0.9, `zero-loss rate at 64 B of VXLAN inside a GWLB's GENEVE within 10 % of plain VXLAN (issue 14): ${rate(g64)} vs ${rate(n64)} = ${(100 * ratio).toFixed(0)} %`]);
+    // Lossless flat out is only the generator's reach at that moment, which swings with the load.
+    const bounds = g64.steps.length === 1 && n64.steps.length === 1 ? ' (both lossless flat out: the generator was the limit; see the CPU per packet table)' : '';
+    verdicts.push([ratio >= 0.9, `zero-loss rate at 64 B of VXLAN inside a GWLB's GENEVE within 10 % of plain VXLAN (issue 14): ${rate(g64)} vs ${rate(n64)} = ${(100 * ratio).toFixed(0)} %${bounds}`]);
   }
   const f64 = find(FLOWS, '64');
   if (n64 && f64) {
@@ -550,10 +553,20 @@ function fixedRateGoals(steps: ReadonlyMap<string, Step>): Verdict[] {
   const afpacket = steps.get('afpacket:lo');
   const tcpdump = steps.get(tcpdumpReceiver.name);
   const native = steps.get('native');
-  if (afpacket === undefined || tcpdump === undefined) return [];
+  const geneve = steps.get(GENEVE);
+  const verdicts: Verdict[] = [];
+  if (native !== undefined && geneve !== undefined) {
+    const ratio = nsPerPacket(geneve) / nsPerPacket(native);
+    verdicts.push([
+      ratio <= 1.1 && geneve.seq.lost === 0,
+      `64 B at ${int(FIXED_RATE_PPS)} pps, CPU per packet of VXLAN inside a GWLB's GENEVE within 10 % of plain VXLAN: ${nsPerPacket(geneve).toFixed(0)} vs ${nsPerPacket(native).toFixed(0)} ns = ${(100 * ratio).toFixed(0)} % (loss ${pct(geneve.seq.lost, geneve.gen.sent)})`,
+    ]);
+  }
+  if (afpacket === undefined || tcpdump === undefined) return verdicts;
   const ratio = nsPerPacket(afpacket) / nsPerPacket(tcpdump);
   const text = (s: Step | undefined, name: string): string => (s === undefined ? '' : `${name} ${nsPerPacket(s).toFixed(0)} ns (loss ${pct(s.seq.lost, s.gen.sent)})`);
   return [
+    ...verdicts,
     [
       ratio <= 2 && afpacket.seq.lost === 0,
       `64 B at ${int(FIXED_RATE_PPS)} pps, CPU per packet afpacket <= 2x tcpdump -w: ${[text(afpacket, 'afpacket'), text(tcpdump, 'tcpdump'), text(native, 'native')].filter((x) => x).join(', ')} = ${ratio.toFixed(1)}x`,
@@ -574,12 +587,24 @@ function diskLine(d: DiskRate): string {
   return `disk now: ${mib(d.bytes)} in 4 MiB writes, ${(d.pageCache / 1e6).toFixed(0)} MB/s into the page cache, ${(d.synced / 1e6).toFixed(0)} MB/s with the fsync`;
 }
 
+/** `--NAME=a,b` on the command line (e.g. `--sizes=64 --receivers=native`), or null. */
+function listArg(name: string): string[] | null {
+  const arg = process.argv.find((a) => a.startsWith(`--${name}=`));
+  return arg === undefined ? null : arg.slice(name.length + 3).split(',');
+}
+
 export async function run(opts: { quick: boolean }): Promise<void> {
-  const plan = opts.quick ? QUICK : FULL;
+  // --sizes=64 and --receivers=native,tcpdump narrow a run to some tables and rows (the rows
+  // measured beside native, streams, flows and GENEVE, come with native).
+  const sizes = listArg('sizes');
+  const receivers = listArg('receivers');
+  const base = opts.quick ? QUICK : FULL;
+  const plan = sizes === null ? base : { ...base, sizes: base.sizes.filter((s) => sizes.includes(s)), jumbo: base.jumbo && sizes.includes(JUMBO_FRAME) };
   const native = loadNative();
-  const kinds: ReceiverKind[] = native.ok ? [applianceReceiver('native'), applianceReceiver('afpacket:lo'), applianceReceiver('dgram')] : [applianceReceiver('dgram')];
+  let kinds: ReceiverKind[] = native.ok ? [applianceReceiver('native'), applianceReceiver('afpacket:lo'), applianceReceiver('dgram')] : [applianceReceiver('dgram')];
   const tcpdump = haveTool('tcpdump');
   if (tcpdump) kinds.push(tcpdumpReceiver);
+  if (receivers !== null) kinds = kinds.filter((k) => receivers.includes(k.name));
   const root = await mkdtemp(join(tmpdir(), 'mirrorcap-bench-'));
   const started = performance.now();
   try {
@@ -603,12 +628,12 @@ export async function run(opts: { quick: boolean }): Promise<void> {
       const rows: Result[] = [];
       for (const kind of kinds) {
         rows.push(await measure(kind, spec.size, plan, root, spec.searchSteps));
+        // Issue 14: VXLAN arriving inside a GWLB's GENEVE, measured right after plain VXLAN.
+        if (kind.name === 'native' && spec.size === '64') rows.push(await measure(applianceReceiver('native', { geneve: true }), spec.size, plan, root, spec.searchSteps));
         // Issue 12: live streams must not slow capture; measured where capture is hardest.
         if (kind.name === 'native' && spec.size === '64' && haveTool('curl')) rows.push(await measure(applianceReceiver('native', { streams: 4 }), spec.size, plan, root, spec.searchSteps));
         // Issue 16: the flow table must not slow capture either.
         if (kind.name === 'native' && spec.size === '64') rows.push(await measure(applianceReceiver('native', { flows: true }), spec.size, plan, root, spec.searchSteps));
-        // Issue 14: nor VXLAN arriving inside a GWLB's GENEVE.
-        if (kind.name === 'native' && spec.size === '64') rows.push(await measure(applianceReceiver('native', { geneve: true }), spec.size, plan, root, spec.searchSteps));
       }
       const table: Table = { size: spec.size, title: `${spec.title}; ${load}${disk ? `; ${diskLine(disk)}` : ''}`, disk, ceiling, rows };
       printResults(table);
@@ -619,7 +644,8 @@ export async function run(opts: { quick: boolean }): Promise<void> {
         'written pps, Gbit/s (inner frames), file MB/s, loss: flat out. CPU: receiver process only, per second of sending. ' +
         "tcpdump's socket drops are its 'dropped by kernel', which on lo counts each packet out and in.",
     );
-    const fixed = await cpuPerPacket(kinds, plan, root);
+    // GENEVE's cost per packet beside plain VXLAN's, at one rate both hold: steadier than rates on a busy machine.
+    const fixed = await cpuPerPacket(kinds.some((k) => k.name === 'native') ? [...kinds, applianceReceiver('native', { geneve: true })] : kinds, plan, root);
     console.log(`\ngoals (issues 4, 12, 14, 16, 17), this run:`);
     for (const [met, text] of [...goals(tables), ...fixedRateGoals(fixed)]) console.log(`  [${met ? 'met' : 'not met'}] ${text}`);
     console.log(`appliance section took ${((performance.now() - started) / 1000).toFixed(0)} s`);
