@@ -14,8 +14,7 @@ import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './control/metrics.js';
 import { Recorder, type RecorderSummary } from './recorder.js';
 import { VXLAN_HEADER_LEN } from './decode/vxlan.js';
-import { createSource, largestSnaplen } from './source/select.js';
-import type { Source } from './source/source.js';
+import { createListeners, largestSnaplen, type Listener } from './source/select.js';
 import type { Session } from './session/session.js';
 
 /**
@@ -27,9 +26,8 @@ const RELOADABLE: ReadonlySet<string> = new Set<keyof Config>([...SESSION_SETTIN
 
 export class App {
   readonly recorder: Recorder;
-  readonly source: Source;
-  /** The GENEVE socket (--geneve), or null. */
-  readonly geneveSource: Source | null;
+  /** Every source: one socket per --listen address, then --geneve's; or one interface source for all. */
+  readonly listeners: readonly Listener[];
   readonly metrics: Metrics;
   readonly control: ControlServer;
   readonly queries: QueryEndpoint;
@@ -49,7 +47,7 @@ export class App {
   ) {
     const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true, ship: true });
     this.recorder = recorder;
-    this.source = createSource(config, log);
+    this.listeners = createListeners(config, log);
     this.queries = new QueryEndpoint(config.out, config.maxQueries, log, (path) => recorder.reindex(path));
     this.streams = new StreamHub({
       maxStreams: config.maxStreams,
@@ -59,14 +57,13 @@ export class App {
     });
     recorder.pipeline.tap = this.streams;
     this.pcapOverIp = config.pcapOverIp === null ? null : new PcapOverIpServer(config.pcapOverIp, this.streams, log);
-    this.geneveSource = config.geneve === null ? null : createSource(config, log, config.geneve);
     this.metrics = createMetrics(
       {
         pipeline: recorder.pipeline,
         sessions: recorder.router.sessions,
         activeSessions: () => recorder.router.activeSessions,
         ready: async () => (await this.readiness()).ready,
-        source: this.source,
+        listeners: this.listeners,
         pool: recorder.pool,
         catalog: recorder.catalog,
         disk: recorder.disk,
@@ -77,7 +74,9 @@ export class App {
         streams: this.streams,
         compress: recorder.compress,
         s3: recorder.s3,
-        refresh: async () => this.source.refresh?.(),
+        refresh: async () => {
+          await Promise.all(this.listeners.map((l) => l.source.refresh?.()));
+        },
       },
       version,
     );
@@ -105,15 +104,17 @@ export class App {
     await this.control.start();
     await this.pcapOverIp?.start();
     this.streams.start();
-    await this.source.start(recorder.pipeline.process);
-    await this.geneveSource?.start(recorder.pipeline.processGeneve);
-    const granted = this.source.recvBuffer;
+    for (const l of this.listeners) await l.source.start(l.geneve ? recorder.pipeline.processGeneve : recorder.pipeline.process);
+    // Every socket asks for the same buffer and the kernel caps them alike: said once.
+    const granted = Math.min(...this.listeners.map((l) => l.source.recvBuffer));
     if (granted > 0 && granted < config.recvBuffer) {
       log.warn(
         { event: 'recv_buffer_capped', requested: config.recvBuffer, granted },
         `the kernel granted a ${granted}-byte receive buffer, less than the ${config.recvBuffer} asked for; raise it with: sysctl -w net.core.rmem_max=${config.recvBuffer}`,
       );
     }
+    const vxlan = this.listeners.filter((l) => !l.geneve);
+    const geneve = this.listeners.find((l) => l.geneve);
     this.timers.push(
       setInterval(() => recorder.flushAll(), config.flushInterval * 1000),
       setInterval(() => recorder.tick(Date.now() / 1000), 1000),
@@ -122,9 +123,11 @@ export class App {
       {
         event: 'start',
         version: this.version,
-        source: this.source.kind,
-        udpPort: this.source.port,
-        ...(this.geneveSource ? { genevePort: this.geneveSource.port } : {}),
+        source: this.listeners[0]!.source.kind,
+        udpPort: vxlan[0]?.source.port ?? 0,
+        udpPorts: vxlan.map((l) => l.source.port),
+        ...(geneve ? { genevePort: geneve.source.port } : {}),
+        listeners: this.listeners.map((l) => l.name()),
         httpPort: this.control.port,
         ...(this.pcapOverIp === null ? {} : { pcapOverIpPort: this.pcapOverIp.port }),
         recvBuffer: granted,
@@ -177,7 +180,7 @@ export class App {
    * (counted as receive_truncated) until a restart: say so once, now.
    */
   private warnIfSlotsTooSmall(next: Config): void {
-    const slotBytes = this.source.maxDatagram;
+    const slotBytes = this.listeners.find((l) => l.source.maxDatagram !== undefined)?.source.maxDatagram;
     const snaplen = largestSnaplen(next);
     if (slotBytes === undefined || snaplen + VXLAN_HEADER_LEN <= slotBytes) return;
     const maxFrame = slotBytes - VXLAN_HEADER_LEN;
@@ -200,10 +203,8 @@ export class App {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     // Datagrams the kernel already holds for us reached the box: they go in the files too.
-    this.source.drain?.();
-    this.geneveSource?.drain?.();
-    await this.source.stop();
-    await this.geneveSource?.stop();
+    for (const l of this.listeners) l.source.drain?.();
+    for (const l of this.listeners) await l.source.stop();
     await this.recorder.stop(deadline);
     // Stream clients get what they were sent before the files closed, then the end of their stream.
     await this.streams.close();
@@ -221,8 +222,7 @@ export class App {
   /** Asked live on every /readyz: the NLB should stop sending the moment we cannot write. */
   async readiness(): Promise<Readiness> {
     const reasons: string[] = [];
-    if (!this.source.ready) reasons.push('source not receiving');
-    if (this.geneveSource !== null && !this.geneveSource.ready) reasons.push('GENEVE source not receiving');
+    for (const l of this.listeners) if (!l.source.ready) reasons.push(`source ${l.name()} not receiving`);
     const output = await this.recorder.outputProblem();
     if (output !== null) reasons.push(output);
     const disk = this.recorder.disk;

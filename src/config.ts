@@ -54,12 +54,15 @@ export interface SessionConfig extends SessionSettings {
   readonly source: string | null;
   /** How its packets arrive when not VXLAN: GENEVE with Ethernet, or with raw IP (a GWLB endpoint's, or keyed by VNI). */
   readonly encap?: 'geneve' | 'gwlbe' | 'geneve-ip';
+  /** The GWLB endpoint id (16 lowercase hex digits) of a gwlbe session; its vni is 0. */
+  readonly endpoint?: string;
 }
 
 export type SessionKey = 'vni' | 'vni+src';
 
 export interface Config extends SessionSettings {
-  readonly listen: Endpoint;
+  /** UDP addresses for VXLAN, one socket each (e.g. 4789 and Linux's 8472); at least one. */
+  readonly listen: readonly Endpoint[];
   /** UDP address for GENEVE (a Gateway Load Balancer endpoint as mirror target); null = off. */
   readonly geneve: Endpoint | null;
   readonly http: Endpoint;
@@ -128,7 +131,7 @@ export interface Config extends SessionSettings {
   readonly sessions: readonly SessionConfig[];
 }
 
-type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'path' | 'cidrs' | 'text' | 'source' | 'flow-format' | 'flow-fields';
+type Kind = 'size' | 'size-auto' | 'duration' | 'count' | 'bool' | 'enum' | 'endpoint' | 'endpoints' | 'path' | 'cidrs' | 'text' | 'source' | 'flow-format' | 'flow-fields';
 
 interface OptionSpec {
   readonly name: string;
@@ -152,7 +155,7 @@ export const MAX_VNI = 0xffffff;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const OPTIONS: readonly OptionSpec[] = [
-  { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoint', default: '0.0.0.0:4789', help: 'UDP address for VXLAN (IPv4 host:port or [v6]:port; [::] takes both)' },
+  { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoints', default: '0.0.0.0:4789', help: 'UDP addresses for VXLAN, ADDR:PORT[,ADDR:PORT...], one socket each (e.g. 0.0.0.0:4789,0.0.0.0:8472; IPv4 host:port or [v6]:port; [::] takes both)' },
   { name: 'geneve', liveOnly: true, key: 'geneve', kind: 'endpoint', default: '', help: 'UDP address for GENEVE from a Gateway Load Balancer endpoint (usually 0.0.0.0:6081; VXLAN inside it is routed like VXLAN); empty = off' },
   { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap, afpacket:<iface> = the same through a memory-mapped AF_PACKET ring (kernel filter and timestamps, no copy)' },
   { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> or afpacket:<iface> (default: udp dst port <listen port>); an error with any other source' },
@@ -271,6 +274,8 @@ function expectation(o: OptionSpec): string {
       return `one of ${o.values!.join(', ')}`;
     case 'endpoint':
       return 'HOST:PORT with an IP address, e.g. 0.0.0.0:4789 or [::]:4789, port 0-65535';
+    case 'endpoints':
+      return 'HOST:PORT[,HOST:PORT...] with IP addresses, e.g. 0.0.0.0:4789,0.0.0.0:8472 or [::]:4789, ports 0-65535, no address twice';
     case 'path':
       return 'a path';
     case 'flow-format':
@@ -278,6 +283,22 @@ function expectation(o: OptionSpec): string {
     case 'flow-fields':
       return 'name=value pairs such as account-id=123456789012,region=us-east-1';
   }
+}
+
+/**
+ * A Gateway Load Balancer endpoint id as 16 lowercase hex digits (what its GENEVE option
+ * carries), from up to 16 hex digits or AWS's `vpce-<17 hex>` (the last 16 are taken); null
+ * when it is neither.
+ */
+export function parseEndpointId(text: string): string | null {
+  const hex = text.replace(/^vpce-/, '');
+  if (!/^[0-9a-fA-F]{1,17}$/.test(hex)) return null;
+  return hex.slice(-16).padStart(16, '0').toLowerCase();
+}
+
+/** An endpoint as --listen takes it: host:port, [v6]:port. */
+export function formatEndpoint(ep: Endpoint): string {
+  return isIP(ep.host) === 6 ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
 }
 
 function parseEndpoint(text: string): Endpoint | null {
@@ -298,7 +319,7 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
       ? value.trim()
       : typeof value === 'number' || typeof value === 'boolean'
         ? String(value)
-        : Array.isArray(value) && o.kind === 'cidrs' && value.every((v) => typeof v === 'string')
+        : Array.isArray(value) && (o.kind === 'cidrs' || o.kind === 'endpoints') && value.every((v) => typeof v === 'string')
           ? value.join(',')
           : null;
   // A config file gives flow fields as a mapping: checked as it is (YAML numbers and lists kept).
@@ -361,6 +382,14 @@ function convert(o: OptionSpec, raw: Raw, what = o.name): unknown {
       const ep = parseEndpoint(text);
       if (!ep) fail(what, value, origin, expectation(o));
       return ep;
+    }
+    case 'endpoints': {
+      const list = text.split(',').map((part) => parseEndpoint(part.trim()));
+      if (list.some((ep) => ep === null)) fail(what, value, origin, expectation(o));
+      const keys = (list as Endpoint[]).map((ep) => `${ep.host}:${ep.port}`);
+      // Port 0 (any free port) may repeat; a fixed address twice could never bind.
+      if (keys.some((k, i) => !k.endsWith(':0') && keys.indexOf(k) !== i)) fail(what, value, origin, expectation(o));
+      return Object.freeze(list as Endpoint[]);
     }
     case 'path':
       if (text === '' && o.name !== 'config') fail(what, value, origin, 'a non-empty path');
@@ -490,6 +519,8 @@ export function sourcedSessionName(name: string, source: string): string {
   return `${name}-${addrForName(source)}`;
 }
 
+/** geneve-<n>[-…] and gwlbe-<id>[-…]: the names automatic GENEVE and GWLB sessions get (session/router.ts). */
+const TUNNEL_NAME = /^(geneve|gwlbe)-([0-9a-f]+)(?:-(.*))?$/;
 /** vni-<n> and vni-<n>-…: the names automatic sessions of VNI n get. */
 const AUTOMATIC_NAME = /^vni-(\d+)(?:-(.*))?$/;
 /** Text an address can be after sourcedSessionName (any address form: the test errs on the safe side). */
@@ -507,8 +538,15 @@ const ADDRESS_START = /^[0-9a-f-]*$/i;
 function nameClash(s: SessionConfig, all: readonly SessionConfig[], sessionKey: SessionKey): string | null {
   const auto = AUTOMATIC_NAME.exec(s.name);
   const autoVni = auto === null ? -1 : Number(auto[1]);
-  if (auto !== null && autoVni !== s.vni) {
+  if (auto !== null && (autoVni !== s.vni || s.encap !== undefined)) {
     return `a name not starting like ${automaticSessionName(autoVni)}, the automatic session name of VNI ${autoVni}`;
+  }
+  const tunnel = TUNNEL_NAME.exec(s.name);
+  if (tunnel !== null) {
+    const [, kind, id, rest] = tunnel;
+    const own = kind === 'geneve' ? s.encap === 'geneve' && id === String(s.vni) : s.encap === 'gwlbe' && id === s.endpoint;
+    // geneve-<n>-ip is GENEVE VNI n carrying IP without an endpoint id: never configured.
+    if (!own || rest === 'ip') return `a name not starting like ${kind}-${id}, the automatic session name of ${kind === 'geneve' ? `GENEVE VNI ${id}` : `GWLB endpoint ${id}`}`;
   }
   if (sessionKey !== 'vni+src') return null;
   const templates = all.filter((o) => o.source === null && o !== s);
@@ -537,7 +575,7 @@ function nameClash(s: SessionConfig, all: readonly SessionConfig[], sessionKey: 
 
 function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, sessionKey: SessionKey): SessionConfig[] {
   if (list === undefined || list === null) return [];
-  if (!Array.isArray(list)) fail('sessions', list, origin, 'a list of {vni, name} entries');
+  if (!Array.isArray(list)) fail('sessions', list, origin, 'a list of {vni, name} entries (or geneve-vni, gwlb-endpoint instead of vni)');
   const seenNames = new Set<string>();
   const seenKeys = new Set<string>();
   const perSession = OPTIONS.filter((o) => o.perSession);
@@ -547,10 +585,7 @@ function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, s
       fail(at, entry, origin, 'a mapping such as {vni: 123, name: web-prod}');
     }
     const fields = new Map(Object.entries(entry as Record<string, unknown>).map(([k, v]) => [normalizeKey(k), v]));
-    const vni = fields.get('vni');
-    if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 0 || vni > MAX_VNI) {
-      fail(`${at}.vni`, vni, origin, `an integer from 0 to ${MAX_VNI}`);
-    }
+    const { vni, encap, endpoint } = sessionMatch(fields, at, origin);
     const name = fields.get('name');
     if (typeof name !== 'string' || !isValidSessionName(name)) {
       fail(`${at}.name`, name, origin, `a name of letters, digits, "-", "_" and "." (not only dots, at most 128, not "${FLOWS_FOLDER}")`);
@@ -564,29 +599,51 @@ function resolveSessions(list: unknown, origin: Origin, base: SessionSettings, s
       if (sessionKey !== 'vni+src') fail(`${at}.source`, s, origin, 'no source unless session-key is vni+src');
       source = canonicalAddr(s);
     }
-    const key = `${vni}/${source ?? '*'}`;
-    if (seenKeys.has(key)) fail(`${at}.vni`, vni, origin, `a VNI${source ? ' and source' : ''} no other session uses`);
+    const matchKey = MATCH_KEYS.find((k) => fields.has(k))!;
+    const key = `${encap ?? 'vxlan'}/${endpoint ?? vni}/${source ?? '*'}`;
+    if (seenKeys.has(key)) fail(`${at}.${matchKey}`, fields.get(matchKey), origin, `a ${matchKey}${source ? ' and source' : ''} no other session uses`);
     seenKeys.add(key);
     const overrides: Record<string, unknown> = {};
     for (const [k, v] of fields) {
-      if (k === 'vni' || k === 'name' || k === 'source') continue;
+      if (k === 'name' || k === 'source' || (MATCH_KEYS as readonly string[]).includes(k)) continue;
       const spec = perSession.find((o) => o.name === k);
       if (!spec) {
         throw new ConfigError(
-          `unknown key "${k}" in ${at} (from ${origin}); a session takes vni, name, source, ${perSession.map((o) => o.name).join(', ')}`,
+          `unknown key "${k}" in ${at} (from ${origin}); a session takes ${MATCH_KEYS.join(' or ')}, name, source, ${perSession.map((o) => o.name).join(', ')}`,
         );
       }
       const own = convert(spec, { value: v, origin }, `${at}.${k}`);
       // A session's flow fields add to (and override) the top-level ones: account and region once, the interface per session.
       overrides[spec.key!] = spec.kind === 'flow-fields' ? mergeFlowInfo(base.flowFields, own as FlowSessionInfo) : own;
     }
-    return Object.freeze({ ...base, ...overrides, vni, name, source }) as SessionConfig;
+    return Object.freeze({ ...base, ...overrides, vni, name, source, ...(encap === undefined ? {} : { encap }), ...(endpoint === undefined ? {} : { endpoint }) }) as SessionConfig;
   });
   sessions.forEach((s, i) => {
     const clash = nameClash(s, sessions, sessionKey);
     if (clash !== null) fail(`sessions[${i}].name`, s.name, origin, clash);
   });
   return sessions;
+}
+
+/** What a session entry matches, one of: a VXLAN VNI, a GENEVE VNI (Ethernet inside), a GWLB endpoint. */
+const MATCH_KEYS = ['vni', 'geneve-vni', 'gwlb-endpoint'] as const;
+
+function sessionMatch(fields: ReadonlyMap<string, unknown>, at: string, origin: Origin): Pick<SessionConfig, 'vni' | 'encap' | 'endpoint'> {
+  const given = MATCH_KEYS.filter((k) => fields.has(k));
+  if (given.length !== 1) {
+    fail(at, Object.fromEntries(fields), origin, `one of ${MATCH_KEYS.join(', ')} (a VXLAN VNI, a GENEVE VNI carrying Ethernet, a Gateway Load Balancer endpoint id)`);
+  }
+  const k = given[0]!;
+  const value = fields.get(k);
+  if (k === 'gwlb-endpoint') {
+    const endpoint = typeof value === 'string' || typeof value === 'number' ? parseEndpointId(String(value)) : null;
+    if (endpoint === null) fail(`${at}.${k}`, value, origin, 'an endpoint id: up to 16 hex digits, or vpce-<17 hex digits> (the last 16 are taken)');
+    return { vni: 0, encap: 'gwlbe', endpoint };
+  }
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_VNI) {
+    fail(`${at}.${k}`, value, origin, `an integer from 0 to ${MAX_VNI}`);
+  }
+  return k === 'vni' ? { vni: value } : { vni: value, encap: 'geneve' };
 }
 
 function mergeFlowInfo(base: FlowSessionInfo, own: FlowSessionInfo): FlowSessionInfo {

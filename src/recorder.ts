@@ -182,7 +182,7 @@ export class Recorder {
       (sc, gwlb) => this.createSession(sc, gwlb),
     );
     // VXLAN inside GENEVE is recognised by its UDP port: the standard one, and ours.
-    this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null, [VXLAN_PORT, config.listen.port]);
+    this.pipeline = new Pipeline(this.router, config.allow.length > 0 ? new AllowList(config.allow) : null, [VXLAN_PORT, ...config.listen.map((ep) => ep.port)]);
   }
 
   get sessions(): readonly Session[] {

@@ -34,7 +34,7 @@ t.test('sizes and durations', async (t) => {
 
 t.test('defaults: work with no configuration at all', async (t) => {
   const c = resolve([]);
-  t.same(c.listen, { host: '0.0.0.0', port: 4789 });
+  t.same(c.listen, [{ host: '0.0.0.0', port: 4789 }]);
   t.same(c.http, { host: '0.0.0.0', port: 9789 });
   t.equal(c.out, './captures');
   t.equal(c.rotateSize, 100 * 1024 * 1024);
@@ -63,13 +63,22 @@ t.test('flags > environment > file > defaults', async (t) => {
   t.equal(resolve(['--config', path], {}).ring, 3, '--config names the file too');
 });
 
+t.test('--listen takes a list of VXLAN addresses: flag, environment, config file string or list', async (t) => {
+  const two = [{ host: '0.0.0.0', port: 4789 }, { host: '::', port: 8472 }];
+  t.same(resolve(['--listen', '0.0.0.0:4789, [::]:8472']).listen, two, 'flag, spaces allowed');
+  t.same(resolve([], { MIRRORCAP_LISTEN: '0.0.0.0:4789,[::]:8472' }).listen, two, 'environment');
+  t.same(resolve(['--config', await file('l.yaml', 'listen: [0.0.0.0:4789, "[::]:8472"]\n')]).listen, two, 'YAML list');
+  t.same(resolve(['--config', await file('l.json', '{"listen": "0.0.0.0:4789,[::]:8472"}')]).listen, two, 'JSON string');
+  t.throws(() => resolve(['--config', '/dev/null'], { MIRRORCAP_LISTEN: '0.0.0.0:4789,0.0.0.0:x' }), /invalid listen "0.0.0.0:4789,0.0.0.0:x" \(from MIRRORCAP_LISTEN\)/);
+});
+
 t.test('flag forms: --k v, --k=v, booleans, [v6]:port', async (t) => {
   t.equal(resolve(['--strict']).strict, true);
   t.equal(resolve(['--strict=false']).strict, false);
   t.equal(resolve(['--no-strict'], { MIRRORCAP_STRICT: 'true' }).strict, false);
   t.equal(resolve([], { MIRRORCAP_STRICT: 'yes' }).strict, true);
-  t.same(resolve(['--listen=[::]:4790']).listen, { host: '::', port: 4790 });
-  t.same(resolve(['--listen', '127.0.0.1:0']).listen, { host: '127.0.0.1', port: 0 });
+  t.same(resolve(['--listen=[::]:4790']).listen, [{ host: '::', port: 4790 }]);
+  t.same(resolve(['--listen', '127.0.0.1:0']).listen, [{ host: '127.0.0.1', port: 0 }]);
   t.equal(resolve(['--rotate-seconds', '1h']).rotateSeconds, 3600);
   t.equal(resolve(['--rotate-size', '0']).rotateSize, 0, '0 turns size rotation off');
   t.equal(resolve(['--session-key', 'vni+src']).sessionKey, 'vni+src');
@@ -106,6 +115,8 @@ const BAD_FLAGS: Array<[string[], RegExp]> = [
   [['--listen', '4789:0.0.0.0'], /invalid listen "4789:0.0.0.0".*HOST:PORT/],
   [['--listen', 'example.com:4789'], /invalid listen "example.com:4789"/],
   [['--listen', '0.0.0.0:70000'], /invalid listen "0.0.0.0:70000"/],
+  [['--listen', '0.0.0.0:4789,'], /invalid listen "0.0.0.0:4789,".*HOST:PORT\[,HOST:PORT\.\.\.\]/],
+  [['--listen', '0.0.0.0:4789,0.0.0.0:4789'], /invalid listen "0.0.0.0:4789,0.0.0.0:4789".*no address twice/],
   [['--http', '[::1]'], /invalid http "\[::1\]"/],
   [['--recv-buffer', 'lots'], /invalid recv-buffer "lots"/],
   [['--flush-interval', '0'], /invalid flush-interval "0".*at least 10ms/],

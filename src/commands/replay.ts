@@ -1,6 +1,6 @@
 /** `mirrorcap replay <capture> --target HOST:PORT`: see src/replay/replay.ts. */
 import { CaptureError } from '../pcap/errors.js';
-import { ConfigError, MAX_VNI, optionsHelp, positiveNumber, resolveOption, type Endpoint, type OptionSpec } from '../config.js';
+import { ConfigError, MAX_VNI, parseEndpointId, optionsHelp, positiveNumber, resolveOption, type Endpoint, type OptionSpec } from '../config.js';
 import { replay, type Pace } from '../replay/replay.js';
 import { orUsageError, toolArguments, usageError } from './common.js';
 
@@ -35,9 +35,9 @@ function gwlbOption(encap: string, id: string | null): { endpointId: string; att
     if (id !== null) throw new ConfigError('--gwlb goes with --encap geneve');
     return null;
   }
-  const hex = (id ?? '1').replace(/^vpce-/, '');
-  if (!/^[0-9a-fA-F]{1,17}$/.test(hex)) throw new ConfigError(`invalid gwlb "${id}": expected an endpoint id, up to 16 hex digits (or vpce-<hex>)`);
-  return { endpointId: hex.slice(-16).padStart(16, '0').toLowerCase(), attachmentId: '0000000000000000' };
+  const endpointId = parseEndpointId(id ?? '1');
+  if (endpointId === null) throw new ConfigError(`invalid gwlb "${id}": expected an endpoint id, up to 16 hex digits (or vpce-<hex>)`);
+  return { endpointId, attachmentId: '0000000000000000' };
 }
 
 export async function replayCommand(argv: string[]): Promise<number> {

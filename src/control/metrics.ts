@@ -16,6 +16,7 @@ import type { FlowBudget } from '../session/flows.js';
 import type { Pipeline } from '../session/pipeline.js';
 import type { FlowSnapshot, Session, SessionSnapshot } from '../session/session.js';
 import type { StreamHub } from './streams.js';
+import type { Listener } from '../source/select.js';
 import { BATCH_SIZE_BUCKETS, type Source } from '../source/source.js';
 
 export interface MetricsView {
@@ -24,7 +25,8 @@ export interface MetricsView {
   readonly activeSessions: () => number;
   /** The check behind /readyz. */
   readonly ready: () => Promise<boolean>;
-  readonly source: Source | null;
+  /** Every source, each labelled `listener` by its address (or --source for an interface). */
+  readonly listeners: readonly Listener[];
   readonly pool: ChunkPool;
   readonly catalog: Catalog;
   readonly disk: DiskGuard;
@@ -143,16 +145,19 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     for (const [reason, n] of Object.entries(view.queries.scans)) emit({ reason }, n);
   });
   gauge('queries_running', 'Queries (/api/query) being answered now.', [], (emit) => emit({}, view.queries.running));
-  counter('receive_errors_total', 'Receive calls that failed for another reason than an empty socket (the native source; the log has the errno).', [], (emit) =>
-    emit({}, view.source?.stats.receiveErrors ?? 0),
-  );
-  counter('receive_truncated_total', 'Datagrams larger than the receive slot, kept cut to it (their real size stays in orig_len).', [], (emit) =>
-    emit({}, view.source?.stats.receiveTruncated ?? 0),
-  );
-  counter('capture_skipped_packets_total', 'Packets an interface source (--source pcap: or afpacket:) captured that were not VXLAN datagrams to our port, by reason.', ['reason'], (emit) => {
-    for (const [reason, n] of Object.entries(view.source?.stats.skipped ?? {})) emit({ reason }, n);
+  /** One sample per source: the VXLAN sockets, the GENEVE one, or the interface. */
+  const perListener = (read: (s: Source) => number) => (emit: Emit) => {
+    for (const l of view.listeners) emit({ listener: l.name() }, read(l.source));
+  };
+  const byListener = ['listener'];
+  counter('received_datagrams_total', 'UDP datagrams a source handed to the pipeline, by listener (each --listen address, --geneve, or the interface).', byListener, perListener((s) => s.stats.datagrams));
+  counter('received_bytes_total', 'Bytes of those datagrams (UDP payloads as sent, VXLAN or GENEVE header included), by listener.', byListener, perListener((s) => s.stats.bytes));
+  counter('receive_errors_total', 'Receive calls that failed for another reason than an empty socket (the native source; the log has the errno).', byListener, perListener((s) => s.stats.receiveErrors));
+  counter('receive_truncated_total', 'Datagrams larger than the receive slot, kept cut to it (their real size stays in orig_len).', byListener, perListener((s) => s.stats.receiveTruncated));
+  counter('capture_skipped_packets_total', 'Packets an interface source (--source pcap: or afpacket:) captured that were not VXLAN or GENEVE datagrams to our ports, by reason.', ['listener', 'reason'], (emit) => {
+    for (const l of view.listeners) for (const [reason, n] of Object.entries(l.source.stats.skipped)) emit({ listener: l.name(), reason }, n);
   });
-  counter('socket_drops_total', 'Datagrams the kernel dropped because the socket buffer was full.', [], (emit) => emit({}, view.source?.stats.kernelDrops ?? 0));
+  counter('socket_drops_total', 'Datagrams the kernel dropped because the socket buffer was full, by listener.', byListener, perListener((s) => s.stats.kernelDrops));
   gauge('current_file_bytes', 'Size of the file each session is writing (buffered bytes included).', ['session', 'vni'], perSession((s) => s.output.current?.bytes ?? 0));
   gauge('sessions', 'Sessions receiving (retired ones keep their counters but are not counted).', [], (emit) => emit({}, view.activeSessions()));
   gauge('session_packets_per_second', 'Packets per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.packetsPerSecond));
@@ -166,10 +171,8 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   gauge('disk_used_bytes', 'Bytes of our capture files: finished, plus the open ones.', [], (emit) =>
     emit({}, view.catalog.totalBytes + snaps.reduce((n, s) => n + (s.output.current?.bytes ?? 0), 0)),
   );
-  gauge('receive_buffer_bytes', 'Socket receive buffer the kernel granted (usable bytes).', [], (emit) => emit({}, view.source?.recvBuffer ?? 0));
-  counter('receive_batches_total', 'Batches of datagrams handed to the pipeline (one recvmmsg, or one event-loop turn of node:dgram).', [], (emit) =>
-    emit({}, view.source?.stats.batches ?? 0),
-  );
+  gauge('receive_buffer_bytes', 'Socket receive buffer the kernel granted (usable bytes), by listener.', byListener, perListener((s) => s.recvBuffer));
+  counter('receive_batches_total', 'Batches of datagrams handed to the pipeline (one recvmmsg, or one event-loop turn of node:dgram), by listener.', byListener, perListener((s) => s.stats.batches));
   flowMetrics(counter, gauge, (read) => (emit) => {
     for (const s of snaps) if (s.flows !== null) emit(sessionLabels(s), read(s.flows));
   }, view.flowBudget);
@@ -242,23 +245,26 @@ function finishMetrics(view: MetricsView, counter: Define, gauge: Define): void 
  */
 function batchSizeHistogram(view: MetricsView): Metric {
   const name = `${PREFIX}receive_batch_size`;
-  const help = 'Datagrams per receive batch.';
+  const help = 'Datagrams per receive batch, by listener.';
   return {
     name,
     help,
     type: 'histogram',
     aggregator: 'sum',
     get() {
-      const src = view.source;
       const values: Array<{ metricName: string; labels: Labels; value: number }> = [];
-      let cumulative = 0;
-      BATCH_SIZE_BUCKETS.forEach((le, i) => {
-        cumulative += src?.batchSizeCounts[i] ?? 0;
-        values.push({ metricName: `${name}_bucket`, labels: { le: String(le) }, value: cumulative });
-      });
-      values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: cumulative });
-      values.push({ metricName: `${name}_sum`, labels: {}, value: src?.stats.datagrams ?? 0 });
-      values.push({ metricName: `${name}_count`, labels: {}, value: src?.stats.batches ?? 0 });
+      for (const l of view.listeners) {
+        const src = l.source;
+        const listener = l.name();
+        let cumulative = 0;
+        BATCH_SIZE_BUCKETS.forEach((le, i) => {
+          cumulative += src.batchSizeCounts[i]!;
+          values.push({ metricName: `${name}_bucket`, labels: { listener, le: String(le) }, value: cumulative });
+        });
+        values.push({ metricName: `${name}_bucket`, labels: { listener, le: '+Inf' }, value: cumulative });
+        values.push({ metricName: `${name}_sum`, labels: { listener }, value: src.stats.datagrams });
+        values.push({ metricName: `${name}_count`, labels: { listener }, value: src.stats.batches });
+      }
       return { name, help, type: 'histogram', aggregator: 'sum', values };
     },
   } as unknown as Metric;

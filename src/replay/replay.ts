@@ -158,20 +158,20 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
 }
 
 /** GENEVE with the GWLB options, IPv4 20, UDP 8. */
-const GWLB_WRAP_LEN = GWLB_GENEVE_HEADER_LEN + 20 + 8;
+export const GWLB_WRAP_LEN = GWLB_GENEVE_HEADER_LEN + 20 + 8;
 /** The stand-in mirrored ENI and mirror target addresses inside the GENEVE (TEST-NET-1). */
 const ENI_ADDR = [192, 0, 2, 1];
 const TARGET_ADDR = [192, 0, 2, 2];
 
 /** The GENEVE header with the GWLB options, written once; each datagram gets a copy and its flow cookie. */
-function gwlbTemplate(gwlb: Omit<GwlbOptions, 'flowCookie'>): Buffer {
+export function gwlbTemplate(gwlb: Omit<GwlbOptions, 'flowCookie'>): Buffer {
   const t = Buffer.alloc(GWLB_GENEVE_HEADER_LEN);
   writeGeneveHeader(t, 0, GENEVE_PROTO_IPV4, 0, { ...gwlb, flowCookie: 0 });
   return t;
 }
 
 /** Writes GENEVE (GWLB options, the cookie last) + IPv4 + UDP to 4789 at `at`, around a VXLAN datagram of `vxlanLen` bytes. */
-function writeGwlbWrap(dst: Buffer, at: number, template: Buffer, cookie: number, vxlanLen: number): void {
+export function writeGwlbWrap(dst: Buffer, at: number, template: Buffer, cookie: number, vxlanLen: number): void {
   template.copy(dst, at);
   dst.writeUInt32BE(cookie >>> 0, at + GWLB_GENEVE_HEADER_LEN - 4);
   const ip = at + GWLB_GENEVE_HEADER_LEN;

@@ -77,8 +77,12 @@ export class Pipeline {
   private readonly geneve = new Geneve();
   /** The IP packet a GENEVE datagram carries, up to its UDP header. */
   private readonly inner = new Decoder();
-  /** The inner IP source of VXLAN inside GENEVE, in the batch's 16-byte address form. */
-  private readonly innerSrc = new Uint8Array(ADDR_BYTES);
+  /**
+   * The inner IP source of VXLAN inside GENEVE, in the batch's 16-byte address form, written only
+   * when the router keys by source: IPv4 into a ::ffff:0:0 prefix set once, IPv6 whole.
+   */
+  private readonly innerSrcV4 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0);
+  private readonly innerSrcV6 = new Uint8Array(ADDR_BYTES);
   /** UDP destination port → 1 for the ports VXLAN inside GENEVE is recognised by. */
   private readonly vxlanPorts = new Uint8Array(65536);
   /** Packets that went to a session but did not fit the writer's memory, this batch. */
@@ -198,14 +202,14 @@ export class Pipeline {
         this.drops[DROP_BAD_VXLAN]!++;
         return;
       }
-      const a = this.innerSrc;
-      const s = d.srcAddrOff;
-      if (d.addrLen === 4) {
-        a.fill(0, 0, 10);
-        a[10] = 0xff;
-        a[11] = 0xff;
-        for (let k = 0; k < 4; k++) a[12 + k] = slab[s + k]!;
-      } else for (let k = 0; k < ADDR_BYTES; k++) a[k] = slab[s + k]!;
+      // The address matters only to a router keyed by source: otherwise nothing is copied.
+      const v4 = d.addrLen === 4;
+      const a = v4 ? this.innerSrcV4 : this.innerSrcV6;
+      if (this.router.withSource) {
+        const s = d.srcAddrOff;
+        if (v4) for (let k = 0; k < 4; k++) a[12 + k] = slab[s + k]!;
+        else for (let k = 0; k < ADDR_BYTES; k++) a[k] = slab[s + k]!;
+      }
       const session = this.router.lookup(vxlanVni(slab, vx), a, 0, g);
       if (session === null) {
         this.drops[this.router.missReason]!++;

@@ -1,7 +1,8 @@
 /**
- * VNI (optionally VNI + outer source address) → session. Configured sessions exist from
- * the start; unknown keys get an automatic session (vni-<n>, or vni-<n>-<source>) unless
- * strict mode is on, and never more than maxSessions at once. Lookups on the hot path
+ * VNI (optionally VNI + outer source address) → session; likewise a GENEVE VNI or a GWLB
+ * endpoint (keys.ts). Configured sessions (of any key) exist from the start; unknown keys get
+ * an automatic session (vni-<n>, geneve-<n>, gwlbe-<id>, ..., with -<source> under vni+src)
+ * unless strict mode is on, and never more than maxSessions at once. Lookups on the hot path
  * allocate nothing: a one-entry cache, then a Map keyed by a number.
  *
  * reconfigure() applies a reloaded config between two batches: every routed key is asked
@@ -18,7 +19,7 @@ import { automaticSessionName, sessionSettings, sourcedSessionName, type Session
 import { ADDR_BYTES } from '../source/batch.js';
 import { DROP_SESSION_LIMIT, DROP_UNKNOWN_VNI } from '../drops.js';
 import type { Geneve } from '../decode/geneve.js';
-import { EndpointSlots, encapOf, hex64, VNI_MASK } from './keys.js';
+import { EndpointSlots, encapOf, hex64, KEY_GENEVE, VNI_MASK } from './keys.js';
 import type { GwlbIds, Session } from './session.js';
 
 /** `gwlb`: the AWS GWLB ids of the GENEVE packet that made the session, if one did. */
@@ -54,9 +55,10 @@ export class Router {
   private readonly byKey = new Map<number, Entry[]>();
   private active = 0;
   private rules!: RoutingRules;
-  /** vni-keyed configured sessions, and vni+src templates (configured without a source). */
-  private readonly byVni = new Map<number, SessionConfig>();
-  private readonly withSource: boolean;
+  /** Configured sessions by router key (keyOf), and vni+src templates (configured without a source). */
+  private readonly configuredByKey = new Map<number, SessionConfig>();
+  /** Keyed by VNI and source (--session-key vni+src): lookups read the address. */
+  readonly withSource: boolean;
   /** GWLB endpoint ids seen: the pipeline asks for their keys. */
   readonly endpoints: EndpointSlots;
   private lastKey = -1;
@@ -133,8 +135,11 @@ export class Router {
 
   private setRules(rules: RoutingRules): void {
     this.rules = rules;
-    this.byVni.clear();
-    for (const c of rules.configured) if (!this.withSource || c.source === null) this.byVni.set(c.vni, c);
+    this.configuredByKey.clear();
+    for (const c of rules.configured) {
+      const key = this.keyOf(c);
+      if (key >= 0 && (!this.withSource || c.source === null)) this.configuredByKey.set(key, c);
+    }
     this.lastSession = null;
   }
 
@@ -142,13 +147,27 @@ export class Router {
   private addConfigured(): void {
     for (const c of this.rules.configured) {
       if (this.withSource && c.source === null) continue;
+      const key = this.keyOf(c);
+      if (key < 0) continue; // more GWLB endpoints configured than --max-sessions: never routable
       let addr: Uint8Array | null = null;
       if (c.source !== null) {
         addr = new Uint8Array(ADDR_BYTES);
         parseAddr(c.source, addr, 0);
       }
-      if (!this.isRouted(c.vni, addr)) this.route(c, addr);
+      if (!this.isRouted(key, addr)) this.route(c, addr, key, c.endpoint === undefined ? null : { endpointId: c.endpoint, attachmentId: null });
     }
+  }
+
+  /**
+   * The router key of a configured session (keys.ts): its VNI, KEY_GENEVE + its GENEVE VNI, or its
+   * GWLB endpoint's slot (given now, so the endpoint's first packet finds it); -1 when no slot is left.
+   */
+  private keyOf(c: SessionConfig): number {
+    if (c.encap === 'geneve') return KEY_GENEVE + c.vni;
+    if (c.encap === 'gwlbe' && c.endpoint !== undefined) {
+      return this.endpoints.key(Number.parseInt(c.endpoint.slice(0, 8), 16), Number.parseInt(c.endpoint.slice(8), 16));
+    }
+    return c.vni;
   }
 
   /** A key seen for the first time: route it to its session if the rules allow. Not per packet. */
@@ -169,43 +188,47 @@ export class Router {
     return this.route(config, this.withSource ? addr.slice(addrOff, addrOff + ADDR_BYTES) : null, key, gwlb);
   }
 
-  /** Which session a key belongs to under the current rules; null when strict refuses it. */
-  private describe(vni: number, addr: Uint8Array, addrOff: number): SessionConfig | null {
-    const encap = encapOf(vni);
-    if (encap !== undefined) return this.describeTunnel(vni, encap, addr, addrOff);
+  /**
+   * Which session a key belongs to under the current rules; null when strict refuses it. One
+   * path for every kind of key: configured (by key, and by source with vni+src), else automatic
+   * (vni-<n>, geneve-<n>, gwlbe-<id>, geneve-<n>-ip) unless strict.
+   */
+  private describe(key: number, addr: Uint8Array, addrOff: number): SessionConfig | null {
     if (this.withSource) {
       const src = formatAddr(addr, addrOff);
-      const exact = this.rules.configured.find((c) => c.vni === vni && c.source === src);
+      const exact = this.rules.configured.find((c) => c.source === src && this.keyOf(c) === key);
       if (exact) return exact;
     }
-    const configured = this.byVni.get(vni);
+    const configured = this.configuredByKey.get(key);
     if (!this.withSource && configured) return configured;
     if (configured === undefined && this.rules.strict) return null;
     const base: SessionSettings = configured ?? this.rules.defaults;
-    let name = configured?.name ?? automaticSessionName(vni);
+    let name = configured?.name ?? this.automaticName(key);
     let source: string | null = null;
     if (this.withSource) {
       source = formatAddr(addr, addrOff);
       name = sourcedSessionName(name, source);
     }
-    return Object.freeze({ ...sessionSettings(base), vni, name, source });
+    const encap = encapOf(key);
+    if (encap === undefined) return Object.freeze({ ...sessionSettings(base), vni: key, name, source });
+    // A GWLB sends VNI 0; the endpoint is the key.
+    const tunnel = encap === 'gwlbe' ? { vni: 0, encap, endpoint: this.endpoints.idOf(key) } : { vni: key & VNI_MASK, encap };
+    return Object.freeze({ ...sessionSettings(base), ...tunnel, name, source });
   }
 
-  /**
-   * A GENEVE-VNI or GWLB endpoint key: an automatic session (keys.ts names) with the
-   * default settings, unless strict. The config file cannot name these yet.
-   */
-  private describeTunnel(key: number, encap: NonNullable<SessionConfig['encap']>, addr: Uint8Array, addrOff: number): SessionConfig | null {
-    if (this.rules.strict) return null;
+  /** The name of a key nobody configured (keys.ts). */
+  private automaticName(key: number): string {
     const vni = key & VNI_MASK;
-    let name = encap === 'gwlbe' ? `gwlbe-${this.endpoints.idOf(key)}` : encap === 'geneve' ? `geneve-${vni}` : `geneve-${vni}-ip`;
-    let source: string | null = null;
-    if (this.withSource) {
-      source = formatAddr(addr, addrOff);
-      name = sourcedSessionName(name, source);
+    switch (encapOf(key)) {
+      case undefined:
+        return automaticSessionName(key);
+      case 'geneve':
+        return `geneve-${vni}`;
+      case 'gwlbe':
+        return `gwlbe-${this.endpoints.idOf(key)}`;
+      case 'geneve-ip':
+        return `geneve-${vni}-ip`;
     }
-    // A GWLB sends VNI 0; the endpoint is the key.
-    return Object.freeze({ ...sessionSettings(this.rules.defaults), vni: encap === 'gwlbe' ? 0 : vni, name, source, encap });
   }
 
   private isRouted(vni: number, addr: Uint8Array | null): boolean {
@@ -246,7 +269,7 @@ const ZERO_ADDR = new Uint8Array(ADDR_BYTES);
 
 /** What a session is for life: its name and its key (a vni-keyed session takes any source). */
 function identity(c: SessionConfig): string {
-  return `${c.name}/${c.encap ?? 'vxlan'}/${c.vni}/${c.source ?? '*'}`;
+  return `${c.name}/${c.encap ?? 'vxlan'}/${c.endpoint ?? c.vni}/${c.source ?? '*'}`;
 }
 
 function equalAddr(a: Uint8Array, b: Uint8Array, off: number): boolean {

@@ -1,27 +1,28 @@
 /**
  * The packet ring source, `--source afpacket:<iface>`: an AF_PACKET TPACKET_V3 ring mapped
  * into memory (PacketRing in native/mirrorcap_native.cc). The kernel filters (classic BPF,
- * compiled by our filter module from `udp dst port <port>` or --bpf), stamps each frame
+ * compiled by our filter module from `udp dst port <port> or ...` (every --listen port, and
+ * --geneve's) or --bpf), stamps each frame
  * (nanoseconds) and packs frames into blocks; a block is handed over when full or after
  * RETIRE_MS. JS then reads the frames where they lie: no syscall and no copy per frame.
  *
  *   interface ──BPF──▶ ring blocks (mmap) ──one call per batch──▶ OuterParser ──▶ sink(batch)
  *                                   ▲ block handed back once its frames went through the sink
  *
- * The batch's slab is the ring itself: each slot points at the VXLAN payload inside a frame.
- * A UDP socket stays bound on the port, never read, so the kernel answers no datagram with
- * ICMP port unreachable.
+ * The batch's slab is the ring itself: each slot points at the VXLAN (or GENEVE) payload inside
+ * a frame. A UDP socket stays bound on each port, never read, so the kernel answers no datagram
+ * with ICMP port unreachable.
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError } from '../config.js';
+import { ConfigError, type Endpoint } from '../config.js';
 import { compileFilter, FilterError, LINKTYPE_ETHERNET, LINKTYPE_RAW, type LinkType } from '../filter/index.js';
 import { loadNative, numericHost, RING_COUNTER_COUNT, RING_DROPS, RING_ERRORS, RING_TRUNCATED, type NativeBinding, type NativePacketRing, type NativeReceiver } from '../native/addon.js';
 import { codedError, ErrorCode } from '../errors.js';
 import { Batch } from './batch.js';
 import { interfaceIsDown } from './libpcap.js';
-import { OuterParser } from './outer.js';
-import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
+import { OuterParser, tunnelPortsFilter, type TunnelPorts } from './outer.js';
+import { countBatch, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
 
 /** 256 KiB blocks: about 2,000 small frames or 28 jumbo ones per block. */
 export const BLOCK_BYTES = 256 * 1024;
@@ -50,14 +51,17 @@ const LINK_BY_ARPHRD: Readonly<Record<number, LinkType>> = {
 
 export interface AfPacketSourceOptions {
   readonly iface: string;
-  /** Where the never-read UDP socket binds; `port` is also VXLAN's port for the filter and the parser. */
-  readonly host: string;
-  readonly port: number;
-  /** The kernel filter in the pcap-filter language; null = `udp dst port <port>`. */
+  /**
+   * Where the never-read UDP sockets bind: each VXLAN address (--listen), and GENEVE's when
+   * given; their ports are what the filter and the parser take.
+   */
+  readonly listen: readonly Endpoint[];
+  readonly geneve: Endpoint | null;
+  /** The kernel filter in the pcap-filter language; null = `udp dst port <each port>`. */
   readonly bpf: string | null;
   /** Ring size, rounded up to whole blocks (at least two). */
   readonly ringBytes: number;
-  /** Said once when the port is already bound by another process (it then answers for us). */
+  /** Said once when a port is already bound by another process (it then answers for us). */
   readonly warn?: (text: string) => void;
   /** The addon to use; default loadNative(). */
   readonly binding?: NativeBinding;
@@ -66,6 +70,7 @@ export interface AfPacketSourceOptions {
 class RingStats implements SourceStats {
   datagrams = 0;
   batches = 0;
+  bytes = 0;
   constructor(
     private readonly source: { readonly parser: OuterParser },
     private readonly counters: Float64Array,
@@ -94,11 +99,12 @@ export class AfPacketSource implements Source {
   readonly batchSizeCounts = newBatchSizeCounts();
   /** Written by the addon; see RING_*. */
   readonly counters = new Float64Array(RING_COUNTER_COUNT);
-  /** Frames that were not VXLAN to our port, by reason; made anew once the port is bound (port 0 resolved). */
+  /** Frames that were not VXLAN or GENEVE to our ports, by reason; made anew once the ports are bound (port 0 resolved). */
   parser: OuterParser;
   private readonly binding: NativeBinding;
   private ring: NativePacketRing | undefined;
-  private holder: NativeReceiver | undefined;
+  /** One per address of opts.listen, then GENEVE's; undefined where another process holds the port. */
+  private holders: Array<NativeReceiver | undefined> = [];
   private state: 'idle' | 'starting' | 'receiving' | 'closed' = 'idle';
 
   constructor(private readonly opts: AfPacketSourceOptions) {
@@ -109,7 +115,7 @@ export class AfPacketSource implements Source {
       binding = load.binding;
     }
     this.binding = binding;
-    this.parser = new OuterParser(opts.port);
+    this.parser = new OuterParser(this.ports());
     this.stats = new RingStats(this, this.counters, () => this.ring?.readStats());
   }
 
@@ -117,9 +123,16 @@ export class AfPacketSource implements Source {
     return this.state === 'receiving';
   }
 
-  /** The port of the UDP socket held for us (port 0 resolved); 0 when another process holds it. */
+  /** The port of the first VXLAN socket held for us (port 0 resolved); 0 when another process holds it. */
   get port(): number {
-    return this.holder?.address().port ?? 0;
+    return this.holders[0]?.address().port ?? 0;
+  }
+
+  /** The ports taken: those bound (port 0 resolved), else as configured. */
+  private ports(): TunnelPorts {
+    const { listen, geneve } = this.opts;
+    const at = (i: number, ep: Endpoint): number => this.holders[i]?.address().port ?? ep.port;
+    return { vxlan: listen.map((ep, i) => at(i, ep)), geneve: geneve === null ? 0 : at(listen.length, geneve) };
   }
 
   async start(sink: BatchSink): Promise<void> {
@@ -130,11 +143,11 @@ export class AfPacketSource implements Source {
     try {
       const linkType = linkTypeOf(iface, at);
       if (interfaceIsDown(iface)) throw new ConfigError(`${at}: ${iface} is down (ip link set ${iface} up)`);
-      this.holder = await this.holdPort();
+      for (const ep of [...this.opts.listen, ...(this.opts.geneve === null ? [] : [this.opts.geneve])]) this.holders.push(await this.holdPort(ep));
       if (this.state !== 'starting') return; // stopped meanwhile
-      const port = this.port || this.opts.port;
-      this.parser = new OuterParser(port);
-      const filter = kernelFilter(this.opts.bpf ?? `udp dst port ${port}`, linkType);
+      const ports = this.ports();
+      this.parser = new OuterParser(ports);
+      const filter = kernelFilter(this.opts.bpf ?? tunnelPortsFilter(ports), linkType);
       const blockCount = Math.max(2, Math.ceil(this.opts.ringBytes / BLOCK_BYTES));
       try {
         this.ring = new this.binding.PacketRing(iface, { blockBytes: BLOCK_BYTES, blockCount, retireMs: RETIRE_MS, filter });
@@ -197,24 +210,22 @@ export class AfPacketSource implements Source {
           parser.add(batch, slab, frames.offsets[i]!, frames.lengths[i]!, frames.wireLengths[i]!, linkType, frames.tsSec[i]!, frames.tsNsec[i]!);
         }
         if (batch.count === 0) return false;
-        stats.batches++;
-        stats.datagrams += batch.count;
-        countBatchSize(sizes, batch.count);
+        countBatch(stats, sizes, batch);
         return sink(batch);
       },
     );
   }
 
-  /** Binds the UDP port and never reads it: the smallest buffer, so what queues there costs nothing. */
-  private async holdPort(): Promise<NativeReceiver | undefined> {
-    const host = await numericHost(this.opts.host);
+  /** Binds a UDP port and never reads it: the smallest buffer, so what queues there costs nothing. */
+  private async holdPort(ep: Endpoint): Promise<NativeReceiver | undefined> {
+    const host = await numericHost(ep.host);
     try {
-      const holder = new this.binding.Receiver(host, this.opts.port, false);
+      const holder = new this.binding.Receiver(host, ep.port, false);
       holder.setRecvBuffer(1);
       return holder;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-      this.opts.warn?.(`UDP port ${this.opts.port} is bound by another process; it, not mirrorcap, answers the datagrams`);
+      this.opts.warn?.(`UDP port ${ep.port} is bound by another process; it, not mirrorcap, answers the datagrams`);
       return undefined;
     }
   }
@@ -222,8 +233,8 @@ export class AfPacketSource implements Source {
   private closeHandles(): void {
     this.ring?.close();
     this.ring = undefined;
-    this.holder?.close();
-    this.holder = undefined;
+    for (const h of this.holders) h?.close();
+    this.holders = [];
   }
 }
 

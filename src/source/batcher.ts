@@ -4,7 +4,7 @@
  * event-loop turn that delivered the burst, so downstream sees batches as from recvmmsg.
  */
 import { Batch } from './batch.js';
-import { countBatchSize, newBatchSizeCounts, newSourceStats, type BatchSink, type SourceStats } from './source.js';
+import { countBatch, newBatchSizeCounts, newSourceStats, type BatchSink, type SourceStats } from './source.js';
 
 export class Batcher {
   readonly batch: Batch;
@@ -44,9 +44,7 @@ export class Batcher {
     this.scheduled = false;
     const b = this.batch;
     if (b.count === 0 || this.sink === null) return;
-    this.stats.datagrams += b.count;
-    this.stats.batches++;
-    countBatchSize(this.batchSizeCounts, b.count);
+    countBatch(this.stats, this.batchSizeCounts, b);
     this.sink(b);
     b.count = 0;
     this.used = 0;

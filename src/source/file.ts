@@ -15,7 +15,7 @@ import { CaptureError } from '../pcap/errors.js';
 import { CaptureReader, type CaptureFormat } from '../pcap/reader.js';
 import { Batch } from './batch.js';
 import { OuterParser } from './outer.js';
-import { countBatchSize, newBatchSizeCounts, newSourceStats, type BatchSink, type Source, type SourceStats } from './source.js';
+import { countBatch, newBatchSizeCounts, newSourceStats, type BatchSink, type Source, type SourceStats } from './source.js';
 
 const BATCH = 1024;
 
@@ -48,7 +48,7 @@ export class FileSource implements Source {
   private fail!: (err: unknown) => void;
 
   constructor(private readonly opts: FileSourceOptions) {
-    this.parser = new OuterParser(opts.port, opts.genevePort ?? 0);
+    this.parser = new OuterParser({ vxlan: [opts.port], geneve: opts.genevePort ?? 0 });
     this.finished = new Promise<void>((resolve, reject) => {
       this.finish = resolve;
       this.fail = reject;
@@ -99,9 +99,7 @@ export class FileSource implements Source {
     const batch = new Batch(BATCH, Buffer.alloc(0));
     const deliver = (): void => {
       if (batch.count === 0) return;
-      this.baseStats.datagrams += batch.count;
-      this.baseStats.batches++;
-      countBatchSize(this.batchSizeCounts, batch.count);
+      countBatch(this.baseStats, this.batchSizeCounts, batch);
       sink(batch);
       batch.count = 0;
     };

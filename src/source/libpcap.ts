@@ -12,7 +12,7 @@ import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_NULL, LINKTYPE_RAW } fr
 import { BatchingSource } from './batcher.js';
 import { WallClock } from './clock.js';
 import { catchStderr } from '../native/addon.js';
-import { OuterParser } from './outer.js';
+import { OuterParser, tunnelPortsFilter, type TunnelPorts } from './outer.js';
 import type { BatchSink, Source, SourceStats } from './source.js';
 
 interface CapHandle {
@@ -50,9 +50,9 @@ const LINK_TYPES: Readonly<Record<string, number>> = {
 
 export interface LibpcapSourceOptions {
   readonly iface: string;
-  /** VXLAN's UDP port: only datagrams to it are decapsulated. */
-  readonly port: number;
-  /** BPF filter; default `udp dst port <port>`. */
+  /** The UDP ports decapsulated (VXLAN's, GENEVE's); datagrams to others are counted and skipped. */
+  readonly ports: TunnelPorts;
+  /** BPF filter; default `udp dst port <each of ports>` (tunnelPortsFilter). */
   readonly bpf: string | null;
   /** libpcap's kernel buffer. */
   readonly bufferBytes: number;
@@ -81,7 +81,7 @@ export class LibpcapSource extends BatchingSource implements Source {
     private readonly cap: CapModule,
   ) {
     super(BATCH_CAPACITY, SLAB_BYTES);
-    this.parser = new OuterParser(opts.port);
+    this.parser = new OuterParser(opts.ports);
   }
 
   override get stats(): SourceStats {
@@ -98,7 +98,7 @@ export class LibpcapSource extends BatchingSource implements Source {
     // (bind's ENETDOWN), and one that opens would capture nothing without saying so.
     if (interfaceIsDown(iface)) throw new ConfigError(`--source pcap:${iface}: libpcap could not open ${iface}: That device is not up (ip link set ${iface} up)`);
     const handle = new this.cap.Cap();
-    const filter = this.opts.bpf ?? `udp dst port ${this.opts.port}`;
+    const filter = this.opts.bpf ?? tunnelPortsFilter(this.opts.ports);
     let link: string;
     // cap prints libpcap's warnings itself ("eth1: no IPv4 address assigned - This may not
     // actually work"): kept off our stderr, logged when the open succeeds, dropped when

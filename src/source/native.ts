@@ -12,7 +12,7 @@
 import { COUNTER_COUNT, COUNTER_RECV_ERRORS, COUNTER_RXQ_OVFL, COUNTER_TRUNCATED, loadNative, numericHost, type NativeBinding, type NativeReceiver, type SocketAddress } from '../native/addon.js';
 import { VXLAN_HEADER_LEN } from '../decode/vxlan.js';
 import { Batch } from './batch.js';
-import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
+import { countBatch, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
 import { codedError, ErrorCode } from '../errors.js';
 
 /**
@@ -92,6 +92,7 @@ export interface NativeSourceOptions {
 class NativeStats implements SourceStats {
   datagrams = 0;
   batches = 0;
+  bytes = 0;
   readonly skipped = {};
   constructor(
     private readonly dropsNow: () => number,
@@ -208,9 +209,7 @@ export class NativeSource implements Source {
         },
         (count) => {
           b.count = count;
-          stats.batches++;
-          stats.datagrams += count;
-          countBatchSize(sizes, count);
+          countBatch(stats, sizes, b);
           return sink(b);
         },
       );

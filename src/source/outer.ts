@@ -1,8 +1,9 @@
 /**
- * VXLAN (or GENEVE) as it appears in a packet capture (a file, or an interface through libpcap):
- * a link header, the outer IPv4/IPv6 header, UDP to the VXLAN (or GENEVE) port, then the
- * datagram the socket sources would have received. OuterParser finds that datagram with the decoder and puts
- * it in a Batch slot, outer source address and all, or counts why the packet is not one.
+ * VXLAN (or GENEVE) as it appears in a packet capture (a file, or an interface through libpcap
+ * or the AF_PACKET ring): a link header, the outer IPv4/IPv6 header, UDP to a VXLAN port (or
+ * the GENEVE port), then the datagram the socket sources would have received. OuterParser
+ * finds that datagram with the decoder and puts it in a Batch slot, outer source address and
+ * all, marked GENEVE or not by its port, or counts why the packet is not one.
  */
 import { ADDR_BYTES, setSrcV4, type Batch } from './batch.js';
 import { LINK_ETHERNET, LINK_NETWORK, LINK_UNSUPPORTED, LinkLayer, locateNetworkLayer } from '../pcap/linktype.js';
@@ -17,24 +18,42 @@ const SKIP_NOT_UDP = 2;
 const SKIP_PORT = 3;
 const SKIP_FRAGMENT = 4;
 const UDP_HEADER_LEN = 8;
+/** What a UDP destination port means here (PORT_KIND). */
+const PORT_OTHER = 0;
+const PORT_VXLAN = 1;
+const PORT_GENEVE = 2;
+
+/** The ports an interface or capture source takes: VXLAN's (one per --listen address) and GENEVE's (0 = none). */
+export interface TunnelPorts {
+  readonly vxlan: readonly number[];
+  readonly geneve: number;
+}
+
+/** The kernel filter that keeps exactly those ports' datagrams: `udp dst port 4789 or udp dst port 6081`. */
+export function tunnelPortsFilter(ports: TunnelPorts): string {
+  const all = [...new Set([...ports.vxlan, ...(ports.geneve === 0 ? [] : [ports.geneve])])];
+  return all.map((p) => `udp dst port ${p}`).join(' or ');
+}
 
 export class OuterParser {
-  /** Packets that were not VXLAN datagrams, by SKIP_REASONS index. */
+  /** Packets that were not VXLAN or GENEVE datagrams to our ports, by SKIP_REASONS index. */
   readonly skipped = new Float64Array(SKIP_REASONS.length);
   /** Link types met that we cannot read, and how often (rare: a Map is fine). */
   readonly unsupportedLinkTypes = new Map<number, number>();
   private readonly decoder = new Decoder();
   private readonly link = new LinkLayer();
+  /** UDP destination port → PORT_VXLAN, PORT_GENEVE or PORT_OTHER: one table read per packet. */
+  private readonly portKind = new Uint8Array(65536);
 
-  constructor(
-    private readonly port: number,
-    /** UDP port of GENEVE datagrams to take too (RFC 8926's 6081); 0 = none. */
-    private readonly genevePort = 0,
-  ) {}
+  constructor(ports: TunnelPorts) {
+    for (const p of ports.vxlan) this.portKind[p] = PORT_VXLAN;
+    // A port given as both stays VXLAN: the VXLAN address was asked for first.
+    if (ports.geneve !== 0 && this.portKind[ports.geneve] === PORT_OTHER) this.portKind[ports.geneve] = PORT_GENEVE;
+  }
 
   /**
    * Looks at one captured packet (buf[off .. off + capLen), origLen on the wire) and, if it is
-   * a datagram to the VXLAN port, fills slot batch.count with it and increments the count.
+   * a datagram to a VXLAN port or the GENEVE port, fills slot batch.count with it and increments the count.
    * `buf` must be batch.slab: the slot points into it, nothing is copied.
    */
   add(batch: Batch, buf: Buffer, off: number, capLen: number, origLen: number, linkType: number, sec: number, nsec: number): boolean {
@@ -49,10 +68,10 @@ export class OuterParser {
     } else return this.skip(SKIP_MALFORMED); // shorter than its link header
     if (d.isFragment) return this.skip(SKIP_FRAGMENT);
     if (d.l4 !== L4_UDP) return this.skip(status === OK || d.addrLen === 0 ? SKIP_NOT_UDP : SKIP_MALFORMED);
-    const port = d.dstPort;
-    if (port !== this.port && (port !== this.genevePort || port === 0)) return this.skip(SKIP_PORT);
+    const portKind = this.portKind[d.dstPort]!;
+    if (portKind === PORT_OTHER) return this.skip(SKIP_PORT);
     const i = batch.count++;
-    batch.geneve[i] = port === this.port ? 0 : 1;
+    batch.geneve[i] = portKind === PORT_GENEVE ? 1 : 0;
     batch.offsets[i] = d.payloadOff;
     batch.lengths[i] = d.payloadLen;
     // What the socket would have received: the UDP length says, or what the capture cut off.

@@ -1,9 +1,14 @@
 /**
- * --source: which source the appliance receives with. `auto` takes the native recvmmsg
+ * --source: which sources the appliance receives with. `auto` takes the native recvmmsg
  * source when the addon loaded and falls back to node:dgram, saying why once; `pcap:<iface>`
- * captures on an interface through libpcap (the optional cap module).
+ * captures on an interface through libpcap (the optional cap module), `afpacket:<iface>`
+ * through a memory-mapped ring.
+ *
+ * A socket source binds one address: each --listen address (VXLAN) gets its own, and --geneve
+ * one more. An interface source sees every port at once: one source takes the datagrams to
+ * every --listen port and to --geneve's, each marked VXLAN or GENEVE by its port (outer.ts).
  */
-import { ConfigError, type Config, type Endpoint } from '../config.js';
+import { formatEndpoint, ConfigError, type Config, type Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
 import { AfPacketSource } from './afpacket.js';
 import { DgramSource } from './dgram.js';
@@ -12,31 +17,63 @@ import { loadNative } from '../native/addon.js';
 import { NativeSource } from './native.js';
 import type { Source } from './source.js';
 
-/** The source for `endpoint`: --listen (VXLAN) by default, or --geneve. */
-export function createSource(config: Config, log: Logger, endpoint: Endpoint = config.listen): Source {
-  const { host, port } = endpoint;
-  const dgram = (): Source => new DgramSource({ host, port, recvBuffer: config.recvBuffer });
-  if (config.source === 'dgram') return dgram();
+/**
+ * One source and what it delivers: `geneve` when every datagram is GENEVE (the --geneve
+ * socket); otherwise VXLAN, or each slot marked (an interface source).
+ */
+export interface Listener {
+  readonly source: Source;
+  readonly geneve: boolean;
+  /** What /metrics calls it (label `listener`): the bound address, or the --source. */
+  name(): string;
+}
+
+/** Every source --listen, --geneve and --source ask for, the VXLAN ones first. */
+export function createListeners(config: Config, log: Logger): Listener[] {
+  if (config.source.startsWith('pcap:') || config.source.startsWith('afpacket:')) {
+    const source = interfaceSource(config, log);
+    return [{ source, geneve: false, name: () => config.source }];
+  }
+  const make = socketMaker(config, log);
+  const socket = (endpoint: Endpoint, geneve: boolean): Listener => {
+    const source = make(endpoint);
+    // Port 0 asks for any free port: the label says the one bound.
+    return { source, geneve, name: () => formatEndpoint({ host: endpoint.host, port: source.port || endpoint.port }) };
+  };
+  return [...config.listen.map((ep) => socket(ep, false)), ...(config.geneve === null ? [] : [socket(config.geneve, true)])];
+}
+
+function interfaceSource(config: Config, log: Logger): Source {
+  const listen = config.listen;
+  const geneve = config.geneve;
   if (config.source.startsWith('pcap:')) {
-    if (endpoint !== config.listen) throw new ConfigError(`--geneve takes a socket source (native or dgram), not --source ${config.source}`);
     const iface = config.source.slice('pcap:'.length);
     const cap = loadCap();
     if (!cap.ok) throw new ConfigError(`--source ${config.source}: ${cap.reason}`);
     const warn = (text: string): void => log.warn({ event: 'libpcap_warning', iface, text }, `libpcap: ${text}`);
-    return new LibpcapSource({ iface, port, bpf: config.bpf, bufferBytes: config.recvBuffer, warn }, cap.cap);
+    const ports = { vxlan: listen.map((ep) => ep.port), geneve: geneve?.port ?? 0 };
+    return new LibpcapSource({ iface, ports, bpf: config.bpf, bufferBytes: config.recvBuffer, warn }, cap.cap);
   }
-  if (config.source.startsWith('afpacket:')) {
-    const iface = config.source.slice('afpacket:'.length);
-    const warn = (text: string): void => log.warn({ event: 'afpacket_warning', iface, text }, text);
-    return new AfPacketSource({ iface, host, port, bpf: config.bpf, ringBytes: config.recvBuffer, warn });
-  }
+  const iface = config.source.slice('afpacket:'.length);
+  const warn = (text: string): void => log.warn({ event: 'afpacket_warning', iface, text }, text);
+  return new AfPacketSource({ iface, listen, geneve, bpf: config.bpf, ringBytes: config.recvBuffer, warn });
+}
+
+/** The socket source kind, chosen once for every address (and the fallback said once). */
+function socketMaker(config: Config, log: Logger): (endpoint: Endpoint) => Source {
+  const dgram = ({ host, port }: Endpoint): Source => new DgramSource({ host, port, recvBuffer: config.recvBuffer });
+  if (config.source === 'dgram') return dgram;
   const load = loadNative();
-  if (load.ok) return new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, snaplen: largestSnaplen(config), binding: load.binding });
+  if (load.ok) {
+    const { binding } = load;
+    const snaplen = largestSnaplen(config);
+    return ({ host, port }) => new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, snaplen, binding });
+  }
   if (config.source === 'native') {
     throw new ConfigError(`--source native: ${load.reason}; install python3, make and g++, then run \`npm ci\` again, or use --source dgram`);
   }
   log.warn({ event: 'native_unavailable', reason: load.reason }, `native source unavailable (${load.reason}); receiving with node:dgram`);
-  return dgram();
+  return dgram;
 }
 
 /** The most bytes of frame any session keeps: the receive slots must hold that much whole. */

@@ -14,6 +14,8 @@ export interface SourceStats {
   datagrams: number;
   /** Batches handed to the pipeline. */
   batches: number;
+  /** Bytes of the datagrams handed to the pipeline, as sent (wire lengths, cut ones whole). */
+  bytes: number;
   /** Datagrams the kernel dropped before we read them (socket buffer overflow), when known. */
   kernelDrops: number;
   /** Receive calls that failed for another reason than an empty socket or a signal. */
@@ -35,11 +37,23 @@ export const BATCH_SIZE_BUCKETS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 12
 
 /** Stats of a source that counts only what it delivers. */
 export function newSourceStats(): SourceStats {
-  return { datagrams: 0, batches: 0, kernelDrops: 0, receiveErrors: 0, receiveTruncated: 0, skipped: {} };
+  return { datagrams: 0, batches: 0, bytes: 0, kernelDrops: 0, receiveErrors: 0, receiveTruncated: 0, skipped: {} };
 }
 
 export function newBatchSizeCounts(): Float64Array {
   return new Float64Array(BATCH_SIZE_BUCKETS.length);
+}
+
+/** Counts a batch about to be handed to the pipeline: its datagrams, their bytes, its size bucket. */
+export function countBatch(stats: SourceStats, counts: Float64Array, batch: Batch): void {
+  const n = batch.count;
+  const wire = batch.wireLengths;
+  let bytes = 0;
+  for (let i = 0; i < n; i++) bytes += wire[i]!;
+  stats.batches++;
+  stats.datagrams += n;
+  stats.bytes += bytes;
+  countBatchSize(counts, n);
 }
 
 /** Counts one batch of `n` datagrams in its bucket (not cumulative). */

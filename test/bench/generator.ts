@@ -5,6 +5,11 @@
  *
  *   node dist/test/bench/generator.js --target 127.0.0.1:4789 --vnis 3 --size 64|512|1400|imix
  *        (--rate PPS | --flat-out) [--duration S] [--count N] [--vni-base 1] [--sender auto|sendmmsg|dgram]
+ *        [--encap vxlan|geneve]
+ *
+ * --encap geneve sends each VXLAN datagram as a Gateway Load Balancer endpoint delivers it
+ * (replay's encoder: GENEVE with the three GWLB options, IPv4, UDP to 4789, then the datagram):
+ * the target is then mirrorcap's --geneve port, and the files hold the same inner frames.
  *
  * Prints one JSON summary (GeneratorSummary) on stdout when done.
  *
@@ -16,6 +21,7 @@ import { spawn } from 'node:child_process';
 import { setImmediate as yieldLoop, setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { gwlbTemplate, GWLB_WRAP_LEN, writeGwlbWrap } from '../../src/replay/replay.js';
 import { openSender } from '../../src/replay/sender.js';
 import { VXLAN_HEADER_LEN, frameSizes, setSeq, writeDatagram } from './seqframe.js';
 
@@ -34,6 +40,8 @@ export interface GeneratorOptions {
   count?: number;
   sender?: 'auto' | 'sendmmsg' | 'dgram';
   sendBufferBytes?: number;
+  /** vxlan (default), or geneve: wrapped as a GWLB endpoint delivers it. */
+  encap?: 'vxlan' | 'geneve';
 }
 
 export interface GeneratorSummary {
@@ -70,14 +78,20 @@ export async function generate(opts: GeneratorOptions): Promise<GeneratorSummary
   const pattern = frameSizes(opts.size);
   const cycle = nV * pattern.length;
   const B = cycle * Math.max(1, Math.floor(TARGET_BATCH / cycle));
-  const slotBytes = Math.ceil((VXLAN_HEADER_LEN + Math.max(...pattern)) / 64) * 64;
+  // In front of each VXLAN datagram: nothing, or the GWLB's GENEVE + IPv4 + UDP.
+  const wrap = opts.encap === 'geneve' ? GWLB_WRAP_LEN : 0;
+  const template = opts.encap === 'geneve' ? gwlbTemplate({ endpointId: '0000000000000001', attachmentId: '0000000000000000' }) : null;
+  const slotBytes = Math.ceil((wrap + VXLAN_HEADER_LEN + Math.max(...pattern)) / 64) * 64;
 
   const slab = Buffer.alloc(B * slotBytes);
   const offsets = new Uint32Array(B);
   const lengths = new Uint32Array(B);
   for (let i = 0; i < B; i++) {
     offsets[i] = i * slotBytes;
-    lengths[i] = writeDatagram(slab, offsets[i]!, vniBase + (i % nV), pattern[Math.floor(i / nV) % pattern.length]!);
+    const vni = vniBase + (i % nV);
+    const vxlanLen = writeDatagram(slab, offsets[i]! + wrap, vni, pattern[Math.floor(i / nV) % pattern.length]!);
+    if (template !== null) writeGwlbWrap(slab, offsets[i]!, template, vni, vxlanLen);
+    lengths[i] = wrap + vxlanLen;
   }
   const perVniPerBatch = B / nV;
 
@@ -105,7 +119,7 @@ export async function generate(opts: GeneratorOptions): Promise<GeneratorSummary
       const now = performance.now();
       if (now >= deadline || sent >= limit) break;
       if (pos === B) {
-        for (let i = 0; i < B; i++) setSeq(slab, offsets[i]!, batchNo * perVniPerBatch + Math.floor(i / nV));
+        for (let i = 0; i < B; i++) setSeq(slab, offsets[i]! + wrap, batchNo * perVniPerBatch + Math.floor(i / nV));
         batchNo++;
         pos = 0;
       }
@@ -123,7 +137,7 @@ export async function generate(opts: GeneratorOptions): Promise<GeneratorSummary
       const n = await sender.send(slab, offsets, lengths, pos, want);
       for (let i = pos; i < pos + n; i++) {
         sentPerVni[i % nV]++;
-        innerBytes += lengths[i]! - VXLAN_HEADER_LEN;
+        innerBytes += lengths[i]! - wrap - VXLAN_HEADER_LEN;
       }
       pos += n;
       sent += n;
@@ -170,6 +184,7 @@ export function runGeneratorProcess(opts: GeneratorOptions): Promise<GeneratorSu
   if (opts.vniBase !== undefined) args.push('--vni-base', String(opts.vniBase));
   if (opts.count !== undefined) args.push('--count', String(opts.count));
   if (opts.sender !== undefined) args.push('--sender', opts.sender);
+  if (opts.encap !== undefined) args.push('--encap', opts.encap);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -202,6 +217,7 @@ export function parseGeneratorArgs(argv: string[]): GeneratorOptions {
       duration: { type: 'string', default: '5' },
       count: { type: 'string' },
       sender: { type: 'string', default: 'auto' },
+      encap: { type: 'string', default: 'vxlan' },
     },
     strict: true,
   });
@@ -209,6 +225,8 @@ export function parseGeneratorArgs(argv: string[]): GeneratorOptions {
   if ((values.rate === undefined) === !values['flat-out']) throw new RangeError('give exactly one of --rate PPS and --flat-out');
   const sender = values.sender;
   if (sender !== 'auto' && sender !== 'sendmmsg' && sender !== 'dgram') throw new RangeError('--sender must be auto, sendmmsg or dgram');
+  const encap = values.encap;
+  if (encap !== 'vxlan' && encap !== 'geneve') throw new RangeError('--encap must be vxlan or geneve');
   const opts: GeneratorOptions = {
     ...parseTarget(values.target),
     vnis: Number(values.vnis),
@@ -216,6 +234,7 @@ export function parseGeneratorArgs(argv: string[]): GeneratorOptions {
     size: values.size,
     durationSec: Number(values.duration),
     sender,
+    encap,
   };
   if (values.rate !== undefined) opts.rate = Number(values.rate);
   if (values.count !== undefined) {

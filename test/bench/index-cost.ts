@@ -23,7 +23,7 @@ export async function run({ quick }: { quick: boolean }): Promise<void> {
     console.log(`skipped: no native source (${native.reason})`);
     return;
   }
-  const kinds = [applianceReceiver('native', 0, false, ROTATE), applianceReceiver('native', 0, false, [...ROTATE, '--no-index'])];
+  const kinds = [applianceReceiver('native', { extra: ROTATE }), applianceReceiver('native', { extra: [...ROTATE, '--no-index'] })];
   const rates = quick ? [50_000] : [50_000, 100_000];
   const seconds = quick ? 4 : 8;
   const root = await mkdtemp(join(tmpdir(), 'mirrorcap-bench-index-'));

@@ -11,7 +11,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { resolveConfig } from '../../src/config.js';
-import { GENEVE_PROTO_IPV4, GWLB_GENEVE_HEADER_LEN, writeGeneveHeader } from '../../src/decode/geneve.js';
+import { gwlbTemplate, GWLB_WRAP_LEN, writeGwlbWrap } from '../../src/replay/replay.js';
 import { VXLAN_HEADER_LEN, writeVxlanHeader } from '../../src/decode/vxlan.js';
 import { newDropCounters } from '../../src/drops.js';
 import { Pipeline } from '../../src/session/pipeline.js';
@@ -20,7 +20,6 @@ import { Session, type SessionOutput } from '../../src/session/session.js';
 import { Batch } from '../../src/source/batch.js';
 import { MIX_DESCRIPTION, measureCases, printResults, type Case, type Mix } from './decode.js';
 
-const WRAP = GWLB_GENEVE_HEADER_LEN + 20 + 8;
 
 /** Counts what it is given; nothing is kept. */
 class CountingOutput implements SessionOutput {
@@ -46,6 +45,7 @@ function pipeline(): Pipeline {
 function batchOf(mix: Mix, geneve: boolean, size: number | null): Batch {
   const n = mix.offsets.length;
   const parts: Buffer[] = [];
+  const template = gwlbTemplate({ endpointId: '0123456789abcdef', attachmentId: '0000000000000000' });
   for (let i = 0; i < n; i++) {
     const len = size ?? mix.lengths[i]!;
     const frame = mix.slab.subarray(mix.offsets[i]!, mix.offsets[i]! + Math.min(len, mix.lengths[i]!));
@@ -56,14 +56,8 @@ function batchOf(mix: Mix, geneve: boolean, size: number | null): Batch {
       parts.push(vx);
       continue;
     }
-    const w = Buffer.alloc(WRAP);
-    writeGeneveHeader(w, 0, GENEVE_PROTO_IPV4, 0, { endpointId: '0123456789abcdef', attachmentId: '0000000000000000', flowCookie: i });
-    const ip = GWLB_GENEVE_HEADER_LEN;
-    w.set([0x45, 0, 0, 0, 0, 0, 0, 0, 255, 17, 0, 0, 10, 0, 0, 1 + (i % 7), 10, 0, 0, 200], ip);
-    w.writeUInt16BE(28 + vx.length, ip + 2);
-    w.writeUInt16BE(49152 + (i & 63), ip + 20);
-    w.writeUInt16BE(4789, ip + 22);
-    w.writeUInt16BE(8 + vx.length, ip + 24);
+    const w = Buffer.alloc(GWLB_WRAP_LEN);
+    writeGwlbWrap(w, 0, template, i, vx.length);
     parts.push(Buffer.concat([w, vx]));
   }
   const b = new Batch(n, Buffer.concat(parts));

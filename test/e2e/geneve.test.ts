@@ -7,7 +7,7 @@
  */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,7 +151,7 @@ t.test('decap of every real GENEVE capture: the innermost frames tshark shows, i
   t.ok(gwlb, 'the genuine AWS GWLB capture made a gwlbe-<endpoint> session');
 });
 
-t.test('the AWS GWLB capture: raw IP files (link type 101) tshark decodes as GRE, ids in /api/sessions', { skip: real.skip }, async (t) => {
+t.test('the AWS GWLB capture: raw IP files (link type 101) tshark decodes as GRE, ids in /api/sessions; the endpoint named in the config file', { skip: real.skip }, async (t) => {
   const path = geneveFiles.find((f) => /aws-gwlb/.test(f))!;
   const dir = await temp();
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -164,6 +164,18 @@ t.test('the AWS GWLB capture: raw IP files (link type 101) tshark decodes as GRE
   t.ok(frames.length === 12 && frames.every((f) => f.linkType === 101), 'twelve raw-IP records');
   const protos = await tool('tshark', ['-r', join(session, files[0]!), '-T', 'fields', '-e', 'frame.protocols']);
   t.ok(protos.split('\n').filter(Boolean).every((p) => p.startsWith('raw:ip:gre:ip:tcp')), 'tshark reads IPv4/GRE/IPv4/TCP in them');
+
+  // Named in the config file by the endpoint id as AWS prints it, with settings of its own; strict
+  // refuses the endpoints not named (none here) as it refuses unknown VNIs.
+  const config = join(dir, 'named.yaml');
+  await writeFile(config, 'strict: true\nsessions:\n  - gwlb-endpoint: vpce-031e129cdc0cd8633\n    name: inspection\n    rotate-packets: 5\n');
+  const named = cli(['decap', path, '--out', join(dir, 'named'), '--config', config]);
+  t.equal(named.status, 0, named.stderr);
+  t.same(await readdir(join(dir, 'named')), ['inspection'], 'the configured name, not gwlbe-<id>');
+  const parts = (await readdir(join(dir, 'named', 'inspection'))).filter((f) => f.endsWith('.pcap')).sort();
+  t.equal(parts.length, 3, 'its own rotate-packets: 5 + 5 + 2');
+  const namedFrames = (await Promise.all(parts.map((f) => tsharkFrames(join(dir, 'named', 'inspection', f))))).flat();
+  t.same(namedFrames.map((f) => [f.linkType, f.data.toString('hex')]), frames.map((f) => [f.linkType, f.data.toString('hex')]), 'tshark reads the same twelve raw-IP records');
 
   // Live: the same datagrams to --geneve, and the GWLB ids in the API and the log.
   const datagrams = (await expected(path)).map((e) => e.datagram);
@@ -186,6 +198,34 @@ t.test('the AWS GWLB capture: raw IP files (link type 101) tshark decodes as GRE
   t.same(live.get('gwlbe-31e129cdc0cd8633'), frames.map((f) => f.data.toString('hex')), 'live frames equal the decapsulated ones, in order');
 });
 
+t.test('a GENEVE VNI named in the config file: its frames under the name, strict drops the VNI not named', { skip: real.skip }, async (t) => {
+  const path = geneveFiles.find((f) => basename(f) === 'tcpdump-geneve.pcap')!;
+  const other = geneveFiles.find((f) => basename(f) === 'zeek-geneve-tagged-udp-packet.pcap')!;
+  const want = group(await expected(path));
+  const wantOther = group(await expected(other));
+  t.same([...want.sessions.keys()], ['geneve-11'], 'tshark: Ethernet in GENEVE VNI 11 (VNI 10 has a critical option)');
+  t.same([...wantOther.sessions.keys()], ['geneve-100'], 'tshark: Ethernet in GENEVE VNI 100');
+  const dir = await temp();
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'named.yaml');
+  await writeFile(file, 'strict: true\nsessions:\n  - geneve-vni: 11\n    name: overlay-eleven\n');
+  const run = (capture: string, out: string): Promise<DecapResult> => {
+    const flags = new Map([['out', { value: join(dir, out), origin: '--out' }], ['config', { value: file, origin: '--config' }]]);
+    return decap(capture, VXLAN_PORT, resolveConfig(flags, {}, { 'log-level': 'silent' }), createLogger('silent', 2));
+  };
+  const r = await run(path, 'out');
+  t.same(sorted(await written(join(dir, 'out'))), sorted(new Map([['overlay-eleven', want.sessions.get('geneve-11')!]])), 'VNI 11 frames under overlay-eleven');
+  t.equal(r.summary.dropped['geneve_critical_option'], want.drops.get('geneve_critical_option'), 'the critical-option packets dropped as before');
+  const strict = await run(other, 'other');
+  t.same(sorted(await written(join(dir, 'other'))), {}, 'nothing of VNI 100 written');
+  t.equal(strict.summary.dropped['unknown_vni'], wantOther.sessions.get('geneve-100')!.length, 'VNI 100 refused by strict, counted as unknown_vni');
+  const bad = join(dir, 'bad.yaml');
+  await writeFile(bad, 'sessions:\n  - geneve-vni: 10\n    vni: 10\n    name: both\n');
+  t.throws(() => resolveConfig(new Map([['config', { value: bad, origin: '--config' }]]), {}), /invalid sessions\[0\].*one of vni, geneve-vni, gwlb-endpoint/, 'one match key per entry');
+  await writeFile(bad, 'sessions:\n  - geneve-vni: 10\n    name: geneve-11\n');
+  t.throws(() => resolveConfig(new Map([['config', { value: bad, origin: '--config' }]]), {}), /the automatic session name of GENEVE VNI 11/, 'no name another key gets automatically');
+});
+
 t.test('every real GENEVE datagram sent live to --geneve: the files decap writes, frame for frame', { skip: real.skip }, async (t) => {
   const dir = await temp();
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -203,24 +243,43 @@ t.test('every real GENEVE datagram sent live to --geneve: the files decap writes
   for (const [reason, n] of want.drops) t.equal(metricSum(metrics, 'mirrorcap_dropped_packets_total', { reason }), n, `${n} counted as ${reason}`);
 });
 
-t.test('replay --encap geneve --gwlb: a GWLB endpoint\'s delivery, round trip through --geneve', async (t) => {
+t.test('replay --encap geneve --gwlb beside two VXLAN ports: one appliance, three sockets, one pipeline, counted per listener', async (t) => {
   const dir = await temp();
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const fixture = join(ROOT, 'pcaps', 'ipv4.pcap');
-  const want = (await tsharkFrames(fixture)).map((f) => f.data.toString('hex'));
-  const app = await startAppliance(['--out', join(dir, 'live'), '--geneve', '127.0.0.1:0', '--session-key', 'vni+src']);
+  const frames = await tsharkFrames(fixture);
+  const want = frames.map((f) => f.data.toString('hex'));
+  const app = await startAppliance(['--out', join(dir, 'live'), '--listen', '127.0.0.1:0,127.0.0.1:0', '--geneve', '127.0.0.1:0', '--session-key', 'vni+src']);
   t.teardown(() => app.proc.kill('SIGKILL'));
-  const port = app.logs.find((l) => l.event === 'start')!['genevePort'] as number;
+  const start = app.logs.find((l) => l.event === 'start')!;
+  const port = start['genevePort'] as number;
+  const [vx1, vx2] = start['udpPorts'] as number[];
+  t.ok(vx1! > 0 && vx2! > 0 && vx1 !== vx2 && port > 0, `VXLAN on ${vx1} and ${vx2}, GENEVE on ${port}`);
   const r = cli(['replay', fixture, '--target', `127.0.0.1:${port}`, '--vni', '321', '--encap', 'geneve', '--gwlb', 'vpce-0a1b2c3d4e5f60718', '--flat-out']);
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /in GENEVE as GWLB endpoint a1b2c3d4e5f60718/);
-  await waitFor(async () => metricSum((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_datagrams_total') === want.length, 5000, 'all received');
+  for (const [p, vni] of [[vx1, 1], [vx2, 2]] as const) t.equal(cli(['replay', fixture, '--target', `127.0.0.1:${p}`, '--vni', String(vni), '--flat-out']).status, 0);
+  await waitFor(async () => metricSum((await httpGet(app.httpPort, '/metrics')).body, 'mirrorcap_datagrams_total') === 3 * want.length, 5000, 'all received');
   const api = (await httpGet(app.httpPort, '/api/sessions')).body;
+  const metrics = (await httpGet(app.httpPort, '/metrics')).body;
   t.equal(await app.stop(), 0);
-  // The stand-in ENI (192.0.2.1) inside the GENEVE keys the session under vni+src.
-  const live = await written(join(dir, 'live'));
-  t.same([...live.keys()], ['vni-321-192.0.2.1']);
-  t.same(live.get('vni-321-192.0.2.1'), want, 'every frame, byte for byte, in order');
+  // Each socket's own counters: VXLAN is 8 bytes of header per frame; a GWLB's GENEVE 40 (8 + three
+  // options of 12, 12 and 8), then the IPv4 (20) and UDP (8) headers around the VXLAN datagram.
+  const wire = (overhead: number): number => frames.reduce((n, f) => n + f.origLen + overhead, 0);
+  for (const [p, overhead] of [[vx1, 8], [vx2, 8], [port, 40 + 20 + 8 + 8]] as const) {
+    const listener = `127.0.0.1:${p}`;
+    t.equal(metricSum(metrics, 'mirrorcap_received_datagrams_total', { listener }), want.length, `${listener}: every datagram counted`);
+    t.equal(metricSum(metrics, 'mirrorcap_received_bytes_total', { listener }), wire(overhead), `${listener}: their bytes`);
+    t.equal(metricSum(metrics, 'mirrorcap_socket_drops_total', { listener }), 0, `${listener}: no kernel drops`);
+  }
+  // The stand-in ENI (192.0.2.1) inside the GENEVE keys the session under vni+src; tshark reads each file.
+  const sessions = (await readdir(join(dir, 'live'))).sort();
+  t.same(sessions, ['vni-1-127.0.0.1', 'vni-2-127.0.0.1', 'vni-321-192.0.2.1']);
+  for (const s of sessions) {
+    const files = (await readdir(join(dir, 'live', s))).filter((f) => f.endsWith('.pcap'));
+    const got = (await Promise.all(files.map((f) => tsharkFrames(join(dir, 'live', s, f))))).flat();
+    t.same(got.map((f) => f.data.toString('hex')), want, `${s}: every frame, byte for byte, in order (tshark)`);
+  }
   t.match(api, /"endpointId":\s*"a1b2c3d4e5f60718"/, 'the endpoint id reached /api/sessions');
   const bad = cli(['replay', fixture, '--target', `127.0.0.1:${port}`, '--gwlb', '12']);
   t.equal(bad.status, 2, '--gwlb without --encap geneve is a usage error');

@@ -37,7 +37,6 @@ const dump = (file: string): string => {
   if (r.status !== 0) throw new Error(`tcpdump -r ${file}: ${r.stderr}`);
   return r.stdout;
 };
-const records = (file: string): number => dump(file).split('\n').filter((l) => l !== '' && !l.startsWith('\t')).length;
 
 t.test('afpacket source on a veth pair between two namespaces', { skip }, async (t) => {
   const tag = process.pid.toString(36);
@@ -95,26 +94,28 @@ t.test('afpacket source on a veth pair between two namespaces', { skip }, async 
       t.equal(dump(written), dump(file), `vni-${vni}: tcpdump reads the same records as in ${file}`);
     }
     t.equal(summary?.writtenPackets, 2 * 1350 + 19 + 878, 'each frame written once');
-    t.match(text, /^mirrorcap_socket_drops_total 0$/m, 'the ring dropped nothing');
+    t.match(text, /^mirrorcap_socket_drops_total\{listener="afpacket:mcafp1"\} 0$/m, 'the ring dropped nothing');
     const first = sh('capinfos', ['-a', '-S', await sessionFile(dir, 'vni-1')]).stdout;
     const at = Number(/First packet time:\s+([\d.]+)/.exec(first)?.[1]);
     t.ok(at >= before - 1 && at <= Date.now() / 1000, `the first record carries the receive time (${at}, test began ${before})`);
   });
 
-  t.test('the kernel filter keeps other ports out; what the host sends out is not received; a held port draws no ICMP', async (t) => {
+  t.test('the kernel filter takes every --listen port and --geneve\'s and keeps other ports out; what the host sends out is not received; a held port draws no ICMP', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-afpacket-'));
-    const app = await start(dir);
-    t.match(sh('ip', ['netns', 'exec', rx, 'ss', '-uln', 'sport = :4789']).stdout, /0\.0\.0\.0:4789/, 'a UDP socket holds the port');
+    const app = await start(dir, ['--listen', '0.0.0.0:4789,0.0.0.0:8472', '--geneve', '0.0.0.0:6081']);
+    for (const port of [4789, 8472, 6081]) t.match(sh('ip', ['netns', 'exec', rx, 'ss', '-uln', `sport = :${port}`]).stdout, new RegExp(`0\\.0\\.0\\.0:${port}`), `a UDP socket holds ${port}`);
     const noPorts0 = noPorts();
     replay(JUMBO, 7);
-    t.equal(noPorts(), noPorts0, 'no datagram to 4789 found the port closed (each would draw an ICMP port unreachable)');
+    replay(JUMBO, 10, ['--rate', '20000'], '10.77.0.2:8472');
+    replay(JUMBO, 11, ['--rate', '20000', '--encap', 'geneve'], '10.77.0.2:6081');
+    t.equal(noPorts(), noPorts0, 'no datagram to 4789, 8472 or 6081 found the port closed (each would draw an ICMP port unreachable)');
     replay(JUMBO, 5, ['--rate', '20000'], '10.77.0.2:4790');
     t.equal(noPorts(), noPorts0 + 19, 'the oracle counts those to a port nobody holds (Udp NoPorts)');
     replay(MIXED, 6, ['--rate', '20000'], '10.77.0.1:4789', rx); // out of mcafp1, to the sender's namespace
     const text = metrics(app);
     t.equal(await app.stop(), 0);
-    t.same((await readdir(dir)).sort(), ['vni-7'], 'only the datagrams to our port that came in');
-    t.equal(records(await sessionFile(dir, 'vni-7')), 19);
+    t.same((await readdir(dir)).sort(), ['vni-10', 'vni-11', 'vni-7'], 'only the datagrams to our ports that came in: VXLAN on 4789 and 8472, VXLAN inside GENEVE on 6081');
+    for (const vni of [7, 10, 11]) t.equal(dump(await sessionFile(dir, `vni-${vni}`)), dump(JUMBO), `vni-${vni}: tcpdump reads the records replayed`);
     t.notMatch(text, /mirrorcap_capture_skipped_packets_total\{/, 'the kernel filtered the rest: nothing reached the parser to skip');
   });
 
@@ -126,7 +127,7 @@ t.test('afpacket source on a veth pair between two namespaces', { skip }, async 
     const text = metrics(app);
     t.equal(await app.stop(), 0);
     t.same((await readdir(dir)).sort(), ['vni-9']);
-    t.match(text, /^mirrorcap_capture_skipped_packets_total\{reason="other_port"\} 19$/m, 'the other port counted');
+    t.match(text, /^mirrorcap_capture_skipped_packets_total\{listener="afpacket:mcafp1",reason="other_port"\} 19$/m, 'the other port counted');
   });
 
   t.test('clear errors: a down interface, an unknown one, a bad --bpf', async (t) => {
@@ -144,7 +145,7 @@ t.test('afpacket source on a veth pair between two namespaces', { skip }, async 
 });
 
 t.test('afpacket source: stop before start and twice is harmless; no interface is a ConfigError', { skip: native ? false : 'needs the native addon' }, async (t) => {
-  const src = new AfPacketSource({ iface: 'nosuch0', host: '127.0.0.1', port: 0, bpf: null, ringBytes: 4 << 20 });
+  const src = new AfPacketSource({ iface: 'nosuch0', listen: [{ host: '127.0.0.1', port: 0 }], geneve: null, bpf: null, ringBytes: 4 << 20 });
   await t.rejects(src.start(() => false), { name: 'ConfigError', message: /there is no interface "nosuch0"/ });
   t.equal(src.ready, false);
   await src.stop();
