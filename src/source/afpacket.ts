@@ -59,6 +59,10 @@ export interface AfPacketSourceOptions {
   readonly ringBytes: number;
   /** Said once when the port is already bound by another process (it then answers for us). */
   readonly warn?: (text: string) => void;
+  /** Join this PACKET_FANOUT group (flow hash): one ring per worker thread. */
+  readonly fanout?: number;
+  /** Bind the never-read UDP socket (default true); a worker thread's ring leaves it to the main thread. */
+  readonly holdPort?: boolean;
   /** The addon to use; default loadNative(). */
   readonly binding?: NativeBinding;
 }
@@ -130,14 +134,15 @@ export class AfPacketSource implements Source {
     try {
       const linkType = linkTypeOf(iface, at);
       if (interfaceIsDown(iface)) throw new ConfigError(`${at}: ${iface} is down (ip link set ${iface} up)`);
-      this.holder = await this.holdPort();
+      this.holder = this.opts.holdPort === false ? undefined : await this.holdPort();
       if (this.state !== 'starting') return; // stopped meanwhile
       const port = this.port || this.opts.port;
       this.parser = new OuterParser(port);
       const filter = kernelFilter(this.opts.bpf ?? `udp dst port ${port}`, linkType);
       const blockCount = Math.max(2, Math.ceil(this.opts.ringBytes / BLOCK_BYTES));
       try {
-        this.ring = new this.binding.PacketRing(iface, { blockBytes: BLOCK_BYTES, blockCount, retireMs: RETIRE_MS, filter });
+        const fanout = this.opts.fanout === undefined ? {} : { fanout: this.opts.fanout };
+        this.ring = new this.binding.PacketRing(iface, { blockBytes: BLOCK_BYTES, blockCount, retireMs: RETIRE_MS, filter, ...fanout });
       } catch (err) {
         throw explainRingError(at, iface, err as NodeJS.ErrnoException);
       }

@@ -5,12 +5,13 @@
  */
 import { ConfigError, type Config, type Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
-import { AfPacketSource } from './afpacket.js';
+import { AfPacketSource, RETIRE_MS } from './afpacket.js';
 import { DgramSource } from './dgram.js';
 import { LibpcapSource, loadCap } from './libpcap.js';
 import { loadNative } from '../native/addon.js';
-import { NativeSource } from './native.js';
+import { DEFAULT_BATCH_SIZE, MAX_SLAB_BYTES, NativeSource, slotBytesFor } from './native.js';
 import type { Source } from './source.js';
+import { WorkerSource } from './workers.js';
 
 /** The source for `endpoint`: --listen (VXLAN) by default, or --geneve. */
 export function createSource(config: Config, log: Logger, endpoint: Endpoint = config.listen): Source {
@@ -25,6 +26,7 @@ export function createSource(config: Config, log: Logger, endpoint: Endpoint = c
     const warn = (text: string): void => log.warn({ event: 'libpcap_warning', iface, text }, `libpcap: ${text}`);
     return new LibpcapSource({ iface, port, bpf: config.bpf, bufferBytes: config.recvBuffer, warn }, cap.cap);
   }
+  if (config.workers > 1 && endpoint === config.listen) return workerSource(config, log);
   if (config.source.startsWith('afpacket:')) {
     const iface = config.source.slice('afpacket:'.length);
     const warn = (text: string): void => log.warn({ event: 'afpacket_warning', iface, text }, text);
@@ -42,4 +44,26 @@ export function createSource(config: Config, log: Logger, endpoint: Endpoint = c
 /** The most bytes of frame any session keeps: the receive slots must hold that much whole. */
 export function largestSnaplen(config: Config): number {
   return config.sessions.reduce((max, s) => Math.max(max, s.snaplen), config.snaplen);
+}
+
+/** --workers N: the receive threads, each with its own socket (native) or ring (afpacket). */
+function workerSource(config: Config, log: Logger): Source {
+  const { host, port } = config.listen;
+  const load = loadNative();
+  if (!load.ok) throw new ConfigError(`--workers ${config.workers}: ${load.reason}; receive threads need the native addon`);
+  const afpacket = config.source.startsWith('afpacket:');
+  const slotBytes = slotBytesFor(largestSnaplen(config));
+  return new WorkerSource({
+    workers: config.workers,
+    kind: afpacket ? 'afpacket' : 'native',
+    host,
+    port,
+    iface: afpacket ? config.source.slice('afpacket:'.length) : '',
+    bpf: config.bpf,
+    recvBufferBytes: config.recvBuffer,
+    slotBytes,
+    batchSize: Math.max(1, Math.min(DEFAULT_BATCH_SIZE, Math.floor(MAX_SLAB_BYTES / slotBytes))),
+    holdMs: afpacket ? RETIRE_MS : 0,
+    log,
+  });
 }
