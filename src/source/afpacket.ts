@@ -210,18 +210,8 @@ export class AfPacketSource implements Source {
     );
   }
 
-  /** Binds the UDP port and never reads it: the smallest buffer, so what queues there costs nothing. */
-  private async holdPort(): Promise<NativeReceiver | undefined> {
-    const host = await numericHost(this.opts.host);
-    try {
-      const holder = new this.binding.Receiver(host, this.opts.port, false);
-      holder.setRecvBuffer(1);
-      return holder;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-      this.opts.warn?.(`UDP port ${this.opts.port} is bound by another process; it, not mirrorcap, answers the datagrams`);
-      return undefined;
-    }
+  private holdPort(): Promise<NativeReceiver | undefined> {
+    return holdUdpPort(this.binding, this.opts.host, this.opts.port, this.opts.warn);
   }
 
   private closeHandles(): void {
@@ -229,6 +219,24 @@ export class AfPacketSource implements Source {
     this.ring = undefined;
     this.holder?.close();
     this.holder = undefined;
+  }
+}
+
+/**
+ * Binds the UDP port and never reads it (the smallest buffer, so what queues there costs
+ * nothing): the kernel then answers no datagram with ICMP port unreachable. Undefined when
+ * another process holds the port (said once through warn).
+ */
+export async function holdUdpPort(binding: NativeBinding, host: string, port: number, warn?: (text: string) => void): Promise<NativeReceiver | undefined> {
+  const numeric = await numericHost(host);
+  try {
+    const holder = new binding.Receiver(numeric, port, false);
+    holder.setRecvBuffer(1);
+    return holder;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    warn?.(`UDP port ${port} is bound by another process; it, not mirrorcap, answers the datagrams`);
+    return undefined;
   }
 }
 

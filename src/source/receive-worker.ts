@@ -20,6 +20,8 @@ import { NativeSource } from './native.js';
 import type { Source } from './source.js';
 import { REGION_FREE, REGION_HELD, SLOT_BASE, STAT, TICK_MARGIN_MS, TICK_MS, type ReceiveWorkerData, type WorkerMessage } from './worker-protocol.js';
 
+/** How long a ring worker waits for a free region before it drops (and counts) a batch. */
+const WAIT_MS = 2000;
 /** How long the stop drain waits for the main thread to free a region before giving up. */
 const STOP_DRAIN_MS = 5000;
 
@@ -28,7 +30,7 @@ if (port === null) throw new Error('receive-worker.js runs as a worker thread');
 const d = workerData as ReceiveWorkerData;
 const cap = d.batchSize;
 const total = d.regions * cap;
-const slab = Buffer.from(d.slab, d.slabOffset, total * d.slotBytes);
+const slab = Buffer.from(d.slab, d.slabOffset, d.regions * d.regionBytes);
 const batch = new Batch(total, slab, { buffer: d.meta, total, first: 0 });
 const control = new Int32Array(d.control);
 const stats = new Float64Array(d.stats);
@@ -73,29 +75,52 @@ if (d.kind === 'native') {
   // The ring is this thread's mapping, which the main thread cannot see: each frame is copied
   // once into a shared region (on this thread's core), cut to the slot.
   source = new AfPacketSource({ iface: d.iface, host: d.host, port: d.port, bpf: d.bpf, ringBytes: d.recvBufferBytes, fanout: d.fanout, holdPort: false });
+  // A region fills up to `cap` frames or its bytes; with none free the thread waits for the
+  // main thread to write one (the ring keeps filling meanwhile, and drops and counts when full).
   copyInto = (from) => {
-    for (let i = 0; i < from.count; ) {
-      const base = Atomics.load(control, SLOT_BASE);
+    let base = Atomics.load(control, SLOT_BASE);
+    if (base < 0) base = waitForRegion();
+    let k = 0;
+    let used = 0;
+    for (let i = 0; i < from.count; i++) {
+      const len = Math.min(from.lengths[i]!, d.slotBytes);
+      if (k === cap || used + len > d.regionBytes) {
+        hand(base, k);
+        base = waitForRegion();
+        k = 0;
+        used = 0;
+      }
       if (base < 0) {
         stats[STAT.slabDrops] += from.count - i;
         return;
       }
-      const n = Math.min(cap, from.count - i);
-      for (let k = 0; k < n; k++, i++) {
-        const s = base + k;
-        const len = Math.min(from.lengths[i]!, d.slotBytes);
-        from.slab.copy(slab, s * d.slotBytes, from.offsets[i]!, from.offsets[i]! + len);
-        batch.lengths[s] = len;
-        batch.wireLengths[s] = from.wireLengths[i]!;
-        batch.tsSec[s] = from.tsSec[i]!;
-        batch.tsNsec[s] = from.tsNsec[i]!;
-        batch.srcPort[s] = from.srcPort[i]!;
-        batch.srcAddr.set(from.srcAddr.subarray(i * ADDR_BYTES, i * ADDR_BYTES + ADDR_BYTES), s * ADDR_BYTES);
-        batch.geneve[s] = from.geneve[i]!;
-      }
-      hand(base, n);
+      const s = base + k;
+      const at = (base / cap) * d.regionBytes + used;
+      from.slab.copy(slab, at, from.offsets[i]!, from.offsets[i]! + len);
+      batch.offsets[s] = d.slabOffset + at;
+      batch.lengths[s] = len;
+      batch.wireLengths[s] = from.wireLengths[i]!;
+      batch.tsSec[s] = from.tsSec[i]!;
+      batch.tsNsec[s] = from.tsNsec[i]!;
+      batch.srcPort[s] = from.srcPort[i]!;
+      batch.srcAddr.set(from.srcAddr.subarray(i * ADDR_BYTES, i * ADDR_BYTES + ADDR_BYTES), s * ADDR_BYTES);
+      batch.geneve[s] = from.geneve[i]!;
+      k++;
+      used += len;
     }
+    if (k > 0) hand(base, k);
   };
+}
+
+/** The slot of a free region, waiting up to WAIT_MS for the main thread to free one; -1 if none came. */
+function waitForRegion(): number {
+  const until = Date.now() + WAIT_MS;
+  let base = Atomics.load(control, SLOT_BASE);
+  while (base < 0 && Date.now() < until) {
+    Atomics.wait(control, SLOT_BASE, -1, 50);
+    base = Atomics.load(control, SLOT_BASE);
+  }
+  return base;
 }
 
 /** Region (base / cap) holds n datagrams: tell the main thread, move on to a free region. */

@@ -9,7 +9,7 @@ import { AfPacketSource, RETIRE_MS } from './afpacket.js';
 import { DgramSource } from './dgram.js';
 import { LibpcapSource, loadCap } from './libpcap.js';
 import { loadNative } from '../native/addon.js';
-import { DEFAULT_BATCH_SIZE, MAX_SLAB_BYTES, NativeSource, slotBytesFor } from './native.js';
+import { DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_SLAB_BYTES, NativeSource, slotBytesFor } from './native.js';
 import type { Source } from './source.js';
 import { WorkerSource } from './workers.js';
 
@@ -62,8 +62,10 @@ function workerSource(config: Config, log: Logger): Source {
     bpf: config.bpf,
     recvBufferBytes: config.recvBuffer,
     slotBytes,
-    batchSize: Math.max(1, Math.min(DEFAULT_BATCH_SIZE, Math.floor(MAX_SLAB_BYTES / slotBytes))),
+    // A ring worker packs frames, so a region holds many; a socket's batch is one recvmmsg.
+    batchSize: afpacket ? MAX_BATCH_SIZE : Math.max(1, Math.min(DEFAULT_BATCH_SIZE, Math.floor(MAX_SLAB_BYTES / slotBytes))),
     holdMs: afpacket ? RETIRE_MS : 0,
+    binding: load.binding,
     log,
   });
 }

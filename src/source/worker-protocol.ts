@@ -50,6 +50,8 @@ export interface ReceiveWorkerData {
   /** Slots per region: the most one receive hands over. */
   readonly batchSize: number;
   readonly regions: number;
+  /** Bytes of slab per region: batchSize * slotBytes, or (afpacket) frames packed up to this. */
+  readonly regionBytes: number;
   /** All workers' slabs, one after the other; this worker's starts at slabOffset. */
   readonly slab: SharedArrayBuffer;
   readonly slabOffset: number;

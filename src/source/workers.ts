@@ -24,12 +24,16 @@ import { Worker } from 'node:worker_threads';
 import { ConfigError } from '../config.js';
 import { codedError, ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { NativeBinding, NativeReceiver } from '../native/addon.js';
+import { holdUdpPort } from './afpacket.js';
 import { ADDR_BYTES, Batch, sharedArraysBytes } from './batch.js';
 import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats, type WorkerStats } from './source.js';
 import { REGION_FREE, REGION_HELD, SLOT_BASE, STAT, STAT_COUNT, type ReceiveWorkerData, type WorkerMessage } from './worker-protocol.js';
 
 /** Each worker's regions together stay within this (virtual; pages are touched where datagrams land). */
 const WORKER_SLAB_BYTES = 64 * 1024 * 1024;
+/** A ring worker's region: its frames packed, up to batchSize of them. */
+const PACKED_REGION_BYTES = 4 * 1024 * 1024;
 const MIN_REGIONS = 4;
 const MAX_REGIONS = 16;
 /** Packets per merged batch. */
@@ -45,6 +49,8 @@ export interface WorkerSourceOptions {
   /** afpacket: the interface and kernel filter. */
   readonly iface?: string;
   readonly bpf?: string | null;
+  /** The loaded addon (the workers load their own copy). */
+  readonly binding: NativeBinding;
   /** Each worker's socket buffer or ring. */
   readonly recvBufferBytes: number;
   readonly slotBytes: number;
@@ -110,13 +116,18 @@ export class WorkerSource implements Source {
   private sink: BatchSink = () => false;
   private readonly merged: Batch;
   private readonly regions: number;
+  private readonly regionBytes: number;
   private state: 'idle' | 'starting' | 'receiving' | 'stopping' | 'closed' = 'idle';
   private stopped: Promise<void> | null = null;
+  /** afpacket: the UDP socket that holds the port, never read. */
+  private holder: NativeReceiver | undefined;
   private allDone: (() => void) | null = null;
 
   constructor(private readonly opts: WorkerSourceOptions) {
     this.kind = `${opts.kind} x${opts.workers}`;
-    this.regions = Math.max(MIN_REGIONS, Math.min(MAX_REGIONS, Math.floor(WORKER_SLAB_BYTES / (opts.batchSize * opts.slotBytes))));
+    // A socket's batch lands in fixed slots; a ring worker copies its frames in, packed.
+    this.regionBytes = opts.kind === 'afpacket' ? PACKED_REGION_BYTES : opts.batchSize * opts.slotBytes;
+    this.regions = Math.max(MIN_REGIONS, Math.min(MAX_REGIONS, Math.floor(WORKER_SLAB_BYTES / this.regionBytes)));
     this.stats = new PoolStats(() => this.lanes);
     this.merged = new Batch(MERGE_CAPACITY, Buffer.alloc(0));
   }
@@ -147,12 +158,18 @@ export class WorkerSource implements Source {
     this.sink = sink;
     const { opts, regions } = this;
     const slots = regions * opts.batchSize;
-    const slabPerWorker = slots * opts.slotBytes;
+    const slabPerWorker = regions * this.regionBytes;
     const slabShared = new SharedArrayBuffer(slabPerWorker * opts.workers);
     const slab = Buffer.from(slabShared);
     this.merged.slab = slab;
     const started: Array<Promise<number>> = [];
     let port = opts.port;
+    if (opts.kind === 'afpacket') {
+      // The rings see every datagram; one socket, here, holds the port so none draws an ICMP error.
+      const warn = (text: string): void => opts.log.warn({ event: 'afpacket_warning', iface: opts.iface, text }, text);
+      this.holder = await holdUdpPort(opts.binding, opts.host, port, warn);
+      port = this.holder?.address().port ?? port;
+    }
     for (let w = 0; w < opts.workers; w++) {
       const meta = new SharedArrayBuffer(sharedArraysBytes(slots));
       const control = new SharedArrayBuffer(4 * (1 + regions));
@@ -170,6 +187,7 @@ export class WorkerSource implements Source {
         recvBufferBytes: opts.recvBufferBytes,
         slotBytes: opts.slotBytes,
         batchSize: opts.batchSize,
+        regionBytes: this.regionBytes,
         regions,
         slab: slabShared,
         slabOffset: w * slabPerWorker,
@@ -180,7 +198,8 @@ export class WorkerSource implements Source {
       const views: Batch[] = [];
       for (let r = 0; r < regions; r++) {
         const v = new Batch(opts.batchSize, slab, { buffer: meta, total: slots, first: r * opts.batchSize });
-        for (let i = 0; i < opts.batchSize; i++) v.offsets[i] = w * slabPerWorker + (r * opts.batchSize + i) * opts.slotBytes;
+        // Fixed slots (native); a ring worker writes each frame's offset as it packs them.
+        if (opts.kind === 'native') for (let i = 0; i < opts.batchSize; i++) v.offsets[i] = w * slabPerWorker + (r * opts.batchSize + i) * opts.slotBytes;
         views.push(v);
       }
       const worker = new Worker(new URL('./receive-worker.js', import.meta.url), { workerData: data });
@@ -200,7 +219,7 @@ export class WorkerSource implements Source {
       this.lanes.push(lane);
       started.push(this.watch(lane));
       // Port 0: the first worker's socket picks the port, the others join it.
-      if (w === 0 && port === 0) {
+      if (w === 0 && port === 0 && opts.kind === 'native') {
         port = await started[0]!.catch(() => 0);
         if (port === 0) break;
       }
@@ -208,11 +227,12 @@ export class WorkerSource implements Source {
     const results = await Promise.allSettled(started);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined || this.state !== 'starting') {
+      this.holder?.close();
       await Promise.all(this.lanes.map((l) => l.worker.terminate()));
       this.state = 'closed';
       throw failed?.reason ?? codedError(ErrorCode.INVALID_STATE, 'WorkerSource stopped while starting');
     }
-    this.port = (results[0] as PromiseFulfilledResult<number>).value;
+    this.port = opts.kind === 'afpacket' ? (this.holder?.address().port ?? 0) : (results[0] as PromiseFulfilledResult<number>).value;
     this.state = 'receiving';
   }
 
@@ -231,6 +251,7 @@ export class WorkerSource implements Source {
   private async doStop(): Promise<void> {
     if (this.state !== 'receiving') {
       this.state = 'closed';
+      this.holder?.close();
       await Promise.all(this.lanes.map((l) => l.worker.terminate()));
       return;
     }
@@ -247,6 +268,7 @@ export class WorkerSource implements Source {
     }
     this.pump();
     this.state = 'closed';
+    this.holder?.close();
     await Promise.all(this.lanes.map((l) => l.worker.terminate()));
   }
 
@@ -431,5 +453,6 @@ export class WorkerSource implements Source {
     if (Atomics.load(c, SLOT_BASE) !== -1) return;
     if (Atomics.compareExchange(c, 1 + r, REGION_FREE, REGION_HELD) !== REGION_FREE) return;
     if (Atomics.compareExchange(c, SLOT_BASE, -1, r * this.opts.batchSize) !== -1) Atomics.store(c, 1 + r, REGION_FREE);
+    else Atomics.notify(c, SLOT_BASE); // a ring worker waits for it
   }
 }
