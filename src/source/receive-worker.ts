@@ -12,6 +12,7 @@
  * TICK_MS the thread reads what is queued and says "nothing older than T is still to come",
  * so the main thread can write an idle worker's peers without waiting for it.
  */
+import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AfPacketSource } from './afpacket.js';
@@ -184,7 +185,9 @@ try {
     else hand(Atomics.load(control, SLOT_BASE), b.count);
     return false;
   });
-  post({ t: 'ready', port: source.port });
+  // "<pid>/task/<tid>": this thread's id, for per-thread CPU accounting (ps -L, the bench).
+  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+  post({ t: 'ready', port: source.port, tid });
 } catch (err) {
   const e = err as NodeJS.ErrnoException;
   post({ t: 'failed', message: e.message, code: e.code ?? null, config: e.name === 'ConfigError' });

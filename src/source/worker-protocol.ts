@@ -62,7 +62,8 @@ export interface ReceiveWorkerData {
 }
 
 export type WorkerMessage =
-  | { readonly t: 'ready'; readonly port: number }
+  /** Receiving on port; tid is the thread's Linux id (for per-thread CPU). */
+  | { readonly t: 'ready'; readonly port: number; readonly tid: number }
   | { readonly t: 'failed'; readonly message: string; readonly code: string | null; readonly config: boolean }
   /** Region r holds n datagrams from its first slot on, in the order received. */
   | { readonly t: 'batch'; readonly r: number; readonly n: number }

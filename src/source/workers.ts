@@ -76,6 +76,8 @@ interface Lane {
   wmSec: number;
   wmNsec: number;
   state: 'starting' | 'receiving' | 'done' | 'dead';
+  /** The thread's Linux id, once it is receiving. */
+  tid: number;
 }
 
 class PoolStats implements SourceStats {
@@ -215,6 +217,7 @@ export class WorkerSource implements Source {
         wmSec: 0,
         wmNsec: 0,
         state: 'starting',
+        tid: 0,
       };
       this.lanes.push(lane);
       started.push(this.watch(lane));
@@ -234,6 +237,7 @@ export class WorkerSource implements Source {
     }
     this.port = opts.kind === 'afpacket' ? (this.holder?.address().port ?? 0) : (results[0] as PromiseFulfilledResult<number>).value;
     this.state = 'receiving';
+    opts.log.info({ event: 'workers_started', workers: opts.workers, tids: this.lanes.map((l) => l.tid), regions, regionBytes: this.regionBytes }, `${opts.workers} receive threads started`);
   }
 
   /** The workers deliver what they hold as part of stop(). */
@@ -283,6 +287,7 @@ export class WorkerSource implements Source {
             return this.advance(lane, Math.floor(m.ms / 1000), (m.ms % 1000) * 1e6);
           case 'ready':
             lane.state = 'receiving';
+            lane.tid = m.tid;
             return resolve(m.port);
           case 'failed': {
             lane.state = 'done';
