@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AfPacketSource } from './afpacket.js';
 import { Batch, ADDR_BYTES } from './batch.js';
 import { NativeSource } from './native.js';
+import { codedError, ErrorCode } from '../errors.js';
 import type { Source } from './source.js';
 import { REGION_FREE, REGION_HELD, SLOT_BASE, STAT, TICK_MARGIN_MS, TICK_MS, type ReceiveWorkerData, type WorkerMessage } from './worker-protocol.js';
 
@@ -27,7 +28,7 @@ const WAIT_MS = 2000;
 const STOP_DRAIN_MS = 5000;
 
 const port = parentPort;
-if (port === null) throw new Error('receive-worker.js runs as a worker thread');
+if (port === null) throw codedError(ErrorCode.INVALID_STATE, 'receive-worker.js runs as a worker thread (source/workers.ts starts it)');
 const d = workerData as ReceiveWorkerData;
 const cap = d.batchSize;
 const total = d.regions * cap;
