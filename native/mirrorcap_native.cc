@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -195,9 +196,12 @@ T* TypedData(Napi::Env env, Napi::Object opts, const char* name, napi_typedarray
         .ThrowAsJavaScriptException();
     return nullptr;
   }
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  *pin = Napi::Persistent(ta.As<Napi::Object>());
-  return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  // napi_get_typedarray_info's data pointer holds for SharedArrayBuffer-backed arrays too
+  // (the worker threads' slabs); ArrayBuffer().Data() would refuse those.
+  void* data = nullptr;
+  napi_get_typedarray_info(env, v, nullptr, nullptr, &data, nullptr, nullptr);
+  *pin = Napi::Persistent(v.As<Napi::Object>());
+  return static_cast<T*>(data);
 }
 
 class PolledReader;
@@ -432,7 +436,9 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   }
 
   // start({ slab, slotBytes, capacity, lengths, wireLengths, tsSec, tsNsec, srcAddr, srcPort,
-  //         counters, maxBatchesPerTurn, coalesceMs, saturatedRestMs }, onBatch(count))
+  //         counters, maxBatchesPerTurn, coalesceMs, saturatedRestMs, slotBase? }, onBatch(count))
+  // The arrays and the slab may hold more than capacity slots (SharedArrayBuffer-backed, for
+  // a worker thread); each batch then lands at slot slotBase[0], read before every recvmmsg.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0 || started_) {
@@ -473,6 +479,22 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
     }
     pins_[7] = Napi::Persistent(slab.As<Napi::Object>());
     slab_ = slab.As<Napi::Buffer<uint8_t>>().Data();
+    // Every slot the slab and all the arrays hold: a slotBase may point anywhere below.
+    slots_ = static_cast<uint32_t>(slab.As<Napi::Buffer<uint8_t>>().Length() / slotBytes);
+    for (const char* name : {"lengths", "wireLengths", "tsSec", "tsNsec", "srcPort"}) {
+      slots_ = std::min(slots_, static_cast<uint32_t>(o.Get(name).As<Napi::TypedArray>().ElementLength()));
+    }
+    slots_ = std::min(slots_, static_cast<uint32_t>(o.Get("srcAddr").As<Napi::TypedArray>().ElementLength() / kAddrBytes));
+    slotBase_ = nullptr;
+    Napi::Value base = o.Get("slotBase");
+    if (!base.IsUndefined()) {
+      pins_.resize(9);
+      slotBase_ = TypedData<int32_t>(env, o, "slotBase", napi_int32_array, 1, &pins_[8]);
+      if (slotBase_ == nullptr) {
+        pins_.clear();
+        return env.Undefined();
+      }
+    }
     capacity_ = capacity;
     slotBytes_ = slotBytes;
     maxBatchesPerTurn_ = turns;
@@ -522,7 +544,16 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     for (uint32_t turn = 0; turn < maxTurns; turn++) {
+      // A worker thread's receiver reads into the slots slotBase[0] names, which the main
+      // thread hands back as it writes them; -1 means none is free: the socket holds (or
+      // drops, and counts) what comes until one is.
+      if (slotBase_ != nullptr) {
+        int32_t b = __atomic_load_n(slotBase_, __ATOMIC_ACQUIRE);
+        if (b < 0 || static_cast<uint32_t>(b) + capacity_ > slots_) return Rest(slot, rest, saturatedRestMs_);
+        base_ = static_cast<uint32_t>(b);
+      }
       for (uint32_t i = 0; i < capacity_; i++) {
+        iov_[i].iov_base = slab_ + static_cast<size_t>(base_ + i) * slotBytes_;
         msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
         msgs_[i].msg_hdr.msg_controllen = kControlBytes;
       }
@@ -550,8 +581,9 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   void Fill(uint32_t n) {
     bool haveNow = false;
     timespec now{};
-    for (uint32_t i = 0; i < n; i++) {
-      const mmsghdr& m = msgs_[i];
+    for (uint32_t k = 0; k < n; k++) {
+      const mmsghdr& m = msgs_[k];
+      const uint32_t i = base_ + k;
       uint32_t wire = m.msg_len;
       lengths_[i] = wire < slotBytes_ ? wire : slotBytes_;
       wireLengths_[i] = wire;
@@ -585,7 +617,7 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
       }
 
       uint8_t* addr = srcAddr_ + static_cast<size_t>(i) * kAddrBytes;
-      const sockaddr_storage& ss = names_[i];
+      const sockaddr_storage& ss = names_[k];
       if (ss.ss_family == AF_INET6) {
         const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
         memcpy(addr, &in6->sin6_addr, kAddrBytes);
@@ -616,6 +648,10 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   uint16_t* srcPort_ = nullptr;
   uint32_t capacity_ = 0;
   uint32_t slotBytes_ = 0;
+  // Slots the slab holds; the batch lands at slot base_ (0 unless slotBase_ says otherwise).
+  uint32_t slots_ = 0;
+  uint32_t base_ = 0;
+  int32_t* slotBase_ = nullptr;
   uint32_t coalesceMs_ = 0;
   uint32_t saturatedRestMs_ = 0;
 
@@ -661,7 +697,8 @@ class PacketRing : public Napi::ObjectWrap<PacketRing>, public PolledReader {
                        });
   }
 
-  // new PacketRing(iface: string, { blockBytes, blockCount, retireMs, filter: Uint32Array })
+  // new PacketRing(iface: string, { blockBytes, blockCount, retireMs, filter: Uint32Array, fanout? })
+  // fanout: a PACKET_FANOUT group id (0..65535) the ring joins, hashed by flow; absent: none.
   // filter: a classic BPF program, four numbers per instruction (code, jt, jf, k).
   explicit PacketRing(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PacketRing>(info) {
     Napi::Env env = info.Env();
@@ -675,6 +712,8 @@ class PacketRing : public Napi::ObjectWrap<PacketRing>, public PolledReader {
     uint32_t blockBytes = o.Get("blockBytes").ToNumber().Uint32Value();
     uint32_t blockCount = o.Get("blockCount").ToNumber().Uint32Value();
     uint32_t retireMs = o.Get("retireMs").ToNumber().Uint32Value();
+    Napi::Value fanoutValue = o.Get("fanout");
+    int32_t fanout = fanoutValue.IsNumber() ? fanoutValue.ToNumber().Int32Value() : -1;
     Napi::Value f = o.Get("filter");
     long page = sysconf(_SC_PAGESIZE);
     // The kernel takes blocks of a power-of-two number of pages.
@@ -730,6 +769,12 @@ class PacketRing : public Napi::ObjectWrap<PacketRing>, public PolledReader {
     else if (int on = 1; setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &on, sizeof(on)) != 0 && errno != ENOPROTOOPT) failed = "setsockopt(PACKET_IGNORE_OUTGOING)";
     else if ((map = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) failed = "mmap";
     else if (bind(fd, reinterpret_cast<sockaddr*>(&ll), sizeof(ll)) != 0) failed = "bind";
+    // Worker threads' rings join one fanout group: the kernel splits the interface's frames
+    // between them by a hash of the flow, so a flow stays on one ring (and one thread).
+    else if (fanout >= 0) {
+      int arg = static_cast<int>((static_cast<uint32_t>(fanout) & 0xffff) | (PACKET_FANOUT_HASH << 16));
+      if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof(arg)) != 0) failed = "setsockopt(PACKET_FANOUT)";
+    }
     if (failed != nullptr) {
       int err = errno;
       if (map != MAP_FAILED) munmap(map, size);

@@ -68,6 +68,8 @@ export interface Config extends SessionSettings {
   readonly http: Endpoint;
   /** auto, native, dgram, pcap:<interface> or afpacket:<interface>. */
   readonly source: string;
+  /** Receive threads (source/workers.ts); 1 = the main thread receives. */
+  readonly workers: number;
   /** BPF filter of the interface source; null = `udp dst port <listen port>`. */
   readonly bpf: string | null;
   readonly out: string;
@@ -158,6 +160,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', liveOnly: true, key: 'listen', kind: 'endpoints', default: '0.0.0.0:4789', help: 'UDP addresses for VXLAN, ADDR:PORT[,ADDR:PORT...], one socket each (e.g. 0.0.0.0:4789,0.0.0.0:8472; IPv4 host:port or [v6]:port; [::] takes both)' },
   { name: 'geneve', liveOnly: true, key: 'geneve', kind: 'endpoint', default: '', help: 'UDP address for GENEVE from a Gateway Load Balancer endpoint (usually 0.0.0.0:6081; VXLAN inside it is routed like VXLAN); empty = off' },
   { name: 'source', liveOnly: true, key: 'source', kind: 'source', default: 'auto', help: 'how to receive: native (recvmmsg, kernel timestamps), dgram (node:dgram), auto = native when its addon is built, pcap:<iface> = capture VXLAN on an interface with libpcap, afpacket:<iface> = the same through a memory-mapped AF_PACKET ring (kernel filter and timestamps, no copy)' },
+  { name: 'workers', liveOnly: true, key: 'workers', kind: 'count', default: '1', min: 1, max: 32, help: 'receive threads, each with its own socket (SO_REUSEPORT, native source) or packet ring (PACKET_FANOUT, afpacket:<iface>); the main thread merges them by kernel timestamp, so every file stays in time order (docs/performance.md)' },
   { name: 'bpf', liveOnly: true, key: 'bpf', kind: 'text', default: '', help: 'BPF filter for --source pcap:<iface> or afpacket:<iface> (default: udp dst port <listen port>); an error with any other source' },
   { name: 'http', liveOnly: true, key: 'http', kind: 'endpoint', default: '0.0.0.0:9789', help: 'HTTP address for /metrics, /healthz, /readyz and /api' },
   { name: 'out', key: 'out', kind: 'path', default: './captures', help: 'output folder; one subfolder per session' },
@@ -701,6 +704,16 @@ export function resolveConfig(flags: Map<string, Raw>, env: NodeJS.ProcessEnv, d
   if (out.bpf !== null && !/^(pcap|afpacket):/.test(out.source as string)) {
     const raw = raws.get('bpf')!;
     fail('bpf', raw.value, raw.origin, `no BPF filter unless --source is pcap:<interface> or afpacket:<interface> (it is ${out.source as string})`);
+  }
+  // Only the native and afpacket sources have a receive path a worker thread can own.
+  if ((out.workers as number) > 1 && !/^(auto|native|afpacket:.*)$/.test(out.source as string)) {
+    const raw = raws.get('workers')!;
+    fail('workers', raw.value, raw.origin, `receive threads need --source native, auto or afpacket:<interface> (it is ${out.source as string})`);
+  }
+  // The receive threads share one port (SO_REUSEPORT, or a fanout ring filtered to it): one --listen address, no --geneve.
+  if ((out.workers as number) > 1 && ((out.listen as Endpoint[]).length > 1 || out.geneve !== null)) {
+    const raw = raws.get('workers')!;
+    fail('workers', raw.value, raw.origin, 'receive threads take one --listen address and no --geneve (give each its own appliance, or --workers 1)');
   }
   out.configFile = configFile;
   const base = sessionSettings(out as unknown as SessionSettings);

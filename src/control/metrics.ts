@@ -17,7 +17,7 @@ import type { Pipeline } from '../session/pipeline.js';
 import type { FlowSnapshot, Session, SessionSnapshot } from '../session/session.js';
 import type { StreamHub } from './streams.js';
 import type { Listener } from '../source/select.js';
-import { BATCH_SIZE_BUCKETS, type Source } from '../source/source.js';
+import { BATCH_SIZE_BUCKETS, type Source, type WorkerStats } from '../source/source.js';
 
 export interface MetricsView {
   readonly pipeline: Pipeline;
@@ -158,6 +158,16 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     for (const l of view.listeners) for (const [reason, n] of Object.entries(l.source.stats.skipped)) emit({ listener: l.name(), reason }, n);
   });
   counter('socket_drops_total', 'Datagrams the kernel dropped because the socket buffer was full, by listener.', byListener, perListener((s) => s.stats.kernelDrops));
+  const workers = (read: (w: WorkerStats) => number) => (emit: Emit) => {
+    for (const l of view.listeners) l.source.workerStats?.().forEach((w, i) => emit({ worker: String(i) }, read(w)));
+  };
+  counter('worker_received_packets_total', 'Datagrams each receive thread (--workers) received.', ['worker'], workers((w) => w.datagrams));
+  counter('worker_socket_drops_total', 'Datagrams the kernel dropped at each receive thread\'s socket or ring.', ['worker'], workers((w) => w.kernelDrops));
+  counter('worker_slab_waits_total', 'Times a receive thread rested because all its shared memory waited to be written (the kernel held what came meanwhile).', ['worker'], workers((w) => w.slabWaits));
+  counter('worker_slab_drops_total', 'Frames a ring receive thread (afpacket) read but had no free shared memory for.', ['worker'], workers((w) => w.slabDrops));
+  counter('worker_deaths_total', 'Receive threads that died (each is logged; /readyz fails from then on, until a restart).', [], (emit) =>
+    emit({}, view.listeners.reduce((n, l) => n + (l.source.workerStats?.().filter((w) => w.died).length ?? 0), 0)),
+  );
   gauge('current_file_bytes', 'Size of the file each session is writing (buffered bytes included).', ['session', 'vni'], perSession((s) => s.output.current?.bytes ?? 0));
   gauge('sessions', 'Sessions receiving (retired ones keep their counters but are not counted).', [], (emit) => emit({}, view.activeSessions()));
   gauge('session_packets_per_second', 'Packets per second over the last 10 s.', ['session', 'vni'], perSession((s) => s.packetsPerSecond));

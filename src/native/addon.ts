@@ -44,6 +44,11 @@ export interface ReceiverMemory {
   coalesceMs: number;
   /** After the sink says it is saturated, rest this long before reading again. */
   saturatedRestMs: number;
+  /**
+   * A worker thread's receiver: the slab and arrays hold more than `capacity` slots, and each
+   * recvmmsg lands at the slot slotBase[0] names (read before every call); -1 = none free, rest.
+   */
+  slotBase?: Int32Array;
 }
 
 export interface NativeReceiver {
@@ -95,6 +100,8 @@ export interface RingOptions {
   retireMs: number;
   /** The kernel's filter, classic BPF: code, jt, jf, k per instruction. */
   filter: Uint32Array;
+  /** A PACKET_FANOUT group (0..65535) to join, split by flow hash (worker threads); absent: none. */
+  fanout?: number;
 }
 
 export interface NativePacketRing {

@@ -63,6 +63,10 @@ export interface AfPacketSourceOptions {
   readonly ringBytes: number;
   /** Said once when a port is already bound by another process (it then answers for us). */
   readonly warn?: (text: string) => void;
+  /** Join this PACKET_FANOUT group (flow hash): one ring per worker thread. */
+  readonly fanout?: number;
+  /** Bind the never-read UDP socket (default true); a worker thread's ring leaves it to the main thread. */
+  readonly holdPort?: boolean;
   /** The addon to use; default loadNative(). */
   readonly binding?: NativeBinding;
 }
@@ -143,14 +147,17 @@ export class AfPacketSource implements Source {
     try {
       const linkType = linkTypeOf(iface, at);
       if (interfaceIsDown(iface)) throw new ConfigError(`${at}: ${iface} is down (ip link set ${iface} up)`);
-      for (const ep of [...this.opts.listen, ...(this.opts.geneve === null ? [] : [this.opts.geneve])]) this.holders.push(await this.holdPort(ep));
+      if (this.opts.holdPort !== false) {
+        for (const ep of [...this.opts.listen, ...(this.opts.geneve === null ? [] : [this.opts.geneve])]) this.holders.push(await holdUdpPort(this.binding, ep.host, ep.port, this.opts.warn));
+      }
       if (this.state !== 'starting') return; // stopped meanwhile
       const ports = this.ports();
       this.parser = new OuterParser(ports);
       const filter = kernelFilter(this.opts.bpf ?? tunnelPortsFilter(ports), linkType);
       const blockCount = Math.max(2, Math.ceil(this.opts.ringBytes / BLOCK_BYTES));
       try {
-        this.ring = new this.binding.PacketRing(iface, { blockBytes: BLOCK_BYTES, blockCount, retireMs: RETIRE_MS, filter });
+        const fanout = this.opts.fanout === undefined ? {} : { fanout: this.opts.fanout };
+        this.ring = new this.binding.PacketRing(iface, { blockBytes: BLOCK_BYTES, blockCount, retireMs: RETIRE_MS, filter, ...fanout });
       } catch (err) {
         throw explainRingError(at, iface, err as NodeJS.ErrnoException);
       }
@@ -216,25 +223,29 @@ export class AfPacketSource implements Source {
     );
   }
 
-  /** Binds a UDP port and never reads it: the smallest buffer, so what queues there costs nothing. */
-  private async holdPort(ep: Endpoint): Promise<NativeReceiver | undefined> {
-    const host = await numericHost(ep.host);
-    try {
-      const holder = new this.binding.Receiver(host, ep.port, false);
-      holder.setRecvBuffer(1);
-      return holder;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-      this.opts.warn?.(`UDP port ${ep.port} is bound by another process; it, not mirrorcap, answers the datagrams`);
-      return undefined;
-    }
-  }
-
   private closeHandles(): void {
     this.ring?.close();
     this.ring = undefined;
     for (const h of this.holders) h?.close();
     this.holders = [];
+  }
+}
+
+/**
+ * Binds the UDP port and never reads it (the smallest buffer, so what queues there costs
+ * nothing): the kernel then answers no datagram with ICMP port unreachable. Undefined when
+ * another process holds the port (said once through warn).
+ */
+export async function holdUdpPort(binding: NativeBinding, host: string, port: number, warn?: (text: string) => void): Promise<NativeReceiver | undefined> {
+  const numeric = await numericHost(host);
+  try {
+    const holder = new binding.Receiver(numeric, port, false);
+    holder.setRecvBuffer(1);
+    return holder;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    warn?.(`UDP port ${port} is bound by another process; it, not mirrorcap, answers the datagrams`);
+    return undefined;
   }
 }
 

@@ -18,6 +18,24 @@
  */
 export const ADDR_BYTES = 16;
 
+/**
+ * Bytes of a SharedArrayBuffer holding the arrays of `slots` slots (offsets, lengths,
+ * wireLengths, tsSec, tsNsec: u32; srcPort: u16; srcAddr: 16 bytes; geneve: u8), one array
+ * after the other, so a worker thread writes them and the main thread reads any run of slots.
+ */
+export function sharedArraysBytes(slots: number): number {
+  return slots * (5 * 4 + 2 + ADDR_BYTES + 1);
+}
+
+/** Where a Batch's arrays live when they are a window of shared arrays. */
+export interface SharedSlots {
+  readonly buffer: SharedArrayBuffer;
+  /** Slots the buffer holds (sharedArraysBytes(total) bytes). */
+  readonly total: number;
+  /** The window's first slot. */
+  readonly first: number;
+}
+
 export class Batch {
   count = 0;
   readonly offsets: Uint32Array;
@@ -32,15 +50,29 @@ export class Batch {
   constructor(
     readonly capacity: number,
     public slab: Buffer,
+    /** Arrays in shared memory (worker threads) instead of their own; see sharedArraysBytes. */
+    shared?: SharedSlots,
   ) {
-    this.offsets = new Uint32Array(capacity);
-    this.lengths = new Uint32Array(capacity);
-    this.wireLengths = new Uint32Array(capacity);
-    this.tsSec = new Uint32Array(capacity);
-    this.tsNsec = new Uint32Array(capacity);
-    this.srcAddr = new Uint8Array(capacity * ADDR_BYTES);
-    this.srcPort = new Uint16Array(capacity);
-    this.geneve = new Uint8Array(capacity);
+    if (shared === undefined) {
+      this.offsets = new Uint32Array(capacity);
+      this.lengths = new Uint32Array(capacity);
+      this.wireLengths = new Uint32Array(capacity);
+      this.tsSec = new Uint32Array(capacity);
+      this.tsNsec = new Uint32Array(capacity);
+      this.srcAddr = new Uint8Array(capacity * ADDR_BYTES);
+      this.srcPort = new Uint16Array(capacity);
+      this.geneve = new Uint8Array(capacity);
+      return;
+    }
+    const { buffer: b, total: t, first: f } = shared;
+    this.offsets = new Uint32Array(b, 4 * f, capacity);
+    this.lengths = new Uint32Array(b, 4 * (t + f), capacity);
+    this.wireLengths = new Uint32Array(b, 4 * (2 * t + f), capacity);
+    this.tsSec = new Uint32Array(b, 4 * (3 * t + f), capacity);
+    this.tsNsec = new Uint32Array(b, 4 * (4 * t + f), capacity);
+    this.srcPort = new Uint16Array(b, 20 * t + 2 * f, capacity);
+    this.srcAddr = new Uint8Array(b, 22 * t + ADDR_BYTES * f, capacity * ADDR_BYTES);
+    this.geneve = new Uint8Array(b, 38 * t + f, capacity);
   }
 }
 

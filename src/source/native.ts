@@ -85,6 +85,12 @@ export interface NativeSourceOptions {
   snaplen?: number;
   /** SO_REUSEPORT, for several sockets on one port (one per worker thread). */
   reusePort?: boolean;
+  /**
+   * A worker thread's memory (receive-worker.ts): a batch over shared memory holding several
+   * batches' worth of slots, and the slot each recvmmsg lands at (see ReceiverMemory.slotBase).
+   * The sink then gets that batch with `count` datagrams from slot slotBase[0] on.
+   */
+  shared?: { readonly batch: Batch; readonly slotBase: Int32Array };
   /** The addon to use; default loadNative(). */
   binding?: NativeBinding;
 }
@@ -126,6 +132,8 @@ export class NativeSource implements Source {
   private readonly binding: NativeBinding;
   private readonly slotBytes: number;
   private readonly maxBatchesPerTurn: number;
+  /** Datagrams per recvmmsg (the batch holds more slots when shared). */
+  private readonly recvCount: number;
   private receiver: NativeReceiver | undefined;
   private lastDrops = 0;
   private state: 'idle' | 'starting' | 'receiving' | 'closed' = 'idle';
@@ -150,8 +158,13 @@ export class NativeSource implements Source {
       binding = load.binding;
     }
     this.binding = binding;
-    this.batch = new Batch(batchSize, Buffer.allocUnsafeSlow(batchSize * this.slotBytes));
-    for (let i = 0; i < batchSize; i++) this.batch.offsets[i] = i * this.slotBytes;
+    this.recvCount = batchSize;
+    if (opts.shared !== undefined) {
+      this.batch = opts.shared.batch;
+    } else {
+      this.batch = new Batch(batchSize, Buffer.allocUnsafeSlow(batchSize * this.slotBytes));
+      for (let i = 0; i < batchSize; i++) this.batch.offsets[i] = i * this.slotBytes;
+    }
     this.stats = new NativeStats(() => this.readDrops(), this.counters);
   }
 
@@ -195,7 +208,7 @@ export class NativeSource implements Source {
         {
           slab: b.slab,
           slotBytes: this.slotBytes,
-          capacity: b.capacity,
+          capacity: this.recvCount,
           lengths: b.lengths,
           wireLengths: b.wireLengths,
           tsSec: b.tsSec,
@@ -206,6 +219,7 @@ export class NativeSource implements Source {
           maxBatchesPerTurn: this.maxBatchesPerTurn,
           coalesceMs: this.opts.coalesceMs ?? DEFAULT_COALESCE_MS,
           saturatedRestMs: this.opts.saturatedRestMs ?? DEFAULT_SATURATED_REST_MS,
+          ...(this.opts.shared === undefined ? {} : { slotBase: this.opts.shared.slotBase }),
         },
         (count) => {
           b.count = count;
@@ -226,8 +240,8 @@ export class NativeSource implements Source {
    * Delivers what the kernel has already queued for us, now, without waiting for the next
    * wake-up: before a shutdown, datagrams that reached the box belong in the files.
    */
-  drain(): void {
-    if (this.state === 'receiving') this.receiver?.drainQueued(DRAIN_BATCHES);
+  drain(): number {
+    return this.state === 'receiving' ? (this.receiver?.drainQueued(DRAIN_BATCHES) ?? 0) : 0;
   }
 
   /** Stops at once: the socket is closed (port free) when this resolves; idempotent. */

@@ -10,12 +10,13 @@
  */
 import { formatEndpoint, ConfigError, type Config, type Endpoint } from '../config.js';
 import type { Logger } from '../log.js';
-import { AfPacketSource } from './afpacket.js';
+import { AfPacketSource, RETIRE_MS } from './afpacket.js';
 import { DgramSource } from './dgram.js';
 import { LibpcapSource, loadCap } from './libpcap.js';
 import { loadNative } from '../native/addon.js';
-import { NativeSource } from './native.js';
+import { DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_SLAB_BYTES, NativeSource, slotBytesFor } from './native.js';
 import type { Source } from './source.js';
+import { WorkerSource } from './workers.js';
 
 /**
  * One source and what it delivers: `geneve` when every datagram is GENEVE (the --geneve
@@ -30,6 +31,12 @@ export interface Listener {
 
 /** Every source --listen, --geneve and --source ask for, the VXLAN ones first. */
 export function createListeners(config: Config, log: Logger): Listener[] {
+  if (config.workers > 1) {
+    // One --listen address and no --geneve (config.ts says so): the threads share its port.
+    const source = workerSource(config, log);
+    const ep = config.listen[0]!;
+    return [{ source, geneve: false, name: () => (source.kind === 'afpacket' ? config.source : formatEndpoint({ host: ep.host, port: source.port || ep.port })) }];
+  }
   if (config.source.startsWith('pcap:') || config.source.startsWith('afpacket:')) {
     const source = interfaceSource(config, log);
     return [{ source, geneve: false, name: () => config.source }];
@@ -79,4 +86,28 @@ function socketMaker(config: Config, log: Logger): (endpoint: Endpoint) => Sourc
 /** The most bytes of frame any session keeps: the receive slots must hold that much whole. */
 export function largestSnaplen(config: Config): number {
   return config.sessions.reduce((max, s) => Math.max(max, s.snaplen), config.snaplen);
+}
+
+/** --workers N: the receive threads, each with its own socket (native) or ring (afpacket). */
+function workerSource(config: Config, log: Logger): Source {
+  const { host, port } = config.listen[0]!;
+  const load = loadNative();
+  if (!load.ok) throw new ConfigError(`--workers ${config.workers}: ${load.reason}; receive threads need the native addon`);
+  const afpacket = config.source.startsWith('afpacket:');
+  const slotBytes = slotBytesFor(largestSnaplen(config));
+  return new WorkerSource({
+    workers: config.workers,
+    kind: afpacket ? 'afpacket' : 'native',
+    host,
+    port,
+    iface: afpacket ? config.source.slice('afpacket:'.length) : '',
+    bpf: config.bpf,
+    recvBufferBytes: config.recvBuffer,
+    slotBytes,
+    // A ring worker packs frames, so a region holds many; a socket's batch is one recvmmsg.
+    batchSize: afpacket ? MAX_BATCH_SIZE : Math.max(1, Math.min(DEFAULT_BATCH_SIZE, Math.floor(MAX_SLAB_BYTES / slotBytes))),
+    holdMs: afpacket ? RETIRE_MS : 0,
+    binding: load.binding,
+    log,
+  });
 }

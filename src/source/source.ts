@@ -29,6 +29,19 @@ export interface SourceStats {
   readonly skipped: Readonly<Record<string, number>>;
 }
 
+/** One receive thread's counters (source/workers.ts), read at scrape time. */
+export interface WorkerStats {
+  readonly datagrams: number;
+  readonly batches: number;
+  readonly kernelDrops: number;
+  /** Times every region of its slab waited at the main thread, so it rested (the kernel held what came). */
+  readonly slabWaits: number;
+  /** Frames a ring worker read but had no free region for. */
+  readonly slabDrops: number;
+  /** It exited or failed without being asked to stop. */
+  readonly died: boolean;
+}
+
 /**
  * Upper bounds of the batch-size buckets (a Prometheus histogram's `le`); recvmmsg takes
  * at most 1024 datagrams per call, so the last bucket holds everything.
@@ -83,6 +96,8 @@ export interface Source {
    * Undefined when every datagram arrives whole.
    */
   readonly maxDatagram?: number | undefined;
+  /** Per receive thread (--workers N), for the `worker` label; absent when the main thread receives. */
+  workerStats?(): readonly WorkerStats[];
   /** Brings counters that need I/O to read up to date (called at scrape time). */
   refresh?(): Promise<void>;
   /** Delivers, synchronously, what is already queued for the source (before a shutdown). */

@@ -26,7 +26,8 @@
  * RSS is VmHWM. The disk's rate comes from a plain sequential write to the same file system,
  * just before each table of large frames (page-cache write rates swing with the dirty pages).
  *
- *   node dist/test/bench/appliance.js [--quick] [--sizes=64,1400] [--receivers=native,dgram]
+ *   node dist/test/bench/appliance.js [--quick] [--sizes=64,1400] [--receivers=native,dgram] [--threads]
+ *        (--threads: only the CPU-per-thread table of --workers)
  */
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -57,6 +58,11 @@ const TCPDUMP_SETTLE_MS = 1500;
 const AFPACKET_SETTLE_MS = 300;
 /** The fixed rate of the CPU-per-packet table: every receiver holds it without loss on this machine. */
 const FIXED_RATE_PPS = 50_000;
+/**
+ * The fixed-rate table's generator sends from this many source ports in turn, so the kernel's
+ * hash (SO_REUSEPORT, PACKET_FANOUT_HASH) spreads the load over --workers; every row alike.
+ */
+const FIXED_RATE_SOCKETS = 8;
 /** The largest inner frame an AWS mirror target with MTU 9001 receives: 9001 - 50 bytes of encapsulation. */
 const JUMBO_FRAME = '8950';
 /** Frames from this size up may be limited by the disk: their tables also measure it. */
@@ -85,11 +91,15 @@ interface OwnCount {
   dropped: Record<string, number>;
   /** Packets it knows it lost (socket drops and its own drops); null when it cannot say exactly. */
   lost: number | null;
+  /** --workers: datagrams each receive thread received. */
+  perWorker?: number[];
 }
 
 interface Running {
   readonly port: number;
   readonly pid: number;
+  /** --workers: the receive threads' Linux thread ids (the main thread's is pid). */
+  readonly workerTids?: readonly number[];
   /** Resolves once what was sent has been taken off the socket. */
   settle(): Promise<void>;
   /** Stops it gracefully; its files are complete when this resolves. */
@@ -121,17 +131,19 @@ const FLOWS = 'native --flows';
 /** GENEVE's row (issue 14): the same frames as a GWLB endpoint delivers them to --geneve, at 64 B, against plain VXLAN. */
 const GENEVE = 'native GENEVE (GWLB)';
 
-/** extra: more arguments for mirrorcap, named in the row. */
+/** extra: more arguments for mirrorcap, named in the row; workers: --workers N. */
 export function applianceReceiver(
   source: 'native' | 'dgram' | 'afpacket:lo',
-  { streams = 0, flows = false, geneve = false, extra = [] as readonly string[] } = {},
+  { streams = 0, flows = false, geneve = false, workers = 1, extra = [] as readonly string[] } = {},
 ): ReceiverKind {
+  const threads = workers > 1 ? ['--workers', String(workers)] : [];
+  const base = geneve ? GENEVE : flows ? `${source} --flows` : streams > 0 ? `${source} + ${streams} streams` : workers > 1 ? `${source} --workers ${workers}` : source;
   return {
-    name: (geneve ? GENEVE : flows ? `${source} --flows` : streams === 0 ? source : `${source} + ${streams} streams`) + extra.map((a) => ` ${a}`).join(''),
+    name: base + extra.map((a) => ` ${a}`).join(''),
     ...(geneve ? { encap: 'geneve' as const } : {}),
     outerBytes: 0,
     async start(dir) {
-      const app = await startAppliance(['--out', dir, '--source', source, ...(flows ? ['--flows'] : []), ...(geneve ? ['--geneve', '127.0.0.1:0'] : []), ...extra], {}, 30_000);
+      const app = await startAppliance(['--out', dir, '--source', source, ...(flows ? ['--flows'] : []), ...(geneve ? ['--geneve', '127.0.0.1:0'] : []), ...threads, ...extra], {}, 30_000);
       // Sent to the GENEVE socket when that is the row: the VXLAN one stays idle.
       const port = geneve ? (app.logs.find((l) => l.event === 'start')!['genevePort'] as number) : app.udpPort;
       const clients = STREAM_FILTERS.slice(0, streams).map((f) =>
@@ -145,9 +157,11 @@ export function applianceReceiver(
         app.proc.kill('SIGKILL');
         throw e;
       }
+      const started = app.logs.find((l) => l.event === 'workers_started');
       return {
         port,
         pid: app.proc.pid!,
+        ...(started === undefined ? {} : { workerTids: started.tids as number[] }),
         // The ring's UDP socket is never read (it only holds the port); a block is handed over
         // within its retire timeout (50 ms), so a moment covers what is still in the ring.
         settle: () => (source === 'afpacket:lo' ? sleep(AFPACKET_SETTLE_MS) : socketDrained(port)),
@@ -163,7 +177,8 @@ export function applianceReceiver(
           const lost = Object.values(dropped).reduce((sum, n) => sum + n, kernelDrops);
           // What the clients could not take is theirs alone, not a loss of the files.
           const streamDrops: Record<string, number> = streams === 0 ? {} : { stream_dropped: metricValue(metrics, 'mirrorcap_stream_dropped_packets_total') ?? NaN };
-          return { written: summary.writtenPackets as number, kernelDrops, dropped: { ...dropped, ...streamDrops }, lost };
+          const perWorker = Array.from({ length: workers > 1 ? workers : 0 }, (_, w) => metricValue(metrics, 'mirrorcap_worker_received_packets_total', { worker: String(w) }) ?? NaN);
+          return { written: summary.writtenPackets as number, kernelDrops, dropped: { ...dropped, ...streamDrops }, lost, ...(workers > 1 ? { perWorker } : {}) };
         },
         files: () => sessionFiles(dir),
         abort: () => {
@@ -250,7 +265,7 @@ async function sessionFiles(dir: string): Promise<string[]> {
   const files: string[] = [];
   for (const session of (await readdir(dir)).sort()) {
     // The captures only: not their index sidecars (.pcap.idx), nor the flow logs' folder.
-    for (const f of (await readdir(join(dir, session))).sort()) if (f.endsWith('.pcap')) files.push(join(dir, session, f));
+    for (const f of (await readdir(join(dir, session))).sort()) if (/\.pcap(ng)?$/.test(f)) files.push(join(dir, session, f));
   }
   return files;
 }
@@ -276,9 +291,9 @@ export async function socketDrained(port: number): Promise<void> {
   }
 }
 
-/** utime + stime of a process, in seconds (USER_HZ is 100 on Linux). */
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** utime + stime of a process (or of one of its threads), in seconds (USER_HZ is 100 on Linux). */
+export function cpuSeconds(pid: number, tid?: number): number {
+  const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
@@ -298,28 +313,35 @@ export interface Step {
   /** Inner frame bytes in the files. */
   innerBytes: number;
   cpuSeconds: number;
+  /** --workers: the main thread's CPU seconds and each receive thread's. */
+  threadCpu?: { main: number; workers: number[] };
   peakRss: number;
   own: OwnCount;
   /** Capture files it wrote. */
   files: number;
 }
 
-export async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: number | undefined, root: string): Promise<Step> {
+export async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: number | undefined, root: string, sockets = 1): Promise<Step> {
   const dir = await mkdtemp(join(root, 'step-'));
   let rx: Running | undefined;
   try {
     rx = await kind.start(dir);
-    const cpu0 = cpuSeconds(rx.pid);
-    const gen = await runGeneratorProcess({ host: '127.0.0.1', port: rx.port, vnis: VNIS, size, rate, durationSec: seconds, ...(kind.encap ? { encap: kind.encap } : {}) });
+    const pid = rx.pid;
+    const tids = rx.workerTids ?? [];
+    const cpu0 = cpuSeconds(pid);
+    const threads0 = [cpuSeconds(pid, pid), ...tids.map((t) => cpuSeconds(pid, t))];
+    const gen = await runGeneratorProcess({ host: '127.0.0.1', port: rx.port, vnis: VNIS, size, rate, durationSec: seconds, sockets, ...(kind.encap ? { encap: kind.encap } : {}) });
     await rx.settle();
-    const cpu = cpuSeconds(rx.pid) - cpu0;
+    const cpu = cpuSeconds(pid) - cpu0;
+    const threads = [cpuSeconds(pid, pid), ...tids.map((t) => cpuSeconds(pid, t))].map((c, i) => c - threads0[i]!);
+    const threadCpu = tids.length === 0 ? undefined : { main: threads[0]!, workers: threads.slice(1) };
     const rss = peakRss(rx.pid);
     const own = await rx.stop();
     const files = await rx.files();
     const seq = await checkSequences(files, gen.sentPerVni);
     const fileBytes = files.reduce((sum, f) => sum + statSync(f).size, 0);
     const innerBytes = fileBytes - files.length * PCAP_FILE_HEADER - seq.records * (PCAP_RECORD_HEADER + kind.outerBytes);
-    return { rate, gen, seq, fileBytes, innerBytes, cpuSeconds: cpu, peakRss: rss, own, files: files.length };
+    return { rate, gen, seq, fileBytes, innerBytes, cpuSeconds: cpu, ...(threadCpu === undefined ? {} : { threadCpu }), peakRss: rss, own, files: files.length };
   } finally {
     rx?.abort();
     await rm(dir, { recursive: true, force: true });
@@ -544,14 +566,38 @@ function goals(tables: Table[]): Verdict[] {
 async function cpuPerPacket(kinds: readonly ReceiverKind[], plan: Plan, root: string): Promise<Map<string, Step>> {
   const load = loadLine();
   const steps = new Map<string, Step>();
-  for (const kind of kinds) steps.set(kind.name, await runStep(kind, '64', plan.stepSeconds, FIXED_RATE_PPS, root));
+  for (const kind of kinds) steps.set(kind.name, await runStep(kind, '64', plan.stepSeconds, FIXED_RATE_PPS, root, FIXED_RATE_SOCKETS));
   const rows = [['receiver', 'sent pps', 'loss', 'CPU', 'CPU ns per received packet']];
   for (const [name, s] of steps) {
     rows.push([name, int(s.gen.pps), pct(s.seq.lost, s.gen.sent), `${((100 * s.cpuSeconds) / s.gen.seconds).toFixed(0)} %`, nsPerPacket(s).toFixed(0)]);
   }
   console.log(`\n64-byte inner frames at ${int(FIXED_RATE_PPS)} pps for ${plan.stepSeconds} s: CPU per packet; ${load}`);
   printTable(rows, [0]);
+  printThreads(steps);
   return steps;
+}
+
+/**
+ * --workers 2 against one receiver, per thread: the main thread (merge, pipeline, writers) per
+ * packet written, and each receive thread per packet it received. This machine has 2 cores, so
+ * two workers and the main thread share them: no gain shows here, but the per-thread costs say
+ * how far N cores go (docs/performance.md has the extrapolation).
+ */
+function printThreads(steps: ReadonlyMap<string, Step>): void {
+  const rows = [['receiver', 'written', 'process ns/packet', 'main thread ns/packet', 'per worker: packets, ns/packet received']];
+  for (const [name, s] of steps) {
+    const base = name.replace(/ --workers \d+$/, '');
+    if (s.threadCpu === undefined && ![...steps.keys()].some((k) => k.startsWith(`${base} --workers`))) continue;
+    const main = s.threadCpu === undefined ? '-' : ((1e9 * s.threadCpu.main) / Math.max(1, s.seq.records)).toFixed(0);
+    const workers = s.threadCpu?.workers.map((c, w) => {
+      const n = s.own.perWorker?.[w] ?? NaN;
+      return n > 0 ? `${int(n)}: ${((1e9 * c) / n).toFixed(0)} ns` : `none (${((100 * c) / s.gen.seconds).toFixed(1)} % CPU idle)`;
+    });
+    rows.push([name, int(s.seq.records), nsPerPacket(s).toFixed(0), main, workers?.join('; ') ?? '(the main thread receives)']);
+  }
+  if (rows.length === 1) return;
+  console.log('\nreceive threads (--workers): CPU per packet per thread, same run and rate');
+  printTable(rows, [0]);
 }
 
 export const nsPerPacket = (s: Step): number => (1e9 * s.cpuSeconds) / Math.max(1, s.seq.records);
@@ -600,13 +646,26 @@ function listArg(name: string): string[] | null {
   return arg === undefined ? null : arg.slice(name.length + 3).split(',');
 }
 
-export async function run(opts: { quick: boolean }): Promise<void> {
+/** `--threads`: only the fixed-rate CPU table, for native and afpacket with one receiver and with --workers 2. */
+async function runThreads(plan: Plan): Promise<void> {
+  if (!loadNative().ok) return console.log('\n## appliance --threads: no native addon, no receive threads');
+  const root = await mkdtemp(join(tmpdir(), 'mirrorcap-bench-'));
+  try {
+    const kinds = (['native', 'afpacket:lo'] as const).flatMap((s) => [applianceReceiver(s), applianceReceiver(s, { workers: 2 })]);
+    await cpuPerPacket(kinds, plan, root);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+export async function run(opts: { quick: boolean; threads?: boolean }): Promise<void> {
   // --sizes=64 and --receivers=native,tcpdump narrow a run to some tables and rows (the rows
   // measured beside native, streams, flows and GENEVE, come with native).
   const sizes = listArg('sizes');
   const receivers = listArg('receivers');
   const base = opts.quick ? QUICK : FULL;
   const plan = sizes === null ? base : { ...base, sizes: base.sizes.filter((s) => sizes.includes(s)), jumbo: base.jumbo && sizes.includes(JUMBO_FRAME) };
+  if (opts.threads === true) return runThreads(plan);
   const native = loadNative();
   let kinds: ReceiverKind[] = native.ok ? [applianceReceiver('native'), applianceReceiver('afpacket:lo'), applianceReceiver('dgram')] : [applianceReceiver('dgram')];
   const tcpdump = haveTool('tcpdump');
@@ -652,7 +711,9 @@ export async function run(opts: { quick: boolean }): Promise<void> {
         "tcpdump's socket drops are its 'dropped by kernel', which on lo counts each packet out and in.",
     );
     // GENEVE's cost per packet beside plain VXLAN's, at one rate both hold: steadier than rates on a busy machine.
-    const fixed = await cpuPerPacket(kinds.some((k) => k.name === 'native') ? [...kinds, applianceReceiver('native', { geneve: true })] : kinds, plan, root);
+    const geneve = kinds.some((k) => k.name === 'native') ? [applianceReceiver('native', { geneve: true })] : [];
+    const threaded = native.ok ? [applianceReceiver('native', { workers: 2 }), applianceReceiver('afpacket:lo', { workers: 2 })] : [];
+    const fixed = await cpuPerPacket([...kinds, ...geneve, ...threaded], plan, root);
     console.log(`\ngoals (issues 4, 12, 14, 16, 17), this run:`);
     for (const [met, text] of [...goals(tables), ...fixedRateGoals(fixed)]) console.log(`  [${met ? 'met' : 'not met'}] ${text}`);
     console.log(`appliance section took ${((performance.now() - started) / 1000).toFixed(0)} s`);
@@ -662,5 +723,5 @@ export async function run(opts: { quick: boolean }): Promise<void> {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await run({ quick: process.argv.includes('--quick') });
+  await run({ quick: process.argv.includes('--quick'), threads: process.argv.includes('--threads') });
 }

@@ -5,7 +5,7 @@
  *
  *   node dist/test/bench/generator.js --target 127.0.0.1:4789 --vnis 3 --size 64|512|1400|imix
  *        (--rate PPS | --flat-out) [--duration S] [--count N] [--vni-base 1] [--sender auto|sendmmsg|dgram]
- *        [--encap vxlan|geneve]
+ *        [--encap vxlan|geneve] [--sockets 1]
  *
  * --encap geneve sends each VXLAN datagram as a Gateway Load Balancer endpoint delivers it
  * (replay's encoder: GENEVE with the three GWLB options, IPv4, UDP to 4789, then the datagram):
@@ -42,6 +42,11 @@ export interface GeneratorOptions {
   sendBufferBytes?: number;
   /** vxlan (default), or geneve: wrapped as a GWLB endpoint delivers it. */
   encap?: 'vxlan' | 'geneve';
+  /**
+   * Sockets (source ports) the batches take in turn; default 1. Several let SO_REUSEPORT or a
+   * fanout hash spread the load over receive threads (--workers).
+   */
+  sockets?: number;
 }
 
 export interface GeneratorSummary {
@@ -95,12 +100,12 @@ export async function generate(opts: GeneratorOptions): Promise<GeneratorSummary
   }
   const perVniPerBatch = B / nV;
 
-  const sender = await openSender({
-    host: opts.host,
-    port: opts.port,
-    kind: opts.sender ?? 'auto',
-    sendBufferBytes: opts.sendBufferBytes ?? 4 << 20,
-  });
+  const socketCount = opts.sockets ?? 1;
+  if (!Number.isInteger(socketCount) || socketCount < 1 || socketCount > 64) throw new RangeError(`--sockets must be 1..64, got ${socketCount}`);
+  const senders = await Promise.all(
+    Array.from({ length: socketCount }, () => openSender({ host: opts.host, port: opts.port, kind: opts.sender ?? 'auto', sendBufferBytes: opts.sendBufferBytes ?? 4 << 20 })),
+  );
+  let turn = 0;
   const sentPerVni = new Float64Array(nV);
   const limit = opts.count ?? Infinity;
   const rate = opts.rate;
@@ -134,7 +139,7 @@ export async function generate(opts: GeneratorOptions): Promise<GeneratorSummary
         }
         want = Math.min(want, allowed);
       }
-      const n = await sender.send(slab, offsets, lengths, pos, want);
+      const n = await senders[turn++ % socketCount]!.send(slab, offsets, lengths, pos, want);
       for (let i = pos; i < pos + n; i++) {
         sentPerVni[i % nV]++;
         innerBytes += lengths[i]! - wrap - VXLAN_HEADER_LEN;
@@ -151,13 +156,13 @@ export async function generate(opts: GeneratorOptions): Promise<GeneratorSummary
       }
     }
   } finally {
-    await sender.close();
+    for (const sender of senders) await sender.close();
   }
   const seconds = (performance.now() - start) / 1000;
   const vnis = Array.from({ length: nV }, (_, i) => vniBase + i);
   return {
     target: `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`,
-    method: sender.kind,
+    method: senders[0]!.kind,
     size: opts.size,
     mode: rate === undefined ? 'flat-out' : 'rate',
     requestedPps: rate ?? null,
@@ -169,7 +174,7 @@ export async function generate(opts: GeneratorOptions): Promise<GeneratorSummary
     pps: sent / seconds,
     innerGbps: (innerBytes * 8) / seconds / 1e9,
     stalls,
-    refused: sender.refused,
+    refused: senders.reduce((n, s) => n + s.refused, 0),
   };
 }
 
@@ -185,6 +190,7 @@ export function runGeneratorProcess(opts: GeneratorOptions): Promise<GeneratorSu
   if (opts.count !== undefined) args.push('--count', String(opts.count));
   if (opts.sender !== undefined) args.push('--sender', opts.sender);
   if (opts.encap !== undefined) args.push('--encap', opts.encap);
+  if (opts.sockets !== undefined) args.push('--sockets', String(opts.sockets));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -218,6 +224,7 @@ export function parseGeneratorArgs(argv: string[]): GeneratorOptions {
       count: { type: 'string' },
       sender: { type: 'string', default: 'auto' },
       encap: { type: 'string', default: 'vxlan' },
+      sockets: { type: 'string', default: '1' },
     },
     strict: true,
   });
@@ -235,6 +242,7 @@ export function parseGeneratorArgs(argv: string[]): GeneratorOptions {
     durationSec: Number(values.duration),
     sender,
     encap,
+    sockets: Number(values.sockets),
   };
   if (values.rate !== undefined) opts.rate = Number(values.rate);
   if (values.count !== undefined) {

@@ -100,6 +100,28 @@ t.test('afpacket source on a veth pair between two namespaces', { skip }, async 
     t.ok(at >= before - 1 && at <= Date.now() / 1000, `the first record carries the receive time (${at}, test began ${before})`);
   });
 
+  t.test('--workers 2: two rings in one fanout group; every frame once, each file in time order; the shutdown drains both', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-afpacket-'));
+    const app = await start(dir, ['--workers', '2']);
+    // Each replay is its own process, so its own source port: the flow hash spreads them.
+    const jumbos = [2, 3, 5, 6, 7, 8];
+    replay(MIXED, 1);
+    for (const vni of jumbos) replay(JUMBO, vni);
+    replay(MIXED, 4, ['--flat-out']);
+    const text = metrics(app);
+    t.equal(await app.stop(), 0, `exits 0 (${app.stderr()})`);
+    const perWorker = [0, 1].map((w) => Number(new RegExp(`^mirrorcap_worker_received_packets_total\\{worker="${w}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0));
+    t.ok(perWorker.every((n) => n > 0), `both rings received (${perWorker.join(', ')})`);
+    const summary = app.logs.find((l) => l.event === 'shutdown');
+    t.match(summary, { dropped: {}, filesLeftPart: 0 }, 'nothing dropped, every file closed');
+    t.equal(summary?.writtenPackets, 2 * 1350 + jumbos.length * 19, 'each frame written once');
+    for (const [vni, file] of [[1, MIXED], [4, MIXED], ...jumbos.map((v) => [v, JUMBO] as const)] as const) {
+      const written = await sessionFile(dir, `vni-${vni}`);
+      t.equal(dump(written), dump(file), `vni-${vni}: tcpdump reads the same records as in ${file}`);
+      t.match(sh('capinfos', ['-o', written]).stdout, /Strict time order:\s+True/, `vni-${vni}: in time order (capinfos)`);
+    }
+  });
+
   t.test('the kernel filter takes every --listen port and --geneve\'s and keeps other ports out; what the host sends out is not received; a held port draws no ICMP', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-afpacket-'));
     const app = await start(dir, ['--listen', '0.0.0.0:4789,0.0.0.0:8472', '--geneve', '0.0.0.0:6081']);
