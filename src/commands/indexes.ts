@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { buildIndex, indexProblem, NotIndexable } from '../finish/index-build.js';
 import { parseFlags } from '../config.js';
 import { orUsageError, usageError } from './common.js';
+import { isCapturePath } from '../capture/naming.js';
 
 export const INDEX_HELP = `Usage: mirrorcap index DIR...
 
@@ -22,7 +23,7 @@ async function capturesUnder(dir: string, found: string[]): Promise<void> {
   for (const e of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, e.name);
     if (e.isDirectory()) await capturesUnder(path, found);
-    else if (e.isFile() && e.name.endsWith('.pcap')) found.push(path);
+    else if (e.isFile() && isCapturePath(e.name)) found.push(path);
   }
 }
 

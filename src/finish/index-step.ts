@@ -8,7 +8,7 @@
  *   finisher ─run(file)─▶ queue ─▶ buildIndex(file.path) ─▶ X.pcap.idx  (ok / failed / skipped counted)
  */
 import type { FinishedFile } from '../capture/catalog.js';
-import { PCAP_SUFFIX } from '../capture/naming.js';
+import { isCapturePath } from '../capture/naming.js';
 import { buildIndex, indexProblem, NotIndexable } from './index-build.js';
 import type { FinishStep } from './finisher.js';
 
@@ -37,7 +37,7 @@ export class IndexStep implements FinishStep {
   }
 
   async needed(file: FinishedFile): Promise<boolean> {
-    return file.path.endsWith(PCAP_SUFFIX) && (await indexProblem(file.path)) !== null;
+    return isCapturePath(file.path) && (await indexProblem(file.path)) !== null;
   }
 
   /** A build under way gives up at the deadline; the file is indexed again at the next start. */

@@ -40,7 +40,7 @@ async function rig(
   const deleted: string[] = [];
   const errors: string[] = [];
   const drops = newDropCounters();
-  const full: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, rotateAlign: false, ring: 0, dedup: 0, snaplen: 65535, filter: null, flows: false, flowFields: EMPTY_FLOW_INFO, ...rotation };
+  const full: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, rotateAlign: false, ring: 0, dedup: 0, snaplen: 65535, filter: null, format: 'pcap', flows: false, flowFields: EMPTY_FLOW_INFO, ...rotation };
   const catalog = new Catalog(out, opts.maxTotalBytes ?? 0, { deleted: (f) => deleted.push(f.path), deleteFailed: () => undefined });
   const writer = new SessionWriter({
     session: 's1',
