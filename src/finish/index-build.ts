@@ -1,5 +1,6 @@
 /**
- * Builds the sidecar of a finished classic pcap by reading it again after it was closed (the
+ * Builds the sidecar of a finished capture (classic pcap, or pcapng of one interface: what
+ * --format writes; pcap/layout.ts walks both) by reading it again after it was closed (the
  * write path stays as it is), and reads a sidecar back for a query, trusting it only when
  * whole and made of the capture as it is now.
  *
@@ -11,7 +12,7 @@
  * thrown away (it would be stale at once).
  */
 import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { FILE_HEADER_LEN, parseClassicHeader, walkRecords, impossibleRecord, type ClassicHeader } from '../pcap/classic.js';
+import { LAYOUT_HEAD_LEN, layoutOf, type RecordLayout } from '../pcap/layout.js';
 import { INDEX_SUFFIX } from '../capture/naming.js';
 import { before, encodeIndex, IndexReader, matchesCapture, readSummary, HEADER_LEN, type IndexProblem } from './index-format.js';
 import { frameKeys } from './index-keys.js';
@@ -32,7 +33,7 @@ export interface BuiltIndex {
   readonly bytes: number;
 }
 
-/** Why a capture cannot have an index: not classic pcap (pcapng, compressed, not a capture). */
+/** Why a capture cannot have an index: compressed, pcapng of several interfaces or sections, not a capture. */
 export class NotIndexable extends Error {
   readonly code = 'ERR_MIRRORCAP_NOT_INDEXABLE';
   override readonly name = 'NotIndexable';
@@ -119,30 +120,30 @@ export interface BuildOptions {
 }
 
 /**
- * Indexes the classic pcap at `path` into path.idx. Rejects with NotIndexable for anything
- * else; resolves null when aborted or when the capture changed while it was read.
+ * Indexes the capture at `path` into path.idx. Rejects with NotIndexable for what layoutOf()
+ * does not walk; resolves null when aborted or when the capture changed while it was read.
  */
 export async function buildIndex(path: string, options: BuildOptions = {}): Promise<BuiltIndex | null> {
   const before = await stat(path);
   const fh = await open(path, 'r');
   let builder: IndexBuilder;
   let covered: number;
-  let header: ClassicHeader;
+  let header: RecordLayout;
   try {
     const buf = Buffer.allocUnsafe(CHUNK);
-    const { bytesRead } = await fh.read(buf, 0, FILE_HEADER_LEN, 0);
-    const h = bytesRead === FILE_HEADER_LEN ? parseClassicHeader(buf.subarray(0, FILE_HEADER_LEN)) : null;
-    if (h === null) throw new NotIndexable(`${path} is not a classic pcap file`);
+    const { bytesRead } = await fh.read(buf, 0, LAYOUT_HEAD_LEN, 0);
+    const h = layoutOf(buf.subarray(0, bytesRead));
+    if (h === null) throw new NotIndexable(`${path} is neither classic pcap nor pcapng of one interface`);
     header = h;
     builder = new IndexBuilder(h.linkType === LINKTYPE_ETHERNET);
-    let base = FILE_HEADER_LEN;
+    let base = h.dataStart;
     for (;;) {
       if (options.aborted?.() === true) return null;
       const { bytesRead: n } = await fh.read(buf, 0, CHUNK, base);
-      const pos = walkRecords(buf, 0, n, base, h, builder.add);
+      const pos = h.walk(buf, 0, n, base, builder.add);
       base += pos;
       // A record that is not whole at the end of a full buffer needs the next read; otherwise the file ends (or breaks) here.
-      if (n < CHUNK || pos === 0 || impossibleRecord(buf, pos, n, h)) break;
+      if (n < CHUNK || pos === 0 || h.impossible(buf, pos, n)) break;
     }
     covered = base;
   } finally {

@@ -11,7 +11,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { compileFilter, type CompiledFilter, type LinkType } from '../filter/index.js';
 import { before, type IndexProblem } from '../finish/index-format.js';
 import { loadIndex } from '../finish/index-build.js';
-import { FILE_HEADER_LEN, parseClassicHeader, walkRecords, type ClassicHeader, type ClassicSink } from '../pcap/classic.js';
+import type { ClassicSink } from '../pcap/classic.js';
+import { LAYOUT_HEAD_LEN, layoutOf, type RecordLayout } from '../pcap/layout.js';
 import { RecordSource } from './merge.js';
 import { planGroups } from './planner.js';
 
@@ -79,7 +80,8 @@ export class FileSource extends RecordSource {
     readonly path: string,
     order: number,
     fh: FileHandle,
-    readonly header: ClassicHeader,
+    /** Classic pcap or pcapng (one interface): where the records are, how they are walked. */
+    readonly header: RecordLayout,
     private readonly ranges: readonly number[],
     low: Time | null,
     private readonly stats: QueryStats,
@@ -120,15 +122,16 @@ export class FileSource extends RecordSource {
     let keep = false;
     try {
       const st = await fh.stat();
-      const head = Buffer.alloc(FILE_HEADER_LEN);
-      const { bytesRead } = await fh.read(head, 0, FILE_HEADER_LEN, 0);
-      const header = bytesRead === FILE_HEADER_LEN ? parseClassicHeader(head) : null;
+      const head = Buffer.alloc(Math.min(LAYOUT_HEAD_LEN, st.size));
+      const { bytesRead } = await fh.read(head, 0, head.length, 0);
+      const header = layoutOf(head.subarray(0, bytesRead));
       if (header === null) {
-        if (!part || bytesRead === FILE_HEADER_LEN) stats.errors.push(`${path}: not a classic pcap file`);
+        // An open file whose header is not whole yet holds no record; anything else is not ours to read.
+        if (!part || bytesRead >= LAYOUT_HEAD_LEN) stats.errors.push(`${path}: neither classic pcap nor pcapng of one interface`);
         return null;
       }
       const filter = o.filters.forLink(header.linkType);
-      let ranges: number[] = [FILE_HEADER_LEN, st.size];
+      let ranges: number[] = [header.dataStart, st.size];
       let low: Time | null = null;
       if (part) stats.scanned.part++;
       else {
@@ -192,7 +195,7 @@ export class FileSource extends RecordSource {
     for (let r = this.range, at = 0, i = 0; r < last; r += 2, i++) {
       const len = ranges[r + 1]! - ranges[r]!;
       this.stats.bytesRead += done[i]!.bytesRead;
-      if (walkRecords(buf, at, at + done[i]!.bytesRead, ranges[r]! - at, this.header, this.sink) !== at + len) {
+      if (this.header.walk(buf, at, at + done[i]!.bytesRead, ranges[r]! - at, this.sink) !== at + len) {
         this.stats.errors.push(`${this.path}: records at offset ${ranges[r]!} do not match its index; records before them were read`);
         this.range = ranges.length;
         return true;
@@ -227,7 +230,7 @@ export class FileSource extends RecordSource {
       this.chunk = buf;
       const { bytesRead } = await fh.read(buf, 0, want, this.pos);
       this.stats.bytesRead += bytesRead;
-      const used = walkRecords(buf, 0, bytesRead, this.pos, this.header, this.sink);
+      const used = this.header.walk(buf, 0, bytesRead, this.pos, this.sink);
       if (used === 0) {
         // The file ends inside a record here (or holds an impossible one): what came before is the answer.
         if (!this.open) this.stats.errors.push(`${this.path}: broken or truncated record at offset ${this.pos}; records before it were read`);
