@@ -453,7 +453,7 @@ export class Recorder {
 
 /** What a pcapng file's interface description says of its session, besides its filter. */
 function describeSession(sc: SessionConfig, gwlb: GwlbIds | null): string {
-  const encap = sc.encap ?? 'vxlan';
-  if (gwlb !== null) return `${encap} from GWLB endpoint ${gwlb.endpointId}${gwlb.attachmentId === null ? '' : ` (attachment ${gwlb.attachmentId})`}, VNI ${sc.vni}`;
-  return `${encap === 'vxlan' ? 'VXLAN' : encap} VNI ${sc.vni}, outer source ${sc.source ?? 'any'}`;
+  const tunnel = { vxlan: `VXLAN VNI ${sc.vni}`, geneve: `GENEVE VNI ${sc.vni}`, 'geneve-ip': `GENEVE (raw IP) VNI ${sc.vni}`, gwlbe: 'GENEVE (raw IP)' }[sc.encap ?? 'vxlan'];
+  const from = gwlb === null ? `outer source ${sc.source ?? 'any'}` : `GWLB endpoint ${gwlb.endpointId}${gwlb.attachmentId === null ? '' : `, attachment ${gwlb.attachmentId}`}`;
+  return `${tunnel}, ${from}`;
 }

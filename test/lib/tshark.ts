@@ -102,9 +102,9 @@ export async function pcapngStatistics(path: string): Promise<NgStatistics[]> {
     });
 }
 
-/** capinfos -I's interface lines (Name, Description, Filter string, Time precision, ...), one record per interface. */
-export async function capinfosInterfaces(path: string): Promise<Array<Record<string, string>>> {
-  const out = await tool('capinfos', ['-I', path]);
+/** capinfos -I's interface lines (Name, Description, Filter string, Time precision, ...), one record per interface, file after file. */
+export async function capinfosInterfaces(...paths: string[]): Promise<Array<Record<string, string>>> {
+  const out = await tool('capinfos', ['-I', ...paths]);
   const ifaces: Array<Record<string, string>> = [];
   for (const line of out.split('\n')) {
     if (/^Interface #\d+ info:/.test(line)) ifaces.push({});
