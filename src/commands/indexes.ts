@@ -13,7 +13,7 @@ import { isCapturePath } from '../capture/naming.js';
 
 export const INDEX_HELP = `Usage: mirrorcap index DIR...
 
-Writes the index sidecar (X.pcap.idx) of every finished capture X.pcap under each DIR
+Writes the index sidecar (X.pcap.idx) of every finished capture X.pcap (or X.pcapng) under each DIR
 (searched to any depth) that has none or whose index is stale, corrupt or of another
 version; good indexes are left alone. Open .part files are not indexed.
 Exit status: 0 done, 1 some file could not be indexed, 2 a bad command line.
