@@ -14,8 +14,8 @@
  */
 import { impossibleRecord, parseClassicHeader, walkRecords, type ClassicHeader, type ClassicSink } from './classic.js';
 import { FILE_HEADER_LEN, MAX_SNAPLEN } from './pcap.js';
-import { NG_BOM, NG_EPB, NG_IDB, NG_SHB } from './pcapng.js';
-import { MAX_TSRESOL_POW10, MAX_TSRESOL_POW2, TimestampConverter } from './timestamp.js';
+import { interfaceTimestamps, NG_BLOCK_MIN, NG_BOM, NG_EPB, NG_EPB_DATA, NG_EPB_MIN, NG_IDB, NG_IDB_MIN, NG_SHB, NG_SHB_MIN } from './pcapng.js';
+import { TimestampConverter } from './timestamp.js';
 import { pad4, u16, u32 } from './window.js';
 
 /** Bytes of a file's start that layoutOf() needs at most (a pcapng header of ours is far less). */
@@ -64,15 +64,8 @@ class ClassicLayout implements RecordLayout {
   }
 }
 
-const NG_SHB_MIN = 28;
-const NG_IDB_MIN = 20;
-const NG_EPB_MIN = 32;
-const NG_EPB_DATA = 28;
-const NG_BLOCK_MIN = 12;
 /** A block longer than this is taken for corruption (the reader's limit too). */
 const NG_MAX_BLOCK = 16 << 20;
-const NG_IF_TSRESOL = 9;
-const NG_IF_TSOFFSET = 14;
 
 class PcapngLayout implements RecordLayout {
   readonly format = 'pcapng';
@@ -96,24 +89,9 @@ class PcapngLayout implements RecordLayout {
     const pos = shbLen;
     const idbLen = u32(head, pos + 4, le);
     if (u32(head, pos, le) !== NG_IDB || idbLen < NG_IDB_MIN || (idbLen & 3) !== 0 || head.length < pos + idbLen) return null;
-    let base: 10 | 2 = 10;
-    let exponent = 6;
-    let offset = 0;
-    const optEnd = pos + idbLen - 4;
-    for (let o = pos + 16; optEnd - o >= 4; ) {
-      const code = u16(head, o, le);
-      const len = u16(head, o + 2, le);
-      if (code === 0 || o + 4 + len > optEnd) break;
-      if (code === NG_IF_TSRESOL && len >= 1) {
-        base = head[o + 4]! & 0x80 ? 2 : 10;
-        exponent = head[o + 4]! & 0x7f;
-      } else if (code === NG_IF_TSOFFSET && len >= 8) {
-        offset = Number(le ? head.readBigInt64LE(o + 4) : head.readBigInt64BE(o + 4));
-      }
-      o += 4 + pad4(len);
-    }
-    if (exponent > (base === 10 ? MAX_TSRESOL_POW10 : MAX_TSRESOL_POW2)) return null;
-    return new PcapngLayout(le, u16(head, pos + 8, le), u32(head, pos + 12, le), pos + idbLen, new TimestampConverter(base, exponent, offset));
+    const ts = interfaceTimestamps(head, pos, idbLen, le);
+    if (typeof ts === 'string') return null;
+    return new PcapngLayout(le, u16(head, pos + 8, le), u32(head, pos + 12, le), pos + idbLen, new TimestampConverter(ts.base, ts.exponent, ts.offset));
   }
 
   walk(buf: Buffer, pos: number, end: number, base: number, sink: ClassicSink): number {

@@ -15,16 +15,13 @@
  * nanosecond timestamp is split into its halves with 16-bit limbs, every intermediate exact
  * in a double.
  */
+import { NG_BOM, NG_EPB, NG_IDB, NG_SHB } from './pcapng.js';
 import { pad4 } from './window.js';
 
 export const NG_EPB_HEADER_LEN = 28;
 /** Header and trailer of a packet block: its length is this plus the data padded to 4. */
 export const NG_EPB_OVERHEAD = NG_EPB_HEADER_LEN + 4;
-const NG_SHB = 0x0a0d0d0a;
-const NG_IDB = 1;
 const NG_ISB = 5;
-const NG_EPB = 6;
-const NG_BOM = 0x1a2b3c4d;
 /** if_tsresol 9: timestamps count nanoseconds. */
 const TSRESOL_NS = 9;
 /** An option's value is at most this long (its length field is 16 bits, and it is padded to 4). */
