@@ -60,7 +60,7 @@ const JUMBO_FRAME = '8950';
 /** Frames from this size up may be limited by the disk: their tables also measure it. */
 const LARGE_FRAME = 1400;
 
-interface Plan {
+export interface Plan {
   sizes: string[];
   flatSeconds: number;
   stepSeconds: number;
@@ -71,7 +71,7 @@ interface Plan {
 }
 
 const FULL: Plan = { sizes: ['64', '512', '1400', 'imix'], flatSeconds: 4, stepSeconds: 3, searchSteps: 4, diskBytes: 1024 * MiB, jumbo: true };
-const QUICK: Plan = { sizes: ['64', '1400'], flatSeconds: 2, stepSeconds: 2, searchSteps: 1, diskBytes: 256 * MiB, jumbo: false };
+export const QUICK: Plan = { sizes: ['64', '1400'], flatSeconds: 2, stepSeconds: 2, searchSteps: 1, diskBytes: 256 * MiB, jumbo: false };
 
 /** What a receiver says about itself, to cross-check against the files. */
 interface OwnCount {
@@ -115,7 +115,7 @@ const STREAM_FILTERS = ['udp dst port 5001', 'host 198.18.0.2 and udp', 'udp por
 /** The flow table's row (issue 16): native with --flows, at 64 B, against native without in the same run. */
 const FLOWS = 'native --flows';
 
-function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', streams = 0, flows = false): ReceiverKind {
+export function applianceReceiver(source: 'native' | 'dgram' | 'afpacket:lo', streams = 0, flows = false): ReceiverKind {
   return {
     name: flows ? `${source} --flows` : streams === 0 ? source : `${source} + ${streams} streams`,
     outerBytes: 0,
@@ -252,7 +252,7 @@ function rxQueue(port: number): number {
 }
 
 /** Waits until the socket's queue has stayed empty for a moment (a receiver may lag the sender). */
-async function socketDrained(port: number): Promise<void> {
+export async function socketDrained(port: number): Promise<void> {
   const end = Date.now() + 10_000;
   let empty = 0;
   while (empty < 3 && Date.now() < end) {
@@ -262,7 +262,7 @@ async function socketDrained(port: number): Promise<void> {
 }
 
 /** utime + stime of a process, in seconds (USER_HZ is 100 on Linux). */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
@@ -274,7 +274,7 @@ function peakRss(pid: number): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
-interface Step {
+export interface Step {
   /** Requested packets/s; undefined when flat out. */
   rate: number | undefined;
   gen: GeneratorSummary;
@@ -309,7 +309,7 @@ async function runStep(kind: ReceiverKind, size: string, seconds: number, rate: 
   }
 }
 
-interface Result {
+export interface Result {
   receiver: string;
   size: string;
   flat: Step;
@@ -321,7 +321,7 @@ interface Result {
 }
 
 /** Flat out, then (if that lost anything) a bisection over paced rates. */
-async function measure(kind: ReceiverKind, size: string, plan: Plan, root: string, searchSteps: number): Promise<Result> {
+export async function measure(kind: ReceiverKind, size: string, plan: Plan, root: string, searchSteps: number): Promise<Result> {
   const flat = await runStep(kind, size, plan.flatSeconds, undefined, root);
   const steps = [flat];
   let zeroLoss: number | null = flat.seq.lost === 0 ? flat.gen.pps : null;

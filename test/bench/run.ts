@@ -2,7 +2,8 @@
  * npm run bench [-- --quick] [-- SECTION ...]: runs every bench section (or the ones
  * named) in order. Each section is a module exporting run({ quick }) that prints its own
  * table, with a baseline measured in the same run. The whole run takes about 5 minutes
- * (the appliance section most of it); --quick about 1.
+ * (the appliance section most of it); --quick about 1. The soak section runs only when named
+ * (npm run bench -- soak): it takes 10 minutes.
  */
 interface Section {
   run(opts: { quick: boolean }): Promise<void>;
@@ -20,20 +21,23 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['appliance', () => import('./appliance.js')],
   ['write-behind', () => import('./write-behind.js')],
 ];
+/** Sections too long for a run of everything: only when named. */
+const NAMED_ONLY: [string, () => Promise<Section>][] = [['soak', () => import('./soak.js')]];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
   const only = args.filter((a) => !a.startsWith('--'));
-  const unknown = only.filter((name) => !SECTIONS.some(([n]) => n === name));
+  const all = [...SECTIONS, ...NAMED_ONLY];
+  const unknown = only.filter((name) => !all.some(([n]) => n === name));
   if (unknown.length > 0) {
-    console.error(`unknown bench section(s): ${unknown.join(', ')}; known: ${SECTIONS.map(([n]) => n).join(', ')}`);
+    console.error(`unknown bench section(s): ${unknown.join(', ')}; known: ${all.map(([n]) => n).join(', ')}`);
     process.exitCode = 2;
     return;
   }
   console.log(`mirrorcap bench${quick ? ' (quick)' : ''}: node ${process.version}, ${process.platform}/${process.arch}`);
   const started = performance.now();
-  for (const [name, load] of SECTIONS) {
+  for (const [name, load] of only.length > 0 ? all : SECTIONS) {
     if (only.length > 0 && !only.includes(name)) continue;
     await (await load()).run({ quick });
   }

@@ -44,7 +44,7 @@ t.test('SIGKILL under load, restart: files recovered, nothing flushed is lost', 
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-crash-'));
   const first = await startAppliance(['--out', out, '--flush-interval', '100ms', '--rotate-size', '4MiB']);
   t.teardown(() => first.proc.kill('SIGKILL'));
-  const gen = spawn(process.execPath, [GENERATOR, '--target', `127.0.0.1:${first.udpPort}`, '--vnis', '3', '--size', '1400', '--rate', '30000', '--duration', '4'], {
+  const gen = spawn(process.execPath, [GENERATOR, '--target', `127.0.0.1:${first.udpPort}`, '--vnis', '3', '--size', '1400', '--rate', '30000', '--duration', '20'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const genDone = new Promise((resolve) => gen.on('close', resolve));
@@ -71,6 +71,9 @@ t.test('SIGKILL under load, restart: files recovered, nothing flushed is lost', 
     'every session writing an open file',
   );
   await first.exited;
+  // It sends for up to 20 s so that the kill lands while every session writes, even on a slow
+  // machine (a session gone quiet may keep a .part past 3 MiB for good); it is not needed after.
+  gen.kill('SIGKILL');
   await genDone;
   const parts = (await captureFiles(out)).filter((f) => f.endsWith('.part'));
   t.same(
