@@ -45,7 +45,7 @@ export class App {
     /** Reads the configuration again (same flags and environment, the file re-read); for SIGHUP. */
     private readonly rereadConfig: () => Config = () => config,
   ) {
-    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true, ship: true });
+    const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true, ship: true, application: `mirrorcap ${version}` });
     this.recorder = recorder;
     this.listeners = createListeners(config, log);
     this.queries = new QueryEndpoint(config.out, config.maxQueries, log, (path) => recorder.reindex(path));

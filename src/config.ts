@@ -45,6 +45,8 @@ export interface SessionSettings {
   readonly flowFields: FlowSessionInfo;
   /** pcap-filter expression on the inner frame: what does not match is not written; null = all. */
   readonly filter: string | null;
+  /** File format of the captures: classic pcap (nanoseconds) or pcapng (one interface per file, drop statistics). */
+  readonly format: 'pcap' | 'pcapng';
 }
 
 export interface SessionConfig extends SessionSettings {
@@ -172,6 +174,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'ring', key: 'ring', kind: 'count', default: '0', help: 'finished files kept per session, oldest deleted first (0 = keep all)', perSession: true },
   { name: 'snaplen', key: 'snaplen', kind: 'count', default: '65535', min: 64, max: 262144, help: 'bytes of each inner frame written; longer frames are cut (orig_len keeps the real length)', perSession: true },
   { name: 'filter', key: 'filter', kind: 'text', default: '', help: 'pcap-filter (tcpdump) expression on the inner frame; packets that do not match are not written (see docs/filters.md)', perSession: true },
+  { name: 'format', key: 'format', kind: 'enum', default: 'pcap', values: ['pcap', 'pcapng'], help: 'file format: pcap (nanosecond classic, X.pcap) or pcapng (X.pcapng: the session as a named interface with its VNI, source and filter, and its received and dropped packets at the end of each file)', perSession: true },
   { name: 'session-key', key: 'sessionKey', kind: 'enum', default: 'vni', values: ['vni', 'vni+src'], help: 'what makes a session: the VNI, or the VNI and the outer source address' },
   { name: 'strict', key: 'strict', kind: 'bool', default: 'false', help: 'drop VNIs not listed in the config file (reason="unknown_vni") instead of creating vni-<n> sessions' },
   { name: 'recv-buffer', liveOnly: true, key: 'recvBuffer', kind: 'size', default: '32MiB', help: 'socket receive buffer to ask the kernel for' },

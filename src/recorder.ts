@@ -7,7 +7,7 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import { access } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { arch, hostname, release, type as osType } from 'node:os';
 import { join } from 'node:path';
 import { Catalog } from './capture/catalog.js';
 import { ChunkPool } from './capture/chunks.js';
@@ -76,6 +76,8 @@ export interface RecorderOptions {
   readonly wallClock: boolean;
   /** Upload finished files when --s3 is set (live); decap leaves that to the appliance. */
   readonly ship: boolean;
+  /** What a pcapng file's section header names as the application writing it ("mirrorcap 1.2.0"). */
+  readonly application: string;
 }
 
 export class Recorder {
@@ -102,6 +104,8 @@ export class Recorder {
   /** The writers' write-behind (--write-behind), when the addon that does it is built. */
   private readonly writeBehind: SessionWriterOptions['writeBehind'];
   private readonly filters = new SessionFilters();
+  /** The section header of pcapng files: the same for every file of this process. */
+  private readonly section: { application: string; os: string; hardware: string };
 
   constructor(
     private readonly config: Config,
@@ -110,6 +114,7 @@ export class Recorder {
   ) {
     // A bad filter is a bad configuration: ConfigError before anything is opened.
     this.filters.prepare(config);
+    this.section = { application: opts.application, os: `${osType()} ${release()}`, hardware: arch() };
     this.pool = new ChunkPool(config.maxBuffer);
     const native = config.writeBehind > 0 ? loadNative() : null;
     if (native?.ok === false) log.warn({ event: 'write_behind_off', reason: native.reason }, `--write-behind is off: ${native.reason}`);
@@ -391,6 +396,20 @@ export class Recorder {
       rotation: rotationOf(sc),
       snaplen: sc.snaplen,
       linkType,
+      format: sc.format,
+      filter: sc.filter,
+      pcapng: {
+        section: this.section,
+        describe: describeSession(sc, gwlb),
+        counters: {
+          get received() {
+            return session!.receivedPackets;
+          },
+          get filtered() {
+            return session!.filteredPackets;
+          },
+        },
+      },
       queueSize: this.config.queueSize,
       nextSeq: () => this.catalog.nextSeq(sc.name),
       pool: this.pool,
@@ -432,4 +451,11 @@ export class Recorder {
     );
     this.finisher.add(entry);
   }
+}
+
+/** What a pcapng file's interface description says of its session, besides its filter. */
+function describeSession(sc: SessionConfig, gwlb: GwlbIds | null): string {
+  const tunnel = { vxlan: `VXLAN VNI ${sc.vni}`, geneve: `GENEVE VNI ${sc.vni}`, 'geneve-ip': `GENEVE (raw IP) VNI ${sc.vni}`, gwlbe: 'GENEVE (raw IP)' }[sc.encap ?? 'vxlan'];
+  const from = gwlb === null ? `outer source ${sc.source ?? 'any'}` : `GWLB endpoint ${gwlb.endpointId}${gwlb.attachmentId === null ? '' : `, attachment ${gwlb.attachmentId}`}`;
+  return `${tunnel}, ${from}`;
 }

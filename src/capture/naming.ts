@@ -1,6 +1,6 @@
 /**
- * File names: <session>-<UTC start as YYYYMMDDTHHMMSSZ>-<seq, 6 digits>.pcap, written as
- * .pcap.part while open. Sorting names of one session sorts them by start time and then
+ * File names: <session>-<UTC start as YYYYMMDDTHHMMSSZ>-<seq, 6 digits>.pcap (.pcapng with
+ * --format pcapng), written as .pcap.part (.pcapng.part) while open. Sorting names of one session sorts them by start time and then
  * by sequence, so the ring can delete the oldest by name order.
  *
  * What happens to a finished file may leave other names beside or instead of it, all
@@ -11,6 +11,7 @@
  */
 export const PART_SUFFIX = '.part';
 export const PCAP_SUFFIX = '.pcap';
+export const PCAPNG_SUFFIX = '.pcapng';
 /** Recovery sets aside what it cannot read under this suffix, for a human: never deleted. */
 export const CORRUPT_SUFFIX = '.corrupt';
 /** A file being written under its final name plus this, renamed when complete. */
@@ -26,14 +27,30 @@ export function utcStamp(sec: number): string {
   return `${p(d.getUTCFullYear(), 4)}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}T${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}Z`;
 }
 
-export function captureFileName(session: string, startSec: number, seq: number): string {
-  return `${session}-${utcStamp(startSec)}-${String(seq).padStart(6, '0')}${PCAP_SUFFIX}`;
+/** The extension of a capture written in `format`. */
+export function captureSuffix(format: 'pcap' | 'pcapng'): string {
+  return format === 'pcapng' ? PCAPNG_SUFFIX : PCAP_SUFFIX;
+}
+
+/** Whether a path names a capture itself, as the writer made it (X.pcap, X.pcapng). */
+export function isCapturePath(path: string): boolean {
+  return path.endsWith(PCAP_SUFFIX) || path.endsWith(PCAPNG_SUFFIX);
+}
+
+/** A capture as written or compressed (X.pcap[ng], X.pcap[ng].gz, X.pcap[ng].zst): what an index covers. */
+export function isIndexablePath(path: string): boolean {
+  for (const s of Object.values(COMPRESSED_SUFFIX)) if (path.endsWith(s)) return isCapturePath(path.slice(0, -s.length));
+  return isCapturePath(path);
+}
+
+export function captureFileName(session: string, startSec: number, seq: number, suffix = PCAP_SUFFIX): string {
+  return `${session}-${utcStamp(startSec)}-${String(seq).padStart(6, '0')}${suffix}`;
 }
 
 export interface ParsedName {
   readonly stamp: string;
   readonly seq: number;
-  /** The capture's own name (…pcap), shared by everything made from it. */
+  /** The capture's own name (…pcap, …pcapng), shared by everything made from it. */
   readonly capture: string;
   /** What follows the capture's name: '' for the capture itself, '.part', '.gz', '.idx', ... */
   readonly suffix: string;
@@ -45,7 +62,7 @@ export interface ParsedName {
  */
 export function parseCaptureFileName(session: string, file: string): ParsedName | null {
   if (!file.startsWith(`${session}-`)) return null;
-  const m = /^((\d{8}T\d{6}Z)-(\d{6,})(?:\.recovered(?:-\d+)?)?\.pcap)((?:\.[A-Za-z0-9_-]+)*)$/.exec(file.slice(session.length + 1));
+  const m = /^((\d{8}T\d{6}Z)-(\d{6,})(?:\.recovered(?:-\d+)?)?\.pcap(?:ng)?)((?:\.[A-Za-z0-9_-]+)*)$/.exec(file.slice(session.length + 1));
   if (!m) return null;
   return { capture: `${session}-${m[1]!}`, stamp: m[2]!, seq: Number(m[3]), suffix: m[4]! };
 }
@@ -55,7 +72,7 @@ export function isFinishedArtefact(name: ParsedName): boolean {
   return !name.suffix.endsWith(PART_SUFFIX) && !name.suffix.endsWith(CORRUPT_SUFFIX) && !name.suffix.endsWith(TEMP_SUFFIX);
 }
 
-/** Whether a suffix (ParsedName.suffix) names the packets themselves: X.pcap, X.pcap.gz or X.pcap.zst. */
+/** Whether a suffix (ParsedName.suffix) names the packets themselves: X.pcap, X.pcap.gz or X.pcap.zst (or X.pcapng...). */
 export function isCaptureData(suffix: string): boolean {
   return suffix === '' || suffix === COMPRESSED_SUFFIX.gzip || suffix === COMPRESSED_SUFFIX.zstd;
 }

@@ -12,6 +12,11 @@
  *   [head|                               no header: deleted (there are no records in it)
  *   [junk that is not a capture header]  set aside as `<name>.pcap.corrupt`, never deleted
  *
+ * A pcapng `.part` (--format pcapng) is cut the same way, at the end of its last whole block:
+ * its section header, interface description and packet blocks are then a valid file. It gets
+ * no interface statistics block: the counters it would state died with the process, and a
+ * block of guessed numbers would be worse than none (Wireshark shows the drops as unknown).
+ *
  * Each recovered file is fsynced before the rename and the directory after it, so a crash
  * during recovery leaves either the `.part` file or a complete `.pcap`. An existing `<name>.pcap`
  * is never overwritten (the recovered file gets a `.recovered` name instead). Files are read
@@ -19,10 +24,10 @@
  */
 import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { CaptureError } from '../pcap/errors.js';
+import { CaptureError, CaptureErrorCode } from '../pcap/errors.js';
 import { FILE_HEADER_LEN } from '../pcap/pcap.js';
 import { CaptureReader } from '../pcap/reader.js';
-import { CORRUPT_SUFFIX, PART_SUFFIX, PCAP_SUFFIX } from './naming.js';
+import { CORRUPT_SUFFIX, isCapturePath, PART_SUFFIX, PCAP_SUFFIX, PCAPNG_SUFFIX } from './naming.js';
 import { codedError, ErrorCode } from '../errors.js';
 
 const RECOVERED_INFIX = '.recovered';
@@ -80,8 +85,9 @@ export async function recoverPartFile(path: string): Promise<RecoveryResult> {
   }
 
   if (walk.end === 0) {
-    // Not even a capture header: nothing in the file can be read as records.
-    if (size < FILE_HEADER_LEN) {
+    // Not even a capture header: nothing in the file can be read as records. A pcapng file
+    // whose section header is torn is the same: its first block ends past the end of the file.
+    if (size < FILE_HEADER_LEN || (walk.error?.code === CaptureErrorCode.TRUNCATED_BLOCK && walk.error.offset === 0)) {
       await unlink(path);
       await syncDir(dirname(path));
       return { ...result, action: 'deleted', bytesCut: size };
@@ -140,7 +146,7 @@ async function findPartFiles(outDir: string): Promise<string[]> {
     if (!s.isDirectory()) continue;
     const dir = join(outDir, s.name);
     for (const f of await readdir(dir, { withFileTypes: true })) {
-      if (f.isFile() && f.name.endsWith(PCAP_SUFFIX + PART_SUFFIX)) found.push(join(dir, f.name));
+      if (f.isFile() && f.name.endsWith(PART_SUFFIX) && isCapturePath(f.name.slice(0, -PART_SUFFIX.length))) found.push(join(dir, f.name));
     }
   }
   return found.sort();
@@ -192,7 +198,7 @@ export async function syncDir(dir: string): Promise<void> {
 
 /** `path` if nothing is there, else `<stem>.recovered[-n]<ext>`: an existing file is never replaced. */
 async function freeName(path: string): Promise<string> {
-  const ext = path.endsWith(PCAP_SUFFIX) ? PCAP_SUFFIX : path.endsWith(CORRUPT_SUFFIX) ? CORRUPT_SUFFIX : '';
+  const ext = [PCAP_SUFFIX, PCAPNG_SUFFIX, CORRUPT_SUFFIX].find((e) => path.endsWith(e)) ?? '';
   const stem = path.slice(0, path.length - ext.length);
   for (let n = 1; ; n++) {
     const candidate = n === 1 ? path : `${stem}${RECOVERED_INFIX}${n === 2 ? '' : `-${n - 1}`}${ext}`;

@@ -1,7 +1,9 @@
 /**
- * One session's pcap output: records are copied once into large chunks, chunks queue
+ * One session's capture output: records are copied once into large chunks, chunks queue
  * up (bounded) and are written in order by one asynchronous drain loop; files rotate
  * by size, age or packet count and are renamed from .pcap.part to .pcap when closed.
+ * With --format pcapng a file is X.pcapng, its records are enhanced packet blocks, and
+ * its CLOSE carries the interface statistics block that ends it (see STATISTICS below).
  *
  *   append() ──▶ [current chunk] ──full/flush──▶ [queue: WRITE WRITE CLOSE WRITE …] ──drain──▶ fs
  *     (sync, hot path: no allocation,                (one op per chunk or file,        (async,
@@ -19,9 +21,10 @@ import type { OutputStats, SessionOutput } from '../session/session.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR } from '../drops.js';
 import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { makeFolder } from './folder.js';
-import { captureFileName, PART_SUFFIX } from './naming.js';
+import { captureFileName, captureSuffix, PART_SUFFIX } from './naming.js';
 import { rotationEnd, rotationOf, type Rotation } from './rotation.js';
 import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../pcap/pcap.js';
+import { epbLength, fileHeader, NG_ISB_LEN, statisticsBlock, writeEpb, type SectionInfo } from '../pcap/pcapng-write.js';
 import type { NativeBinding } from '../native/addon.js';
 
 export const FILE_MODE = 0o640;
@@ -65,6 +68,20 @@ export interface WriterOptions {
   readonly snaplen: number;
   /** The file header's link type (pcap.ts LINKTYPE_*); Ethernet when absent. */
   readonly linkType?: number;
+  /** File format; pcap when absent. */
+  readonly format?: SessionSettings['format'];
+  /** pcapng: the capture filter the interface description states (if_filter); null = none. */
+  readonly filter?: string | null;
+  /**
+   * pcapng: what the section header says about the writer (application, OS, hardware), what
+   * the interface description says about the session besides its name and filter (VNI,
+   * outer source or GWLB endpoint), and the session's counters for the statistics block.
+   */
+  readonly pcapng?: {
+    readonly section: SectionInfo;
+    readonly describe: string;
+    readonly counters: SpanCounters;
+  };
   /** Bytes of chunks this session may hold (queued + being filled). */
   readonly queueSize: number;
   /** Hands out the sequence number of the next file (unique per session, across restarts). */
@@ -88,6 +105,17 @@ export interface WriterOptions {
   readonly writeBehind?: { readonly window: number; readonly run: NativeBinding['writeBehind'] } | undefined;
 }
 
+/** The session's running totals the statistics block of a pcapng file is made from. */
+export interface SpanCounters {
+  /** Packets the session received (before its capture filter). */
+  readonly received: number;
+  /** Packets its capture filter kept out. */
+  readonly filtered: number;
+}
+
+/** Descriptions and filters longer than this are cut in the file's interface description. */
+const MAX_DESCRIPTION = 16 * 1024;
+
 const WRITE = 0;
 const CLOSE = 1;
 /** After a failed write, a new file is tried no sooner than this. */
@@ -96,6 +124,7 @@ const RETRY_AFTER_ERROR_SEC = 1;
 interface Op {
   kind: typeof WRITE | typeof CLOSE;
   file: OpenFile;
+  /** WRITE: a pool chunk; CLOSE: the block that ends the file (pcapng statistics), or null. */
   chunk: Buffer | null;
   len: number;
   packets: number;
@@ -140,10 +169,32 @@ export class SessionWriter implements SessionOutput {
   private idleWaiters: Array<() => void> = [];
   private rotation: Rotation;
   private snaplen: number;
+  private format: SessionSettings['format'];
+  private filter: string | null;
+  /** Records are pcapng packet blocks (else classic records). */
+  private ng: boolean;
+  /** What opens every file: the classic file header, or the pcapng section header and interface description. */
+  private header: Buffer;
+  /** Bytes a file holds beyond its records and header: the pcapng statistics block. */
+  private trailerLen: number;
+  /**
+   * STATISTICS. The session's counters when the previous file closed: a file's statistics
+   * block counts from there to its own close, so every packet the session received and
+   * dropped is counted in exactly one file, gaps between files included.
+   */
+  private spanReceived = 0;
+  private spanFiltered = 0;
+  private spanDropped = 0;
 
   constructor(private readonly opts: WriterOptions) {
     this.rotation = opts.rotation;
     this.snaplen = opts.snaplen;
+    this.format = opts.format ?? 'pcap';
+    this.filter = opts.filter ?? null;
+    this.ng = false;
+    this.header = Buffer.alloc(0);
+    this.trailerLen = 0;
+    this.describeFiles();
   }
 
   stats(): OutputStats {
@@ -172,10 +223,12 @@ export class SessionWriter implements SessionOutput {
       return false;
     }
     const incl = len < this.snaplen ? len : this.snaplen;
-    const recLen = RECORD_HEADER_LEN + incl;
+    const ng = this.ng;
+    const recLen = ng ? epbLength(incl) : RECORD_HEADER_LEN + incl;
     let f = this.file;
     if (f !== null && this.rotationDue(f, recLen, sec)) {
-      this.closeCurrent();
+      // This packet is counted as received already, but belongs to the next file.
+      this.closeCurrent(1);
       f = null;
     }
     if (f === null && this.retryAt > 0) {
@@ -185,7 +238,7 @@ export class SessionWriter implements SessionOutput {
       }
       this.retryAt = 0;
     }
-    const need = f === null ? recLen + FILE_HEADER_LEN : recLen;
+    const need = f === null ? recLen + this.header.length : recLen;
     if (this.chunk === null || this.chunkLen + need > this.chunk.length) {
       if (!this.nextChunk(need)) {
         this.opts.drops[DROP_QUEUE_FULL]!++;
@@ -198,7 +251,7 @@ export class SessionWriter implements SessionOutput {
     let latest = true;
     if (f === null) {
       f = this.openFile(sec, nsec);
-      this.chunkLen = writeFileHeader(chunk, this.chunkLen, this.snaplen, this.opts.linkType);
+      this.chunkLen += this.header.copy(chunk, this.chunkLen);
     } else if (sec < f.lastSec || (sec === f.lastSec && nsec < f.lastNsec)) {
       // Live, a clock step back is clamped: time moves forward within a file. A capture's
       // own step back is kept as it is (tshark, capinfos and mergecap read it).
@@ -207,7 +260,9 @@ export class SessionWriter implements SessionOutput {
         nsec = f.lastNsec;
       } else latest = false;
     }
-    this.chunkLen = writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
+    this.chunkLen = ng
+      ? writeEpb(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec)
+      : writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
     this.chunkPackets++;
     f.bytes += recLen;
     f.packets++;
@@ -234,22 +289,76 @@ export class SessionWriter implements SessionOutput {
   }
 
   /**
-   * New rotation settings, effective for the current file; a new snaplen closes the current
-   * file, because a file's header states one snaplen for all its records.
+   * New rotation settings, effective for the current file; a new snaplen or format closes the
+   * current file, because a file's header states one snaplen (and one format) for all its
+   * records; so does a new filter in pcapng, whose interface description states it.
    */
   configure(settings: SessionSettings): void {
     this.rotation = rotationOf(settings);
     if (this.file !== null) this.file.endSec = rotationEnd(this.file.firstSec, this.rotation);
-    if (settings.snaplen !== this.snaplen) {
+    if (settings.snaplen !== this.snaplen || settings.format !== this.format || (settings.format === 'pcapng' && settings.filter !== this.filter)) {
       this.rotate();
       this.snaplen = settings.snaplen;
+      this.format = settings.format;
+      this.filter = settings.filter;
+      this.describeFiles();
     }
   }
 
   /** Closes the current file now; the next packet starts a new one. */
   rotate(): void {
-    if (this.file !== null) this.closeCurrent();
+    if (this.file !== null) this.closeCurrent(0);
     this.kick();
+  }
+
+  /** The header every new file starts with, for the current format, snaplen and filter (per file, never per packet). */
+  private describeFiles(): void {
+    const linkType = this.opts.linkType;
+    const ng = this.opts.pcapng;
+    this.ng = this.format === 'pcapng' && ng !== undefined;
+    if (!this.ng) {
+      this.header = Buffer.alloc(FILE_HEADER_LEN);
+      writeFileHeader(this.header, 0, this.snaplen, linkType);
+      this.trailerLen = 0;
+      return;
+    }
+    const filter = this.filter === null ? null : this.filter.slice(0, MAX_DESCRIPTION);
+    this.header = fileHeader(ng!.section, {
+      linkType: linkType ?? 1,
+      snaplen: this.snaplen,
+      name: this.opts.session,
+      description: `${ng!.describe}${filter === null ? '' : `, filter: ${filter}`}`.slice(0, MAX_DESCRIPTION),
+      filter,
+    });
+    this.trailerLen = NG_ISB_LEN;
+  }
+
+  /**
+   * The statistics block of a pcapng file closing now (null for classic pcap), and the start
+   * of the next span. `inFlight` packets were received but go to the next file.
+   */
+  private statistics(f: OpenFile, inFlight: number): Buffer | null {
+    const c = this.opts.pcapng?.counters;
+    if (c === undefined) return null;
+    const received = c.received - inFlight;
+    const filtered = c.filtered;
+    const drops = this.opts.drops;
+    const dropped = drops[DROP_QUEUE_FULL]! + drops[DROP_DISK_FULL]! + drops[DROP_WRITE_ERROR]!;
+    const recv = received - this.spanReceived;
+    const isb = statisticsBlock({
+      startSec: f.firstSec,
+      startNsec: f.firstNsec,
+      endSec: f.lastSec,
+      endNsec: f.lastNsec,
+      received: recv,
+      dropped: dropped - this.spanDropped,
+      accepted: recv - (filtered - this.spanFiltered),
+      delivered: f.packets,
+    });
+    this.spanReceived = received;
+    this.spanFiltered = filtered;
+    this.spanDropped = dropped;
+    return this.ng ? isb : null;
   }
 
   /** Writes everything queued, closes and renames the current file. Idempotent. */
@@ -270,7 +379,7 @@ export class SessionWriter implements SessionOutput {
   private rotationDue(f: OpenFile, recLen: number, sec: number): boolean {
     const r = this.rotation;
     return (
-      (r.size > 0 && f.bytes + recLen > r.size && f.packets > 0) ||
+      (r.size > 0 && f.bytes + recLen + this.trailerLen > r.size && f.packets > 0) ||
       (r.packets > 0 && f.packets >= r.packets) ||
       sec >= f.endSec
     );
@@ -281,8 +390,8 @@ export class SessionWriter implements SessionOutput {
     const f: OpenFile = {
       session: this.opts.session,
       seq,
-      path: join(this.opts.dir, captureFileName(this.opts.session, sec, seq)),
-      bytes: FILE_HEADER_LEN,
+      path: join(this.opts.dir, captureFileName(this.opts.session, sec, seq, captureSuffix(this.ng ? 'pcapng' : 'pcap'))),
+      bytes: this.header.length,
       packets: 0,
       firstSec: sec,
       firstNsec: nsec,
@@ -300,11 +409,13 @@ export class SessionWriter implements SessionOutput {
     return f;
   }
 
-  private closeCurrent(): void {
+  private closeCurrent(inFlight: number): void {
     const f = this.file!;
     if (this.chunkLen > 0) this.queueChunk();
     this.file = null;
-    this.ops.push({ kind: CLOSE, file: f, chunk: null, len: 0, packets: 0 });
+    const tail = this.statistics(f, inFlight);
+    if (tail !== null) f.bytes += tail.length;
+    this.ops.push({ kind: CLOSE, file: f, chunk: tail, len: tail?.length ?? 0, packets: 0 });
   }
 
   /**
@@ -362,7 +473,7 @@ export class SessionWriter implements SessionOutput {
       const op = this.ops[0]!;
       if (op.kind === CLOSE) {
         this.ops.shift();
-        await this.finish(op.file);
+        if (op.chunk === null || (await this.writeTail(op.file, op.chunk))) await this.finish(op.file);
         continue;
       }
       let n = 1;
@@ -412,6 +523,27 @@ export class SessionWriter implements SessionOutput {
     }
     const wb = this.opts.writeBehind;
     if (wb !== undefined && wb.window > 0 && f.durable - f.behind >= wb.window) await this.writeBehind(f, wb.run);
+  }
+
+  /**
+   * Writes the block that ends a file (not a pool chunk: it is the writer's own); false when
+   * the write failed and fail() has finished the file already. A file that failed earlier
+   * gets none: it ends at its last whole record.
+   */
+  private async writeTail(f: OpenFile, tail: Buffer): Promise<boolean> {
+    if (f.failed || f.handle === null) return true;
+    try {
+      for (let done = 0; done < tail.length; ) {
+        const { bytesWritten } = await f.handle.write(tail, done, tail.length - done, f.durable + done);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      await this.fail(f, 'write', err as NodeJS.ErrnoException);
+      return false;
+    }
+    f.durable += tail.length;
+    this.writtenBytes += tail.length;
+    return true;
   }
 
   /**

@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '../log.js';
 import { CaptureError } from '../pcap/errors.js';
 import { OutputFolderError, Recorder, type RecorderSummary } from '../recorder.js';
 import { FileSource } from '../source/file.js';
-import { orUsageError, toolArguments, usageError } from './common.js';
+import { orUsageError, toolArguments, usageError, VERSION } from './common.js';
 
 export interface DecapResult {
   readonly path: string;
@@ -28,7 +28,7 @@ export interface DecapResult {
 }
 
 export async function decap(path: string, port: number, config: Config, log: Logger, genevePort = GENEVE_PORT): Promise<DecapResult> {
-  const recorder = new Recorder(config, log, { guardDisk: false, clampTime: false, wallClock: false, ship: false });
+  const recorder = new Recorder(config, log, { guardDisk: false, clampTime: false, wallClock: false, ship: false, application: `mirrorcap ${VERSION}` });
   const source = new FileSource({ path, port, genevePort, pace: () => (recorder.backlogged ? recorder.drained() : undefined) });
   try {
     await recorder.start();

@@ -6,27 +6,25 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { COMPRESSED_SUFFIX, PCAP_SUFFIX } from '../capture/naming.js';
 import { buildIndex, indexChecked, NotIndexable } from '../finish/index-build.js';
 import { parseFlags } from '../config.js';
 import { orUsageError, usageError } from './common.js';
+import { isIndexablePath } from '../capture/naming.js';
 
 export const INDEX_HELP = `Usage: mirrorcap index DIR...
 
-Writes the index sidecar (X.pcap.idx) of every finished capture X.pcap, X.pcap.gz or
-X.pcap.zst under each DIR (searched to any depth) that has none or whose index is stale,
+Writes the index sidecar (X.pcap.idx) of every finished capture X.pcap or X.pcapng, plain or
+compressed (.gz, .zst), under each DIR (searched to any depth) that has none or whose index is stale,
 corrupt or of another version; good indexes are left alone. Open .part files are not
 indexed; when both X.pcap and its compressed twin are there, X.pcap is.
 Exit status: 0 done, 1 some file could not be indexed, 2 a bad command line.
 `;
 
-const CAPTURE: readonly string[] = [PCAP_SUFFIX, ...Object.values(COMPRESSED_SUFFIX).map((s) => PCAP_SUFFIX + s)];
-
 async function capturesUnder(dir: string, found: string[]): Promise<void> {
   for (const e of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, e.name);
     if (e.isDirectory()) await capturesUnder(path, found);
-    else if (e.isFile() && CAPTURE.some((s) => e.name.endsWith(s))) found.push(path);
+    else if (e.isFile() && isIndexablePath(e.name)) found.push(path);
   }
 }
 

@@ -17,7 +17,7 @@
 import { unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { FinishedFile } from '../capture/catalog.js';
-import { PCAP_SUFFIX } from '../capture/naming.js';
+import { isCapturePath } from '../capture/naming.js';
 import { ConfigError, type Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { CompressError, Compressor, removeCompressTemps, type CompressOptions } from './compress.js';
@@ -57,7 +57,7 @@ export class CompressStep implements FinishStep {
 
   /** A capture as written (not yet compressed). */
   async needed(file: FinishedFile): Promise<boolean> {
-    const plain = file.path.endsWith(PCAP_SUFFIX);
+    const plain = isCapturePath(file.path);
     const dir = dirname(file.path);
     if (plain && !this.cleaned.has(dir)) {
       this.cleaned.add(dir);
@@ -68,7 +68,7 @@ export class CompressStep implements FinishStep {
 
   async run(file: FinishedFile): Promise<void> {
     const source = file.path;
-    if (!source.endsWith(PCAP_SUFFIX)) return;
+    if (!isCapturePath(source)) return;
     try {
       const r = await this.compressor.compress(source);
       if (this.rebind && !(await rebindIndex(source, r.path).catch(() => false))) {

@@ -1,11 +1,12 @@
 /**
- * Builds the sidecar of a finished classic pcap by reading it again after it was closed (the
+ * Builds the sidecar of a finished capture (classic pcap, or pcapng of one interface: what
+ * --format writes; pcap/layout.ts walks both) by reading it again after it was closed (the
  * write path stays as it is), and reads a sidecar back for a query, trusting it only when
  * whole and made of the capture as it is now. A compressed capture (X.pcap.gz, X.pcap.zst)
  * has its sidecar X.pcap.idx too, holding offsets in the uncompressed bytes: built before
  * compression and rebound to the compressed file (rebindIndex), or built from it.
  *
- *   X.pcap[.gz|.zst] ──read (decompressed) 4 MiB at a time──▶ walkRecords ──▶ groups of N records: offset, min/max time
+ *   X.pcap[ng][.gz|.zst] ──read (decompressed) 4 MiB at a time──▶ layout.walk ──▶ groups of N records: offset, min/max time
  *                                         └──frameKeys──▶ key → groups it occurs in
  *   ──encodeIndex──▶ X.pcap.idx.tmp ──rename──▶ X.pcap.idx   (a kill leaves a .tmp, never half an index)
  *
@@ -13,7 +14,8 @@
  * thrown away (it would be stale at once).
  */
 import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { FILE_HEADER_LEN, parseClassicHeader, walkRecords, impossibleRecord, type ClassicHeader } from '../pcap/classic.js';
+import { FILE_HEADER_LEN } from '../pcap/pcap.js';
+import { readLayout, type RecordLayout } from '../pcap/layout.js';
 import { openByteSource } from '../pcap/compressed.js';
 import { CaptureError } from '../pcap/errors.js';
 import { COMPRESSED_SUFFIX, INDEX_SUFFIX } from '../capture/naming.js';
@@ -144,34 +146,30 @@ export async function buildIndex(path: string, options: BuildOptions = {}): Prom
   const source = opened.source;
   let builder: IndexBuilder;
   let covered: number;
-  let header: ClassicHeader;
+  let header: RecordLayout;
   let fileHeader: Buffer;
   try {
-    const buf = Buffer.allocUnsafe(CHUNK);
-    let have = 0;
-    while (have < FILE_HEADER_LEN) {
-      const { bytesRead } = await source.read(buf, have, FILE_HEADER_LEN - have, have);
-      if (bytesRead === 0) break;
-      have += bytesRead;
-    }
-    const h = have === FILE_HEADER_LEN ? parseClassicHeader(buf.subarray(0, FILE_HEADER_LEN)) : null;
-    if (h === null) throw new NotIndexable(`${path} is not a classic pcap file`);
+    const { layout: h, head } = await readLayout(async (b, off, len, pos) => (await source.read(b, off, len, pos)).bytesRead);
+    if (h === null) throw new NotIndexable(`${path} is neither classic pcap nor pcapng of one interface`);
     header = h;
-    fileHeader = Buffer.from(buf.subarray(0, FILE_HEADER_LEN));
+    // Kept in the index so that a query of a compressed classic capture need not open it; a
+    // pcapng header is longer, and the query reads it from the file (see query/file-source.ts).
+    fileHeader = Buffer.from(head.subarray(0, FILE_HEADER_LEN));
+    const buf = Buffer.allocUnsafe(CHUNK);
     builder = new IndexBuilder(h.linkType === LINKTYPE_ETHERNET);
     // buf[0, kept) holds the bytes from `base` on not yet walked (a record cut by the last read).
-    let base = FILE_HEADER_LEN;
+    let base = h.dataStart;
     let kept = 0;
-    let readPos = FILE_HEADER_LEN;
+    let readPos = h.dataStart;
     for (;;) {
       if (options.aborted?.() === true) return null;
       const { bytesRead: n } = await source.read(buf, kept, CHUNK - kept, readPos);
       readPos += n;
       const end = kept + n;
-      const pos = walkRecords(buf, 0, end, base, h, builder.add);
+      const pos = h.walk(buf, 0, end, base, builder.add);
       base += pos;
       // A record that is not whole at the end of a full buffer needs the next read; otherwise the file ends (or breaks) here.
-      if (n === 0 || impossibleRecord(buf, pos, end, h) || (pos === 0 && end === CHUNK)) break;
+      if (n === 0 || h.impossible(buf, pos, end) || (pos === 0 && end === CHUNK)) break;
       buf.copy(buf, 0, pos, end);
       kept = end - pos;
     }

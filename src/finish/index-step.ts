@@ -9,7 +9,7 @@
  *   finisher ─run(file)─▶ queue ─▶ buildIndex(file.path) ─▶ X.pcap.idx  (ok / failed / skipped counted)
  */
 import type { FinishedFile } from '../capture/catalog.js';
-import { COMPRESSED_SUFFIX, PCAP_SUFFIX } from '../capture/naming.js';
+import { isIndexablePath } from '../capture/naming.js';
 import { buildIndex, indexProblem, NotIndexable } from './index-build.js';
 import type { FinishStep } from './finisher.js';
 
@@ -18,7 +18,6 @@ export interface IndexStepEvents {
   failed(path: string, why: string): void;
 }
 
-const COMPRESSED: readonly string[] = Object.values(COMPRESSED_SUFFIX);
 
 export class IndexStep implements FinishStep {
   readonly name = 'index';
@@ -41,7 +40,7 @@ export class IndexStep implements FinishStep {
   }
 
   async needed(file: FinishedFile): Promise<boolean> {
-    return (file.path.endsWith(PCAP_SUFFIX) || COMPRESSED.some((s) => file.path.endsWith(s))) && (await indexProblem(file.path)) !== null;
+    return isIndexablePath(file.path) && (await indexProblem(file.path)) !== null;
   }
 
   /** A build under way gives up at the deadline; the file is indexed again at the next start. */

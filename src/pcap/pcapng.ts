@@ -25,12 +25,12 @@ export const NG_IDB = 1;
 const NG_PB = 2;
 const NG_SPB = 3;
 export const NG_EPB = 6;
-const NG_BLOCK_MIN = 12;
-const NG_SHB_MIN = 28;
-const NG_IDB_MIN = 20;
+export const NG_BLOCK_MIN = 12;
+export const NG_SHB_MIN = 28;
+export const NG_IDB_MIN = 20;
 const NG_SPB_MIN = 16;
-const NG_EPB_MIN = 32;
-const NG_EPB_DATA = 28;
+export const NG_EPB_MIN = 32;
+export const NG_EPB_DATA = 28;
 const NG_SPB_DATA = 12;
 const NG_OPT_END = 0;
 const NG_IF_TSRESOL = 9;
@@ -178,33 +178,41 @@ export class PcapngParser {
     }
     const linkType = u16(buf, pos + 8, le);
     const snaplen = u32(buf, pos + 12, le);
-    let tsBase: 10 | 2 = 10;
-    let tsExponent = 6;
-    let tsOffset = 0;
-    const optEnd = pos + len - 4;
-    for (let o = pos + NG_IDB_MIN - 4; optEnd - o >= 4; ) {
-      const code = u16(buf, o, le);
-      const optLen = u16(buf, o + 2, le);
-      if (code === NG_OPT_END) break;
-      if (o + 4 + optLen > optEnd) {
-        w.fail(CaptureErrorCode.BAD_OPTION, pos, `interface option ${code} of ${optLen} bytes runs past the end of its block`);
-        return false;
-      }
-      if (code === NG_IF_TSRESOL && optLen >= 1) {
-        const v = buf[o + 4]!;
-        tsBase = v & 0x80 ? 2 : 10;
-        tsExponent = v & 0x7f;
-      } else if (code === NG_IF_TSOFFSET && optLen >= 8) {
-        tsOffset = Number(le ? buf.readBigInt64LE(o + 4) : buf.readBigInt64BE(o + 4));
-      }
-      o += 4 + pad4(optLen);
-    }
-    if (tsExponent > (tsBase === 10 ? MAX_TSRESOL_POW10 : MAX_TSRESOL_POW2)) {
-      w.fail(CaptureErrorCode.BAD_OPTION, pos, `if_tsresol ${tsBase}^-${tsExponent} is finer than a 64-bit timestamp can count`);
+    const ts = interfaceTimestamps(buf, pos, len, le);
+    if (typeof ts === 'string') {
+      w.fail(CaptureErrorCode.BAD_OPTION, pos, ts);
       return false;
     }
+    const { base: tsBase, exponent: tsExponent, offset: tsOffset } = ts;
     const ifaces = w.ifaces;
     ifaces.push(new Iface(ifaces.length, this.sections - 1, ifaces.length - this.sectionBase, linkType, snaplen, tsBase, tsExponent, tsOffset, w.limitFor(snaplen)));
     return true;
   }
+}
+
+/**
+ * The timestamp unit (if_tsresol, default 10^-6) and offset (if_tsoffset) of the interface
+ * description at buf[pos, pos + len), or why they cannot be used. Once per interface.
+ */
+export function interfaceTimestamps(buf: Buffer, pos: number, len: number, le: boolean): { base: 10 | 2; exponent: number; offset: number } | string {
+  let base: 10 | 2 = 10;
+  let exponent = 6;
+  let offset = 0;
+  const optEnd = pos + len - 4;
+  for (let o = pos + NG_IDB_MIN - 4; optEnd - o >= 4; ) {
+    const code = u16(buf, o, le);
+    const optLen = u16(buf, o + 2, le);
+    if (code === NG_OPT_END) break;
+    if (o + 4 + optLen > optEnd) return `interface option ${code} of ${optLen} bytes runs past the end of its block`;
+    if (code === NG_IF_TSRESOL && optLen >= 1) {
+      const v = buf[o + 4]!;
+      base = v & 0x80 ? 2 : 10;
+      exponent = v & 0x7f;
+    } else if (code === NG_IF_TSOFFSET && optLen >= 8) {
+      offset = Number(le ? buf.readBigInt64LE(o + 4) : buf.readBigInt64BE(o + 4));
+    }
+    o += 4 + pad4(optLen);
+  }
+  if (exponent > (base === 10 ? MAX_TSRESOL_POW10 : MAX_TSRESOL_POW2)) return `if_tsresol ${base}^-${exponent} is finer than a 64-bit timestamp can count`;
+  return { base, exponent, offset };
 }

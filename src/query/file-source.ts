@@ -8,14 +8,15 @@
  * ours decompresses only the blocks holding the ranges, a .zst is decompressed from its start
  * and what lies outside the ranges dropped.
  *
- *   ranges [start, end) ──pread ≤ 1 MiB──▶ walkRecords ──window, filter.match──▶ push() ──▶ merge
+ *   ranges [start, end) ──pread ≤ 1 MiB──▶ layout.walk ──window, filter.match──▶ push() ──▶ merge
  */
 import { readSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { compileFilter, type CompiledFilter, type LinkType } from '../filter/index.js';
 import { before, IndexCorrupt, type IndexProblem, type IndexReader } from '../finish/index-format.js';
 import { loadIndex } from '../finish/index-build.js';
-import { FILE_HEADER_LEN, parseClassicHeader, walkRecords, type ClassicHeader, type ClassicSink } from '../pcap/classic.js';
+import type { ClassicSink } from '../pcap/classic.js';
+import { layoutOf, readLayout, type RecordLayout } from '../pcap/layout.js';
 import { openRangeSource, type ByteSource } from '../pcap/compressed.js';
 import { RecordSource } from './merge.js';
 import { planGroups } from './planner.js';
@@ -84,8 +85,8 @@ export interface OpenOptions {
 interface Plan {
   /** Size of the capture file as found. */
   readonly size: number;
-  /** The capture's header, from its index (null: read it from the file). */
-  readonly header: ClassicHeader | null;
+  /** The capture's layout, from its index (null: read it from the file: a pcapng header is not in the index). */
+  readonly header: RecordLayout | null;
   /** Uncompressed [start, end) pairs of whole records to read; null: the whole file. */
   readonly ranges: number[] | null;
   /** No record is earlier (from the index), for the merge. */
@@ -102,7 +103,8 @@ export class FileSource extends RecordSource {
     readonly path: string,
     order: number,
     fh: ByteSource,
-    readonly header: ClassicHeader,
+    /** Classic pcap or pcapng (one interface): where the records are, how they are walked. */
+    readonly header: RecordLayout,
     private readonly ranges: readonly number[],
     low: Time | null,
     private readonly stats: QueryStats,
@@ -159,18 +161,18 @@ export class FileSource extends RecordSource {
     try {
       let header = plan.header;
       if (header === null) {
-        const head = Buffer.alloc(FILE_HEADER_LEN);
-        const { bytesRead } = await src.read(head, 0, FILE_HEADER_LEN, 0);
-        header = bytesRead === FILE_HEADER_LEN ? parseClassicHeader(head) : null;
+        const read = await readLayout(async (b, off, len, pos) => (await src.read(b, off, len, pos)).bytesRead);
+        header = read.layout;
         if (header === null) {
-          if (!part || bytesRead === FILE_HEADER_LEN) stats.errors.push(`${path}: not a classic pcap file`);
+          // An open file whose header is not whole yet holds no record; anything else is not ours to read.
+          if (!part || read.whole) stats.errors.push(`${path}: neither classic pcap nor pcapng of one interface`);
           return null;
         }
       }
       const filter = o.filters.forLink(header.linkType);
       keep = true;
       // A compressed file is scanned to its (uncompressed) end, whatever that is.
-      const ranges = plan.ranges ?? [FILE_HEADER_LEN, compressed ? Number.MAX_SAFE_INTEGER : plan.size];
+      const ranges = plan.ranges ?? [header.dataStart, compressed ? Number.MAX_SAFE_INTEGER : plan.size];
       const fd = o.syncReads === true && !compressed ? (src as { fd?: number }).fd ?? null : null;
       return new FileSource(path, order, src, header, ranges, plan.low, stats, filter, o.window, part, plan.ranges !== null, !compressed, fd);
     } catch (err) {
@@ -195,11 +197,12 @@ export class FileSource extends RecordSource {
       return scan;
     }
     const index = await loadIndex(path, st.size, st.mtimeMs);
-    const header = typeof index === 'string' ? null : parseClassicHeader(index.summary.captureHeader);
+    // A classic header is whole in the index; a pcapng one is read from the file when it is opened.
+    const header = typeof index === 'string' ? null : layoutOf(index.summary.captureHeader);
     let ranges: number[] | null = null;
-    if (typeof index !== 'string' && header !== null) {
+    if (typeof index !== 'string') {
       try {
-        ranges = await FileSource.ranges(index, o.filters.forLink(header.linkType), window);
+        ranges = await FileSource.ranges(index, o.filters.forLink(index.summary.linkType), window);
       } catch (err) {
         if (!(err instanceof IndexCorrupt)) throw err;
       }
@@ -263,7 +266,7 @@ export class FileSource extends RecordSource {
     for (let r = this.range, at = 0, i = 0; r < last; r += 2, i++) {
       const len = ranges[r + 1]! - ranges[r]!;
       this.stats.bytesRead += done[i]!.bytesRead;
-      if (walkRecords(buf, at, at + done[i]!.bytesRead, ranges[r]! - at, this.header, this.sink) !== at + len) {
+      if (this.header.walk(buf, at, at + done[i]!.bytesRead, ranges[r]! - at, this.sink) !== at + len) {
         this.stats.errors.push(`${this.path}: records at offset ${ranges[r]!} do not match its index; records before them were read`);
         this.range = ranges.length;
         return true;
@@ -304,7 +307,7 @@ export class FileSource extends RecordSource {
         this.range = ranges.length;
         return false;
       }
-      const used = walkRecords(buf, 0, bytesRead, this.pos, this.header, this.sink);
+      const used = this.header.walk(buf, 0, bytesRead, this.pos, this.sink);
       if (used === 0) {
         // The file ends inside a record here (or holds an impossible one): what came before is the answer.
         if (!this.open) this.stats.errors.push(`${this.path}: broken or truncated record at offset ${this.pos}; records before it were read`);

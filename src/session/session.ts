@@ -197,6 +197,16 @@ export class Session {
     return this.cfg.vni;
   }
 
+  /** Packets routed to this session so far (before its capture filter): read per file, never per packet. */
+  get receivedPackets(): number {
+    return this.packets;
+  }
+
+  /** Packets its capture filter kept out so far. */
+  get filteredPackets(): number {
+    return this.filtered;
+  }
+
   /**
    * Counts one packet the decoder just walked: `frameLen` bytes are here, the datagram
    * carried `wireFrameLen`. Returns its length on the wire: the inner IP header's claim when

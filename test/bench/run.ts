@@ -17,6 +17,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['reader', () => import('./reader.js')],
   ['compress', () => import('./compress.js')],
   ['query', () => import('./query.js')],
+  ['writer', () => import('./writer.js')],
   ['appliance', () => import('./appliance.js')],
   ['index-cost', () => import('./index-cost.js')],
   ['write-behind', () => import('./write-behind.js')],

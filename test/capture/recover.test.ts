@@ -8,6 +8,7 @@ import { basename, join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
 import { writeFileHeader, writeRecord } from '../../src/pcap/pcap.js';
+import { epbLength, fileHeader, statisticsBlock, writeEpb } from '../../src/pcap/pcapng-write.js';
 import { recoverDirectory, recoverPartFile } from '../../src/capture/recover.js';
 import type { RecoveryResult } from '../../src/capture/recover.js';
 import { pcapBoundaries } from '../lib/captures.js';
@@ -255,5 +256,55 @@ t.test('recoverDirectory: an I/O error on one file is a failed result, the other
     } finally {
       await run('chattr', ['-i', stuck]);
     }
+  });
+});
+
+/** A pcapng file as our writer lays it out (--format pcapng), and where each of its blocks starts. */
+function writerNgFile(): { file: Buffer; bounds: number[] } {
+  const head = fileHeader({ application: 'mirrorcap test', os: 'Linux', hardware: 'x64' }, { linkType: 1, snaplen: SNAPLEN, name: 's', description: 'VXLAN VNI 1', filter: 'tcp' });
+  const shbLen = head.readUInt32LE(4);
+  const isb = statisticsBlock({ startSec: 1, startNsec: 0, endSec: 2, endNsec: 0, received: 9, dropped: 1, accepted: 8, delivered: 8 });
+  const file = Buffer.alloc(head.length + frames.reduce((n, f) => n + epbLength(f.length), 0) + isb.length, 0xa5);
+  const bounds = [0, shbLen, head.length];
+  let off = head.copy(file, 0);
+  frames.forEach((f, i) => {
+    off = writeEpb(file, off, f, 0, f.length, f.length + (i % 2), 1_700_000_000 + i, 999_999_000 + i);
+    bounds.push(off);
+  });
+  isb.copy(file, off);
+  bounds.push(off + isb.length);
+  return { file, bounds };
+}
+
+t.test('a pcapng .part torn anywhere is cut to its last whole block (no statistics block is made up); a torn section header is deleted', async (t) => {
+  const { file, bounds } = writerNgFile();
+  const shbLen = bounds[1]!;
+  const cuts = new Set<number>([0, 3, 12, shbLen - 1]);
+  for (const b of bounds) for (const d of [-1, 0, 4, 29]) if (b + d > 0 && b + d <= file.length) cuts.add(b + d);
+  await withTempDir(async (dir) => {
+    const recovered: [string, number][] = [];
+    for (const cut of [...cuts].sort((a, b) => a - b)) {
+      const part = join(dir, `s-${String(cut).padStart(6, '0')}.pcapng.part`);
+      await writeFile(part, file.subarray(0, cut));
+      const r = await recoverPartFile(part);
+      if (cut < shbLen) {
+        t.match(r, { action: 'deleted', records: 0 }, `cut ${cut}: inside the section header, nothing to keep`);
+        continue;
+      }
+      const end = bounds.filter((b) => b <= cut).pop()!;
+      const packets = Math.max(0, bounds.indexOf(end) - 2 - (end === file.length ? 1 : 0));
+      t.match(r, { action: 'recovered', finalPath: part.slice(0, -5), records: packets, bytes: end, bytesCut: cut - end }, `cut ${cut}`);
+      t.ok((await readFile(r.finalPath!)).equals(file.subarray(0, end)), `cut ${cut}: exactly the whole blocks`);
+      recovered.push([r.finalPath!, packets]);
+    }
+    // Zero-filled space after the last whole block (a power loss) is cut too.
+    const zeroed = join(dir, 'z-000000.pcapng.part');
+    await writeFile(zeroed, Buffer.concat([file.subarray(0, bounds[4]!), Buffer.alloc(4096)]));
+    t.match(await recoverPartFile(zeroed), { action: 'recovered', records: 2, bytes: bounds[4]! }, 'zero-filled tail cut');
+    const counts = await capinfosCounts(recovered.map(([p]) => p));
+    for (const [p, n] of recovered) t.equal(counts.get(p), n, `capinfos: ${basename(p)} holds ${n} packets`);
+    // capinfos read them all above; tshark (slower to start) reads a torn one and the whole one.
+    const sample = [recovered.find(([, n]) => n === 3)!, recovered[recovered.length - 1]!];
+    await mapLimit(sample, 2, ([p, n]) => tsharkCheck(t, p, n));
   });
 });

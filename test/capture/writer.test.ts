@@ -7,16 +7,17 @@ import t, { type Test } from 'tap';
 import { Catalog } from '../../src/capture/catalog.js';
 import { ChunkPool, LARGE_CHUNK, SMALL_CHUNK } from '../../src/capture/chunks.js';
 import { rotationEnd, rotationOf } from '../../src/capture/rotation.js';
-import { SessionWriter, type CaptureFile, type WriterOptions } from '../../src/capture/writer.js';
+import { SessionWriter, type CaptureFile, type SpanCounters, type WriterOptions } from '../../src/capture/writer.js';
 import { loadNative } from '../../src/native/addon.js';
 import type { SessionSettings } from '../../src/config.js';
 import { EMPTY_FLOW_INFO } from '../../src/flowformat.js';
 import { DROP_DISK_FULL, DROP_QUEUE_FULL, DROP_WRITE_ERROR, newDropCounters } from '../../src/drops.js';
 import { udpFrame } from '../lib/frames.js';
-import { capinfos, tsharkFrames } from '../lib/tshark.js';
+import { capinfos, capinfosInterfaces, pcapngStatistics, tsharkFrames } from '../lib/tshark.js';
 import { run } from '../lib/tools.js';
 
 const T0 = 1_790_000_000; // 2026-09-21T14:13:20Z
+const SECTION = { application: 'mirrorcap test', os: 'Linux test', hardware: 'x64' };
 
 interface Rig {
   dir: string;
@@ -31,7 +32,7 @@ interface Rig {
 async function rig(
   t: Test,
   rotation: Partial<SessionSettings>,
-  opts: { queueSize?: number; pool?: ChunkPool; disk?: { full: boolean }; maxTotalBytes?: number; expectErrors?: boolean; clampTime?: boolean; writeBehind?: WriterOptions['writeBehind'] } = {},
+  opts: { queueSize?: number; pool?: ChunkPool; disk?: { full: boolean }; maxTotalBytes?: number; expectErrors?: boolean; clampTime?: boolean; writeBehind?: WriterOptions['writeBehind']; counters?: SpanCounters } = {},
 ): Promise<Rig> {
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-writer-'));
   t.teardown(() => rm(out, { recursive: true, force: true }));
@@ -40,7 +41,7 @@ async function rig(
   const deleted: string[] = [];
   const errors: string[] = [];
   const drops = newDropCounters();
-  const full: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, rotateAlign: false, ring: 0, dedup: 0, snaplen: 65535, filter: null, flows: false, flowFields: EMPTY_FLOW_INFO, ...rotation };
+  const full: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, rotateAlign: false, ring: 0, dedup: 0, snaplen: 65535, filter: null, format: 'pcap', flows: false, flowFields: EMPTY_FLOW_INFO, ...rotation };
   const catalog = new Catalog(out, opts.maxTotalBytes ?? 0, { deleted: (f) => deleted.push(f.path), deleteFailed: () => undefined });
   const writer = new SessionWriter({
     session: 's1',
@@ -54,6 +55,9 @@ async function rig(
     disk: opts.disk ?? { full: false },
     clampTime: opts.clampTime ?? true,
     writeBehind: opts.writeBehind,
+    format: full.format,
+    filter: full.filter,
+    pcapng: { section: SECTION, describe: 'VXLAN VNI 7, outer source 10.0.0.1', counters: opts.counters ?? { received: 0, filtered: 0 } },
     events: {
       fileClosed: (f) => {
         closed.push({ ...f });
@@ -409,4 +413,67 @@ t.test('write-behind failing (the disk refused the data): the file is cut to its
   }
   t.ok(drops[DROP_WRITE_ERROR]! > 0, 'what came while the writer waited to retry is counted (write_error)');
   t.equal(inFiles + drops[DROP_WRITE_ERROR]!, appended, 'every packet is in a file or counted');
+});
+
+t.test('pcapng: the same frames and nanosecond times as pcap, the session as a named interface with its filter', async (t) => {
+  const frames = [udpFrame(60, 1, 1), udpFrame(61, 1, 2), udpFrame(62, 1, 3), udpFrame(63, 1, 4), udpFrame(1401, 1, 5)];
+  const times: Array<[number, number]> = [[T0, 0], [T0, 1], [T0 + 1, 999_999_999], [0xffff_ffff - 1, 123_456_789], [T0 + 65536, 500]];
+  const written: Record<string, string[]> = {};
+  for (const format of ['pcap', 'pcapng'] as const) {
+    const { dir, writer } = await rig(t, { format, filter: 'udp port 53', snaplen: 1000 });
+    for (const [i, f] of frames.entries()) writer.append(f, 0, f.length, f.length, times[i]![0], times[i]![1]);
+    await writer.stop();
+    written[format] = (await files(dir)).map((n) => join(dir, n));
+  }
+  t.match(written.pcapng![0]!, /-000000\.pcapng$/, 'named .pcapng');
+  const [a, b] = [await tsharkFrames(written.pcap![0]!), await tsharkFrames(written.pcapng![0]!)];
+  t.equal(b.length, frames.length);
+  t.ok(a.every((x, i) => x.data.equals(b[i]!.data) && x.ts === b[i]!.ts && x.origLen === b[i]!.origLen), 'every frame, cut length, original length and timestamp as in the pcap file');
+  const [iface] = await capinfosInterfaces(written.pcapng![0]!);
+  t.equal(iface!['Name'], 's1');
+  t.equal(iface!['Description'], 'VXLAN VNI 7, outer source 10.0.0.1, filter: udp port 53');
+  t.equal(iface!['Filter string'], 'udp port 53');
+  t.equal(iface!['Time precision'], 'nanoseconds (9)');
+  t.equal(iface!['Capture length'], '1000');
+  const info = await capinfos(written.pcapng![0]!);
+  t.match(info.fileType, /pcapng/);
+  const warn = spawnSync('capinfos', [written.pcapng![0]!], { encoding: 'utf8' });
+  t.equal(warn.status, 0);
+  t.notMatch(warn.stderr, /warn|error|cut short/i, 'capinfos reads it without a warning');
+  t.match(warn.stdout, /Capture application: mirrorcap test/);
+});
+
+t.test('pcapng statistics: every file ends with what the session received and dropped since the last one, and a reload that changes the format starts a new file', async (t) => {
+  const counters = { received: 0, filtered: 0 };
+  const pool = new ChunkPool(4 * LARGE_CHUNK);
+  const { dir, writer, drops } = await rig(t, { format: 'pcapng', rotatePackets: 300 }, { pool, counters });
+  const f = udpFrame(1400, 1, 1);
+  let accepted = 0;
+  // No await: the disk cannot drain, so the queue fills and drops, as under a burst.
+  for (let i = 0; i < 2000; i++) {
+    counters.received++;
+    if (i % 10 === 0) {
+      counters.filtered++; // the session's filter kept it out: never reaches the writer
+      continue;
+    }
+    if (writer.append(f, 0, f.length, f.length, T0, i)) accepted++;
+  }
+  t.ok(drops[DROP_QUEUE_FULL]! > 0, `${drops[DROP_QUEUE_FULL]} dropped`);
+  await writer.idle();
+  writer.configure({ rotateSize: 0, rotateSeconds: 0, rotatePackets: 300, rotateAlign: false, ring: 0, dedup: 0, snaplen: 65535, filter: null, format: 'pcap', flows: false, flowFields: EMPTY_FLOW_INFO });
+  counters.received++;
+  writer.append(f, 0, f.length, f.length, T0 + 1, 0);
+  await writer.stop();
+  const names = await files(dir);
+  t.match(names[names.length - 1]!, /\.pcap$/, 'the reload to pcap starts a .pcap file');
+  const ng = names.filter((n) => n.endsWith('.pcapng'));
+  const stats = await Promise.all(ng.map((n) => pcapngStatistics(join(dir, n))));
+  t.ok(stats.every((s) => s.length === 1), 'one statistics block per file');
+  const all = stats.map((s) => s[0]!);
+  t.equal(all.reduce((n, s) => n + s.received, 0), 2000, 'received: every packet of the session, in exactly one file');
+  t.equal(all.reduce((n, s) => n + s.dropped, 0), drops[DROP_QUEUE_FULL], 'dropped: what the session counted as dropped');
+  t.equal(all.reduce((n, s) => n + s.accepted, 0), 1800, 'accepted by the filter: received less filtered');
+  const packets = await Promise.all(ng.map(async (n) => (await capinfos(join(dir, n))).packets));
+  t.same(all.map((s) => s.delivered), packets, 'delivered: the packets in the file');
+  t.equal(packets.reduce((a, b) => a + b, 0), accepted);
 });

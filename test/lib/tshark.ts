@@ -81,3 +81,35 @@ export async function capinfos(path: string): Promise<CapinfosSummary> {
     snaplen: Number(/Packet size limit:\s*file hdr:\s*(\d+)/.exec(out)?.[1] ?? NaN),
   };
 }
+
+export interface NgStatistics {
+  received: number;
+  dropped: number;
+  accepted: number;
+  delivered: number;
+}
+
+/** The interface statistics blocks of a pcapng file, as Wireshark's own file-format dissector reads them. */
+export async function pcapngStatistics(path: string): Promise<NgStatistics[]> {
+  const fields = ['received', 'dropped', 'accepted_by_filter', 'delivered_to_user'].flatMap((f) => ['-e', `pcapng.options.option.data.interface.${f}`]);
+  const out = await tool('tshark', ['-X', 'read_format:MIME Files Format', '-r', path, '-T', 'fields', '-E', 'separator=,', ...fields]);
+  return out
+    .split('\n')
+    .filter((l) => /\d/.test(l))
+    .map((l) => {
+      const [received, dropped, accepted, delivered] = l.split(',').map(Number);
+      return { received: received!, dropped: dropped!, accepted: accepted!, delivered: delivered! };
+    });
+}
+
+/** capinfos -I's interface lines (Name, Description, Filter string, Time precision, ...), one record per interface, file after file. */
+export async function capinfosInterfaces(...paths: string[]): Promise<Array<Record<string, string>>> {
+  const out = await tool('capinfos', ['-I', ...paths]);
+  const ifaces: Array<Record<string, string>> = [];
+  for (const line of out.split('\n')) {
+    if (/^Interface #\d+ info:/.test(line)) ifaces.push({});
+    const m = /^\s+([A-Za-z][A-Za-z -]*?) = (.*)$/.exec(line);
+    if (m && ifaces.length > 0) ifaces[ifaces.length - 1]![m[1]!] = m[2]!;
+  }
+  return ifaces;
+}

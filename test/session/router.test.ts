@@ -6,7 +6,7 @@ import { DROP_SESSION_LIMIT, DROP_UNKNOWN_VNI } from '../../src/drops.js';
 import { Router, type RouterOptions } from '../../src/session/router.js';
 import { fakeSession } from '../lib/sessions.js';
 
-const defaults: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, rotateAlign: false, ring: 0, dedup: 0, snaplen: 65535, filter: null, flows: false, flowFields: EMPTY_FLOW_INFO };
+const defaults: SessionSettings = { rotateSize: 0, rotateSeconds: 0, rotatePackets: 0, rotateAlign: false, ring: 0, dedup: 0, snaplen: 65535, filter: null, format: 'pcap', flows: false, flowFields: EMPTY_FLOW_INFO };
 const configured = (vni: number, name: string, extra: Partial<SessionConfig> = {}): SessionConfig => ({ ...defaults, vni, name, source: null, ...extra });
 
 function router(opts: Partial<RouterOptions>): { r: Router; made: SessionConfig[] } {
