@@ -59,16 +59,10 @@ interface Sample {
   sessions: number;
 }
 
-interface Minute {
+/** A minute's samples: the last reading of gauges, the worst event-loop delays, the mean CPU. */
+interface Minute extends Omit<Sample, 'atMs'> {
   minute: number;
   sent: number;
-  rss: number;
-  fds: number;
-  lagP99: number;
-  lagMax: number;
-  cpu: number;
-  filesOnDisk: number;
-  sessions: number;
 }
 
 function argValue(name: string): number | undefined {
