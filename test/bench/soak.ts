@@ -257,6 +257,7 @@ export async function run(opts: { quick: boolean }): Promise<void> {
     }
     verdicts.push([bad.length === 0 && lines.length + skipped >= finished, `every file whole: capinfos read ${lines.length} finished files (${bad.length} unreadable), post-rotate skipped ${skipped}, ${finished} closed while running`]);
     verdicts.push([sent === received + kernelDrops && refused === 0, `sent = received + kernel drops: ${sent} = ${received} + ${kernelDrops}${refused > 0 ? ` (${refused} refused)` : ''}`]);
+    verdicts.push([kernelDrops === 0, `no loss at half the zero-loss rate: the kernel dropped ${kernelDrops} of ${sent} (${((100 * kernelDrops) / Math.max(1, sent)).toFixed(2)} %)`]);
     verdicts.push([received === written + dropped, `received = written + dropped: ${received} = ${written} + ${dropped}`]);
     verdicts.push([written === ledgered && skipped === 0, `written = packets capinfos counted in every finished file: ${written} = ${ledgered}`]);
     verdicts.push([[...statuses.keys()].every((s) => s.endsWith(' 200')), `clients: ${[...statuses].map(([s, n]) => `${n} x ${s}`).join(', ')}`]);
