@@ -173,6 +173,16 @@ t.test('--bpf only with the interface source: elsewhere it would be ignored', as
   t.match(cli.stderr, /^mirrorcap: invalid bpf "udp" \(from --bpf\)/);
 });
 
+t.test('--workers: a socket source other than native refused; more than one takes one --listen address and no --geneve', async (t) => {
+  t.equal(resolve(['--workers', '2']).workers, 2);
+  t.equal(resolve(['--workers', '4', '--source', 'afpacket:eth0']).workers, 4);
+  t.throws(() => resolve(['--workers', '2', '--source', 'dgram']), { message: /^invalid workers "2" \(from --workers\): expected receive threads need --source native, auto or afpacket:<interface> \(it is dgram\)$/ });
+  const oneAddress = /^invalid workers "2" \(from --workers\): expected receive threads take one --listen address and no --geneve/;
+  t.throws(() => resolve(['--workers', '2', '--listen', '0.0.0.0:4789,0.0.0.0:8472']), { message: oneAddress }, 'two --listen addresses');
+  t.throws(() => resolve(['--workers', '2', '--geneve', '0.0.0.0:6081']), { message: oneAddress }, 'with --geneve');
+  t.equal(resolve(['--workers', '1', '--listen', '0.0.0.0:4789,0.0.0.0:8472', '--geneve', '0.0.0.0:6081']).workers, 1, 'one worker takes any listeners');
+});
+
 t.test('bad environment values name the variable', async (t) => {
   t.throws(() => resolve([], { MIRRORCAP_RING: 'many' }), { message: /invalid ring "many" \(from MIRRORCAP_RING\)/ });
   t.throws(() => resolve([], { MIRRORCAP_LISTEN: 'x' }), { message: /\(from MIRRORCAP_LISTEN\)/ });
