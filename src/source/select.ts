@@ -31,13 +31,14 @@ export interface Listener {
 
 /** Every source --listen, --geneve and --source ask for, the VXLAN ones first. */
 export function createListeners(config: Config, log: Logger): Listener[] {
+  const onInterface = config.source.startsWith('pcap:') || config.source.startsWith('afpacket:');
   if (config.workers > 1) {
     // One --listen address and no --geneve (config.ts says so): the threads share its port.
     const source = workerSource(config, log);
     const ep = config.listen[0]!;
-    return [{ source, geneve: false, name: () => (source.kind === 'afpacket' ? config.source : formatEndpoint({ host: ep.host, port: source.port || ep.port })) }];
+    return [{ source, geneve: false, name: () => (onInterface ? config.source : formatEndpoint({ host: ep.host, port: source.port || ep.port })) }];
   }
-  if (config.source.startsWith('pcap:') || config.source.startsWith('afpacket:')) {
+  if (onInterface) {
     const source = interfaceSource(config, log);
     return [{ source, geneve: false, name: () => config.source }];
   }

@@ -112,6 +112,7 @@ t.test('afpacket source on a veth pair between two namespaces', { skip }, async 
     t.equal(await app.stop(), 0, `exits 0 (${app.stderr()})`);
     const perWorker = [0, 1].map((w) => Number(new RegExp(`^mirrorcap_worker_received_packets_total\\{worker="${w}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0));
     t.ok(perWorker.every((n) => n > 0), `both rings received (${perWorker.join(', ')})`);
+    t.match(text, /^mirrorcap_socket_drops_total\{listener="afpacket:mcafp1"\} \d+$/m, 'the listener is named by its interface, as with one ring');
     const summary = app.logs.find((l) => l.event === 'shutdown');
     t.match(summary, { dropped: {}, filesLeftPart: 0 }, 'nothing dropped, every file closed');
     t.equal(summary?.writtenPackets, 2 * 1350 + jumbos.length * 19, 'each frame written once');
