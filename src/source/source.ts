@@ -59,14 +59,18 @@ export function newBatchSizeCounts(): Float64Array {
 
 /** Counts a batch about to be handed to the pipeline: its datagrams, their bytes, its size bucket. */
 export function countBatch(stats: SourceStats, counts: Float64Array, batch: Batch): void {
-  const n = batch.count;
+  stats.batches++;
+  stats.datagrams += batch.count;
+  stats.bytes += batchBytes(batch);
+  countBatchSize(counts, batch.count);
+}
+
+/** The datagrams' bytes as sent (wire lengths, cut ones whole). */
+export function batchBytes(batch: Batch): number {
   const wire = batch.wireLengths;
   let bytes = 0;
-  for (let i = 0; i < n; i++) bytes += wire[i]!;
-  stats.batches++;
-  stats.datagrams += n;
-  stats.bytes += bytes;
-  countBatchSize(counts, n);
+  for (let i = 0; i < batch.count; i++) bytes += wire[i]!;
+  return bytes;
 }
 
 /** Counts one batch of `n` datagrams in its bucket (not cumulative). */

@@ -27,7 +27,7 @@ import type { Logger } from '../log.js';
 import type { NativeBinding, NativeReceiver } from '../native/addon.js';
 import { holdUdpPort } from './afpacket.js';
 import { ADDR_BYTES, Batch, sharedArraysBytes } from './batch.js';
-import { countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats, type WorkerStats } from './source.js';
+import { batchBytes, countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats, type WorkerStats } from './source.js';
 import { REGION_FREE, REGION_HELD, SLOT_BASE, STAT, STAT_COUNT, type ReceiveWorkerData, type WorkerMessage } from './worker-protocol.js';
 
 /** Each worker's regions together stay within this (virtual; pages are touched where datagrams land). */
@@ -450,9 +450,7 @@ export class WorkerSource implements Source {
 
   private deliver(b: Batch): void {
     countBatchSize(this.batchSizeCounts, b.count);
-    let bytes = 0;
-    for (let i = 0; i < b.count; i++) bytes += b.wireLengths[i]!;
-    this.stats.bytes += bytes;
+    this.stats.bytes += batchBytes(b);
     this.sink(b);
   }
 
