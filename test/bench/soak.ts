@@ -270,21 +270,19 @@ export async function run(opts: { quick: boolean }): Promise<void> {
 
 /** The samples of each minute: the last reading of gauges, the worst of the event-loop delays, the mean CPU. */
 function perMinute(samples: readonly Sample[], sentByMinute: readonly number[]): Minute[] {
-  const out: Minute[] = [];
+  const byMinute = new Map<number, Sample[]>();
   for (const s of samples) {
     const minute = Math.floor((s.atMs - 1) / 60_000);
-    let m = out[minute];
-    if (m === undefined) out[minute] = m = { minute, sent: sentByMinute[minute] ?? 0, rss: 0, fds: 0, lagP99: 0, lagMax: 0, cpu: 0, filesOnDisk: 0, sessions: 0 };
-    const n = samples.filter((x) => Math.floor((x.atMs - 1) / 60_000) === minute).length;
-    m.rss = s.rss;
-    m.fds = s.fds;
-    m.filesOnDisk = s.filesOnDisk;
-    m.sessions = s.sessions;
-    m.lagP99 = Math.max(m.lagP99, s.lagP99);
-    m.lagMax = Math.max(m.lagMax, s.lagMax);
-    m.cpu += s.cpu / n;
+    byMinute.set(minute, [...(byMinute.get(minute) ?? []), s]);
   }
-  return out.filter((m) => m !== undefined);
+  return [...byMinute].map(([minute, group]) => ({
+    ...group[group.length - 1]!,
+    minute,
+    sent: sentByMinute[minute] ?? 0,
+    lagP99: Math.max(...group.map((s) => s.lagP99)),
+    lagMax: Math.max(...group.map((s) => s.lagMax)),
+    cpu: group.reduce((sum, s) => sum + s.cpu, 0) / group.length,
+  }));
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
