@@ -417,6 +417,8 @@ export class Recorder {
       disk: this.disk,
       clampTime: this.opts.clampTime,
       writeBehind: this.writeBehind,
+      // Each file's index is built as its records are written (see finish/index-build.ts).
+      tap: this.config.index ? this.index.tap : undefined,
       events: {
         fileClosed: (file) => this.fileClosed(session!, file),
         writeError: (_file, where, op, err) => {
@@ -445,6 +447,7 @@ export class Recorder {
   /** A finished file joins the catalog busy with the steps it still needs; each step frees it when it ends. */
   private fileClosed(session: Session, file: CaptureFile): void {
     const entry = this.catalog.add(file, session.config.ring, this.finisher.names);
+    this.index.tapped(entry, file.tap);
     this.log.info(
       { event: 'file_rotated', session: session.name, path: file.path, packets: file.packets, bytes: file.bytes },
       'file rotated',

@@ -13,6 +13,12 @@
  * and the record that would overflow a file starts the next one. A chunk belongs to one
  * file and holds only whole records, so every write ends on a record boundary: when a
  * write fails the file is cut back to its last whole record, closed and renamed.
+ *
+ * TAP. Each file may have a RecordTap (the recorder gives it the index builder): append()
+ * hands it every record as the file will hold it (the frame cut to the snaplen, the time as
+ * written, the offset where the record or block starts), and the file's length when it
+ * closes, so the sidecar is made without reading the file back. A file cut back by a write
+ * error loses its tap: its records are no longer what the tap saw.
  */
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,9 +29,10 @@ import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { makeFolder } from './folder.js';
 import { captureFileName, captureSuffix, PART_SUFFIX } from './naming.js';
 import { rotationEnd, rotationOf, type Rotation } from './rotation.js';
-import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../pcap/pcap.js';
+import { FILE_HEADER_LEN, LINKTYPE_ETHERNET, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../pcap/pcap.js';
 import { epbLength, fileHeader, NG_ISB_LEN, statisticsBlock, writeEpb, type SectionInfo } from '../pcap/pcapng-write.js';
 import type { NativeBinding } from '../native/addon.js';
+import type { ClassicSink } from '../pcap/classic.js';
 
 export const FILE_MODE = 0o640;
 /** Chunks gathered into one writev. */
@@ -44,6 +51,20 @@ export interface CaptureFile {
   firstNsec: number;
   lastSec: number;
   lastNsec: number;
+  /** What saw every record of the file as it was appended (see TAP); null when none, or when a write error cut the file back. */
+  readonly tap?: RecordTap | null;
+}
+
+/**
+ * Sees the records of one file as they are appended (see TAP): add() gets each record's frame
+ * bytes (capLen after the snaplen), its time exactly as a reader of the file gets it, and the
+ * file offset of its record header (pcap) or block (pcapng), as pcap/layout.ts's walk does;
+ * end() the bytes the file holds once closed (its pcapng statistics block included). add() is
+ * called on the hot path: it must allocate nothing.
+ */
+export interface RecordTap {
+  readonly add: ClassicSink;
+  end(bytes: number): void;
 }
 
 /** Operations whose failure leaves the file as .part (the next start recovers it). */
@@ -103,6 +124,8 @@ export interface WriterOptions {
    * is the addon's writeBehind; absent (or a window of 0) leaves it all to the kernel.
    */
   readonly writeBehind?: { readonly window: number; readonly run: NativeBinding['writeBehind'] } | undefined;
+  /** Makes each new file's tap (see TAP) from the header the file starts with and its link type; absent: none. */
+  readonly tap?: ((header: Buffer, linkType: number) => RecordTap) | undefined;
 }
 
 /** The session's running totals the statistics block of a pcapng file is made from. */
@@ -131,6 +154,7 @@ interface Op {
 }
 
 interface OpenFile extends CaptureFile {
+  tap: RecordTap | null;
   /** When it ends by age (rotationEnd), worked out when it opens or the rotation changes, not per packet. */
   endSec: number;
   handle: FileHandle | null;
@@ -224,6 +248,11 @@ export class SessionWriter implements SessionOutput {
     }
     const incl = len < this.snaplen ? len : this.snaplen;
     const ng = this.ng;
+    // A pcapng timestamp is one count of nanoseconds: a reader gets nsec below 1e9 back (classic keeps the field as given).
+    if (ng && nsec >= 1e9) {
+      sec += Math.floor(nsec / 1e9);
+      nsec %= 1e9;
+    }
     const recLen = ng ? epbLength(incl) : RECORD_HEADER_LEN + incl;
     let f = this.file;
     if (f !== null && this.rotationDue(f, recLen, sec)) {
@@ -264,6 +293,8 @@ export class SessionWriter implements SessionOutput {
       ? writeEpb(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec)
       : writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
     this.chunkPackets++;
+    const tap = f.tap;
+    if (tap !== null) tap.add(src, off, incl, origLen > len ? origLen : len, sec, nsec, f.bytes);
     f.bytes += recLen;
     f.packets++;
     if (latest) {
@@ -404,6 +435,7 @@ export class SessionWriter implements SessionOutput {
       behind: 0,
       dropped: 0,
       failed: false,
+      tap: this.opts.tap?.(this.header, this.opts.linkType ?? LINKTYPE_ETHERNET) ?? null,
     };
     this.file = f;
     return f;
@@ -415,6 +447,7 @@ export class SessionWriter implements SessionOutput {
     this.file = null;
     const tail = this.statistics(f, inFlight);
     if (tail !== null) f.bytes += tail.length;
+    f.tap?.end(f.bytes);
     this.ops.push({ kind: CLOSE, file: f, chunk: tail, len: tail?.length ?? 0, packets: 0 });
   }
 
@@ -579,6 +612,7 @@ export class SessionWriter implements SessionOutput {
    */
   private async fail(f: OpenFile, op: string, err: NodeJS.ErrnoException): Promise<void> {
     f.failed = true;
+    f.tap = null;
     this.retryAt = Date.now() / 1000 + RETRY_AFTER_ERROR_SEC;
     if (this.file === f) {
       if (this.chunk !== null && this.chunkLen > 0) {

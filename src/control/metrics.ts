@@ -138,6 +138,7 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
     emit({ result: 'failed' }, view.index.failed);
   });
   counter('index_bytes_total', 'Bytes of index sidecars written.', [], (emit) => emit({}, view.index.bytes));
+  counter('index_read_back_total', 'Captures the index step read back to index (files of an earlier run, recovered, cut back by a write error) instead of using what their writer saw.', [], (emit) => emit({}, view.index.readBack));
   counter('queries_total', 'Queries (/api/query) by how they ended: ok, refused (429, max-queries), aborted (client went away), bad_request.', ['result'], (emit) => {
     for (const [result, n] of Object.entries(view.queries.ended)) emit({ result }, n);
   });

@@ -1,24 +1,33 @@
 /**
- * Builds the sidecar of a finished capture (classic pcap, or pcapng of one interface: what
- * --format writes; pcap/layout.ts walks both) by reading it again after it was closed (the
- * write path stays as it is), and reads a sidecar back for a query, trusting it only when
- * whole and made of the capture as it is now. A compressed capture (X.pcap.gz, X.pcap.zst)
- * has its sidecar X.pcap.idx too, holding offsets in the uncompressed bytes: built before
- * compression and rebound to the compressed file (rebindIndex), or built from it.
+ * Builds the sidecar of a capture (classic pcap, or pcapng of one interface: what --format
+ * writes; pcap/layout.ts walks both), and reads a sidecar back for a query, trusting it only
+ * when whole and made of the capture as it is now. A file the appliance writes has its
+ * builder fed by the writer while it is written (the builder is the writer's RecordTap,
+ * capture/writer.ts), so closing it costs only the encoding (writeBuiltIndex); any other
+ * capture is read again and walked (buildIndex): files of an earlier run, recovered .part
+ * files, `mirrorcap index`, stale or corrupt sidecars, files a write error cut back. Both
+ * feed the builder the same records with the same offsets, so both make the same bytes.
+ * A compressed capture (X.pcap.gz, X.pcap.zst) has its sidecar X.pcap.idx too, holding
+ * offsets in the uncompressed bytes: built before compression and rebound to the compressed
+ * file (rebindIndex), or built from it.
  *
- *   X.pcap[ng][.gz|.zst] ──read (decompressed) 4 MiB at a time──▶ layout.walk ──▶ groups of N records: offset, min/max time
+ *   SessionWriter.append ──────────────────────────────────────────┐ (while written)
+ *   X.pcap[ng][.gz|.zst] ──read (decompressed) 4 MiB at a time──▶ layout.walk ──▶ IndexBuilder.add: groups of N records: offset, min/max time
  *                                         └──frameKeys──▶ key → groups it occurs in
  *   ──encodeIndex──▶ X.pcap.idx.tmp ──rename──▶ X.pcap.idx   (a kill leaves a .tmp, never half an index)
  *
  * The capture is stat'ed before and after: if it changed while being read the index is
- * thrown away (it would be stale at once).
+ * thrown away (it would be stale at once). A builder fed while writing is used only when it
+ * covered exactly the bytes the finished file holds.
  */
+import type { Stats } from 'node:fs';
 import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { FILE_HEADER_LEN } from '../pcap/pcap.js';
-import { readLayout, type RecordLayout } from '../pcap/layout.js';
+import { FILE_HEADER_LEN, LINKTYPE_ETHERNET } from '../pcap/pcap.js';
+import { readLayout } from '../pcap/layout.js';
 import { openByteSource } from '../pcap/compressed.js';
 import { CaptureError } from '../pcap/errors.js';
 import { COMPRESSED_SUFFIX, INDEX_SUFFIX } from '../capture/naming.js';
+import type { RecordTap } from '../capture/writer.js';
 import { before, encodeIndex, IndexReader, matchesCapture, readSummary, rebindHead, HEADER_LEN, type IndexProblem } from './index-format.js';
 import { frameKeys } from './index-keys.js';
 import { KeyTable } from './key-table.js';
@@ -26,7 +35,6 @@ import { KeyTable } from './key-table.js';
 /** Records per group: what a query reads at least around one match (about 11 KiB at IMIX). */
 export const GROUP_PACKETS = 32;
 const CHUNK = 4 << 20;
-const LINKTYPE_ETHERNET = 1;
 
 /** First bytes a query reads of a sidecar: the head of a 64 MiB capture's (about 140 KiB) fits. */
 const FIRST_READ = 256 << 10;
@@ -49,9 +57,17 @@ export class NotIndexable extends Error {
   override readonly name = 'NotIndexable';
 }
 
-/** Accumulates records into groups and key postings. */
-export class IndexBuilder {
+/**
+ * Accumulates records into groups and key postings: fed by a capture's writer (as its
+ * RecordTap) or by the walk of buildIndex. add() allocates nothing but when a group opens
+ * (its offset pushed, the times grown by doubling) or a key first occurs in a group.
+ */
+export class IndexBuilder implements RecordTap {
   packets = 0;
+  /** End of the last whole record fed (end()); -1 until the file ends. */
+  covered = -1;
+  private readonly withKeys: boolean;
+  private readonly captureHeader: Buffer;
   private inGroup = 0;
   private readonly offsets: number[] = [];
   private times: Uint32Array = new Uint32Array(1024);
@@ -61,10 +77,16 @@ export class IndexBuilder {
   private group = -1;
   readonly add: (buf: Buffer, off: number, capLen: number, origLen: number, sec: number, nsec: number, fileOffset: number) => void;
 
+  /** `header`: the capture's first bytes (the sidecar keeps its first 24), `linkType` its link type. */
   constructor(
-    private readonly withKeys: boolean,
+    header: Buffer,
+    private readonly linkType: number,
     private readonly groupPackets = GROUP_PACKETS,
   ) {
+    this.withKeys = linkType === LINKTYPE_ETHERNET;
+    // Kept in the index so that a query of a compressed classic capture need not open it; a
+    // pcapng header is longer, and the query reads it from the file (see query/file-source.ts).
+    this.captureHeader = Buffer.from(header.subarray(0, FILE_HEADER_LEN));
     this.add = (buf, off, capLen, _origLen, sec, nsec, fileOffset) => {
       if (this.inGroup === 0) this.openGroup(fileOffset, sec, nsec);
       else {
@@ -107,16 +129,21 @@ export class IndexBuilder {
     this.times.set([sec, nsec, sec, nsec], this.group * 4);
   }
 
-  encode(captureSize: number, captureMtimeMs: number, covered: number, linkType: number, captureHeader: Buffer): Buffer {
+  /** The capture ends at `bytes`: no record follows. */
+  end(bytes: number): void {
+    this.covered = bytes;
+  }
+
+  encode(captureSize: number, captureMtimeMs: number): Buffer {
     return encodeIndex({
-      captureHeader,
+      captureHeader: this.captureHeader,
       captureSize,
       captureMtimeMs,
-      covered,
+      covered: this.covered,
       packets: this.packets,
       min: this.minTs,
       max: this.maxTs,
-      linkType,
+      linkType: this.linkType,
       groupPackets: this.groupPackets,
       groupOffsets: this.offsets,
       groupTimes: this.times.subarray(0, this.offsets.length * 4),
@@ -145,18 +172,11 @@ export async function buildIndex(path: string, options: BuildOptions = {}): Prom
   }
   const source = opened.source;
   let builder: IndexBuilder;
-  let covered: number;
-  let header: RecordLayout;
-  let fileHeader: Buffer;
   try {
     const { layout: h, head } = await readLayout(async (b, off, len, pos) => (await source.read(b, off, len, pos)).bytesRead);
     if (h === null) throw new NotIndexable(`${path} is neither classic pcap nor pcapng of one interface`);
-    header = h;
-    // Kept in the index so that a query of a compressed classic capture need not open it; a
-    // pcapng header is longer, and the query reads it from the file (see query/file-source.ts).
-    fileHeader = Buffer.from(head.subarray(0, FILE_HEADER_LEN));
     const buf = Buffer.allocUnsafe(CHUNK);
-    builder = new IndexBuilder(h.linkType === LINKTYPE_ETHERNET);
+    builder = new IndexBuilder(head, h.linkType);
     // buf[0, kept) holds the bytes from `base` on not yet walked (a record cut by the last read).
     let base = h.dataStart;
     let kept = 0;
@@ -173,12 +193,28 @@ export async function buildIndex(path: string, options: BuildOptions = {}): Prom
       buf.copy(buf, 0, pos, end);
       kept = end - pos;
     }
-    covered = base;
+    builder.end(base);
   } finally {
     await source.close();
   }
+  return writeSidecar(path, builder, before);
+}
+
+/**
+ * Writes the sidecar of the capture at `path` from the builder its writer fed while writing
+ * it. Null when that builder did not see the file as it is now (a write error cut it back,
+ * something changed it since): then buildIndex reads it back.
+ */
+export async function writeBuiltIndex(path: string, builder: IndexBuilder): Promise<BuiltIndex | null> {
+  const before = await stat(path);
+  if (builder.covered !== before.size) return null;
+  return writeSidecar(path, builder, before);
+}
+
+/** The sidecar encoded for the capture as `before` found it, written beside it (tmp, rename); null if the capture changed meanwhile. */
+async function writeSidecar(path: string, builder: IndexBuilder, before: Stats): Promise<BuiltIndex | null> {
   const tmp = `${indexPathOf(path)}.tmp`;
-  const body = builder.encode(before.size, before.mtimeMs, covered, header.linkType, fileHeader);
+  const body = builder.encode(before.size, before.mtimeMs);
   await writeFile(tmp, body);
   const after = await stat(path).catch(() => null);
   if (after === null || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {

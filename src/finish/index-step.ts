@@ -1,16 +1,21 @@
 /**
  * The finish step 'index': every finished capture gets its sidecar X.pcap.idx, one file at a
- * time (building reads the whole capture: one at a time keeps that to one core's share, and
- * capture comes first). Files of an earlier run whose sidecar is missing, of another version,
- * stale or with a broken header are indexed at start (`needed`); those recovered from .part
- * files after a crash are among them, and compressed files (X.pcap.gz, .zst) whose sidecar
- * was not rebound by the compress step.
+ * time. A file this process wrote comes with the builder its writer fed while writing it
+ * (tap(), handed over by tapped()): only the encoding is left. Any other is read back and
+ * walked (building reads the whole capture: one at a time keeps that to one core's share, and
+ * capture comes first): a file a write error cut back, files of an earlier run whose sidecar
+ * is missing, of another version, stale or with a broken header, indexed at start (`needed`);
+ * those recovered from .part files after a crash are among them, and compressed files
+ * (X.pcap.gz, .zst) whose sidecar was not rebound by the compress step.
  *
- *   finisher ─run(file)─▶ queue ─▶ buildIndex(file.path) ─▶ X.pcap.idx  (ok / failed / skipped counted)
+ *   writer ─tap()─▶ IndexBuilder ─tapped(file)─┐
+ *   finisher ─run(file)─▶ queue ─▶ writeBuiltIndex(file.path, builder) ─▶ X.pcap.idx  (ok / failed / skipped counted)
+ *                                  └ none, or not the file as it is ─▶ buildIndex(file.path) (read back, counted)
  */
 import type { FinishedFile } from '../capture/catalog.js';
 import { isIndexablePath } from '../capture/naming.js';
-import { buildIndex, indexProblem, NotIndexable } from './index-build.js';
+import type { RecordTap } from '../capture/writer.js';
+import { buildIndex, IndexBuilder, indexProblem, NotIndexable, writeBuiltIndex, type BuiltIndex } from './index-build.js';
 import type { FinishStep } from './finisher.js';
 
 export interface IndexStepEvents {
@@ -28,13 +33,27 @@ export class IndexStep implements FinishStep {
   failed = 0;
   /** Bytes of the sidecars written. */
   bytes = 0;
+  /** Sidecars built by reading the capture back (no builder fed while it was written, or not one that covered it). */
+  readBack = 0;
   private tail: Promise<void> = Promise.resolve();
   private deadline = Infinity;
+  /** Builders fed while each new file was written, until its step runs (weak: a file whose step never runs lets go of its builder). */
+  private readonly fed = new WeakMap<FinishedFile, IndexBuilder>();
 
   constructor(private readonly events: IndexStepEvents) {}
 
+  /** A new capture file's tap (the writer's option): the builder that sees its records as they are written. */
+  readonly tap = (header: Buffer, linkType: number): RecordTap => new IndexBuilder(header, linkType);
+
+  /** A file the writer finished, with the tap it had (null after a write error): its sidecar is made from that. */
+  tapped(file: FinishedFile, tap: RecordTap | null | undefined): void {
+    if (tap instanceof IndexBuilder) this.fed.set(file, tap);
+  }
+
   run(file: FinishedFile): Promise<void> {
-    const p = this.tail.then(() => this.build(file.path));
+    const fed = this.fed.get(file);
+    this.fed.delete(file);
+    const p = this.tail.then(() => this.build(file.path, fed));
     this.tail = p;
     return p;
   }
@@ -49,11 +68,15 @@ export class IndexStep implements FinishStep {
     await this.tail;
   }
 
-  private async build(path: string): Promise<void> {
+  private async build(path: string, fed: IndexBuilder | undefined): Promise<void> {
     if (Date.now() >= this.deadline) return;
     const t0 = Date.now();
     try {
-      const r = await buildIndex(path, { aborted: () => Date.now() >= this.deadline });
+      let r: BuiltIndex | null = fed === undefined ? null : await writeBuiltIndex(path, fed);
+      if (r === null) {
+        this.readBack++;
+        r = await buildIndex(path, { aborted: () => Date.now() >= this.deadline });
+      }
       if (r === null) {
         if (Date.now() < this.deadline) this.fail(path, 'the capture changed while it was indexed');
         return;

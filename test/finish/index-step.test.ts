@@ -4,17 +4,30 @@
  * two together; at a restart the step is resumed only for the files whose sidecar is
  * missing, stale or of another version; a capture that is not classic pcap is counted as
  * failed and gets no sidecar. The folder is the oracle.
+ *
+ * Then the sidecars the recorder builds while writing (the writer feeds the index builder):
+ * byte for byte what buildIndex makes by reading the finished file back, for classic pcap and
+ * pcapng, the real corpus and generated VLAN/IPv6/ARP/fragment frames cut by a snaplen,
+ * across rotated files of two sessions; and a builder that does not cover the file as it is
+ * (a write error cut it back) is not used: the file is read back instead.
  */
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { Catalog } from '../../src/capture/catalog.js';
 import { captureFileName } from '../../src/capture/naming.js';
+import { resolveConfig } from '../../src/config.js';
 import { Finisher } from '../../src/finish/finisher.js';
+import { buildIndex, indexChecked, indexPathOf } from '../../src/finish/index-build.js';
+import { readSummary } from '../../src/finish/index-format.js';
 import { IndexStep } from '../../src/finish/index-step.js';
-import { buildPcap } from '../lib/captures.js';
-import { udpFrame } from '../lib/frames.js';
+import { createLogger } from '../../src/log.js';
+import { layoutOf } from '../../src/pcap/layout.js';
+import { Recorder } from '../../src/recorder.js';
+import { Batch } from '../../src/source/batch.js';
+import { buildPcap, ourRecords, realCaptures } from '../lib/captures.js';
+import { arp, ether, fragment, ipv4, ipv6, tcp, udp, udpFrame, vxlan } from '../lib/frames.js';
 
 const T0 = 1_790_000_000;
 
@@ -90,4 +103,90 @@ t.test('the ring deletes a sidecar with its capture; a restart resumes only what
   t.equal(step2.built, 2, 'two rebuilt');
   t.not((await readFile(`${paths[1]!}.idx`)).equals(before), 'the stale one rewritten');
   for (const f of again.all()) if (f.path !== paths[3]) t.notOk(await step2.needed(f), `${f.path}: fine now`);
+});
+
+/** Inner frames: the real corpus's Ethernet frames (VLAN, QinQ, IPv6, fragments, ...), then generated ARP, VLAN, fragments. */
+async function innerFrames(files: readonly string[]): Promise<Buffer[]> {
+  const frames: Buffer[] = [];
+  for (const f of files) {
+    const recs = await ourRecords(f).catch(() => []);
+    // Whole frames only (a VXLAN datagram must hold one), and none too big for a UDP datagram.
+    for (const r of recs) if (r.linkType === 1 && r.capLen === r.origLen && r.capLen <= 9000) frames.push(r.data);
+  }
+  const l4 = udp(5353, 53, Buffer.alloc(300, 7));
+  frames.push(
+    ether(0x0806, arp(1, '02:00:00:00:00:01', '10.0.0.1', '00:00:00:00:00:00', '10.0.0.2')),
+    ether(0x0806, arp(2, '02:00:00:00:00:02', '10.0.0.2', '02:00:00:00:00:01', '10.0.0.1')),
+    ether(0x0800, ipv4(6, tcp({ sport: 443, dport: 40000 }, Buffer.alloc(200, 1)), { src: '10.0.4.17', dst: '52.95.1.9' }), { tags: [[0x8100, 100]] }),
+    ether(0x0800, ipv4(17, l4, { src: '10.0.0.1', dst: '10.0.0.2', id: 7, mf: true })),
+    ether(0x0800, ipv4(17, l4.subarray(0, 64), { src: '10.0.0.1', dst: '10.0.0.2', id: 7, fragOffset: 40 })),
+    ether(0x86dd, ipv6(44, Buffer.concat([fragment(17, 0, true, 9), l4]), { src: '2001:db8::1', dst: '2001:db8::2' })),
+  );
+  return frames;
+}
+
+t.test('a sidecar built while the file is written is the one read back would build, byte for byte', async (t) => {
+  const real = realCaptures();
+  const frames = await innerFrames(real.files.filter((f) => /\/plain-/.test(f)));
+  t.ok(frames.length > 500, `${frames.length} inner frames${real.skip === false ? '' : ` (generated only: ${real.skip})`}`);
+  const SNAPLEN = 96;
+  t.ok(frames.filter((f) => f.length > SNAPLEN).length > 100, 'many frames longer than the snaplen (cut in the files)');
+  for (const format of ['pcap', 'pcapng']) {
+    const out = await mkdtemp(join(tmpdir(), 'mirrorcap-index-written-'));
+    t.teardown(() => rm(out, { recursive: true, force: true }));
+    const flags = new Map(Object.entries({ out, format, snaplen: String(SNAPLEN), 'rotate-packets': '300' }).map(([k, v]) => [k, { value: v, origin: `--${k}` }]));
+    const recorder = new Recorder(resolveConfig(flags, {}), createLogger('silent'), { guardDisk: false, clampTime: false, wallClock: false, ship: false, application: 'mirrorcap test' });
+    await recorder.start();
+    for (let i = 0; i < frames.length; i++) {
+      // Two sessions (VNI 5 and 6); times with every nanosecond digit used, a step back now and then.
+      const d = vxlan(5 + (i % 2), frames[i]!);
+      const b = new Batch(1, d);
+      b.count = 1;
+      b.lengths[0] = d.length;
+      b.wireLengths[0] = d.length;
+      b.tsSec[0] = 1_790_000_000 + Math.floor(i / 10);
+      b.tsNsec[0] = i % 17 === 0 ? 1 : (i * 7_654_321) % 1e9;
+      recorder.pipeline.process(b);
+      if (recorder.backlogged) await recorder.drained();
+    }
+    await recorder.stop();
+    const files = recorder.catalog.all().map((f) => f.path);
+    t.ok(files.length >= 4, `${format}: ${files.length} files in two sessions`);
+    t.equal(recorder.index.built, files.length, `${format}: every file indexed`);
+    t.equal(recorder.index.readBack, 0, `${format}: none of them read back`);
+    let packets = 0;
+    for (const path of files) {
+      const written = await readFile(indexPathOf(path));
+      packets += readSummary(written)!.packets;
+      await unlink(indexPathOf(path));
+      t.ok(await buildIndex(path), `${path}: read back`);
+      t.ok((await readFile(indexPathOf(path))).equals(written), `${format} ${path.slice(out.length)}: byte-identical sidecars`);
+    }
+    t.equal(packets, frames.length, `${format}: the sidecars count every packet`);
+  }
+});
+
+t.test('a builder that did not see the file as it is (cut back by a write error) is not used: the file is read back', async (t) => {
+  const out = await mkdtemp(join(tmpdir(), 'mirrorcap-index-step-'));
+  t.teardown(() => rm(out, { recursive: true, force: true }));
+  const dir = join(out, 's1');
+  await mkdir(dir);
+  const step = new IndexStep({ indexed: () => undefined, failed: () => undefined });
+  const catalog = new Catalog(out, 0, { deleted: () => undefined, deleteFailed: () => undefined });
+  const finisher = new Finisher([step], catalog, { skipped: () => undefined });
+  const data = buildPcap({ ns: true, snaplen: 65535, records: Array.from({ length: 50 }, (_, i) => ({ sec: T0, frac: i, data: udpFrame(200, 1, i) })) });
+  // The builder sees all 50 records, as the writer appended them; the disk keeps 40 (the file cut back).
+  const tap = step.tap(data, 1);
+  layoutOf(data)!.walk(data, 24, data.length, 0, tap.add);
+  tap.end(data.length);
+  const path = join(dir, captureFileName('s1', T0, 0));
+  await writeFile(path, data);
+  await truncate(path, 24 + 40 * (16 + 200));
+  const entry = catalog.add({ session: 's1', seq: 0, path, bytes: 24 + 40 * 216, packets: 40, firstSec: T0, firstNsec: 0, lastSec: T0, lastNsec: 0 }, 0, finisher.names);
+  step.tapped(entry, tap);
+  finisher.add(entry);
+  await settled(finisher, catalog);
+  t.equal(step.readBack, 1, 'read back');
+  t.equal(await indexChecked(path), null, 'the sidecar matches the file');
+  t.equal(readSummary(await readFile(indexPathOf(path)))!.packets, 40, 'and counts the 40 records it holds');
 });
