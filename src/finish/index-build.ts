@@ -113,7 +113,7 @@ export class IndexBuilder implements RecordTap {
         max[1] = nsec;
       }
       this.packets++;
-      if (this.withKeys) frameKeys(buf, off, capLen, this.keys.add);
+      if (this.withKeys) frameKeys(buf, off, capLen, this.keys);
     };
   }
 
@@ -126,7 +126,10 @@ export class IndexBuilder implements RecordTap {
       grown.set(this.times);
       this.times = grown;
     }
-    this.times.set([sec, nsec, sec, nsec], this.group * 4);
+    const t = this.times;
+    const at = this.group * 4;
+    t[at] = t[at + 2] = sec;
+    t[at + 1] = t[at + 3] = nsec;
   }
 
   /** The capture ends at `bytes`: no record follows. */

@@ -18,6 +18,8 @@
  *
  * A key is one number: kind * 2^32 + value (value < 2^32), so keys sort by kind then value.
  */
+import { u16, u32 } from '../decode/view.js';
+
 export const KEY_ETHER = 1;
 export const KEY_VLAN = 2;
 export const KEY_PROTO4 = 3;
@@ -58,36 +60,46 @@ function isPortProto(p: number): boolean {
   return p === 6 || p === 17 || p === 132;
 }
 
-/** Calls `add` with every key (kind, value) of the Ethernet frame buf[off, off + capLen). Allocates nothing. */
-export function frameKeys(buf: Buffer, off: number, capLen: number, add: (kind: number, value: number) => void): void {
+/** Where frameKeys puts the keys it finds (the builder's KeyTable). */
+export interface KeySink {
+  add(kind: number, value: number): void;
+}
+
+/**
+ * Hands `sink` every key (kind, value) of the Ethernet frame buf[off, off + capLen). Allocates
+ * nothing; every length is checked before the read (decode/view.ts's unchecked u16, u32).
+ */
+export function frameKeys(buf: Buffer, off: number, capLen: number, sink: KeySink): void {
   if (capLen < 14) return;
-  const et = buf.readUInt16BE(off + 12);
-  add(KEY_ETHER, et);
+  const et = u16(buf, off + 12);
+  sink.add(KEY_ETHER, et);
   if (et === 0x8100 || et === 0x88a8 || et === 0x9100) {
-    if (capLen >= 16) add(KEY_VLAN, buf.readUInt16BE(off + 14) & 0x0fff);
+    if (capLen >= 16) sink.add(KEY_VLAN, u16(buf, off + 14) & 0x0fff);
     return;
   }
   if (et === ETHER_IPV4) {
-    if (capLen >= 24) add(KEY_PROTO4, buf[off + 23]!);
-    if (capLen >= 30) add(KEY_V4, buf.readUInt32BE(off + 26));
-    if (capLen >= 34) add(KEY_V4, buf.readUInt32BE(off + 30));
-    if (capLen < 24 || !isPortProto(buf[off + 23]!) || (buf.readUInt16BE(off + 20) & 0x1fff) !== 0) return;
+    if (capLen < 24) return;
+    const proto = buf[off + 23]!;
+    sink.add(KEY_PROTO4, proto);
+    if (capLen >= 30) sink.add(KEY_V4, u32(buf, off + 26));
+    if (capLen >= 34) sink.add(KEY_V4, u32(buf, off + 30));
+    if (!isPortProto(proto) || (u16(buf, off + 20) & 0x1fff) !== 0) return;
     const l4 = off + 14 + (buf[off + 14]! & 0x0f) * 4;
-    if (l4 + 2 <= off + capLen) add(KEY_PORT, buf.readUInt16BE(l4));
-    if (l4 + 4 <= off + capLen) add(KEY_PORT, buf.readUInt16BE(l4 + 2));
+    if (l4 + 2 <= off + capLen) sink.add(KEY_PORT, u16(buf, l4));
+    if (l4 + 4 <= off + capLen) sink.add(KEY_PORT, u16(buf, l4 + 2));
   } else if (et === ETHER_IPV6) {
     if (capLen < 21) return;
     const nh = buf[off + 20]!;
-    add(KEY_PROTO6, nh);
-    if (capLen >= 38) add(KEY_V6, foldV6(buf, off + 22));
-    if (capLen >= 54) add(KEY_V6, foldV6(buf, off + 38));
-    if (nh === 44 && capLen >= 55) add(KEY_PROTO6, buf[off + 54]!);
+    sink.add(KEY_PROTO6, nh);
+    if (capLen >= 38) sink.add(KEY_V6, foldV6(buf, off + 22));
+    if (capLen >= 54) sink.add(KEY_V6, foldV6(buf, off + 38));
+    if (nh === 44 && capLen >= 55) sink.add(KEY_PROTO6, buf[off + 54]!);
     if (isPortProto(nh)) {
-      if (capLen >= 56) add(KEY_PORT, buf.readUInt16BE(off + 54));
-      if (capLen >= 58) add(KEY_PORT, buf.readUInt16BE(off + 56));
+      if (capLen >= 56) sink.add(KEY_PORT, u16(buf, off + 54));
+      if (capLen >= 58) sink.add(KEY_PORT, u16(buf, off + 56));
     }
   } else if (et === ETHER_ARP || et === ETHER_RARP) {
-    if (capLen >= 32) add(KEY_V4, buf.readUInt32BE(off + 28));
-    if (capLen >= 42) add(KEY_V4, buf.readUInt32BE(off + 38));
+    if (capLen >= 32) sink.add(KEY_V4, u32(buf, off + 28));
+    if (capLen >= 42) sink.add(KEY_V4, u32(buf, off + 38));
   }
 }

@@ -1,13 +1,19 @@
 /**
  * The index builder's table of keys → the groups each occurs in, without a JS Map or an array
- * per key: open addressing over typed arrays keyed by (kind, value), and each key's groups a
- * chain of nodes in one growing typed array. Adding a packet's key allocates nothing; a node
- * is added only when the key shows up in a new group. encode() writes the postings once.
+ * per key: open addressing over one typed array keyed by (kind, value), and one (key, group)
+ * node each time a key shows up in a new group, appended to growing typed arrays. Adding a
+ * packet's key allocates nothing and writes nothing but its own slot and the node it appends:
+ * this runs for every record a writer appends, so a slot's four numbers share a cache line.
+ * encode() sorts the nodes by key (counting sort: they are in group order already) and
+ * writes the postings once.
  *
- *   slot = hash(kind, value) & mask, linear probing; kinds[slot] = 0 means empty
- *   kinds | values | last group | head, tail node ──▶ nodeGroup[n], nodeNext[n] (-1 ends)
+ *   slot = hash(kind, value) & mask, linear probing
+ *   slots[4 * slot ..]: kind (0 = empty) | value | last group | key id ──▶ nodes: nodeKey[n] = id, nodeGroup[n]
  */
-import { key } from './index-keys.js';
+import { key, type KeySink } from './index-keys.js';
+
+/** Numbers per slot: kind, value, last group, key id. */
+const SLOT = 4;
 
 /** Multiplicative hash with the high bits folded down, so `& mask` sees all of them. */
 function hash(kind: number, value: number): number {
@@ -22,69 +28,80 @@ export interface EncodedPostings {
   readonly bytes: Buffer;
 }
 
-export class KeyTable {
+export class KeyTable implements KeySink {
   private cap = 1 << 14;
   private size = 0;
-  private kinds = new Uint8Array(this.cap);
-  private values = new Uint32Array(this.cap);
-  private last = new Int32Array(this.cap);
-  private head = new Int32Array(this.cap);
-  private tail = new Int32Array(this.cap);
+  /** Values are kept as int32 (value | 0): one typed array for all four numbers. */
+  private slots = new Int32Array(this.cap * SLOT);
   private nodes = 0;
+  private nodeKey = new Int32Array(1 << 16);
   private nodeGroup = new Int32Array(1 << 16);
-  private nodeNext = new Int32Array(1 << 16);
   /** The group keys are added to now. */
   group = 0;
 
-  readonly add = (kind: number, value: number): void => {
-    const mask = this.cap - 1;
-    let slot = hash(kind, value) & mask;
+  add(kind: number, value: number): void {
+    const s = this.slots;
+    const wrap = s.length - 1;
+    const v = value | 0;
+    let at = (hash(kind, value) & (this.cap - 1)) * SLOT;
     for (;;) {
-      const k = this.kinds[slot]!;
+      const k = s[at]!;
       if (k === 0) break;
-      if (k === kind && this.values[slot] === value) {
-        if (this.last[slot] !== this.group) {
-          this.last[slot] = this.group;
-          const n = this.node();
-          this.nodeNext[this.tail[slot]!] = n;
-          this.tail[slot] = n;
+      if (k === kind && s[at + 1] === v) {
+        if (s[at + 2] !== this.group) {
+          s[at + 2] = this.group;
+          this.node(s[at + 3]!);
         }
         return;
       }
-      slot = (slot + 1) & mask;
+      at = (at + SLOT) & wrap;
     }
-    this.kinds[slot] = kind;
-    this.values[slot] = value;
-    this.last[slot] = this.group;
-    const n = this.node();
-    this.head[slot] = n;
-    this.tail[slot] = n;
+    const id = this.size;
+    s[at] = kind;
+    s[at + 1] = v;
+    s[at + 2] = this.group;
+    s[at + 3] = id;
+    this.node(id);
     if (++this.size * 2 > this.cap) this.grow();
-  };
+  }
 
   encode(): EncodedPostings {
+    const s = this.slots;
+    const wrap = s.length - 1;
     const keys = new Float64Array(this.size);
     let i = 0;
-    for (let s = 0; s < this.cap; s++) if (this.kinds[s] !== 0) keys[i++] = key(this.kinds[s]!, this.values[s]!);
+    for (let at = 0; at < s.length; at += SLOT) if (s[at] !== 0) keys[i++] = key(s[at]!, s[at + 1]! >>> 0);
     keys.sort();
+    // rank[id]: the key's place in sorted order; first[r]: where its nodes start once sorted.
+    const rank = new Int32Array(this.size);
+    for (let r = 0; r < keys.length; r++) {
+      const k = keys[r]!;
+      const kind = Math.floor(k / 2 ** 32);
+      const value = k % 2 ** 32;
+      let at = (hash(kind, value) & (this.cap - 1)) * SLOT;
+      while (s[at] !== kind || s[at + 1] !== (value | 0)) at = (at + SLOT) & wrap;
+      rank[s[at + 3]!] = r;
+    }
+    const first = new Int32Array(this.size + 1);
+    for (let n = 0; n < this.nodes; n++) first[rank[this.nodeKey[n]!]! + 1]!++;
+    for (let r = 0; r < this.size; r++) first[r + 1]! += first[r]!;
+    // Stable: each key's groups stay in the order they were added, which is ascending.
+    const sorted = new Int32Array(this.nodes);
+    const next = first.slice(0, this.size);
+    for (let n = 0; n < this.nodes; n++) sorted[next[rank[this.nodeKey[n]!]!]!++] = this.nodeGroup[n]!;
     const starts = new Uint32Array(this.size);
     let out = Buffer.allocUnsafe(this.nodes * 2 + 16);
     let at = 0;
-    const mask = this.cap - 1;
-    keys.forEach((k, j) => {
-      const kind = Math.floor(k / 2 ** 32);
-      const value = k % 2 ** 32;
-      let slot = hash(kind, value) & mask;
-      while (this.kinds[slot] !== kind || this.values[slot] !== value) slot = (slot + 1) & mask;
-      starts[j] = at;
+    for (let r = 0; r < this.size; r++) {
+      starts[r] = at;
       let prev = -1;
-      for (let n = this.head[slot]!; n !== -1; n = this.nodeNext[n]!) {
+      for (let x = first[r]!, end = first[r + 1]!; x < end; x++) {
         if (out.length - at < 5) {
           const grown = Buffer.allocUnsafe(out.length * 2);
           out.copy(grown, 0, 0, at);
           out = grown;
         }
-        const g = this.nodeGroup[n]!;
+        const g = sorted[x]!;
         let gap = g - prev - 1;
         prev = g;
         while (gap >= 0x80) {
@@ -93,44 +110,37 @@ export class KeyTable {
         }
         out[at++] = gap;
       }
-    });
+    }
     return { keys, starts, bytes: out.subarray(0, at) };
   }
 
-  private node(): number {
+  /** Key `id` occurs in the current group. */
+  private node(id: number): void {
     if (this.nodes === this.nodeGroup.length) {
+      const k = new Int32Array(this.nodes * 2);
       const g = new Int32Array(this.nodes * 2);
-      const x = new Int32Array(this.nodes * 2);
+      k.set(this.nodeKey);
       g.set(this.nodeGroup);
-      x.set(this.nodeNext);
+      this.nodeKey = k;
       this.nodeGroup = g;
-      this.nodeNext = x;
     }
     const n = this.nodes++;
+    this.nodeKey[n] = id;
     this.nodeGroup[n] = this.group;
-    this.nodeNext[n] = -1;
-    return n;
   }
 
   private grow(): void {
-    const { kinds, values, last, head, tail } = this;
+    const old = this.slots;
     this.cap *= 2;
-    this.kinds = new Uint8Array(this.cap);
-    this.values = new Uint32Array(this.cap);
-    this.last = new Int32Array(this.cap);
-    this.head = new Int32Array(this.cap);
-    this.tail = new Int32Array(this.cap);
-    const mask = this.cap - 1;
-    for (let s = 0; s < kinds.length; s++) {
-      const kind = kinds[s]!;
+    const s = new Int32Array(this.cap * SLOT);
+    const wrap = s.length - 1;
+    for (let from = 0; from < old.length; from += SLOT) {
+      const kind = old[from]!;
       if (kind === 0) continue;
-      let slot = hash(kind, values[s]!) & mask;
-      while (this.kinds[slot] !== 0) slot = (slot + 1) & mask;
-      this.kinds[slot] = kind;
-      this.values[slot] = values[s]!;
-      this.last[slot] = last[s]!;
-      this.head[slot] = head[s]!;
-      this.tail[slot] = tail[s]!;
+      let at = (hash(kind, old[from + 1]! >>> 0) & (this.cap - 1)) * SLOT;
+      while (s[at] !== 0) at = (at + SLOT) & wrap;
+      s.set(old.subarray(from, from + SLOT), at);
     }
+    this.slots = s;
   }
 }
