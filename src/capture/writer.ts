@@ -63,7 +63,7 @@ export interface CaptureFile {
  * called on the hot path: it must allocate nothing.
  */
 export interface RecordTap {
-  readonly add: ClassicSink;
+  add(...record: Parameters<ClassicSink>): void;
   end(bytes: number): void;
 }
 

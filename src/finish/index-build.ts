@@ -23,6 +23,7 @@
 import type { Stats } from 'node:fs';
 import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { FILE_HEADER_LEN, LINKTYPE_ETHERNET } from '../pcap/pcap.js';
+import type { ClassicSink } from '../pcap/classic.js';
 import { readLayout } from '../pcap/layout.js';
 import { openByteSource } from '../pcap/compressed.js';
 import { CaptureError } from '../pcap/errors.js';
@@ -60,7 +61,9 @@ export class NotIndexable extends Error {
 /**
  * Accumulates records into groups and key postings: fed by a capture's writer (as its
  * RecordTap) or by the walk of buildIndex. add() allocates nothing but when a group opens
- * (its offset pushed, the times grown by doubling) or a key first occurs in a group.
+ * (its offset pushed, the times grown by doubling) or a key first occurs in a group. The
+ * open group's times are kept in plain fields and the file's range is taken from the groups
+ * at encode(): per record, add() compares two times and hands the frame to frameKeys.
  */
 export class IndexBuilder implements RecordTap {
   packets = 0;
@@ -70,12 +73,14 @@ export class IndexBuilder implements RecordTap {
   private readonly captureHeader: Buffer;
   private inGroup = 0;
   private readonly offsets: number[] = [];
+  /** Per group: min sec, nsec, max sec, nsec; the open group's are in the fields below until it closes. */
   private times: Uint32Array = new Uint32Array(1024);
   private readonly keys = new KeyTable();
-  private readonly minTs: [number, number] = [0, 0];
-  private readonly maxTs: [number, number] = [0, 0];
   private group = -1;
-  readonly add: (buf: Buffer, off: number, capLen: number, origLen: number, sec: number, nsec: number, fileOffset: number) => void;
+  private minSec = 0;
+  private minNsec = 0;
+  private maxSec = 0;
+  private maxNsec = 0;
 
   /** `header`: the capture's first bytes (the sidecar keeps its first 24), `linkType` its link type. */
   constructor(
@@ -87,40 +92,33 @@ export class IndexBuilder implements RecordTap {
     // Kept in the index so that a query of a compressed classic capture need not open it; a
     // pcapng header is longer, and the query reads it from the file (see query/file-source.ts).
     this.captureHeader = Buffer.from(header.subarray(0, FILE_HEADER_LEN));
-    this.add = (buf, off, capLen, _origLen, sec, nsec, fileOffset) => {
-      if (this.inGroup === 0) this.openGroup(fileOffset, sec, nsec);
-      else {
-        const t = this.times;
-        const at = this.group * 4;
-        if (before(sec, nsec, t[at]!, t[at + 1]!)) {
-          t[at] = sec;
-          t[at + 1] = nsec;
-        }
-        if (before(t[at + 2]!, t[at + 3]!, sec, nsec)) {
-          t[at + 2] = sec;
-          t[at + 3] = nsec;
-        }
-      }
-      if (++this.inGroup === this.groupPackets) this.inGroup = 0;
-      const min = this.minTs;
-      const max = this.maxTs;
-      if (this.packets === 0 || before(sec, nsec, min[0], min[1])) {
-        min[0] = sec;
-        min[1] = nsec;
-      }
-      if (this.packets === 0 || before(max[0], max[1], sec, nsec)) {
-        max[0] = sec;
-        max[1] = nsec;
-      }
-      this.packets++;
-      if (this.withKeys) frameKeys(buf, off, capLen, this.keys);
-    };
+  }
+
+  add(buf: Buffer, off: number, capLen: number, _origLen: number, sec: number, nsec: number, fileOffset: number): void {
+    if (this.inGroup === 0) this.openGroup(fileOffset, sec, nsec);
+    else if (sec < this.minSec || (sec === this.minSec && nsec < this.minNsec)) {
+      this.minSec = sec;
+      this.minNsec = nsec;
+    } else if (sec > this.maxSec || (sec === this.maxSec && nsec > this.maxNsec)) {
+      this.maxSec = sec;
+      this.maxNsec = nsec;
+    }
+    if (++this.inGroup === this.groupPackets) this.inGroup = 0;
+    this.packets++;
+    if (this.withKeys) frameKeys(buf, off, capLen, this.keys);
   }
 
   private openGroup(fileOffset: number, sec: number, nsec: number): void {
+    if (this.group >= 0) this.closeGroup();
     this.group++;
     this.keys.group = this.group;
     this.offsets.push(fileOffset);
+    this.minSec = this.maxSec = sec;
+    this.minNsec = this.maxNsec = nsec;
+  }
+
+  /** The open group's times into `times`. */
+  private closeGroup(): void {
     if (this.times.length < (this.group + 1) * 4) {
       const grown = new Uint32Array(this.times.length * 2);
       grown.set(this.times);
@@ -128,8 +126,10 @@ export class IndexBuilder implements RecordTap {
     }
     const t = this.times;
     const at = this.group * 4;
-    t[at] = t[at + 2] = sec;
-    t[at + 1] = t[at + 3] = nsec;
+    t[at] = this.minSec;
+    t[at + 1] = this.minNsec;
+    t[at + 2] = this.maxSec;
+    t[at + 3] = this.maxNsec;
   }
 
   /** The capture ends at `bytes`: no record follows. */
@@ -138,14 +138,30 @@ export class IndexBuilder implements RecordTap {
   }
 
   encode(captureSize: number, captureMtimeMs: number): Buffer {
+    if (this.group >= 0) this.closeGroup();
+    const groups = this.offsets.length;
+    const t = this.times;
+    const min: [number, number] = [0, 0];
+    const max: [number, number] = [0, 0];
+    for (let g = 0; g < groups; g++) {
+      const at = g * 4;
+      if (g === 0 || before(t[at]!, t[at + 1]!, min[0], min[1])) {
+        min[0] = t[at]!;
+        min[1] = t[at + 1]!;
+      }
+      if (g === 0 || before(max[0], max[1], t[at + 2]!, t[at + 3]!)) {
+        max[0] = t[at + 2]!;
+        max[1] = t[at + 3]!;
+      }
+    }
     return encodeIndex({
       captureHeader: this.captureHeader,
       captureSize,
       captureMtimeMs,
       covered: this.covered,
       packets: this.packets,
-      min: this.minTs,
-      max: this.maxTs,
+      min,
+      max,
       linkType: this.linkType,
       groupPackets: this.groupPackets,
       groupOffsets: this.offsets,
@@ -179,7 +195,9 @@ export async function buildIndex(path: string, options: BuildOptions = {}): Prom
     const { layout: h, head } = await readLayout(async (b, off, len, pos) => (await source.read(b, off, len, pos)).bytesRead);
     if (h === null) throw new NotIndexable(`${path} is neither classic pcap nor pcapng of one interface`);
     const buf = Buffer.allocUnsafe(CHUNK);
-    builder = new IndexBuilder(head, h.linkType);
+    const b = new IndexBuilder(head, h.linkType);
+    builder = b;
+    const add: ClassicSink = (frame, off, capLen, origLen, sec, nsec, fileOffset) => b.add(frame, off, capLen, origLen, sec, nsec, fileOffset);
     // buf[0, kept) holds the bytes from `base` on not yet walked (a record cut by the last read).
     let base = h.dataStart;
     let kept = 0;
@@ -189,7 +207,7 @@ export async function buildIndex(path: string, options: BuildOptions = {}): Prom
       const { bytesRead: n } = await source.read(buf, kept, CHUNK - kept, readPos);
       readPos += n;
       const end = kept + n;
-      const pos = h.walk(buf, 0, end, base, builder.add);
+      const pos = h.walk(buf, 0, end, base, add);
       base += pos;
       // A record that is not whole at the end of a full buffer needs the next read; otherwise the file ends (or breaks) here.
       if (n === 0 || h.impossible(buf, pos, end) || (pos === 0 && end === CHUNK)) break;

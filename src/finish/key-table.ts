@@ -3,14 +3,15 @@
  * per key: open addressing over one typed array keyed by (kind, value), and one (key, group)
  * node each time a key shows up in a new group, appended to growing typed arrays. Adding a
  * packet's key allocates nothing and writes nothing but its own slot and the node it appends:
- * this runs for every record a writer appends, so a slot's four numbers share a cache line.
+ * this runs for every record a writer appends, so a slot's four numbers share a cache line,
+ * and a value repeated from the records just before skips the table altogether.
  * encode() sorts the nodes by key (counting sort: they are in group order already) and
  * writes the postings once.
  *
  *   slot = hash(kind, value) & mask, linear probing
  *   slots[4 * slot ..]: kind (0 = empty) | value | last group | key id ──▶ nodes: nodeKey[n] = id, nodeGroup[n]
  */
-import { key, type KeySink } from './index-keys.js';
+import { key, KINDS, type KeySink } from './index-keys.js';
 
 /** Numbers per slot: kind, value, last group, key id. */
 const SLOT = 4;
@@ -38,11 +39,26 @@ export class KeyTable implements KeySink {
   private nodeGroup = new Int32Array(1 << 16);
   /** The group keys are added to now. */
   group = 0;
+  /**
+   * Per kind, the last two values added and the group they were added in (a record's source
+   * and destination): most records repeat the ones before them, and a repeat in the same
+   * group has nothing to add, so it skips the table.
+   */
+  private readonly recentValue = new Int32Array(KINDS * 2);
+  private readonly recentGroup = new Int32Array(KINDS * 2).fill(-1);
+  private readonly recentNext = new Uint8Array(KINDS);
 
   add(kind: number, value: number): void {
+    const v = value | 0;
+    const r = kind * 2;
+    const group = this.group;
+    if ((this.recentValue[r] === v && this.recentGroup[r] === group) || (this.recentValue[r + 1] === v && this.recentGroup[r + 1] === group)) return;
+    const w = r + this.recentNext[kind]!;
+    this.recentNext[kind]! ^= 1;
+    this.recentValue[w] = v;
+    this.recentGroup[w] = group;
     const s = this.slots;
     const wrap = s.length - 1;
-    const v = value | 0;
     let at = (hash(kind, value) & (this.cap - 1)) * SLOT;
     for (;;) {
       const k = s[at]!;

@@ -177,7 +177,7 @@ t.test('a builder that did not see the file as it is (cut back by a write error)
   const data = buildPcap({ ns: true, snaplen: 65535, records: Array.from({ length: 50 }, (_, i) => ({ sec: T0, frac: i, data: udpFrame(200, 1, i) })) });
   // The builder sees all 50 records, as the writer appended them; the disk keeps 40 (the file cut back).
   const tap = step.tap(data, 1);
-  layoutOf(data)!.walk(data, 24, data.length, 0, tap.add);
+  layoutOf(data)!.walk(data, 24, data.length, 0, (...record) => tap.add(...record));
   tap.end(data.length);
   const path = join(dir, captureFileName('s1', T0, 0));
   await writeFile(path, data);
