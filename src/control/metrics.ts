@@ -182,7 +182,7 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   gauge('disk_used_bytes', 'Bytes of our capture files: finished, plus the open ones.', [], (emit) =>
     emit({}, view.catalog.totalBytes + snaps.reduce((n, s) => n + (s.output.current?.bytes ?? 0), 0)),
   );
-  gauge('receive_buffer_bytes', 'Socket receive buffer the kernel granted (usable bytes), by listener.', byListener, perListener((s) => s.recvBuffer));
+  gauge('receive_buffer_bytes', 'Socket receive buffer the kernel granted (usable bytes; with --workers every receive thread socket together), by listener.', byListener, perListener((s) => s.recvBuffer));
   counter('receive_batches_total', 'Batches of datagrams handed to the pipeline (one recvmmsg, or one event-loop turn of node:dgram), by listener.', byListener, perListener((s) => s.stats.batches));
   flowMetrics(counter, gauge, (read) => (emit) => {
     for (const s of snaps) if (s.flows !== null) emit(sessionLabels(s), read(s.flows));
