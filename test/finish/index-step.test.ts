@@ -14,7 +14,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Catalog } from '../../src/capture/catalog.js';
 import { captureFileName } from '../../src/capture/naming.js';
 import { resolveConfig } from '../../src/config.js';
@@ -35,6 +35,17 @@ const T0 = 1_790_000_000;
 async function settled(finisher: Finisher, catalog: Catalog): Promise<void> {
   while (finisher.pending > 0) await new Promise((r) => setTimeout(r, 5));
   await catalog.idle();
+}
+
+/** An output folder with session folder s1, and an index step run by a finisher over a catalog of it. */
+async function rig(t: Test): Promise<{ out: string; dir: string; step: IndexStep; catalog: Catalog; finisher: Finisher }> {
+  const out = await mkdtemp(join(tmpdir(), 'mirrorcap-index-step-'));
+  t.teardown(() => rm(out, { recursive: true, force: true }));
+  const dir = join(out, 's1');
+  await mkdir(dir);
+  const step = new IndexStep({ indexed: () => undefined, failed: () => undefined });
+  const catalog = new Catalog(out, 0, { deleted: () => undefined, deleteFailed: () => undefined });
+  return { out, dir, step, catalog, finisher: new Finisher([step], catalog, { skipped: () => undefined }) };
 }
 
 t.test('a sidecar is an artefact of its capture: listed and counted with it', async (t) => {
@@ -64,13 +75,7 @@ t.test('a sidecar is an artefact of its capture: listed and counted with it', as
 });
 
 t.test('the ring deletes a sidecar with its capture; a restart resumes only what is needed', async (t) => {
-  const out = await mkdtemp(join(tmpdir(), 'mirrorcap-index-step-'));
-  t.teardown(() => rm(out, { recursive: true, force: true }));
-  const dir = join(out, 's1');
-  await mkdir(dir);
-  const step = new IndexStep({ indexed: () => undefined, failed: () => undefined });
-  const catalog = new Catalog(out, 0, { deleted: () => undefined, deleteFailed: () => undefined });
-  const finisher = new Finisher([step], catalog, { skipped: () => undefined });
+  const { out, dir, step, catalog, finisher } = await rig(t);
   const paths: string[] = [];
   for (let seq = 0; seq < 4; seq++) {
     const path = join(dir, captureFileName('s1', T0 + seq, seq));
@@ -167,13 +172,7 @@ t.test('a sidecar built while the file is written is the one read back would bui
 });
 
 t.test('a builder that did not see the file as it is (cut back by a write error) is not used: the file is read back', async (t) => {
-  const out = await mkdtemp(join(tmpdir(), 'mirrorcap-index-step-'));
-  t.teardown(() => rm(out, { recursive: true, force: true }));
-  const dir = join(out, 's1');
-  await mkdir(dir);
-  const step = new IndexStep({ indexed: () => undefined, failed: () => undefined });
-  const catalog = new Catalog(out, 0, { deleted: () => undefined, deleteFailed: () => undefined });
-  const finisher = new Finisher([step], catalog, { skipped: () => undefined });
+  const { dir, step, catalog, finisher } = await rig(t);
   const data = buildPcap({ ns: true, snaplen: 65535, records: Array.from({ length: 50 }, (_, i) => ({ sec: T0, frac: i, data: udpFrame(200, 1, i) })) });
   // The builder sees all 50 records, as the writer appended them; the disk keeps 40 (the file cut back).
   const tap = step.tap(data, 1);
