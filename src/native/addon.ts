@@ -42,6 +42,8 @@ export interface ReceiverMemory {
   maxBatchesPerTurn: number;
   /** After the socket runs dry, rest this long before reading again (0 = wake per datagram). */
   coalesceMs: number;
+  /** At low rates the rest doubles up to this (default coalesceMs: fixed); see Receiver::Coalesce. */
+  maxCoalesceMs?: number;
   /** After the sink says it is saturated, rest this long before reading again. */
   saturatedRestMs: number;
   /**

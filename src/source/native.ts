@@ -53,6 +53,10 @@ export const DEFAULT_MAX_BATCHES_PER_TURN = 8;
  * socket buffer must hold a millisecond of traffic: 32 MiB holds far more.
  */
 export const DEFAULT_COALESCE_MS = 1;
+/** How far the rest may grow at low rates (see maxCoalesceMs). */
+export const MAX_COALESCE_FACTOR = 4;
+/** The usable socket buffer from which it may. */
+export const COALESCE_GROWTH_MIN_BUFFER = 4 << 20;
 /**
  * How long the receiver rests when the pipeline says it is saturated (most of a batch
  * dropped for want of write-queue memory). Under disk overload, reading 9 KB datagrams
@@ -75,7 +79,7 @@ export interface NativeSourceOptions {
   batchSize?: number;
   /** recvmmsg calls per event-loop wake-up; default 8. */
   maxBatchesPerTurn?: number;
-  /** Rest after the socket runs dry, in ms; default DEFAULT_COALESCE_MS, 0 = none. */
+  /** Rest after the socket runs dry, in ms; default DEFAULT_COALESCE_MS, 0 = none; up to MAX_COALESCE_FACTOR times that at low rates. */
   coalesceMs?: number;
   /** Rest after the sink reports saturation, in ms; default DEFAULT_SATURATED_REST_MS. */
   saturatedRestMs?: number;
@@ -190,6 +194,16 @@ export class NativeSource implements Source {
     return this.state === 'receiving' ? this.receiver?.address() : undefined;
   }
 
+  /**
+   * At low rates the receiver rests up to MAX_COALESCE_FACTOR times longer (fewer wake-ups),
+   * but only with a socket buffer that holds far more than a few batches: a small one (an
+   * rmem_max the kernel capped us to) keeps the rest fixed.
+   */
+  private maxCoalesceMs(): number {
+    const rest = this.opts.coalesceMs ?? DEFAULT_COALESCE_MS;
+    return this.grantedRecvBuffer / 2 >= COALESCE_GROWTH_MIN_BUFFER ? rest * MAX_COALESCE_FACTOR : rest;
+  }
+
   async start(sink: BatchSink): Promise<void> {
     if (this.state !== 'idle') throw codedError(ErrorCode.INVALID_STATE, `NativeSource.start(): source is ${this.state}`);
     this.state = 'starting';
@@ -218,6 +232,7 @@ export class NativeSource implements Source {
           counters: this.counters,
           maxBatchesPerTurn: this.maxBatchesPerTurn,
           coalesceMs: this.opts.coalesceMs ?? DEFAULT_COALESCE_MS,
+          maxCoalesceMs: this.maxCoalesceMs(),
           saturatedRestMs: this.opts.saturatedRestMs ?? DEFAULT_SATURATED_REST_MS,
           ...(this.opts.shared === undefined ? {} : { slotBase: this.opts.shared.slotBase }),
         },

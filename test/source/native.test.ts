@@ -313,6 +313,28 @@ function suite(binding: NativeBinding): void {
     t.pass('the next datagram wakes it');
   });
 
+  t.test('at a low rate the rest grows (fewer reads per datagram); a small socket buffer keeps it fixed', async (t) => {
+    const readsPerDatagram = async (recvBufferBytes: number): Promise<number> => {
+      const r = await receiver({ coalesceMs: 1, recvBufferBytes });
+      const sender = new binding.Sender('127.0.0.1', r.port);
+      const n = 120;
+      for (let i = 0; i < n; i++) {
+        burst(sender, [64]);
+        await sleep(2);
+      }
+      await r.until(n);
+      const reads = r.src.counters[COUNTER_READS]!;
+      sender.close();
+      await r.src.stop();
+      return reads / n;
+    };
+    // A datagram every 2 ms: a fixed 1 ms rest reads each one twice (the wake-up, then the read after the rest).
+    const grown = await readsPerDatagram(8 << 20);
+    t.ok(grown < 0.8, `rests of up to 4 ms: ${grown.toFixed(2)} reads per datagram`);
+    const fixed = await readsPerDatagram(64 << 10);
+    t.ok(fixed > grown, `a 64 KiB buffer keeps the 1 ms rest: ${fixed.toFixed(2)} reads per datagram`);
+  });
+
   t.test('a sink that says it is saturated makes the receiver rest before reading on', async (t) => {
     let saturated = true;
     const src = new NativeSource({ host: '127.0.0.1', port: 0, recvBufferBytes: 4 << 20, batchSize: 16, coalesceMs: 200, saturatedRestMs: 200 });
