@@ -436,9 +436,11 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   }
 
   // start({ slab, slotBytes, capacity, lengths, wireLengths, tsSec, tsNsec, srcAddr, srcPort,
-  //         counters, maxBatchesPerTurn, coalesceMs, saturatedRestMs, slotBase? }, onBatch(count))
-  // The arrays and the slab may hold more than capacity slots (SharedArrayBuffer-backed, for
-  // a worker thread); each batch then lands at slot slotBase[0], read before every recvmmsg.
+  //         counters, maxBatchesPerTurn, coalesceMs, saturatedRestMs, slotBase?, headroom? }, onBatch(count))
+  // The arrays and the slab may hold more than capacity slots (a worker thread's shared
+  // memory, or a ring of regions); each batch then lands at slot slotBase[0], read before
+  // every recvmmsg. A datagram lands `headroom` bytes into its slot (default 0): room the
+  // writer fills with a record header in front of the frame (zero-copy writes).
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0 || started_) {
@@ -495,6 +497,13 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
         return env.Undefined();
       }
     }
+    Napi::Value headroom = o.Get("headroom");
+    headroom_ = headroom.IsNumber() ? headroom.ToNumber().Uint32Value() : 0;
+    if (headroom_ >= slotBytes) {
+      pins_.clear();
+      Napi::TypeError::New(env, "start(): headroom must be smaller than slotBytes").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     capacity_ = capacity;
     slotBytes_ = slotBytes;
     maxBatchesPerTurn_ = turns;
@@ -504,8 +513,8 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
     names_.assign(capacity, sockaddr_storage{});
     control_.reset(new Control[capacity]);
     for (uint32_t i = 0; i < capacity; i++) {
-      iov_[i].iov_base = slab_ + static_cast<size_t>(i) * slotBytes;
-      iov_[i].iov_len = slotBytes;
+      iov_[i].iov_base = slab_ + static_cast<size_t>(i) * slotBytes + headroom_;
+      iov_[i].iov_len = slotBytes - headroom_;
       msghdr& h = msgs_[i].msg_hdr;
       h.msg_iov = &iov_[i];
       h.msg_iovlen = 1;
@@ -553,7 +562,7 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
         base_ = static_cast<uint32_t>(b);
       }
       for (uint32_t i = 0; i < capacity_; i++) {
-        iov_[i].iov_base = slab_ + static_cast<size_t>(base_ + i) * slotBytes_;
+        iov_[i].iov_base = slab_ + static_cast<size_t>(base_ + i) * slotBytes_ + headroom_;
         msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
         msgs_[i].msg_hdr.msg_controllen = kControlBytes;
       }
@@ -585,9 +594,10 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
       const mmsghdr& m = msgs_[k];
       const uint32_t i = base_ + k;
       uint32_t wire = m.msg_len;
-      lengths_[i] = wire < slotBytes_ ? wire : slotBytes_;
+      const uint32_t room = slotBytes_ - headroom_;
+      lengths_[i] = wire < room ? wire : room;
       wireLengths_[i] = wire;
-      if (wire > slotBytes_) counters_[kTruncated] += 1;
+      if (wire > room) counters_[kTruncated] += 1;
 
       bool stamped = false;
       msghdr* h = const_cast<msghdr*>(&m.msg_hdr);
@@ -648,6 +658,7 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   uint16_t* srcPort_ = nullptr;
   uint32_t capacity_ = 0;
   uint32_t slotBytes_ = 0;
+  uint32_t headroom_ = 0;
   // Slots the slab holds; the batch lands at slot base_ (0 unless slotBase_ says otherwise).
   uint32_t slots_ = 0;
   uint32_t base_ = 0;
@@ -1145,6 +1156,8 @@ Napi::Value StartWriteBehind(const Napi::CallbackInfo& info) {
 
 // stderr_capture.cc
 void InitStderrCapture(Napi::Env env, Napi::Object exports);
+// write_pieces.cc
+void InitWritePieces(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -1154,6 +1167,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("PacketRing", PacketRing::Define(env));
   exports.Set("writeBehind", Napi::Function::New(env, StartWriteBehind, "writeBehind"));
   InitStderrCapture(env, exports);
+  InitWritePieces(env, exports);
   return exports;
 }
 

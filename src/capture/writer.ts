@@ -13,6 +13,16 @@
  * and the record that would overflow a file starts the next one. A chunk belongs to one
  * file and holds only whole records, so every write ends on a record boundary: when a
  * write fails the file is cut back to its last whole record, closed and renamed.
+ *
+ * ZERO-COPY. A frame of a batch that carries a RecordHold (the native source's ring of
+ * regions, source/slab-ring.ts) is not copied: its record header is written in place in
+ * front of it, and the op that holds it lists its pieces in file order in typed arrays
+ * (chunk bytes, held records), written by the addon with pwritev (writePieces) straight
+ * from the chunk and the slab; each held record's region goes back to the receiver when its
+ * write is done (or its op is dropped). Same bytes, same order, same rotation, snaplen,
+ * budget and counters: only the copy is gone. Left to the copy: pcapng (its blocks need
+ * padding and a trailer), frames under ZERO_COPY_MIN (a copy is cheaper than an iovec), every
+ * other source. When the ring runs low, unpin() copies what an op still gathers into a chunk.
  */
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,13 +33,21 @@ import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { makeFolder } from './folder.js';
 import { captureFileName, captureSuffix, PART_SUFFIX } from './naming.js';
 import { rotationEnd, rotationOf, type Rotation } from './rotation.js';
-import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../pcap/pcap.js';
+import { FILE_HEADER_LEN, RECORD_HEADER_LEN, writeFileHeader, writeRecord, writeRecordHeader } from '../pcap/pcap.js';
 import { epbLength, fileHeader, NG_ISB_LEN, statisticsBlock, writeEpb, type SectionInfo } from '../pcap/pcapng-write.js';
 import type { NativeBinding } from '../native/addon.js';
+import type { RecordHold } from '../source/batch.js';
 
 export const FILE_MODE = 0o640;
 /** Chunks gathered into one writev. */
 const MAX_IOV = 16;
+/** ZERO-COPY: frames of at least this many bytes (as written) stay where they were received. */
+export const ZERO_COPY_MIN = 512;
+/** ZERO-COPY: pieces of one op (a held record may add two: the chunk bytes before it, itself). */
+const MAX_PIECES = 1024;
+/** ZERO-COPY: an op of held records is written once it holds this many bytes (16 large chunks' worth). */
+const PIECES_OP_BYTES = MAX_IOV * LARGE_CHUNK;
+const NO_BYTES = Buffer.alloc(0);
 
 /** A file as it is being written, and as reported once finished. */
 export interface CaptureFile {
@@ -103,6 +121,8 @@ export interface WriterOptions {
    * is the addon's writeBehind; absent (or a window of 0) leaves it all to the kernel.
    */
   readonly writeBehind?: { readonly window: number; readonly run: NativeBinding['writeBehind'] } | undefined;
+  /** The addon's writePieces (see ZERO-COPY); absent, every record is copied. */
+  readonly writePieces?: NativeBinding['writePieces'] | undefined;
 }
 
 /** The session's running totals the statistics block of a pcapng file is made from. */
@@ -124,10 +144,37 @@ const RETRY_AFTER_ERROR_SEC = 1;
 interface Op {
   kind: typeof WRITE | typeof CLOSE;
   file: OpenFile;
-  /** WRITE: a pool chunk; CLOSE: the block that ends the file (pcapng statistics), or null. */
+  /** WRITE: a pool chunk (null when all its records are held); CLOSE: the block that ends the file (pcapng statistics), or null. */
   chunk: Buffer | null;
+  /** Bytes the op adds to the file. */
   len: number;
   packets: number;
+  /** ZERO-COPY: what the op writes, in order, when it holds records in receive memory; null: its chunk's first `len` bytes. */
+  pieces: Pieces | null;
+}
+
+/**
+ * ZERO-COPY: the pieces of one op in file order, as typed arrays the addon builds its iovecs
+ * from: piece i is buffer which[i] (0: the op's chunk, k: holds[k - 1].slab) from offsets[i],
+ * lengths[i] bytes; a held record's release token is tokens[i]. Reused from op to op.
+ */
+class Pieces {
+  count = 0;
+  /** Bytes of held records (the others are the chunk's, counted in its size). */
+  heldBytes = 0;
+  readonly which = new Uint8Array(MAX_PIECES);
+  readonly offsets = new Uint32Array(MAX_PIECES);
+  readonly lengths = new Uint32Array(MAX_PIECES);
+  readonly tokens = new Int32Array(MAX_PIECES);
+  readonly holds: RecordHold[] = [];
+
+  push(which: number, off: number, len: number, token: number): void {
+    const n = this.count++;
+    this.which[n] = which;
+    this.offsets[n] = off;
+    this.lengths[n] = len;
+    this.tokens[n] = token;
+  }
 }
 
 interface OpenFile extends CaptureFile {
@@ -156,7 +203,14 @@ export class SessionWriter implements SessionOutput {
   private file: OpenFile | null = null;
   private chunk: Buffer | null = null;
   private chunkLen = 0;
+  /** Records in the op being gathered (in the chunk or held). */
   private chunkPackets = 0;
+  /** ZERO-COPY: the op's pieces once it holds a record; the chunk's bytes from pieceStart on are not a piece yet. */
+  private pieces: Pieces | null = null;
+  private pieceStart = 0;
+  private readonly sparePieces: Pieces[] = [];
+  /** The addon's argument list for one writePieces call, reused. */
+  private readonly pieceBuffers: Buffer[] = [];
   /** Bytes of chunks this writer holds: queued, being written, being filled. */
   private held = 0;
   /** Whether the next chunk is LARGE: the session filled its last one before a flush. */
@@ -213,7 +267,7 @@ export class SessionWriter implements SessionOutput {
    * Appends one frame. `len` bytes are available at src[off]; `origLen` is the frame's
    * real length on the wire. Returns false when the packet was dropped (counted).
    */
-  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number): boolean {
+  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number, hold: RecordHold | null = null): boolean {
     if (this.closed) {
       this.opts.drops[DROP_WRITE_ERROR]!++;
       return false;
@@ -238,15 +292,23 @@ export class SessionWriter implements SessionOutput {
       }
       this.retryAt = 0;
     }
-    const need = f === null ? recLen + this.header.length : recLen;
-    if (this.chunk === null || this.chunkLen + need > this.chunk.length) {
+    // ZERO-COPY: held where it lies (the pipeline passes src = hold.slab); only a new file's header needs the chunk.
+    const keep = hold !== null && !ng && incl >= ZERO_COPY_MIN && this.opts.writePieces !== undefined;
+    if (keep && this.held + recLen > this.opts.queueSize) {
+      this.opts.drops[DROP_QUEUE_FULL]!++;
+      this.saturated = true;
+      return false;
+    }
+    const need = (f === null ? this.header.length : 0) + (keep ? 0 : recLen);
+    if (need > 0 && (this.chunk === null || this.chunkLen + need > this.chunk.length)) {
       if (!this.nextChunk(need)) {
         this.opts.drops[DROP_QUEUE_FULL]!++;
         this.saturated = true;
         return false;
       }
     }
-    const chunk = this.chunk!;
+    // Null only when the record is held and the file is open: then not needed.
+    const chunk = this.chunk as Buffer;
     /** False for a record earlier than the file's newest: lastSec/lastNsec stay the newest. */
     let latest = true;
     if (f === null) {
@@ -260,9 +322,12 @@ export class SessionWriter implements SessionOutput {
         nsec = f.lastNsec;
       } else latest = false;
     }
-    this.chunkLen = ng
-      ? writeEpb(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec)
-      : writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
+    if (keep) this.holdRecord(hold, off, incl, origLen > len ? origLen : len, sec, nsec);
+    else {
+      this.chunkLen = ng
+        ? writeEpb(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec)
+        : writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
+    }
     this.chunkPackets++;
     f.bytes += recLen;
     f.packets++;
@@ -270,12 +335,81 @@ export class SessionWriter implements SessionOutput {
       f.lastSec = sec;
       f.lastNsec = nsec;
     }
+    const p = this.pieces;
+    if (p !== null && (p.count >= MAX_PIECES - 2 || p.heldBytes >= PIECES_OP_BYTES)) this.queueChunk();
     return true;
+  }
+
+  /** ZERO-COPY: the record header goes in front of the frame at hold.slab[off], and the record becomes the op's next piece. */
+  private holdRecord(hold: RecordHold, off: number, incl: number, origLen: number, sec: number, nsec: number): void {
+    let p = this.pieces;
+    if (p === null) p = this.pieces = this.sparePieces.pop() ?? new Pieces();
+    this.closeChunkPiece(p);
+    let k = p.holds.indexOf(hold);
+    if (k < 0) k = p.holds.push(hold) - 1;
+    const at = off - RECORD_HEADER_LEN;
+    writeRecordHeader(hold.slab, at, incl, origLen, sec, nsec);
+    p.push(k + 1, at, RECORD_HEADER_LEN + incl, hold.retain(off));
+    p.heldBytes += RECORD_HEADER_LEN + incl;
+    this.held += RECORD_HEADER_LEN + incl;
+  }
+
+  /** The chunk's bytes since the last piece become a piece. */
+  private closeChunkPiece(p: Pieces): void {
+    if (this.chunkLen > this.pieceStart) {
+      p.push(0, this.pieceStart, this.chunkLen - this.pieceStart, -1);
+      this.pieceStart = this.chunkLen;
+    }
+  }
+
+  /**
+   * ZERO-COPY: the ring runs low (SlabRing.onLow). What this writer still gathers leaves the
+   * receive memory: copied into one chunk when it fits one (a quiet session's few records, which
+   * would otherwise wait for the flush interval), else queued for writing now.
+   */
+  unpin(): void {
+    const p = this.pieces;
+    if (p === null) return;
+    this.closeChunkPiece(p);
+    const total = this.chunkLen + p.heldBytes;
+    const size = total <= SMALL_CHUNK ? SMALL_CHUNK : LARGE_CHUNK;
+    const dst = total <= LARGE_CHUNK && this.held + size <= this.opts.queueSize ? this.opts.pool.take(size) : null;
+    if (dst === null) {
+      this.queueChunk();
+      return;
+    }
+    this.held += size;
+    let at = 0;
+    for (let i = 0; i < p.count; i++) {
+      const w = p.which[i]!;
+      const from = w === 0 ? this.chunk! : p.holds[w - 1]!.slab;
+      at += from.copy(dst, at, p.offsets[i]!, p.offsets[i]! + p.lengths[i]!);
+    }
+    this.releasePieces(p);
+    if (this.chunk !== null) this.giveBack(this.chunk);
+    this.chunk = dst;
+    this.chunkLen = at;
+    this.pieces = null;
+    this.pieceStart = 0;
+  }
+
+  /** Held records written or dropped: their regions go back to the receiver. */
+  private releasePieces(p: Pieces): void {
+    for (let i = 0; i < p.count; i++) {
+      const w = p.which[i]!;
+      if (w !== 0) p.holds[w - 1]!.release(p.tokens[i]!);
+    }
+    this.held -= p.heldBytes;
+    p.count = 0;
+    p.heldBytes = 0;
+    p.holds.length = 0;
+    this.sparePieces.push(p);
+    this.saturated = false;
   }
 
   /** Hands the partly filled chunk to the disk, so buffered records reach the file. */
   flush(): void {
-    if (this.chunk !== null && this.chunkLen > 0) {
+    if ((this.chunk !== null && this.chunkLen > 0) || this.pieces !== null) {
       if (this.chunkLen < SMALL_CHUNK / 2) this.busy = false;
       this.queueChunk();
     }
@@ -411,11 +545,11 @@ export class SessionWriter implements SessionOutput {
 
   private closeCurrent(inFlight: number): void {
     const f = this.file!;
-    if (this.chunkLen > 0) this.queueChunk();
+    if (this.chunkLen > 0 || this.pieces !== null) this.queueChunk();
     this.file = null;
     const tail = this.statistics(f, inFlight);
     if (tail !== null) f.bytes += tail.length;
-    this.ops.push({ kind: CLOSE, file: f, chunk: tail, len: tail?.length ?? 0, packets: 0 });
+    this.ops.push({ kind: CLOSE, file: f, chunk: tail, len: tail?.length ?? 0, packets: 0, pieces: null });
   }
 
   /**
@@ -444,10 +578,20 @@ export class SessionWriter implements SessionOutput {
   }
 
   private queueChunk(): void {
-    this.ops.push({ kind: WRITE, file: this.file!, chunk: this.chunk, len: this.chunkLen, packets: this.chunkPackets });
-    this.chunk = null;
+    const p = this.pieces;
+    let chunk = this.chunk;
+    let len = this.chunkLen;
+    if (p !== null) {
+      this.closeChunkPiece(p);
+      len += p.heldBytes;
+      if (this.chunkLen === 0) chunk = null; // every record held: the empty chunk stays for the next op
+    }
+    this.ops.push({ kind: WRITE, file: this.file!, chunk, len, packets: this.chunkPackets, pieces: p });
+    if (chunk !== null) this.chunk = null;
     this.chunkLen = 0;
     this.chunkPackets = 0;
+    this.pieces = null;
+    this.pieceStart = 0;
     this.kick();
   }
 
@@ -459,7 +603,8 @@ export class SessionWriter implements SessionOutput {
   }
 
   private releaseChunk(op: Op): void {
-    this.giveBack(op.chunk!);
+    if (op.chunk !== null) this.giveBack(op.chunk);
+    if (op.pieces !== null) this.releasePieces(op.pieces);
   }
 
   private giveBack(chunk: Buffer): void {
@@ -476,8 +621,11 @@ export class SessionWriter implements SessionOutput {
         if (op.chunk === null || (await this.writeTail(op.file, op.chunk))) await this.finish(op.file);
         continue;
       }
+      // Chunk-only ops of one file go out together; an op with pieces alone (it is large).
       let n = 1;
-      while (n < this.ops.length && n < MAX_IOV && this.ops[n]!.kind === WRITE && this.ops[n]!.file === op.file) n++;
+      if (op.pieces === null) {
+        while (n < this.ops.length && n < MAX_IOV && this.ops[n]!.kind === WRITE && this.ops[n]!.file === op.file && this.ops[n]!.pieces === null) n++;
+      }
       const batch = this.ops.splice(0, n);
       await this.writeOps(op.file, batch);
     }
@@ -500,14 +648,7 @@ export class SessionWriter implements SessionOutput {
         await f.handle.chmod(FILE_MODE);
       }
       // Positioned writes: the file's content is defined by `durable`, never by a file offset.
-      let bufs = batch.map((op) => op.chunk!.subarray(0, op.len));
-      let pos = f.durable;
-      const end = pos + bufs.reduce((s, b) => s + b.length, 0);
-      while (pos < end) {
-        const { bytesWritten } = await f.handle.writev(bufs, pos);
-        pos += bytesWritten;
-        if (pos < end) bufs = skipBytes(bufs, bytesWritten);
-      }
+      const end = batch[0]!.pieces !== null ? await this.writePieces(f, batch[0]!) : await this.writeChunks(f, batch);
       await this.relinkIfRemoved(f, end);
     } catch (err) {
       await this.fail(f, 'write', err as NodeJS.ErrnoException);
@@ -523,6 +664,30 @@ export class SessionWriter implements SessionOutput {
     }
     const wb = this.opts.writeBehind;
     if (wb !== undefined && wb.window > 0 && f.durable - f.behind >= wb.window) await this.writeBehind(f, wb.run);
+  }
+
+  /** Chunk-only ops, one writev; returns where the file now ends. */
+  private async writeChunks(f: OpenFile, batch: Op[]): Promise<number> {
+    let bufs = batch.map((op) => op.chunk!.subarray(0, op.len));
+    let pos = f.durable;
+    const end = pos + bufs.reduce((s, b) => s + b.length, 0);
+    while (pos < end) {
+      const { bytesWritten } = await f.handle!.writev(bufs, pos);
+      pos += bytesWritten;
+      if (pos < end) bufs = skipBytes(bufs, bytesWritten);
+    }
+    return end;
+  }
+
+  /** ZERO-COPY: an op with held records, written by the addon from its pieces; returns where the file now ends. */
+  private async writePieces(f: OpenFile, op: Op): Promise<number> {
+    const p = op.pieces!;
+    const bufs = this.pieceBuffers;
+    bufs.length = 0;
+    bufs.push(op.chunk ?? NO_BYTES);
+    for (const h of p.holds) bufs.push(h.slab);
+    await this.opts.writePieces!(f.handle!.fd, f.durable, bufs, p.which, p.offsets, p.lengths, p.count);
+    return f.durable + op.len;
   }
 
   /**
@@ -581,8 +746,11 @@ export class SessionWriter implements SessionOutput {
     f.failed = true;
     this.retryAt = Date.now() / 1000 + RETRY_AFTER_ERROR_SEC;
     if (this.file === f) {
-      if (this.chunk !== null && this.chunkLen > 0) {
+      if ((this.chunk !== null && this.chunkLen > 0) || this.pieces !== null) {
         this.opts.drops[DROP_WRITE_ERROR]! += this.chunkPackets;
+        if (this.pieces !== null) this.releasePieces(this.pieces);
+        this.pieces = null;
+        this.pieceStart = 0;
         this.chunkLen = 0;
         this.chunkPackets = 0;
       }

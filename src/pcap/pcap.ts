@@ -41,10 +41,15 @@ export function writeRecord(
   sec: number,
   nsec: number,
 ): number {
+  writeRecordHeader(dst, off, inclLen, origLen, sec, nsec);
+  src.copy(dst, off + RECORD_HEADER_LEN, srcOff, srcOff + inclLen);
+  return off + RECORD_HEADER_LEN + inclLen;
+}
+
+/** Only the record header, at dst[off]: the frame follows it where it already lies (zero-copy writes). */
+export function writeRecordHeader(dst: Buffer, off: number, inclLen: number, origLen: number, sec: number, nsec: number): void {
   dst.writeUInt32LE(sec, off);
   dst.writeUInt32LE(nsec, off + 4);
   dst.writeUInt32LE(inclLen, off + 8);
   dst.writeUInt32LE(origLen, off + 12);
-  src.copy(dst, off + RECORD_HEADER_LEN, srcOff, srcOff + inclLen);
-  return off + RECORD_HEADER_LEN + inclLen;
 }
