@@ -150,7 +150,9 @@ export const COUNTER_RXQ_OVFL = 0;
 export const COUNTER_TRUNCATED = 1;
 export const COUNTER_RECV_ERRORS = 2;
 export const COUNTER_LAST_ERRNO = 3;
-export const COUNTER_COUNT = 4;
+/** recvmmsg calls: how often the receiver woke and read. */
+export const COUNTER_READS = 4;
+export const COUNTER_COUNT = 5;
 
 /** Slots of the packet ring's counters array. */
 export const RING_DROPS = 0;

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { Batch } from '../../src/source/batch.js';
 import { BATCH_SIZE_BUCKETS } from '../../src/source/source.js';
-import { COUNTER_RXQ_OVFL, COUNTER_TRUNCATED, loadNative, type NativeBinding, type NativeSender } from '../../src/native/addon.js';
+import { COUNTER_READS, COUNTER_RXQ_OVFL, COUNTER_TRUNCATED, loadNative, type NativeBinding, type NativeSender } from '../../src/native/addon.js';
 import { DEFAULT_SLOT_BYTES, MAX_SLAB_BYTES, MAX_SLOT_BYTES, NativeSource, SLOT_HEADROOM, slotBytesFor, type NativeSourceOptions } from '../../src/source/native.js';
 
 const load = loadNative();
@@ -294,6 +294,23 @@ function suite(binding: NativeBinding): void {
     burst(sender, new Array(10).fill(64));
     await r.until(311, 3000);
     t.pass('after the rest, reading resumes by itself');
+  });
+
+  t.test('an idle receiver sleeps: a rest that ends on an empty socket waits for the next datagram, not for the next rest', async (t) => {
+    const r = await receiver({ coalesceMs: 1 });
+    t.teardown(() => r.src.stop());
+    const sender = new binding.Sender('127.0.0.1', r.port);
+    t.teardown(() => sender.close());
+    burst(sender, new Array(20).fill(64));
+    await r.until(20);
+    await sleep(50);
+    const before = r.src.counters[COUNTER_READS]!;
+    await sleep(300);
+    // Polling every 1 ms would have read about 300 times by now.
+    t.equal(r.src.counters[COUNTER_READS]! - before, 0, 'no read in 300 ms without traffic');
+    burst(sender, new Array(5).fill(64));
+    await r.until(25);
+    t.pass('the next datagram wakes it');
   });
 
   t.test('a sink that says it is saturated makes the receiver rest before reading on', async (t) => {
