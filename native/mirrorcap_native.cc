@@ -437,7 +437,8 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   }
 
   // start({ slab, slotBytes, capacity, lengths, wireLengths, tsSec, tsNsec, srcAddr, srcPort,
-  //         counters, maxBatchesPerTurn, coalesceMs, saturatedRestMs, slotBase?, headroom? }, onBatch(count))
+  //         counters, maxBatchesPerTurn, coalesceMs, saturatedRestMs, slotBase?, slotWaitMs?, headroom? },
+  //         onBatch(count))
   // The arrays and the slab may hold more than capacity slots (a worker thread's shared
   // memory, or a ring of regions); each batch then lands at slot slotBase[0], read before
   // every recvmmsg. A datagram lands `headroom` bytes into its slot (default 0): room the
@@ -461,6 +462,8 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
     coalesceMs_ = coalesce.IsNumber() ? coalesce.ToNumber().Uint32Value() : 0;
     Napi::Value saturatedRest = o.Get("saturatedRestMs");
     saturatedRestMs_ = saturatedRest.IsNumber() ? saturatedRest.ToNumber().Uint32Value() : coalesceMs_;
+    Napi::Value slotWait = o.Get("slotWaitMs");
+    slotWaitMs_ = slotWait.IsNumber() ? slotWait.ToNumber().Uint32Value() : saturatedRestMs_;
     Napi::Value slab = o.Get("slab");
     if (capacity == 0 || capacity > kMaxBatch || slotBytes == 0 || turns == 0 || !slab.IsBuffer() ||
         slab.As<Napi::Buffer<uint8_t>>().Length() < static_cast<size_t>(capacity) * slotBytes) {
@@ -562,7 +565,7 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
       // drops, and counts) what comes until one is.
       if (slotBase_ != nullptr) {
         int32_t b = __atomic_load_n(slotBase_, __ATOMIC_ACQUIRE);
-        if (b < 0 || static_cast<uint32_t>(b) + capacity_ > slots_) return Rest(slot, rest, saturatedRestMs_);
+        if (b < 0 || static_cast<uint32_t>(b) + capacity_ > slots_) return Rest(slot, rest, slotWaitMs_);
         base_ = static_cast<uint32_t>(b);
       }
       for (uint32_t i = 0; i < capacity_; i++) {
@@ -670,6 +673,7 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   int32_t* slotBase_ = nullptr;
   uint32_t coalesceMs_ = 0;
   uint32_t saturatedRestMs_ = 0;
+  uint32_t slotWaitMs_ = 0;  // the rest while slotBase is -1
 
   // Syscall plumbing, built once in start().
   std::vector<mmsghdr> msgs_;

@@ -45,8 +45,6 @@ const MAX_IOV = 16;
 export const ZERO_COPY_MIN = 512;
 /** ZERO-COPY: pieces of one op (a held record may add two: the chunk bytes before it, itself). */
 const MAX_PIECES = 1024;
-/** ZERO-COPY: an op of held records is written once it holds this many bytes (16 large chunks' worth). */
-const PIECES_OP_BYTES = MAX_IOV * LARGE_CHUNK;
 const NO_BYTES = Buffer.alloc(0);
 
 /** A file as it is being written, and as reported once finished. */
@@ -209,6 +207,8 @@ export class SessionWriter implements SessionOutput {
   private pieces: Pieces | null = null;
   private pieceStart = 0;
   private readonly sparePieces: Pieces[] = [];
+  /** Queued ops (not being written yet) with held records. */
+  private heldQueued = 0;
   /** The addon's argument list for one writePieces call, reused. */
   private readonly pieceBuffers: Buffer[] = [];
   /** Bytes of chunks this writer holds: queued, being written, being filled. */
@@ -294,6 +294,9 @@ export class SessionWriter implements SessionOutput {
     }
     // ZERO-COPY: held where it lies (the pipeline passes src = hold.slab); only a new file's header needs the chunk.
     const keep = hold !== null && !ng && incl >= ZERO_COPY_MIN && this.opts.writePieces !== undefined;
+    // An op with held records stays within one large chunk's bytes, so unpin() can always copy it into one.
+    const open = this.pieces;
+    if (open !== null && this.chunkLen + open.heldBytes + recLen > LARGE_CHUNK) this.queueChunk();
     if (keep && this.held + recLen > this.opts.queueSize) {
       this.opts.drops[DROP_QUEUE_FULL]!++;
       this.saturated = true;
@@ -336,7 +339,7 @@ export class SessionWriter implements SessionOutput {
       f.lastNsec = nsec;
     }
     const p = this.pieces;
-    if (p !== null && (p.count >= MAX_PIECES - 2 || p.heldBytes >= PIECES_OP_BYTES)) this.queueChunk();
+    if (p !== null && p.count >= MAX_PIECES - 2) this.queueChunk();
     return true;
   }
 
@@ -363,34 +366,52 @@ export class SessionWriter implements SessionOutput {
   }
 
   /**
-   * ZERO-COPY: the ring runs low (SlabRing.onLow). What this writer still gathers leaves the
-   * receive memory: copied into one chunk when it fits one (a quiet session's few records, which
-   * would otherwise wait for the flush interval), else queued for writing now.
+   * ZERO-COPY: the ring runs low (SlabRing.onLow). What this writer holds in it and is not being
+   * written yet leaves it: copied into pool chunks, as the copy path would have (a quiet
+   * session's records that would wait for the flush interval, ops queued behind a slow disk).
+   * Without pool memory the op being gathered is queued now instead, the queued ones stay.
    */
   unpin(): void {
     const p = this.pieces;
-    if (p === null) return;
-    this.closeChunkPiece(p);
-    const total = this.chunkLen + p.heldBytes;
-    const size = total <= SMALL_CHUNK ? SMALL_CHUNK : LARGE_CHUNK;
-    const dst = total <= LARGE_CHUNK && this.held + size <= this.opts.queueSize ? this.opts.pool.take(size) : null;
-    if (dst === null) {
-      this.queueChunk();
-      return;
+    if (p !== null) {
+      this.closeChunkPiece(p);
+      const len = this.chunkLen + p.heldBytes;
+      const dst = this.copyOut(p, this.chunk, len);
+      if (dst === null) this.queueChunk();
+      else {
+        this.chunk = dst;
+        this.chunkLen = len;
+        this.pieces = null;
+        this.pieceStart = 0;
+      }
     }
+    if (this.heldQueued === 0) return;
+    for (const op of this.ops) {
+      if (op.pieces === null) continue;
+      const dst = this.copyOut(op.pieces, op.chunk, op.len);
+      if (dst === null) return;
+      op.chunk = dst;
+      op.pieces = null;
+      this.heldQueued--;
+    }
+  }
+
+  /** Pieces copied in order into one pool chunk, their regions and `chunk` given back; null (nothing changed) without memory. */
+  private copyOut(p: Pieces, chunk: Buffer | null, len: number): Buffer | null {
+    const size = len <= SMALL_CHUNK ? SMALL_CHUNK : LARGE_CHUNK;
+    if (len > LARGE_CHUNK || this.held - p.heldBytes + size > this.opts.queueSize) return null;
+    const dst = this.opts.pool.take(size);
+    if (dst === null) return null;
     this.held += size;
     let at = 0;
     for (let i = 0; i < p.count; i++) {
       const w = p.which[i]!;
-      const from = w === 0 ? this.chunk! : p.holds[w - 1]!.slab;
+      const from = w === 0 ? chunk! : p.holds[w - 1]!.slab;
       at += from.copy(dst, at, p.offsets[i]!, p.offsets[i]! + p.lengths[i]!);
     }
     this.releasePieces(p);
-    if (this.chunk !== null) this.giveBack(this.chunk);
-    this.chunk = dst;
-    this.chunkLen = at;
-    this.pieces = null;
-    this.pieceStart = 0;
+    if (chunk !== null) this.giveBack(chunk);
+    return dst;
   }
 
   /** Held records written or dropped: their regions go back to the receiver. */
@@ -587,6 +608,7 @@ export class SessionWriter implements SessionOutput {
       if (this.chunkLen === 0) chunk = null; // every record held: the empty chunk stays for the next op
     }
     this.ops.push({ kind: WRITE, file: this.file!, chunk, len, packets: this.chunkPackets, pieces: p });
+    if (p !== null) this.heldQueued++;
     if (chunk !== null) this.chunk = null;
     this.chunkLen = 0;
     this.chunkPackets = 0;
@@ -627,6 +649,7 @@ export class SessionWriter implements SessionOutput {
         while (n < this.ops.length && n < MAX_IOV && this.ops[n]!.kind === WRITE && this.ops[n]!.file === op.file && this.ops[n]!.pieces === null) n++;
       }
       const batch = this.ops.splice(0, n);
+      if (op.pieces !== null) this.heldQueued--;
       await this.writeOps(op.file, batch);
     }
     this.draining = false;

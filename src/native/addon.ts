@@ -49,6 +49,8 @@ export interface ReceiverMemory {
    * recvmmsg lands at the slot slotBase[0] names (read before every call); -1 = none free, rest.
    */
   slotBase?: Int32Array;
+  /** The rest while slotBase[0] is -1; default saturatedRestMs. */
+  slotWaitMs?: number;
   /** Bytes left free at the start of each slot, in front of the datagram (zero-copy writes); default 0. */
   headroom?: number;
 }

@@ -68,7 +68,7 @@ export const MAX_BATCH_SIZE = 1024;
 /** Zero-copy: a socket's ring of regions stays within this (virtual: pages are touched where datagrams land). */
 export const MAX_RING_BYTES = 64 * 1024 * 1024;
 /** Zero-copy: the ring has at least this many regions (one receiving, the others written from). */
-export const MIN_RING_REGIONS = 8;
+export const MIN_RING_REGIONS = 16;
 
 export interface NativeSourceOptions {
   /** Numeric address or name; `::` or `[::]` binds dual-stack. */
@@ -258,7 +258,8 @@ export class NativeSource implements Source {
           coalesceMs: this.opts.coalesceMs ?? DEFAULT_COALESCE_MS,
           saturatedRestMs: this.opts.saturatedRestMs ?? DEFAULT_SATURATED_REST_MS,
           ...(this.opts.shared === undefined ? {} : { slotBase: this.opts.shared.slotBase }),
-          ...(ring === null ? {} : { slotBase: ring.slotBase, headroom: DATAGRAM_HEADROOM }),
+          // A full ring frees up as writes complete, within a millisecond or so at disk speed.
+          ...(ring === null ? {} : { slotBase: ring.slotBase, headroom: DATAGRAM_HEADROOM, slotWaitMs: 1 }),
         },
         ring === null
           ? (count) => {
