@@ -85,9 +85,13 @@ export class SlabRing implements RecordHold {
     if (this.current === -1) this.pick();
   }
 
-  /** The next free region after the last one, round the ring; none: slotBase -1 (the receiver rests). */
+  /**
+   * A free region, the last one first: when nothing was held (small frames are copied) the
+   * receiver keeps reading into the same memory, warm in the cache, as without the ring.
+   * None: slotBase -1 (the receiver rests).
+   */
   private pick(): void {
-    const start = this.last + 1;
+    const start = this.last < 0 ? 0 : this.last;
     for (let k = 0; k < this.regions; k++) {
       const r = (start + k) % this.regions;
       if (this.refs[r] !== 0) continue;
