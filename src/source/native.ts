@@ -292,7 +292,11 @@ export class NativeSource implements Source {
    * wake-up: before a shutdown, datagrams that reached the box belong in the files.
    */
   drain(): number {
-    return this.state === 'receiving' ? (this.receiver?.drainQueued(DRAIN_BATCHES) ?? 0) : 0;
+    if (this.state !== 'receiving') return 0;
+    // A ring with no region free reads nothing: the writers first copy out what they hold.
+    const ring = this.slabRing;
+    if (ring !== null && ring.current === -1) ring.onLow?.();
+    return this.receiver?.drainQueued(DRAIN_BATCHES) ?? 0;
   }
 
   /** Stops at once: the socket is closed (port free) when this resolves; idempotent. */
