@@ -183,8 +183,12 @@ interface OpenFile extends CaptureFile {
   durable: number;
   durablePackets: number;
   failed: boolean;
-  /** Write-behind: bytes the kernel was told to write out, and bytes dropped from the page cache. */
+  /**
+   * Write-behind: bytes the kernel was told to write out, where the window before the last
+   * began, and bytes dropped from the page cache (dropped <= lagging <= behind).
+   */
   behind: number;
+  lagging: number;
   dropped: number;
 }
 
@@ -557,6 +561,7 @@ export class SessionWriter implements SessionOutput {
       durable: 0,
       durablePackets: 0,
       behind: 0,
+      lagging: 0,
       dropped: 0,
       failed: false,
     };
@@ -739,19 +744,23 @@ export class SessionWriter implements SessionOutput {
    * big instance) and then makes every writer wait while it flushes them: writes that took
    * microseconds take seconds, the queues fill and packets drop. Telling it to write each
    * window out as soon as it is written keeps the disk busy at an even pace; waiting for the
-   * window before (written out a window ago, so mostly done) keeps this writer at the disk's
-   * speed, and dropping those pages keeps the page cache, and the host's memory, flat.
+   * window two before (told to go out two windows ago, so done but on a disk that lags)
+   * keeps this writer at the disk's speed, and dropping those pages keeps the page cache,
+   * and the host's memory, flat. Waiting for the window just before made the writer wait
+   * whenever the disk hiccupped (a 1 s stall in the write-behind bench); two windows in
+   * flight absorb that.
    * A failure here is the disk failing to take the data: the file is finished as after a
    * failed write.
    */
   private async writeBehind(f: OpenFile, run: NativeBinding['writeBehind']): Promise<void> {
     try {
-      await run(f.handle!.fd, f.behind, f.durable, f.dropped, f.behind);
+      await run(f.handle!.fd, f.behind, f.durable, f.dropped, f.lagging);
     } catch (err) {
       await this.fail(f, 'write', err as NodeJS.ErrnoException);
       return;
     }
-    f.dropped = f.behind;
+    f.dropped = f.lagging;
+    f.lagging = f.behind;
     f.behind = f.durable;
   }
 

@@ -4,7 +4,7 @@
  * of its own. A client never slows capture: what it cannot take is dropped for it alone.
  *
  *   pipeline ──packet()──▶ StreamHub ──each client: its session? its filter? ──copy──▶ client's chunk
- *            ──flush()───▶ (once per batch) each client: sink.write(chunk[sent..used)) ──callback──▶ chunk reusable
+ *            ──flush()───▶ (once per batch; writes at most every FLUSH_MS) each client: sink.write(chunk[sent..used)) ──callback──▶ chunk reusable
  *
  *   one client's buffer (stream-buffer bytes = up to N chunks, allocated as needed, kept for reuse):
  *   ┌────────── chunk ──────────┐ ┌────────── chunk ──────────┐
@@ -30,6 +30,8 @@ import { sendJson } from './http.js';
 export const STALL_MS = 10_000;
 /** One chunk holds the largest record (snaplen up to MAX_SNAPLEN). */
 const CHUNK_BYTES = 257 * 1024;
+/** Records wait at most this long in a client's buffer before they are written to it. */
+export const FLUSH_MS = 10;
 /** Stream filters compiled at once (each in a worker thread); more are answered 503. */
 const MAX_COMPILING = 2;
 /** A compile taking longer than this is abandoned (400). */
@@ -70,6 +72,9 @@ export class StreamHub implements PacketTap {
   private clients: StreamClient[] = [];
   private timer: NodeJS.Timeout | null = null;
   private compiling = 0;
+  /** When the clients were last handed their records (performance.now()), and the timer that will if no batch does. */
+  private lastFlush = 0;
+  private flushTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly opts: {
@@ -101,7 +106,27 @@ export class StreamHub implements PacketTap {
     }
   }
 
+  /**
+   * Once per batch. Hands buffered records to the clients at most every FLUSH_MS: the
+   * receiver takes a batch every millisecond or so, and a socket write per client per batch
+   * cost more than the copies (four clients at 150k packets/s: 4,000 writes a second). What
+   * a batch leaves buffered goes out when FLUSH_MS is up, by a timer if no batch comes.
+   */
   flush(): void {
+    const now = performance.now();
+    if (now - this.lastFlush >= FLUSH_MS) this.flushNow(now);
+    else if (this.flushTimer === null) this.flushTimer = setTimeout(this.flushLater, FLUSH_MS - (now - this.lastFlush)).unref();
+  }
+
+  private readonly flushLater = (): void => {
+    this.flushTimer = null;
+    this.flushNow(performance.now());
+  };
+
+  private flushNow(now: number): void {
+    this.lastFlush = now;
+    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
     const clients = this.clients;
     for (let i = 0; i < clients.length; i++) clients[i]!.flush();
   }
@@ -168,6 +193,8 @@ export class StreamHub implements PacketTap {
   async close(deadline = Date.now() + 1000): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
     const closing = this.clients.map((c) => new Promise<void>((resolve) => {
       c.sink.once('close', resolve);
       c.flush();

@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AfPacketSource } from './afpacket.js';
 import { Batch, ADDR_BYTES } from './batch.js';
 import { NativeSource } from './native.js';
+import { SKIP_REASONS } from './outer.js';
 import { codedError, ErrorCode } from '../errors.js';
 import type { Source } from './source.js';
 import { REGION_FREE, REGION_HELD, SLOT_BASE, STAT, TICK_MARGIN_MS, TICK_MS, type ReceiveWorkerData, type WorkerMessage } from './worker-protocol.js';
@@ -134,11 +135,15 @@ function hand(base: number, n: number): void {
   nextRegion(r);
 }
 
+/** Every half second, at start and at stop (skipped builds an object: not per batch). */
 function copyStats(): void {
   const s = source.stats;
   stats[STAT.kernelDrops] = s.kernelDrops;
   stats[STAT.receiveErrors] = s.receiveErrors;
   stats[STAT.receiveTruncated] = s.receiveTruncated;
+  stats[STAT.recvBuffer] = source.recvBuffer;
+  const skipped = s.skipped;
+  SKIP_REASONS.forEach((reason, k) => (stats[STAT.skipped + k] = skipped[reason] ?? 0));
 }
 
 let ticks = 0;
@@ -188,6 +193,7 @@ try {
   });
   // "<pid>/task/<tid>": this thread's id, for per-thread CPU accounting (ps -L, the bench).
   const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+  copyStats();
   post({ t: 'ready', port: source.port, tid });
 } catch (err) {
   const e = err as NodeJS.ErrnoException;

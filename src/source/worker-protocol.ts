@@ -8,6 +8,8 @@
  * stats (Float64Array over a SharedArrayBuffer): indexed by STAT, written by the worker,
  * read by the main thread at scrape time.
  */
+import { SKIP_REASONS } from './outer.js';
+
 export const SLOT_BASE = 0;
 export const REGION_FREE = 0;
 export const REGION_HELD = 1;
@@ -22,8 +24,12 @@ export const STAT = {
   slabWaits: 5,
   /** Frames a ring worker had read but no free region to put in (afpacket only). */
   slabDrops: 6,
+  /** The socket receive buffer the kernel granted (usable bytes; native only). */
+  recvBuffer: 7,
+  /** First of SKIP_REASONS.length counts: packets a ring worker captured that were not ours, by reason. */
+  skipped: 8,
 } as const;
-export const STAT_COUNT = 7;
+export const STAT_COUNT = STAT.skipped + SKIP_REASONS.length;
 
 /**
  * Every TICK_MS an idle worker reads what is queued and reports "nothing before T": the

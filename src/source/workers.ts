@@ -27,6 +27,7 @@ import type { Logger } from '../log.js';
 import type { NativeBinding, NativeReceiver } from '../native/addon.js';
 import { holdUdpPort } from './afpacket.js';
 import { ADDR_BYTES, Batch, sharedArraysBytes } from './batch.js';
+import { SKIP_REASONS } from './outer.js';
 import { batchBytes, countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats, type WorkerStats } from './source.js';
 import { REGION_FREE, REGION_HELD, SLOT_BASE, STAT, STAT_COUNT, type ReceiveWorkerData, type WorkerMessage } from './worker-protocol.js';
 
@@ -81,10 +82,22 @@ interface Lane {
 }
 
 class PoolStats implements SourceStats {
-  readonly skipped = {};
   /** Counted on the main thread as batches are delivered (the workers count datagrams). */
   bytes = 0;
   constructor(private readonly lanes: () => readonly Lane[]) {}
+  /** A ring worker's packets that were not ours, by reason, summed over the workers (non-zero only). */
+  get skipped(): Readonly<Record<string, number>> {
+    const out: Record<string, number> = {};
+    SKIP_REASONS.forEach((reason, k) => {
+      const n = this.sum(STAT.skipped + k);
+      if (n > 0) out[reason] = n;
+    });
+    return out;
+  }
+  /** The receive threads' sockets' buffers together (0 for rings). */
+  get recvBuffer(): number {
+    return this.sum(STAT.recvBuffer);
+  }
   private sum(i: number): number {
     let n = 0;
     for (const l of this.lanes()) n += l.stats[i]!;
@@ -109,7 +122,6 @@ class PoolStats implements SourceStats {
 
 export class WorkerSource implements Source {
   readonly kind: string;
-  readonly recvBuffer = 0;
   readonly stats: PoolStats;
   /** Merged batches handed to the sink, by size. */
   readonly batchSizeCounts = newBatchSizeCounts();
@@ -134,6 +146,11 @@ export class WorkerSource implements Source {
     this.regions = Math.max(MIN_REGIONS, Math.min(MAX_REGIONS, Math.floor(WORKER_SLAB_BYTES / this.regionBytes)));
     this.stats = new PoolStats(() => this.lanes);
     this.merged = new Batch(MERGE_CAPACITY, Buffer.alloc(0));
+  }
+
+  /** Usable bytes of the receive threads' socket buffers together (0 for rings). */
+  get recvBuffer(): number {
+    return this.stats.recvBuffer;
   }
 
   get ready(): boolean {

@@ -7,7 +7,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import { STALL_MS, StreamHub, type StreamSink } from '../../src/control/streams.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FLUSH_MS, STALL_MS, StreamHub, type StreamSink } from '../../src/control/streams.js';
 import { compileFilter } from '../../src/filter/index.js';
 import { createLogger } from '../../src/log.js';
 import type { Session } from '../../src/session/session.js';
@@ -100,6 +101,7 @@ t.test('a client that does not read: bounded memory, its drops counted, chunks r
     if (i % 16 === 15) hub.flush();
   }
   hub.flush();
+  await sleep(FLUSH_MS + 20);
   const held = slow.chunks.reduce((sum, c) => sum + c.length, 0);
   t.ok(held <= (1 << 20) + 24, `the slow client holds ${held} bytes, within its 1 MiB`);
   const taken = Math.floor(held / (16 + f.length));
@@ -119,6 +121,26 @@ t.test('a client that does not read: bounded memory, its drops counted, chunks r
   t.equal(hub.stalled, 1);
   t.equal(hub.connected('pcap-over-ip'), 0, 'and freed');
   t.equal(hub.connected('http'), 1);
+});
+
+t.test('writes are paced: one per client per FLUSH_MS however many batches, the last by a timer', async (t) => {
+  const hub = hubOf();
+  const sink = new TestSink(true);
+  hub.attach(sink, { session: null, filter: null, nanoseconds: true, transport: 'http', peer: 'a' });
+  const f = udpFrame(100);
+  const s = session('s');
+  hub.packet(s, f, 0, f.length, f.length, 1, 0);
+  hub.flush();
+  t.equal(sink.chunks.length, 1, 'the first batch is written at once');
+  for (let i = 0; i < 50; i++) {
+    hub.packet(s, f, 0, f.length, f.length, 2 + i, 0);
+    hub.flush();
+  }
+  t.equal(sink.chunks.length, 1, `50 batches within ${FLUSH_MS} ms: no write yet`);
+  await sleep(FLUSH_MS + 20);
+  t.equal(sink.chunks.length, 2, 'then one write, by the timer, with no batch to trigger it');
+  t.equal(sink.bytes.length, 24 + 51 * (16 + f.length), 'every record, once');
+  await hub.close();
 });
 
 t.test('max-streams bounds clients; one leaving frees its slot', async (t) => {

@@ -56,6 +56,21 @@ t.test('--http-token guards /api, not /metrics or the health checks', async (t) 
   t.equal(await app.stop(), 0);
 });
 
+t.test('an idle appliance sleeps: its main thread wakes a few times a second, not hundreds', async (t) => {
+  const app = await startAppliance(['--out', await temp()]);
+  t.teardown(() => app.proc.kill('SIGKILL'));
+  await sendDatagrams(app.udpPort, traffic(1, 100));
+  await waitFor(async () => metricValue(await metrics(app), 'mirrorcap_datagrams_total') === 100, 5000, 'the traffic');
+  await new Promise((r) => setTimeout(r, 500));
+  const switches = async (): Promise<number> => Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(await readFile(`/proc/${app.proc.pid}/status`, 'utf8'))?.[1]);
+  const before = await switches();
+  await new Promise((r) => setTimeout(r, 2000));
+  const woke = (await switches()) - before;
+  // Polling the socket every 1 ms (2,000 in 2 s) or sampling the event loop every 10 ms (200) would show here.
+  t.ok(woke < 100, `${woke} wake-ups in 2 s with no traffic`);
+  t.equal(await app.stop(), 0);
+});
+
 t.test('SIGUSR1 closes every current file; the next packets start new ones', async (t) => {
   const out = await temp();
   const app = await startAppliance(['--out', out]);

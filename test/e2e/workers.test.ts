@@ -38,6 +38,8 @@ interface Run {
   /** Per session: its one file's frames (tshark) and the file's bytes. */
   readonly sessions: Map<string, { frames: Frame[]; size: number; header: Buffer }>;
   readonly perWorker: number[];
+  /** mirrorcap_receive_buffer_bytes: what the kernel granted the socket(s). */
+  readonly recvBuffer: number;
 }
 
 async function capture(t: Test, workers: number): Promise<Run> {
@@ -78,7 +80,7 @@ async function capture(t: Test, workers: number): Promise<Run> {
   const all = join(out, 'all.pcap');
   await tool('mergecap', ['-a', '-w', all, ...paths]);
   for (const f of await tsharkFrames(all)) sessions.get(`vni-${f.data.readUInt32BE(42)}`)?.frames.push(f);
-  return { sessions, perWorker };
+  return { sessions, perWorker, recvBuffer: metricSum(m, 'mirrorcap_receive_buffer_bytes') };
 }
 
 /** tshark's "sec.nsec" as a bigint of nanoseconds. */
@@ -95,6 +97,8 @@ t.test('--workers 2 on SO_REUSEPORT sockets: nothing lost, time order kept, the 
   const one = await capture(t, 1);
   const two = await capture(t, 2);
   t.ok(two.perWorker.every((n) => n > 0), `both workers received (${two.perWorker.join(', ')}): the kernel spread the senders`);
+  t.ok(one.recvBuffer > 0, `one receiver's buffer is reported (${one.recvBuffer} bytes)`);
+  t.equal(two.recvBuffer, 2 * one.recvBuffer, 'two receive threads: both sockets\' buffers together');
   let written = 0;
   for (const [session, { frames }] of two.sessions) {
     written += frames.length;

@@ -142,15 +142,23 @@ t.test('afpacket source on a veth pair between two namespaces', { skip }, async 
     t.notMatch(text, /mirrorcap_capture_skipped_packets_total\{/, 'the kernel filtered the rest: nothing reached the parser to skip');
   });
 
-  t.test('--bpf widens the kernel filter; what is not VXLAN to our port is counted as skipped', async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-afpacket-'));
-    const app = await start(dir, ['--bpf', 'udp']);
-    replay(JUMBO, 8, ['--rate', '20000'], '10.77.0.2:4790');
-    replay(JUMBO, 9);
-    const text = metrics(app);
-    t.equal(await app.stop(), 0);
-    t.same((await readdir(dir)).sort(), ['vni-9']);
-    t.match(text, /^mirrorcap_capture_skipped_packets_total\{listener="afpacket:mcafp1",reason="other_port"\} 19$/m, 'the other port counted');
+  t.test('--bpf widens the kernel filter; what is not VXLAN to our port is counted as skipped, also by ring workers', async (t) => {
+    for (const workers of [1, 2]) {
+      const dir = await mkdtemp(join(tmpdir(), 'mirrorcap-afpacket-'));
+      const app = await start(dir, ['--bpf', 'udp', ...(workers > 1 ? ['--workers', String(workers)] : [])]);
+      replay(JUMBO, 8, ['--rate', '20000'], '10.77.0.2:4790');
+      replay(JUMBO, 9);
+      // Receive threads hand their counts to the main thread every half second.
+      const skipped = /^mirrorcap_capture_skipped_packets_total\{listener="afpacket:mcafp1",reason="other_port"\} 19$/m;
+      let text = metrics(app);
+      for (let i = 0; i < 20 && !skipped.test(text); i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        text = metrics(app);
+      }
+      t.equal(await app.stop(), 0);
+      t.same((await readdir(dir)).sort(), ['vni-9'], `--workers ${workers}: only our port's datagrams written`);
+      t.match(text, skipped, `--workers ${workers}: the other port counted`);
+    }
   });
 
   t.test('clear errors: a down interface, an unknown one, a bad --bpf', async (t) => {
