@@ -598,8 +598,8 @@ export class SessionWriter implements SessionOutput {
     if (chunk === null) return false;
     this.chunk = chunk;
     this.held += size;
+    // chunkPackets stays: the op being gathered may hold records outside the chunk (ZERO-COPY).
     this.chunkLen = 0;
-    this.chunkPackets = 0;
     return true;
   }
 

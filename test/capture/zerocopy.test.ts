@@ -108,6 +108,8 @@ async function sameFiles(t: Test, held: Side, copied: Side, label: string): Prom
   let identical = true;
   for (const n of names) identical &&= (await readFile(join(held.dir, n))).equals(await readFile(join(copied.dir, n)));
   t.ok(identical, `${label}: every file byte-identical to the copy path's`);
+  const counts = (s: Side): number[] => [s.writer.writtenPackets, s.writer.writtenBytes, s.drops[DROP_WRITE_ERROR]!];
+  t.same(counts(held), counts(copied), `${label}: the same written packets, bytes and drops counted`);
   return names;
 }
 
