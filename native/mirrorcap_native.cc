@@ -437,9 +437,12 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   }
 
   // start({ slab, slotBytes, capacity, lengths, wireLengths, tsSec, tsNsec, srcAddr, srcPort,
-  //         counters, maxBatchesPerTurn, coalesceMs, maxCoalesceMs?, saturatedRestMs, slotBase? }, onBatch(count))
-  // The arrays and the slab may hold more than capacity slots (SharedArrayBuffer-backed, for
-  // a worker thread); each batch then lands at slot slotBase[0], read before every recvmmsg.
+  //         counters, maxBatchesPerTurn, coalesceMs, maxCoalesceMs?, saturatedRestMs, slotBase?, slotWaitMs?,
+  //         headroom? }, onBatch(count))
+  // The arrays and the slab may hold more than capacity slots (a worker thread's shared
+  // memory, or a ring of regions); each batch then lands at slot slotBase[0], read before
+  // every recvmmsg. A datagram lands `headroom` bytes into its slot (default 0): room the
+  // writer fills with a record header in front of the frame (zero-copy writes).
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0 || started_) {
@@ -462,6 +465,8 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
     restMs_ = coalesceMs_;
     Napi::Value saturatedRest = o.Get("saturatedRestMs");
     saturatedRestMs_ = saturatedRest.IsNumber() ? saturatedRest.ToNumber().Uint32Value() : coalesceMs_;
+    Napi::Value slotWait = o.Get("slotWaitMs");
+    slotWaitMs_ = slotWait.IsNumber() ? slotWait.ToNumber().Uint32Value() : saturatedRestMs_;
     Napi::Value slab = o.Get("slab");
     if (capacity == 0 || capacity > kMaxBatch || slotBytes == 0 || turns == 0 || !slab.IsBuffer() ||
         slab.As<Napi::Buffer<uint8_t>>().Length() < static_cast<size_t>(capacity) * slotBytes) {
@@ -499,6 +504,13 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
         return env.Undefined();
       }
     }
+    Napi::Value headroom = o.Get("headroom");
+    headroom_ = headroom.IsNumber() ? headroom.ToNumber().Uint32Value() : 0;
+    if (headroom_ >= slotBytes) {
+      pins_.clear();
+      Napi::TypeError::New(env, "start(): headroom must be smaller than slotBytes").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     capacity_ = capacity;
     slotBytes_ = slotBytes;
     maxBatchesPerTurn_ = turns;
@@ -508,8 +520,8 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
     names_.assign(capacity, sockaddr_storage{});
     control_.reset(new Control[capacity]);
     for (uint32_t i = 0; i < capacity; i++) {
-      iov_[i].iov_base = slab_ + static_cast<size_t>(i) * slotBytes;
-      iov_[i].iov_len = slotBytes;
+      iov_[i].iov_base = slab_ + static_cast<size_t>(i) * slotBytes + headroom_;
+      iov_[i].iov_len = slotBytes - headroom_;
       msghdr& h = msgs_[i].msg_hdr;
       h.msg_iov = &iov_[i];
       h.msg_iovlen = 1;
@@ -557,11 +569,11 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
       // drops, and counts) what comes until one is.
       if (slotBase_ != nullptr) {
         int32_t b = __atomic_load_n(slotBase_, __ATOMIC_ACQUIRE);
-        if (b < 0 || static_cast<uint32_t>(b) + capacity_ > slots_) return Rest(slot, rest, saturatedRestMs_);
+        if (b < 0 || static_cast<uint32_t>(b) + capacity_ > slots_) return Rest(slot, rest, slotWaitMs_);
         base_ = static_cast<uint32_t>(b);
       }
       for (uint32_t i = 0; i < capacity_; i++) {
-        iov_[i].iov_base = slab_ + static_cast<size_t>(base_ + i) * slotBytes_;
+        iov_[i].iov_base = slab_ + static_cast<size_t>(base_ + i) * slotBytes_ + headroom_;
         msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
         msgs_[i].msg_hdr.msg_controllen = kControlBytes;
       }
@@ -610,9 +622,10 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
       const mmsghdr& m = msgs_[k];
       const uint32_t i = base_ + k;
       uint32_t wire = m.msg_len;
-      lengths_[i] = wire < slotBytes_ ? wire : slotBytes_;
+      const uint32_t room = slotBytes_ - headroom_;
+      lengths_[i] = wire < room ? wire : room;
       wireLengths_[i] = wire;
-      if (wire > slotBytes_) counters_[kTruncated] += 1;
+      if (wire > room) counters_[kTruncated] += 1;
 
       bool stamped = false;
       msghdr* h = const_cast<msghdr*>(&m.msg_hdr);
@@ -673,6 +686,7 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   uint16_t* srcPort_ = nullptr;
   uint32_t capacity_ = 0;
   uint32_t slotBytes_ = 0;
+  uint32_t headroom_ = 0;
   // Slots the slab holds; the batch lands at slot base_ (0 unless slotBase_ says otherwise).
   uint32_t slots_ = 0;
   uint32_t base_ = 0;
@@ -682,6 +696,7 @@ class Receiver : public Napi::ObjectWrap<Receiver>, public PolledReader {
   // The rest now, between coalesceMs_ and maxCoalesceMs_ (see Coalesce).
   uint32_t restMs_ = 0;
   uint32_t saturatedRestMs_ = 0;
+  uint32_t slotWaitMs_ = 0;  // the rest while slotBase is -1
 
   // Syscall plumbing, built once in start().
   std::vector<mmsghdr> msgs_;
@@ -1173,6 +1188,8 @@ Napi::Value StartWriteBehind(const Napi::CallbackInfo& info) {
 
 // stderr_capture.cc
 void InitStderrCapture(Napi::Env env, Napi::Object exports);
+// write_pieces.cc
+void InitWritePieces(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -1182,6 +1199,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("PacketRing", PacketRing::Define(env));
   exports.Set("writeBehind", Napi::Function::New(env, StartWriteBehind, "writeBehind"));
   InitStderrCapture(env, exports);
+  InitWritePieces(env, exports);
   return exports;
 }
 

@@ -48,6 +48,7 @@ export class App {
     const recorder = new Recorder(config, log, { guardDisk: true, clampTime: true, wallClock: true, ship: true, application: `mirrorcap ${version}` });
     this.recorder = recorder;
     this.listeners = createListeners(config, log);
+    for (const l of this.listeners) if (l.source.slabRing) recorder.adoptRing(l.source.slabRing);
     this.queries = new QueryEndpoint(config.out, config.maxQueries, log, (path) => recorder.reindex(path));
     this.streams = new StreamHub({
       maxStreams: config.maxStreams,

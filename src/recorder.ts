@@ -28,6 +28,7 @@ import { FLOWS_FOLDER, type Config, type SessionConfig } from './config.js';
 import type { Logger } from './log.js';
 import { DROP_REASONS, newDropCounters } from './drops.js';
 import { Pipeline } from './session/pipeline.js';
+import type { SlabRing } from './source/slab-ring.js';
 import { VXLAN_PORT } from './decode/vxlan.js';
 import { AllowList } from './session/allow.js';
 import { FlowBudget, type FlowInterval } from './session/flows.js';
@@ -103,6 +104,8 @@ export class Recorder {
   private readonly writers = new Map<Session, SessionWriter>();
   /** The writers' write-behind (--write-behind), when the addon that does it is built. */
   private readonly writeBehind: SessionWriterOptions['writeBehind'];
+  /** The addon's vectored write of records held in receive memory, when it is built (see SlabRing). */
+  private readonly writePieces: SessionWriterOptions['writePieces'];
   private readonly filters = new SessionFilters();
   /** The section header of pcapng files: the same for every file of this process. */
   private readonly section: { application: string; os: string; hardware: string };
@@ -119,6 +122,8 @@ export class Recorder {
     const native = config.writeBehind > 0 ? loadNative() : null;
     if (native?.ok === false) log.warn({ event: 'write_behind_off', reason: native.reason }, `--write-behind is off: ${native.reason}`);
     this.writeBehind = native?.ok ? { window: config.writeBehind, run: native.binding.writeBehind } : undefined;
+    const addon = loadNative();
+    this.writePieces = addon.ok ? addon.binding.writePieces : undefined;
     this.compress = compressStep(config, log);
     this.s3 = opts.ship ? s3Step(config, log) : null;
     const s3 = this.s3;
@@ -234,6 +239,18 @@ export class Recorder {
   /** Hands every partly filled chunk to the disk (the flush-interval timer). */
   flushAll(): void {
     for (const w of this.writers.values()) w.flush();
+  }
+
+  /**
+   * A source's ring of receive memory that records wait in until written (zero-copy): its
+   * bytes come out of the write budget (--max-buffer), and when it runs low the writers copy
+   * what they still gather out of it, so quiet sessions never pin it.
+   */
+  adoptRing(ring: SlabRing): void {
+    this.pool.reserve(ring.bytes);
+    ring.onLow = () => {
+      for (const w of this.writers.values()) w.unpin();
+    };
   }
 
   /** Once a second: rates, time-based rotation of quiet sessions, free space. */
@@ -419,6 +436,7 @@ export class Recorder {
       writeBehind: this.writeBehind,
       // Each file's index is built as its records are written (see finish/index-build.ts).
       tap: this.config.index ? this.index.tap : undefined,
+      writePieces: this.writePieces,
       events: {
         fileClosed: (file) => this.fileClosed(session!, file),
         writeError: (_file, where, op, err) => {

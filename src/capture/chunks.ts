@@ -35,6 +35,11 @@ export class ChunkPool {
     return Buffer.allocUnsafeSlow(size);
   }
 
+  /** Memory that holds records outside the pool (a receive ring, see SlabRing) counts against the same limit. */
+  reserve(bytes: number): void {
+    this.allocatedBytes += bytes;
+  }
+
   give(chunk: Buffer): void {
     (chunk.length === LARGE_CHUNK ? this.freeLarge : this.freeSmall).push(chunk);
   }

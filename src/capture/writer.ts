@@ -19,6 +19,16 @@
  * written, the offset where the record or block starts), and the file's length when it
  * closes, so the sidecar is made without reading the file back. A file cut back by a write
  * error loses its tap: its records are no longer what the tap saw.
+ *
+ * ZERO-COPY. A frame of a batch that carries a RecordHold (the native source's ring of
+ * regions, source/slab-ring.ts) is not copied: its record header is written in place in
+ * front of it, and the op that holds it lists its pieces in file order in typed arrays
+ * (chunk bytes, held records), written by the addon with pwritev (writePieces) straight
+ * from the chunk and the slab; each held record's region goes back to the receiver when its
+ * write is done (or its op is dropped). Same bytes, same order, same rotation, snaplen,
+ * budget and counters: only the copy is gone. Left to the copy: pcapng (its blocks need
+ * padding and a trailer), frames under ZERO_COPY_MIN (a copy is cheaper than an iovec), every
+ * other source. When the ring runs low, unpin() copies what an op still gathers into a chunk.
  */
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -29,14 +39,20 @@ import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { makeFolder } from './folder.js';
 import { captureFileName, captureSuffix, PART_SUFFIX } from './naming.js';
 import { rotationEnd, rotationOf, type Rotation } from './rotation.js';
-import { FILE_HEADER_LEN, LINKTYPE_ETHERNET, RECORD_HEADER_LEN, writeFileHeader, writeRecord } from '../pcap/pcap.js';
+import { FILE_HEADER_LEN, LINKTYPE_ETHERNET, RECORD_HEADER_LEN, writeFileHeader, writeRecord, writeRecordHeader } from '../pcap/pcap.js';
 import { epbLength, fileHeader, NG_ISB_LEN, statisticsBlock, writeEpb, type SectionInfo } from '../pcap/pcapng-write.js';
 import type { NativeBinding } from '../native/addon.js';
 import type { ClassicSink } from '../pcap/classic.js';
+import type { RecordHold } from '../source/batch.js';
 
 export const FILE_MODE = 0o640;
 /** Chunks gathered into one writev. */
 const MAX_IOV = 16;
+/** ZERO-COPY: frames of at least this many bytes (as written) stay where they were received. */
+export const ZERO_COPY_MIN = 512;
+/** ZERO-COPY: pieces of one op (a held record may add two: the chunk bytes before it, itself). */
+const MAX_PIECES = 1024;
+const NO_BYTES = Buffer.alloc(0);
 
 /** A file as it is being written, and as reported once finished. */
 export interface CaptureFile {
@@ -126,6 +142,8 @@ export interface WriterOptions {
   readonly writeBehind?: { readonly window: number; readonly run: NativeBinding['writeBehind'] } | undefined;
   /** Makes each new file's tap (see TAP) from the header the file starts with and its link type; absent: none. */
   readonly tap?: ((header: Buffer, linkType: number) => RecordTap) | undefined;
+  /** The addon's writePieces (see ZERO-COPY); absent, every record is copied. */
+  readonly writePieces?: NativeBinding['writePieces'] | undefined;
 }
 
 /** The session's running totals the statistics block of a pcapng file is made from. */
@@ -147,10 +165,37 @@ const RETRY_AFTER_ERROR_SEC = 1;
 interface Op {
   kind: typeof WRITE | typeof CLOSE;
   file: OpenFile;
-  /** WRITE: a pool chunk; CLOSE: the block that ends the file (pcapng statistics), or null. */
+  /** WRITE: a pool chunk (null when all its records are held); CLOSE: the block that ends the file (pcapng statistics), or null. */
   chunk: Buffer | null;
+  /** Bytes the op adds to the file. */
   len: number;
   packets: number;
+  /** ZERO-COPY: what the op writes, in order, when it holds records in receive memory; null: its chunk's first `len` bytes. */
+  pieces: Pieces | null;
+}
+
+/**
+ * ZERO-COPY: the pieces of one op in file order, as typed arrays the addon builds its iovecs
+ * from: piece i is buffer which[i] (0: the op's chunk, k: holds[k - 1].slab) from offsets[i],
+ * lengths[i] bytes; a held record's release token is tokens[i]. Reused from op to op.
+ */
+class Pieces {
+  count = 0;
+  /** Bytes of held records (the others are the chunk's, counted in its size). */
+  heldBytes = 0;
+  readonly which = new Uint8Array(MAX_PIECES);
+  readonly offsets = new Uint32Array(MAX_PIECES);
+  readonly lengths = new Uint32Array(MAX_PIECES);
+  readonly tokens = new Int32Array(MAX_PIECES);
+  readonly holds: RecordHold[] = [];
+
+  push(which: number, off: number, len: number, token: number): void {
+    const n = this.count++;
+    this.which[n] = which;
+    this.offsets[n] = off;
+    this.lengths[n] = len;
+    this.tokens[n] = token;
+  }
 }
 
 interface OpenFile extends CaptureFile {
@@ -184,7 +229,16 @@ export class SessionWriter implements SessionOutput {
   private file: OpenFile | null = null;
   private chunk: Buffer | null = null;
   private chunkLen = 0;
+  /** Records in the op being gathered (in the chunk or held). */
   private chunkPackets = 0;
+  /** ZERO-COPY: the op's pieces once it holds a record; the chunk's bytes from pieceStart on are not a piece yet. */
+  private pieces: Pieces | null = null;
+  private pieceStart = 0;
+  private readonly sparePieces: Pieces[] = [];
+  /** Queued ops (not being written yet) with held records. */
+  private heldQueued = 0;
+  /** The addon's argument list for one writePieces call, reused. */
+  private readonly pieceBuffers: Buffer[] = [];
   /** Bytes of chunks this writer holds: queued, being written, being filled. */
   private held = 0;
   /** Whether the next chunk is LARGE: the session filled its last one before a flush. */
@@ -241,7 +295,7 @@ export class SessionWriter implements SessionOutput {
    * Appends one frame. `len` bytes are available at src[off]; `origLen` is the frame's
    * real length on the wire. Returns false when the packet was dropped (counted).
    */
-  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number): boolean {
+  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number, hold: RecordHold | null = null): boolean {
     if (this.closed) {
       this.opts.drops[DROP_WRITE_ERROR]!++;
       return false;
@@ -271,15 +325,26 @@ export class SessionWriter implements SessionOutput {
       }
       this.retryAt = 0;
     }
-    const need = f === null ? recLen + this.header.length : recLen;
-    if (this.chunk === null || this.chunkLen + need > this.chunk.length) {
+    // ZERO-COPY: held where it lies (the pipeline passes src = hold.slab); only a new file's header needs the chunk.
+    const keep = hold !== null && !ng && incl >= ZERO_COPY_MIN && this.opts.writePieces !== undefined;
+    // An op with held records stays within one large chunk's bytes, so unpin() can always copy it into one.
+    const open = this.pieces;
+    if (open !== null && this.chunkLen + open.heldBytes + recLen > LARGE_CHUNK) this.queueChunk();
+    if (keep && this.held + recLen > this.opts.queueSize) {
+      this.opts.drops[DROP_QUEUE_FULL]!++;
+      this.saturated = true;
+      return false;
+    }
+    const need = (f === null ? this.header.length : 0) + (keep ? 0 : recLen);
+    if (need > 0 && (this.chunk === null || this.chunkLen + need > this.chunk.length)) {
       if (!this.nextChunk(need)) {
         this.opts.drops[DROP_QUEUE_FULL]!++;
         this.saturated = true;
         return false;
       }
     }
-    const chunk = this.chunk!;
+    // Null only when the record is held and the file is open: then not needed.
+    const chunk = this.chunk as Buffer;
     /** False for a record earlier than the file's newest: lastSec/lastNsec stay the newest. */
     let latest = true;
     if (f === null) {
@@ -293,9 +358,12 @@ export class SessionWriter implements SessionOutput {
         nsec = f.lastNsec;
       } else latest = false;
     }
-    this.chunkLen = ng
-      ? writeEpb(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec)
-      : writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
+    if (keep) this.holdRecord(hold, off, incl, origLen > len ? origLen : len, sec, nsec);
+    else {
+      this.chunkLen = ng
+        ? writeEpb(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec)
+        : writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
+    }
     this.chunkPackets++;
     const tap = f.tap;
     if (tap !== null) tap.add(src, off, incl, origLen > len ? origLen : len, sec, nsec, f.bytes);
@@ -305,12 +373,99 @@ export class SessionWriter implements SessionOutput {
       f.lastSec = sec;
       f.lastNsec = nsec;
     }
+    const p = this.pieces;
+    if (p !== null && p.count >= MAX_PIECES - 2) this.queueChunk();
     return true;
+  }
+
+  /** ZERO-COPY: the record header goes in front of the frame at hold.slab[off], and the record becomes the op's next piece. */
+  private holdRecord(hold: RecordHold, off: number, incl: number, origLen: number, sec: number, nsec: number): void {
+    let p = this.pieces;
+    if (p === null) p = this.pieces = this.sparePieces.pop() ?? new Pieces();
+    this.closeChunkPiece(p);
+    let k = p.holds.indexOf(hold);
+    if (k < 0) k = p.holds.push(hold) - 1;
+    const at = off - RECORD_HEADER_LEN;
+    writeRecordHeader(hold.slab, at, incl, origLen, sec, nsec);
+    p.push(k + 1, at, RECORD_HEADER_LEN + incl, hold.retain(off));
+    p.heldBytes += RECORD_HEADER_LEN + incl;
+    this.held += RECORD_HEADER_LEN + incl;
+  }
+
+  /** The chunk's bytes since the last piece become a piece. */
+  private closeChunkPiece(p: Pieces): void {
+    if (this.chunkLen > this.pieceStart) {
+      p.push(0, this.pieceStart, this.chunkLen - this.pieceStart, -1);
+      this.pieceStart = this.chunkLen;
+    }
+  }
+
+  /**
+   * ZERO-COPY: the ring runs low (SlabRing.onLow). What this writer holds in it and is not being
+   * written yet leaves it: copied into pool chunks, as the copy path would have (a quiet
+   * session's records that would wait for the flush interval, ops queued behind a slow disk).
+   * Without pool memory the op being gathered is queued now instead, the queued ones stay.
+   */
+  unpin(): void {
+    const p = this.pieces;
+    if (p !== null) {
+      this.closeChunkPiece(p);
+      const len = this.chunkLen + p.heldBytes;
+      const dst = this.copyOut(p, this.chunk, len);
+      if (dst === null) this.queueChunk();
+      else {
+        this.chunk = dst;
+        this.chunkLen = len;
+        this.pieces = null;
+        this.pieceStart = 0;
+      }
+    }
+    if (this.heldQueued === 0) return;
+    for (const op of this.ops) {
+      if (op.pieces === null) continue;
+      const dst = this.copyOut(op.pieces, op.chunk, op.len);
+      if (dst === null) return;
+      op.chunk = dst;
+      op.pieces = null;
+      this.heldQueued--;
+    }
+  }
+
+  /** Pieces copied in order into one pool chunk, their regions and `chunk` given back; null (nothing changed) without memory. */
+  private copyOut(p: Pieces, chunk: Buffer | null, len: number): Buffer | null {
+    const size = len <= SMALL_CHUNK ? SMALL_CHUNK : LARGE_CHUNK;
+    if (len > LARGE_CHUNK || this.held - p.heldBytes + size > this.opts.queueSize) return null;
+    const dst = this.opts.pool.take(size);
+    if (dst === null) return null;
+    this.held += size;
+    let at = 0;
+    for (let i = 0; i < p.count; i++) {
+      const w = p.which[i]!;
+      const from = w === 0 ? chunk! : p.holds[w - 1]!.slab;
+      at += from.copy(dst, at, p.offsets[i]!, p.offsets[i]! + p.lengths[i]!);
+    }
+    this.releasePieces(p);
+    if (chunk !== null) this.giveBack(chunk);
+    return dst;
+  }
+
+  /** Held records written or dropped: their regions go back to the receiver. */
+  private releasePieces(p: Pieces): void {
+    for (let i = 0; i < p.count; i++) {
+      const w = p.which[i]!;
+      if (w !== 0) p.holds[w - 1]!.release(p.tokens[i]!);
+    }
+    this.held -= p.heldBytes;
+    p.count = 0;
+    p.heldBytes = 0;
+    p.holds.length = 0;
+    this.sparePieces.push(p);
+    this.saturated = false;
   }
 
   /** Hands the partly filled chunk to the disk, so buffered records reach the file. */
   flush(): void {
-    if (this.chunk !== null && this.chunkLen > 0) {
+    if ((this.chunk !== null && this.chunkLen > 0) || this.pieces !== null) {
       if (this.chunkLen < SMALL_CHUNK / 2) this.busy = false;
       this.queueChunk();
     }
@@ -448,12 +603,12 @@ export class SessionWriter implements SessionOutput {
 
   private closeCurrent(inFlight: number): void {
     const f = this.file!;
-    if (this.chunkLen > 0) this.queueChunk();
+    if (this.chunkLen > 0 || this.pieces !== null) this.queueChunk();
     this.file = null;
     const tail = this.statistics(f, inFlight);
     if (tail !== null) f.bytes += tail.length;
     f.tap?.end(f.bytes);
-    this.ops.push({ kind: CLOSE, file: f, chunk: tail, len: tail?.length ?? 0, packets: 0 });
+    this.ops.push({ kind: CLOSE, file: f, chunk: tail, len: tail?.length ?? 0, packets: 0, pieces: null });
   }
 
   /**
@@ -476,16 +631,27 @@ export class SessionWriter implements SessionOutput {
     if (chunk === null) return false;
     this.chunk = chunk;
     this.held += size;
+    // chunkPackets stays: the op being gathered may hold records outside the chunk (ZERO-COPY).
     this.chunkLen = 0;
-    this.chunkPackets = 0;
     return true;
   }
 
   private queueChunk(): void {
-    this.ops.push({ kind: WRITE, file: this.file!, chunk: this.chunk, len: this.chunkLen, packets: this.chunkPackets });
-    this.chunk = null;
+    const p = this.pieces;
+    let chunk = this.chunk;
+    let len = this.chunkLen;
+    if (p !== null) {
+      this.closeChunkPiece(p);
+      len += p.heldBytes;
+      if (this.chunkLen === 0) chunk = null; // every record held: the empty chunk stays for the next op
+    }
+    this.ops.push({ kind: WRITE, file: this.file!, chunk, len, packets: this.chunkPackets, pieces: p });
+    if (p !== null) this.heldQueued++;
+    if (chunk !== null) this.chunk = null;
     this.chunkLen = 0;
     this.chunkPackets = 0;
+    this.pieces = null;
+    this.pieceStart = 0;
     this.kick();
   }
 
@@ -497,7 +663,8 @@ export class SessionWriter implements SessionOutput {
   }
 
   private releaseChunk(op: Op): void {
-    this.giveBack(op.chunk!);
+    if (op.chunk !== null) this.giveBack(op.chunk);
+    if (op.pieces !== null) this.releasePieces(op.pieces);
   }
 
   private giveBack(chunk: Buffer): void {
@@ -514,9 +681,13 @@ export class SessionWriter implements SessionOutput {
         if (op.chunk === null || (await this.writeTail(op.file, op.chunk))) await this.finish(op.file);
         continue;
       }
+      // Chunk-only ops of one file go out together; an op with pieces alone (it is large).
       let n = 1;
-      while (n < this.ops.length && n < MAX_IOV && this.ops[n]!.kind === WRITE && this.ops[n]!.file === op.file) n++;
+      if (op.pieces === null) {
+        while (n < this.ops.length && n < MAX_IOV && this.ops[n]!.kind === WRITE && this.ops[n]!.file === op.file && this.ops[n]!.pieces === null) n++;
+      }
       const batch = this.ops.splice(0, n);
+      if (op.pieces !== null) this.heldQueued--;
       await this.writeOps(op.file, batch);
     }
     this.draining = false;
@@ -538,14 +709,7 @@ export class SessionWriter implements SessionOutput {
         await f.handle.chmod(FILE_MODE);
       }
       // Positioned writes: the file's content is defined by `durable`, never by a file offset.
-      let bufs = batch.map((op) => op.chunk!.subarray(0, op.len));
-      let pos = f.durable;
-      const end = pos + bufs.reduce((s, b) => s + b.length, 0);
-      while (pos < end) {
-        const { bytesWritten } = await f.handle.writev(bufs, pos);
-        pos += bytesWritten;
-        if (pos < end) bufs = skipBytes(bufs, bytesWritten);
-      }
+      const end = batch[0]!.pieces !== null ? await this.writePieces(f, batch[0]!) : await this.writeChunks(f, batch);
       await this.relinkIfRemoved(f, end);
     } catch (err) {
       await this.fail(f, 'write', err as NodeJS.ErrnoException);
@@ -561,6 +725,30 @@ export class SessionWriter implements SessionOutput {
     }
     const wb = this.opts.writeBehind;
     if (wb !== undefined && wb.window > 0 && f.durable - f.behind >= wb.window) await this.writeBehind(f, wb.run);
+  }
+
+  /** Chunk-only ops, one writev; returns where the file now ends. */
+  private async writeChunks(f: OpenFile, batch: Op[]): Promise<number> {
+    let bufs = batch.map((op) => op.chunk!.subarray(0, op.len));
+    let pos = f.durable;
+    const end = pos + bufs.reduce((s, b) => s + b.length, 0);
+    while (pos < end) {
+      const { bytesWritten } = await f.handle!.writev(bufs, pos);
+      pos += bytesWritten;
+      if (pos < end) bufs = skipBytes(bufs, bytesWritten);
+    }
+    return end;
+  }
+
+  /** ZERO-COPY: an op with held records, written by the addon from its pieces; returns where the file now ends. */
+  private async writePieces(f: OpenFile, op: Op): Promise<number> {
+    const p = op.pieces!;
+    const bufs = this.pieceBuffers;
+    bufs.length = 0;
+    bufs.push(op.chunk ?? NO_BYTES);
+    for (const h of p.holds) bufs.push(h.slab);
+    await this.opts.writePieces!(f.handle!.fd, f.durable, bufs, p.which, p.offsets, p.lengths, p.count);
+    return f.durable + op.len;
   }
 
   /**
@@ -624,8 +812,11 @@ export class SessionWriter implements SessionOutput {
     f.tap = null;
     this.retryAt = Date.now() / 1000 + RETRY_AFTER_ERROR_SEC;
     if (this.file === f) {
-      if (this.chunk !== null && this.chunkLen > 0) {
+      if ((this.chunk !== null && this.chunkLen > 0) || this.pieces !== null) {
         this.opts.drops[DROP_WRITE_ERROR]! += this.chunkPackets;
+        if (this.pieces !== null) this.releasePieces(this.pieces);
+        this.pieces = null;
+        this.pieceStart = 0;
         this.chunkLen = 0;
         this.chunkPackets = 0;
       }

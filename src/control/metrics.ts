@@ -189,6 +189,7 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   gauge('disk_used_bytes', 'Bytes of our capture files: finished, plus the open ones.', [], (emit) =>
     emit({}, view.catalog.totalBytes + snaps.reduce((n, s) => n + (s.output.current?.bytes ?? 0), 0)),
   );
+  counter('receive_ring_waits_total', 'Times the native source rested because every region of its receive ring held records waiting to be written (zero-copy; the kernel held what came meanwhile), by listener.', byListener, perListener((s) => s.slabRing?.waits ?? 0));
   gauge('receive_buffer_bytes', 'Socket receive buffer the kernel granted (usable bytes; with --workers every receive thread socket together), by listener.', byListener, perListener((s) => s.recvBuffer));
   counter('receive_batches_total', 'Batches of datagrams handed to the pipeline (one recvmmsg, or one event-loop turn of node:dgram), by listener.', byListener, perListener((s) => s.stats.batches));
   flowMetrics(counter, gauge, (read) => (emit) => {

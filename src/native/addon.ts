@@ -51,6 +51,10 @@ export interface ReceiverMemory {
    * recvmmsg lands at the slot slotBase[0] names (read before every call); -1 = none free, rest.
    */
   slotBase?: Int32Array;
+  /** The rest while slotBase[0] is -1; default saturatedRestMs. */
+  slotWaitMs?: number;
+  /** Bytes left free at the start of each slot, in front of the datagram (zero-copy writes); default 0. */
+  headroom?: number;
 }
 
 export interface NativeReceiver {
@@ -132,6 +136,13 @@ export interface NativeBinding {
    * posix_fadvise DONTNEED). Rejects with code/errno/syscall.
    */
   writeBehind(fd: number, start: number, end: number, dropStart: number, dropEnd: number): Promise<void>;
+  /**
+   * On the thread pool: writes piece i = buffers[which[i]][offsets[i] .. + lengths[i]) for i < count,
+   * in order, at `position` of the file (pwritev, IOV_MAX iovecs a call, short writes resumed).
+   * Resolves with the bytes written (all of them); rejects with code/errno/syscall. The buffers
+   * must not be written meanwhile.
+   */
+  writePieces(fd: number, position: number, buffers: Buffer[], which: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): Promise<number>;
   /** Points fd 2 into a non-blocking pipe; returns [the saved fd 2, the pipe's read end]. */
   redirectStderr(): [number, number];
   /** Puts fd 2 back and returns what was written meanwhile. */

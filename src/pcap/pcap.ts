@@ -46,12 +46,17 @@ export function writeRecord(
   sec: number,
   nsec: number,
 ): number {
+  writeRecordHeader(dst, off, inclLen, origLen, sec, nsec);
+  src.copy(dst, off + RECORD_HEADER_LEN, srcOff, srcOff + inclLen);
+  return off + RECORD_HEADER_LEN + inclLen;
+}
+
+/** Only the record header, at dst[off]: the frame follows it where it already lies (zero-copy writes). */
+export function writeRecordHeader(dst: Buffer, off: number, inclLen: number, origLen: number, sec: number, nsec: number): void {
   putU32LE(dst, off, sec);
   putU32LE(dst, off + 4, nsec);
   putU32LE(dst, off + 8, inclLen);
   putU32LE(dst, off + 12, origLen);
-  src.copy(dst, off + RECORD_HEADER_LEN, srcOff, srcOff + inclLen);
-  return off + RECORD_HEADER_LEN + inclLen;
 }
 
 /** v (an unsigned 32-bit value) at dst[off], little-endian. */

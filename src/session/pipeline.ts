@@ -249,7 +249,7 @@ export class Pipeline {
     const flows = session.flows;
     if (flows !== null) flows.add(d, batch.tsSec, i);
     const out = session.output;
-    if (!out.append(slab, frameOff, frameLen, origLen, sec, nsec) && out.saturated) this.refused++;
+    if (!out.append(slab, frameOff, frameLen, origLen, sec, nsec, batch.hold) && out.saturated) this.refused++;
     const tap = this.batchTap;
     if (tap !== null) tap.packet(session, slab, frameOff, capLen, origLen, sec, nsec);
   }

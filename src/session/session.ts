@@ -15,6 +15,7 @@ import { L3_NAMES, L4_NAMES, LAYER_NAMES } from '../decode/packet.js';
 import { OK } from '../decode/status.js';
 import { DROP_REASONS, SESSION_DROPS } from '../drops.js';
 import type { FlowTable } from './flows.js';
+import type { RecordHold } from '../source/batch.js';
 import type { CompiledFilter } from '../filter/index.js';
 import { Dedup } from './dedup.js';
 import { TopTalkers, type Talker } from './talkers.js';
@@ -53,8 +54,9 @@ export interface SessionOutput {
   /**
    * Appends one frame: `len` bytes at src[off]; `origLen` is its length on the wire.
    * Returns false when the packet was dropped (the output counts why in the session's drops).
+   * With a `hold` (the batch's), the frame may stay in src until written (see RecordHold).
    */
-  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number): boolean;
+  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number, hold?: RecordHold | null): boolean;
   /** A packet was refused for want of memory, and nothing has been written since. */
   readonly saturated: boolean;
   stats(): OutputStats;

@@ -4,7 +4,8 @@
  * capture file) fills one of these and hands it to the pipeline synchronously;
  * the pipeline copies what it keeps before returning, because the source
  * reuses the slab and the arrays for the next batch. Nothing here is
- * allocated per datagram.
+ * allocated per datagram. (A batch with a `hold` lets a writer keep frames where they lie
+ * instead: the zero-copy path of the native source, see slab-ring.ts.)
  *
  * Slot i of a batch:
  *   slab[offsets[i] .. offsets[i] + lengths[i])  the UDP payload (VXLAN header + inner frame)
@@ -17,6 +18,23 @@
  *                     a socket source delivers one kind, and the pipeline is told which)
  */
 export const ADDR_BYTES = 16;
+
+/**
+ * Receive memory a record may stay in until it is written (slab-ring.ts): a writer that keeps
+ * a frame where it lies retains its memory, and releases it once the frame is in the file. A
+ * batch that carries one promises that each of its datagrams has at least HOLD_HEADROOM
+ * bytes in front of its frame that belong to that datagram (its VXLAN or GENEVE header and
+ * the slot's headroom), free for a record header once the pipeline has decided.
+ */
+export interface RecordHold {
+  readonly slab: Buffer;
+  /** Keeps the memory around slab[off] from the receiver; the token releases it. */
+  retain(off: number): number;
+  release(token: number): void;
+}
+
+/** Bytes in front of a held frame that a writer may overwrite: a classic pcap record header. */
+export const HOLD_HEADROOM = 16;
 
 /**
  * Bytes of a SharedArrayBuffer holding the arrays of `slots` slots (offsets, lengths,
@@ -46,6 +64,8 @@ export class Batch {
   readonly srcAddr: Uint8Array;
   readonly srcPort: Uint16Array;
   readonly geneve: Uint8Array;
+  /** Set when the frames may stay in the slab until written (see RecordHold); null: copy them. */
+  hold: RecordHold | null = null;
 
   constructor(
     readonly capacity: number,

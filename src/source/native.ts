@@ -11,7 +11,8 @@
  */
 import { COUNTER_COUNT, COUNTER_RECV_ERRORS, COUNTER_RXQ_OVFL, COUNTER_TRUNCATED, loadNative, numericHost, type NativeBinding, type NativeReceiver, type SocketAddress } from '../native/addon.js';
 import { VXLAN_HEADER_LEN } from '../decode/vxlan.js';
-import { Batch } from './batch.js';
+import { Batch, sharedArraysBytes } from './batch.js';
+import { DATAGRAM_HEADROOM, SlabRing } from './slab-ring.js';
 import { countBatch, newBatchSizeCounts, type BatchSink, type Source, type SourceStats } from './source.js';
 import { codedError, ErrorCode } from '../errors.js';
 
@@ -68,6 +69,10 @@ export const DEFAULT_SATURATED_REST_MS = 10;
 /** drain() reads at most this many batches: a full 32 MiB socket buffer of small datagrams. */
 const DRAIN_BATCHES = 1024;
 export const MAX_BATCH_SIZE = 1024;
+/** Zero-copy: a socket's ring of regions stays within this (virtual: pages are touched where datagrams land). */
+export const MAX_RING_BYTES = 64 * 1024 * 1024;
+/** Zero-copy: the ring has at least this many regions (one receiving, the others written from). */
+export const MIN_RING_REGIONS = 16;
 
 export interface NativeSourceOptions {
   /** Numeric address or name; `::` or `[::]` binds dual-stack. */
@@ -95,6 +100,12 @@ export interface NativeSourceOptions {
    * The sink then gets that batch with `count` datagrams from slot slotBase[0] on.
    */
   shared?: { readonly batch: Batch; readonly slotBase: Int32Array };
+  /**
+   * Zero-copy: the slab becomes a ring of regions of about this many bytes in all (see
+   * slab-ring.ts), whose records the writers keep where they lie until written. Not with
+   * `shared`.
+   */
+  ringBytes?: number;
   /** The addon to use; default loadNative(). */
   binding?: NativeBinding;
 }
@@ -138,6 +149,9 @@ export class NativeSource implements Source {
   private readonly maxBatchesPerTurn: number;
   /** Datagrams per recvmmsg (the batch holds more slots when shared). */
   private readonly recvCount: number;
+  /** Zero-copy: the regions and a batch view of each; null otherwise. */
+  readonly slabRing: SlabRing | null = null;
+  private readonly views: Batch[] = [];
   private receiver: NativeReceiver | undefined;
   private lastDrops = 0;
   private state: 'idle' | 'starting' | 'receiving' | 'closed' = 'idle';
@@ -155,6 +169,16 @@ export class NativeSource implements Source {
     if (!Number.isInteger(this.slotBytes) || this.slotBytes < 64 || this.slotBytes > 65536) {
       throw codedError(ErrorCode.INVALID_ARGUMENT, `slotBytes must be an integer in 64..65536, got ${this.slotBytes}`, RangeError);
     }
+    let recvCount = batchSize;
+    if (opts.ringBytes !== undefined && opts.shared === undefined) {
+      // Enough regions that records waiting for the disk leave the receiver room: at least
+      // MIN_RING_REGIONS, each one recvmmsg of at most the usual batch. A slot holds its
+      // headroom on top of what it holds without the ring, so both hold the same datagrams.
+      const stride = this.slotBytes + DATAGRAM_HEADROOM;
+      recvCount = Math.max(1, Math.min(batchSize, Math.floor(opts.ringBytes / MIN_RING_REGIONS / stride)));
+      const regions = Math.max(MIN_RING_REGIONS, Math.floor(opts.ringBytes / (recvCount * stride)));
+      this.slabRing = new SlabRing(regions, recvCount, stride);
+    }
     let binding = opts.binding;
     if (binding === undefined) {
       const load = loadNative();
@@ -162,9 +186,21 @@ export class NativeSource implements Source {
       binding = load.binding;
     }
     this.binding = binding;
-    this.recvCount = batchSize;
+    this.recvCount = recvCount;
+    const ring = this.slabRing;
     if (opts.shared !== undefined) {
       this.batch = opts.shared.batch;
+    } else if (ring !== null) {
+      // One batch over every slot for the addon, and a view of each region for the pipeline.
+      const total = ring.regions * recvCount;
+      const meta = new SharedArrayBuffer(sharedArraysBytes(total));
+      this.batch = new Batch(total, ring.slab, { buffer: meta, total, first: 0 });
+      for (let i = 0; i < total; i++) this.batch.offsets[i] = i * ring.slotBytes + DATAGRAM_HEADROOM;
+      for (let r = 0; r < ring.regions; r++) {
+        const view = new Batch(recvCount, ring.slab, { buffer: meta, total, first: r * recvCount });
+        view.hold = ring;
+        this.views.push(view);
+      }
     } else {
       this.batch = new Batch(batchSize, Buffer.allocUnsafeSlow(batchSize * this.slotBytes));
       for (let i = 0; i < batchSize; i++) this.batch.offsets[i] = i * this.slotBytes;
@@ -218,10 +254,12 @@ export class NativeSource implements Source {
       const b = this.batch;
       const stats = this.stats;
       const sizes = this.batchSizeCounts;
+      const ring = this.slabRing;
+      const views = this.views;
       receiver.start(
         {
           slab: b.slab,
-          slotBytes: this.slotBytes,
+          slotBytes: ring === null ? this.slotBytes : ring.slotBytes,
           capacity: this.recvCount,
           lengths: b.lengths,
           wireLengths: b.wireLengths,
@@ -235,12 +273,25 @@ export class NativeSource implements Source {
           maxCoalesceMs: this.maxCoalesceMs(),
           saturatedRestMs: this.opts.saturatedRestMs ?? DEFAULT_SATURATED_REST_MS,
           ...(this.opts.shared === undefined ? {} : { slotBase: this.opts.shared.slotBase }),
+          // A full ring frees up as writes complete, within a millisecond or so at disk speed.
+          ...(ring === null ? {} : { slotBase: ring.slotBase, headroom: DATAGRAM_HEADROOM, slotWaitMs: 1 }),
         },
-        (count) => {
-          b.count = count;
-          countBatch(stats, sizes, b);
-          return sink(b);
-        },
+        ring === null
+          ? (count) => {
+              b.count = count;
+              countBatch(stats, sizes, b);
+              return sink(b);
+            }
+          : (count) => {
+              const view = views[ring.current]!;
+              view.count = count;
+              countBatch(stats, sizes, view);
+              try {
+                return sink(view);
+              } finally {
+                ring.batchDone();
+              }
+            },
       );
     } catch (err) {
       receiver?.close();
@@ -256,7 +307,11 @@ export class NativeSource implements Source {
    * wake-up: before a shutdown, datagrams that reached the box belong in the files.
    */
   drain(): number {
-    return this.state === 'receiving' ? (this.receiver?.drainQueued(DRAIN_BATCHES) ?? 0) : 0;
+    if (this.state !== 'receiving') return 0;
+    // A ring with no region free reads nothing: the writers first copy out what they hold.
+    const ring = this.slabRing;
+    if (ring !== null && ring.current === -1) ring.onLow?.();
+    return this.receiver?.drainQueued(DRAIN_BATCHES) ?? 0;
   }
 
   /** Stops at once: the socket is closed (port free) when this resolves; idempotent. */

@@ -14,7 +14,7 @@ import { AfPacketSource, RETIRE_MS } from './afpacket.js';
 import { DgramSource } from './dgram.js';
 import { LibpcapSource, loadCap } from './libpcap.js';
 import { loadNative } from '../native/addon.js';
-import { DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_SLAB_BYTES, NativeSource, slotBytesFor } from './native.js';
+import { DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_RING_BYTES, MAX_SLAB_BYTES, NativeSource, slotBytesFor } from './native.js';
 import type { Source } from './source.js';
 import { WorkerSource } from './workers.js';
 
@@ -75,7 +75,11 @@ function socketMaker(config: Config, log: Logger): (endpoint: Endpoint) => Sourc
   if (load.ok) {
     const { binding } = load;
     const snaplen = largestSnaplen(config);
-    return ({ host, port }) => new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, snaplen, binding });
+    // Zero-copy (slab-ring.ts): records wait for the disk in the receive slab, whose memory
+    // comes out of --max-buffer (the recorder reserves it): half of it, shared by the sockets.
+    const sockets = config.listen.length + (config.geneve === null ? 0 : 1);
+    const ringBytes = Math.min(MAX_RING_BYTES, Math.floor(config.maxBuffer / 2 / sockets));
+    return ({ host, port }) => new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, snaplen, binding, ringBytes });
   }
   if (config.source === 'native') {
     throw new ConfigError(`--source native: ${load.reason}; install python3, make and g++, then run \`npm ci\` again, or use --source dgram`);

@@ -1,3 +1,4 @@
+import type { SlabRing } from './slab-ring.js';
 import type { Batch } from './batch.js';
 
 /**
@@ -100,6 +101,11 @@ export interface Source {
    * Undefined when every datagram arrives whole.
    */
   readonly maxDatagram?: number | undefined;
+  /**
+   * Zero-copy (native): the receive memory records wait in until written; its bytes come out
+   * of the write budget, and whoever owns the writers says how to free it when low (onLow).
+   */
+  readonly slabRing?: SlabRing | null;
   /** Per receive thread (--workers N), for the `worker` label; absent when the main thread receives. */
   workerStats?(): readonly WorkerStats[];
   /** Brings counters that need I/O to read up to date (called at scrape time). */
