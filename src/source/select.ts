@@ -76,10 +76,15 @@ function socketMaker(config: Config, log: Logger): (endpoint: Endpoint) => Sourc
     const { binding } = load;
     const snaplen = largestSnaplen(config);
     // Zero-copy (slab-ring.ts): records wait for the disk in the receive slab, whose memory
-    // comes out of --max-buffer (the recorder reserves it): half of it, shared by the sockets.
-    const sockets = config.listen.length + (config.geneve === null ? 0 : 1);
-    const ringBytes = Math.min(MAX_RING_BYTES, Math.floor(config.maxBuffer / 2 / sockets));
-    return ({ host, port }) => new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, snaplen, binding, ringBytes });
+    // comes out of --max-buffer (the recorder reserves it): half of it, shared by the VXLAN
+    // sockets. The GENEVE socket keeps a plain slab: with a ring it woke 2.5x as often at 50k
+    // packets/s (6,200-6,800 against 2,550 wake-ups in 10 s; why is not yet understood).
+    const geneve = config.geneve;
+    const ringBytes = Math.min(MAX_RING_BYTES, Math.floor(config.maxBuffer / 2 / config.listen.length));
+    return ({ host, port }) => {
+      const ring = geneve !== null && geneve.host === host && geneve.port === port ? {} : { ringBytes };
+      return new NativeSource({ host, port, recvBufferBytes: config.recvBuffer, snaplen, binding, ...ring });
+    };
   }
   if (config.source === 'native') {
     throw new ConfigError(`--source native: ${load.reason}; install python3, make and g++, then run \`npm ci\` again, or use --source dgram`);
