@@ -35,6 +35,16 @@ export function tunnelPortsFilter(ports: TunnelPorts): string {
   return all.map((p) => `udp dst port ${p}`).join(' or ');
 }
 
+/** Skip counts by reason name, non-zero only; `count(i)` is SKIP_REASONS[i]'s (one parser's, or several summed). */
+export function skipsByReason(count: (i: number) => number): Record<string, number> {
+  const out: Record<string, number> = {};
+  SKIP_REASONS.forEach((r, i) => {
+    const n = count(i);
+    if (n > 0) out[r] = n;
+  });
+  return out;
+}
+
 export class OuterParser {
   /** Packets that were not VXLAN or GENEVE datagrams to our ports, by SKIP_REASONS index. */
   readonly skipped = new Float64Array(SKIP_REASONS.length);
@@ -89,11 +99,7 @@ export class OuterParser {
 
   /** The skip counters by reason name, non-zero only. */
   skippedByReason(): Record<string, number> {
-    const out: Record<string, number> = {};
-    SKIP_REASONS.forEach((r, i) => {
-      if (this.skipped[i]! > 0) out[r] = this.skipped[i]!;
-    });
-    return out;
+    return skipsByReason((i) => this.skipped[i]!);
   }
 
   /** Drops the decoder's reference to the last buffer. */

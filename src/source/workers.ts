@@ -27,7 +27,7 @@ import type { Logger } from '../log.js';
 import type { NativeBinding, NativeReceiver } from '../native/addon.js';
 import { holdUdpPort } from './afpacket.js';
 import { ADDR_BYTES, Batch, sharedArraysBytes } from './batch.js';
-import { SKIP_REASONS } from './outer.js';
+import { skipsByReason } from './outer.js';
 import { batchBytes, countBatchSize, newBatchSizeCounts, type BatchSink, type Source, type SourceStats, type WorkerStats } from './source.js';
 import { REGION_FREE, REGION_HELD, SLOT_BASE, STAT, STAT_COUNT, type ReceiveWorkerData, type WorkerMessage } from './worker-protocol.js';
 
@@ -87,12 +87,7 @@ class PoolStats implements SourceStats {
   constructor(private readonly lanes: () => readonly Lane[]) {}
   /** A ring worker's packets that were not ours, by reason, summed over the workers (non-zero only). */
   get skipped(): Readonly<Record<string, number>> {
-    const out: Record<string, number> = {};
-    SKIP_REASONS.forEach((reason, k) => {
-      const n = this.sum(STAT.skipped + k);
-      if (n > 0) out[reason] = n;
-    });
-    return out;
+    return skipsByReason((k) => this.sum(STAT.skipped + k));
   }
   /** The receive threads' sockets' buffers together (0 for rings). */
   get recvBuffer(): number {
