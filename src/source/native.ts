@@ -235,8 +235,7 @@ export class NativeSource implements Source {
    * but only with a socket buffer that holds far more than a few batches: a small one (an
    * rmem_max the kernel capped us to) keeps the rest fixed.
    */
-  private maxCoalesceMs(): number {
-    const rest = this.opts.coalesceMs ?? DEFAULT_COALESCE_MS;
+  private maxCoalesceMs(rest: number): number {
     return this.grantedRecvBuffer / 2 >= COALESCE_GROWTH_MIN_BUFFER ? rest * MAX_COALESCE_FACTOR : rest;
   }
 
@@ -256,6 +255,7 @@ export class NativeSource implements Source {
       const sizes = this.batchSizeCounts;
       const ring = this.slabRing;
       const views = this.views;
+      const rest = this.opts.coalesceMs ?? DEFAULT_COALESCE_MS;
       receiver.start(
         {
           slab: b.slab,
@@ -269,8 +269,8 @@ export class NativeSource implements Source {
           srcPort: b.srcPort,
           counters: this.counters,
           maxBatchesPerTurn: this.maxBatchesPerTurn,
-          coalesceMs: this.opts.coalesceMs ?? DEFAULT_COALESCE_MS,
-          maxCoalesceMs: this.maxCoalesceMs(),
+          coalesceMs: rest,
+          maxCoalesceMs: this.maxCoalesceMs(rest),
           saturatedRestMs: this.opts.saturatedRestMs ?? DEFAULT_SATURATED_REST_MS,
           ...(this.opts.shared === undefined ? {} : { slotBase: this.opts.shared.slotBase }),
           // A full ring frees up as writes complete, within a millisecond or so at disk speed.

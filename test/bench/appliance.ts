@@ -442,7 +442,7 @@ function printResults({ title, ceiling, rows: results }: Table): void {
       mbps(f.fileBytes, f.gen.seconds).toFixed(0),
       pct(f.seq.lost, f.gen.sent),
       int(f.own.kernelDrops),
-      `${((100 * f.cpuSeconds) / f.gen.seconds).toFixed(0)} %`,
+      `${cpuPercent(f).toFixed(0)} %`,
       mib(r.peakRss),
       ownCheck(f),
       r.steps.map((s) => `${s.rate === undefined ? 'flat ' : ''}${kpps(s.gen.pps)}: ${s.seq.lost === 0 ? '0' : pct(s.seq.lost, s.gen.sent)}`).join(', '),
@@ -590,7 +590,7 @@ async function cpuPerPacket(kinds: readonly ReceiverKind[], plan: Plan, root: st
   for (const kind of kinds) steps.set(kind.name, await runStep(kind, '64', seconds, FIXED_RATE_PPS, root, FIXED_RATE_SOCKETS, FIXED_RATE_WARM_SECONDS));
   const rows = [['receiver', 'sent pps', 'loss', 'CPU', 'CPU ns per received packet']];
   for (const [name, s] of steps) {
-    rows.push([name, int(s.gen.pps), pct(s.seq.lost, s.gen.sent), `${((100 * s.cpuSeconds) / (s.gen.seconds * s.cpuShare)).toFixed(0)} %`, nsPerPacket(s).toFixed(0)]);
+    rows.push([name, int(s.gen.pps), pct(s.seq.lost, s.gen.sent), `${cpuPercent(s).toFixed(0)} %`, nsPerPacket(s).toFixed(0)]);
   }
   console.log(`\n64-byte inner frames at ${int(FIXED_RATE_PPS)} pps for ${seconds} s after ${FIXED_RATE_WARM_SECONDS} s of warm-up at that rate: CPU per packet; ${load}`);
   printTable(rows, [0]);
@@ -623,6 +623,9 @@ function printThreads(steps: ReadonlyMap<string, Step>): void {
 
 /** CPU per packet over the measured part of the run (the packets of the warm-up left out, by their share at the fixed rate). */
 export const nsPerPacket = (s: Step): number => (1e9 * s.cpuSeconds) / Math.max(1, s.seq.records * s.cpuShare);
+
+/** The receiver's CPU per second of sending, in % of a core, over the measured part of the run. */
+export const cpuPercent = (s: Step): number => (100 * s.cpuSeconds) / (s.gen.seconds * s.cpuShare);
 
 function fixedRateGoals(steps: ReadonlyMap<string, Step>): Verdict[] {
   const afpacket = steps.get('afpacket:lo');

@@ -9,7 +9,7 @@
  * a warm-up at its rate (see runStep).
  */
 import { loadNative } from '../../src/native/addon.js';
-import { applianceReceiver, loadLine, nsPerPacket, runStep, type Step } from './appliance.js';
+import { applianceReceiver, cpuPercent, loadLine, nsPerPacket, runStep, type Step } from './appliance.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,8 +40,7 @@ export async function run({ quick }: { quick: boolean }): Promise<void> {
       for (let round = 0; round < 2; round++) {
         for (const kind of kinds) {
           const s: Step = await runStep(kind, 'imix', seconds, rate, root, 1, warm);
-          const pctCpu = (100 * s.cpuSeconds) / (s.gen.seconds * s.cpuShare);
-          rows.push([String(rate), kind.name, Math.round(s.gen.pps).toLocaleString('en'), `${((100 * s.seq.lost) / Math.max(1, s.gen.sent)).toFixed(2)} %`, String(s.files), `${pctCpu.toFixed(0)} %`, nsPerPacket(s).toFixed(0)]);
+          rows.push([String(rate), kind.name, Math.round(s.gen.pps).toLocaleString('en'), `${((100 * s.seq.lost) / Math.max(1, s.gen.sent)).toFixed(2)} %`, String(s.files), `${cpuPercent(s).toFixed(0)} %`, nsPerPacket(s).toFixed(0)]);
           const k = `${rate} ${kind.name}`;
           cpu.set(k, [...(cpu.get(k) ?? []), nsPerPacket(s)]);
         }
