@@ -451,10 +451,20 @@ export class FlowTable {
     }
   }
 
-  /** Seals the open interval now (shutdown): its records cover [start, nowSec). The next packet or tick opens a new one. */
+  /**
+   * Seals the open interval now (shutdown): its records cover [start, nowSec). An open interval
+   * already past its end (its grace not over, so no tick has sealed it) is sealed whole, and the
+   * current one follows as partial up to nowSec, so a stop leaves no second of the run without
+   * a record (NODATA when quiet). Infinity (offline: the packets' time is the clock) seals the
+   * open one whole. The next packet or tick opens a new one.
+   */
   flush(nowSec: number): void {
     this.release();
     if (!this.open) return;
+    if (Number.isFinite(nowSec) && nowSec > this.end) {
+      this.seal(this.end);
+      this.openAt(nowSec);
+    }
     this.seal(Math.max(this.start, Math.min(this.end, nowSec)));
     this.open = false;
     this.start = 0;

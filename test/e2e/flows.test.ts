@@ -230,7 +230,8 @@ t.test('live --flows: replayed traffic, NODATA for quiet intervals, /api/flows, 
   const stopAt = Date.now() / 1000;
   t.equal(await app.stop(), 0, 'SIGTERM: exit 0');
   const written = app.logs.filter((l) => l.event === 'flow_log_written');
-  // The open interval is written at SIGTERM: partial, unless it had just ended (its grace second not yet over).
+  // The open interval is written at SIGTERM: partial, unless the stop fell within the first second of an
+  // interval (whole seconds: then the one that just ended is the last, whole).
   const last = written.at(-1)!;
   t.ok(last.partial === true ? Number(last.closedAt) <= stopAt + 1 : Math.abs(Number(last.end) - stopAt) <= 1.5, 'the open interval is written at SIGTERM', { last, stopAt });
   const files = flowFiles(t, out);
