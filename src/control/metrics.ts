@@ -16,6 +16,7 @@ import type { FlowBudget } from '../session/flows.js';
 import type { Pipeline } from '../session/pipeline.js';
 import type { FlowSnapshot, Session, SessionSnapshot } from '../session/session.js';
 import type { StreamHub } from './streams.js';
+import { eventLoopDelayGauges, PROM_CLIENT_IDLE_MS } from './event-loop-delay.js';
 import type { Listener } from '../source/select.js';
 import { BATCH_SIZE_BUCKETS, type Source, type WorkerStats } from '../source/source.js';
 
@@ -52,16 +53,12 @@ export interface Metrics {
   scrape(): Promise<string>;
 }
 
-/** How often the event loop's delay is sampled for nodejs_eventloop_lag_*. */
-export const EVENT_LOOP_SAMPLE_MS = 100;
-
 export function createMetrics(view: MetricsView, version: string): Metrics {
   const register = new Registry();
-  // prom-client samples the event loop's delay with a timer every 10 ms by default: 100
-  // wake-ups a second of an otherwise idle process, each costing tens of µs on a VM (0.6 % of a
-  // core idle, ~130 ns per packet at 50k packets/s). Every 100 ms still catches any stall
-  // that matters to capture.
-  collectDefaultMetrics({ register, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+  // The event loop's delay is sampled by eventLoopDelayGauges (every 100 ms, the interval not
+  // counted as delay), not by prom-client's own histogram, which is told never to sample.
+  collectDefaultMetrics({ register, eventLoopMonitoringPrecision: PROM_CLIENT_IDLE_MS });
+  eventLoopDelayGauges(register);
   // Gauges named like counters; promtool flags them, and the same numbers are exported
   // without the suffix (nodejs_active_handles, ... by type).
   for (const misnamed of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {

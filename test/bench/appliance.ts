@@ -137,6 +137,13 @@ const STREAM_FILTERS = ['udp dst port 5001', 'host 198.18.0.2 and udp', 'udp por
 const FLOWS = 'native --flows';
 /** GENEVE's row (issue 14): the same frames as a GWLB endpoint delivers them to --geneve, at 64 B, against plain VXLAN. */
 const GENEVE = 'native GENEVE (GWLB)';
+/**
+ * Issue 13's rows: files rotated at 16 MiB so that many close, and are indexed, within each step
+ * (at the default 100 MiB hardly one would), with the index step on (the default) and off.
+ */
+const ROTATE_16 = ['--rotate-size', '16MiB'];
+const INDEXED = `native ${ROTATE_16.join(' ')}`;
+const UNINDEXED = `${INDEXED} --no-index`;
 
 /** extra: more arguments for mirrorcap, named in the row; workers: --workers N. */
 export function applianceReceiver(
@@ -524,6 +531,18 @@ function goals(tables: Table[]): Verdict[] {
     verdicts.push([ratio >= 0.9, `zero-loss rate at 64 B with --flows within 10 % of without (issue 16): ${rate(f64)} vs ${rate(n64)} = ${(100 * ratio).toFixed(0)} %`]);
   }
 
+  const indexed = find(INDEXED, 'imix');
+  const unindexed = find(UNINDEXED, 'imix');
+  if (indexed && unindexed) {
+    const ratio = value(indexed) / value(unindexed);
+    const cpu = (r: Result): string => `${cpuPercent(r.flat).toFixed(0)} % CPU flat out`;
+    verdicts.push([
+      ratio >= 0.9,
+      `IMIX zero-loss rate with the index within 10 % of --no-index (issue 13; its CPU goal is the index-cost section's): ` +
+        `${rate(indexed)} (${cpu(indexed)}) vs ${rate(unindexed)} (${cpu(unindexed)}) = ${(100 * ratio).toFixed(0)} %`,
+    ]);
+  }
+
   const vsDgram = sizes.map((size) => {
     const n = find('native', size);
     const d = find('dgram', size);
@@ -559,6 +578,23 @@ function goals(tables: Table[]): Verdict[] {
       `${r.size}-byte frames within 10 % of the disk: native wrote ${wrote.toFixed(0)} MB/s flat out = ${(100 * share).toFixed(0)} % of the ` +
         `${(disk.pageCache / 1e6).toFixed(0)} MB/s a plain write reached just before (${((100 * wrote * 1e6) / disk.synced).toFixed(0)} % of ` +
         `${(disk.synced / 1e6).toFixed(0)} MB/s with fsync); ${limit}`,
+    ]);
+  }
+
+  // Issue 17: jumbo frames flat out, bytes reaching the files against tcpdump -w and node:dgram, per source of ours.
+  const jumbo = tables.find((t) => t.size === JUMBO_FRAME);
+  const jumboRow = (rx: string): Result | undefined => jumbo?.rows.find((r) => r.receiver === rx);
+  const tj = jumboRow(tcpdumpReceiver.name);
+  const dj = jumboRow('dgram');
+  for (const rx of ['native', 'afpacket:lo']) {
+    const r = jumboRow(rx);
+    if (r === undefined || tj === undefined || dj === undefined) continue;
+    const mb = (x: Result): number => mbps(x.flat.fileBytes, x.flat.gen.seconds);
+    const vsT = mb(r) / mb(tj);
+    verdicts.push([
+      vsT >= 1.1 && mb(r) >= mb(dj) && value(r) >= value(tj),
+      `${JUMBO_FRAME}-byte frames: flat out file MB/s >= 1.1x tcpdump -w and >= dgram, zero-loss rate >= tcpdump's (issue 17): ${rx} ${mb(r).toFixed(0)} MB/s, ` +
+        `tcpdump -w ${mb(tj).toFixed(0)} (${vsT.toFixed(2)}x), dgram ${mb(dj).toFixed(0)}; zero loss ${rate(r)} vs ${rate(tj)}`,
     ]);
   }
 
@@ -711,8 +747,8 @@ export async function run(opts: { quick: boolean; threads?: boolean }): Promise<
     if (!tcpdump) console.log('tcpdump is not installed: no tcpdump rows');
     const specs = plan.sizes.map((size) => ({ size, searchSteps: plan.searchSteps, title: size === 'imix' ? 'IMIX (7:64 / 4:576 / 1:1500) inner frames' : `${size}-byte inner frames` }));
     if (plan.jumbo) {
-      const title = `${JUMBO_FRAME}-byte inner frames (the largest behind an AWS 9001 MTU), flat out only: the generator sends more than the disk takes`;
-      specs.push({ size: JUMBO_FRAME, searchSteps: 0, title });
+      const title = `${JUMBO_FRAME}-byte inner frames (the largest behind an AWS 9001 MTU): flat out the generator sends more than the disk takes`;
+      specs.push({ size: JUMBO_FRAME, searchSteps: plan.searchSteps, title });
     }
     const tables: Table[] = [];
     for (const spec of specs) {
@@ -728,6 +764,11 @@ export async function run(opts: { quick: boolean; threads?: boolean }): Promise<
         if (kind.name === 'native' && spec.size === '64' && haveTool('curl')) rows.push(await measure(applianceReceiver('native', { streams: 4 }), spec.size, plan, root, spec.searchSteps));
         // Issue 16: the flow table must not slow capture either.
         if (kind.name === 'native' && spec.size === '64') rows.push(await measure(applianceReceiver('native', { flows: true }), spec.size, plan, root, spec.searchSteps));
+        // Issue 13: building the index must not slow capture; IMIX is the traffic its goal names.
+        if (kind.name === 'native' && spec.size === 'imix') {
+          rows.push(await measure(applianceReceiver('native', { extra: ROTATE_16 }), spec.size, plan, root, spec.searchSteps));
+          rows.push(await measure(applianceReceiver('native', { extra: [...ROTATE_16, '--no-index'] }), spec.size, plan, root, spec.searchSteps));
+        }
       }
       const table: Table = { size: spec.size, title: `${spec.title}; ${load}${disk ? `; ${diskLine(disk)}` : ''}`, disk, ceiling, rows };
       printResults(table);

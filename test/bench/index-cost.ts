@@ -13,7 +13,7 @@ import { applianceReceiver, cpuPercent, loadLine, nsPerPacket, runStep, type Ste
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { printTable } from './table.js';
+import { median, printTable } from './table.js';
 
 const ROTATE = ['--rotate-size', '16MiB'];
 
@@ -25,7 +25,10 @@ export async function run({ quick }: { quick: boolean }): Promise<void> {
     return;
   }
   const kinds = [applianceReceiver('native', { extra: ROTATE }), applianceReceiver('native', { extra: [...ROTATE, '--no-index'] })];
-  const rates = quick ? [50_000] : [50_000, 100_000];
+  // Up to 200k IMIX pps: about 70 MB/s of files, where a new 16 MiB file (and its index) closes every quarter second.
+  const rates = quick ? [50_000] : [50_000, 100_000, 200_000];
+  // Three rounds and the median of each: single steps on a shared 2-core machine swing by a fifth.
+  const rounds = quick ? 2 : 3;
   const seconds = quick ? 4 : 8;
   // The CPU is measured after this much traffic at the step's rate: a fresh appliance runs its
   // first files' index code before V8 has optimised it (the first sidecar encodes 4x slower),
@@ -37,7 +40,7 @@ export async function run({ quick }: { quick: boolean }): Promise<void> {
     const rows = [['rate', 'receiver', 'sent pps', 'loss', 'files', 'CPU', 'CPU ns per packet']];
     const cpu = new Map<string, number[]>();
     for (const rate of rates) {
-      for (let round = 0; round < 2; round++) {
+      for (let round = 0; round < rounds; round++) {
         for (const kind of kinds) {
           const s: Step = await runStep(kind, 'imix', seconds, rate, root, 1, warm);
           rows.push([String(rate), kind.name, Math.round(s.gen.pps).toLocaleString('en'), `${((100 * s.seq.lost) / Math.max(1, s.gen.sent)).toFixed(2)} %`, String(s.files), `${cpuPercent(s).toFixed(0)} %`, nsPerPacket(s).toFixed(0)]);
@@ -49,13 +52,15 @@ export async function run({ quick }: { quick: boolean }): Promise<void> {
     console.log(`IMIX inner frames, ${seconds} s per step after ${warm} s of warm-up at its rate; ${load}`);
     printTable(rows, [0, 1]);
     for (const rate of rates) {
-      const mean = (name: string): number => {
-        const v = cpu.get(`${rate} ${name}`) ?? [];
-        return v.reduce((a, b) => a + b, 0) / Math.max(1, v.length);
-      };
-      const on = mean(kinds[0]!.name);
-      const off = mean(kinds[1]!.name);
-      console.log(`  ${rate} pps: CPU per packet with the index ${on.toFixed(0)} ns, without ${off.toFixed(0)} ns: ${(100 * (on / off - 1)).toFixed(1)} % more (the issue asks at most 10 %)`);
+      const of = (name: string): number[] => cpu.get(`${rate} ${name}`) ?? [];
+      const on = median(of(kinds[0]!.name));
+      const off = median(of(kinds[1]!.name));
+      const extra = 100 * (on / off - 1);
+      const spread = (v: number[]): string => `${Math.min(...v).toFixed(0)}-${Math.max(...v).toFixed(0)}`;
+      console.log(
+        `  [${extra <= 10 ? 'met' : 'not met'}] ${rate} pps: CPU per packet, median of ${rounds}: with the index ${on.toFixed(0)} ns (${spread(of(kinds[0]!.name))}), ` +
+          `without ${off.toFixed(0)} ns (${spread(of(kinds[1]!.name))}): ${extra.toFixed(1)} % more (issue 13 asks at most 10 %)`,
+      );
     }
   } finally {
     await rm(root, { recursive: true, force: true });

@@ -6,3 +6,11 @@ export function printTable(rows: readonly (readonly string[])[], leftColumns: re
     console.log(cells.join('  ').trimEnd());
   }
 }
+
+/** The middle value (the mean of the two middle ones for an even count); NaN for none. */
+export function median(v: readonly number[]): number {
+  if (v.length === 0) return NaN;
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}

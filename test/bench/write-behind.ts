@@ -23,7 +23,7 @@ import { SessionWriter, type WriterOptions } from '../../src/capture/writer.js';
 import { DROP_QUEUE_FULL, newDropCounters } from '../../src/drops.js';
 import { loadNative } from '../../src/native/addon.js';
 import { udpFrame } from '../lib/frames.js';
-import { printTable } from './table.js';
+import { median, printTable } from './table.js';
 
 const MiB = 1 << 20;
 const FRAME = 8950;
@@ -126,7 +126,7 @@ export async function run(opts: { quick: boolean }): Promise<void> {
       rows.push([
         r.name,
         mb(sorted[0] ?? 0),
-        mb(sorted[Math.floor(sorted.length / 2)] ?? 0),
+        mb(median(r.perSecond) || 0),
         mb(sorted[sorted.length - 1] ?? 0),
         mb(r.written / seconds),
         `${r.longestStallMs.toFixed(0)} ms`,
