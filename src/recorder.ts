@@ -17,6 +17,7 @@ import { FlowRing } from './capture/flowring.js';
 import { makeFolder } from './capture/folder.js';
 import { compressStep, type CompressStep } from './finish/compress-step.js';
 import { Finisher, type FinishStep } from './finish/finisher.js';
+import type { IndexEncoderOptions } from './finish/index-encoder.js';
 import { IndexStep } from './finish/index-step.js';
 import { PostRotate } from './finish/post-rotate.js';
 import { s3Step, type S3Step } from './finish/s3-step.js';
@@ -79,6 +80,8 @@ export interface RecorderOptions {
   readonly ship: boolean;
   /** What a pcapng file's section header names as the application writing it ("mirrorcap 1.2.0"). */
   readonly application: string;
+  /** How the index step encodes sidecars (finish/index-encoder.ts); a test sends every one to the index thread. */
+  readonly indexEncoder?: IndexEncoderOptions;
 }
 
 export class Recorder {
@@ -164,7 +167,13 @@ export class Recorder {
     this.index = new IndexStep({
       indexed: (path, packets, bytes, ms) => log.debug({ event: 'indexed', path, packets, bytes, ms }, 'index written'),
       failed: (path, why) => log.warn({ event: 'index_failed', path, why }, 'could not index the file; queries scan it'),
-    });
+      abandoned: (path) => log.warn({ event: 'index_abandoned', path }, 'stopping: index not written in time; the next start builds it'),
+      threadFailed: (why, givenUp) =>
+        log.error(
+          { event: 'index_thread_failed', why, givenUp },
+          givenUp ? 'index thread failed again: sidecars are encoded on the event loop from now on' : 'index thread failed: this sidecar is made without it (on the event loop, or by reading the file back)',
+        ),
+    }, opts.indexEncoder);
     // The index first: with --compress it is built from X.pcap, then rebound to X.pcap.gz/.zst
     // by the compress step (its offsets are offsets in the uncompressed bytes either way).
     const steps: FinishStep[] = [];

@@ -143,6 +143,10 @@ export function createMetrics(view: MetricsView, version: string): Metrics {
   });
   counter('index_bytes_total', 'Bytes of index sidecars written.', [], (emit) => emit({}, view.index.bytes));
   counter('index_read_back_total', 'Captures the index step read back to index (files of an earlier run, recovered, cut back by a write error) instead of using what their writer saw.', [], (emit) => emit({}, view.index.readBack));
+  counter('index_encoded_total', 'Index sidecars encoded, by where: thread (the index thread, off the event loop) or loop (small ones, and those the thread failed).', ['where'], (emit) => {
+    for (const [where, n] of Object.entries(view.index.encoding.encoded)) emit({ where }, n);
+  });
+  counter('index_thread_failures_total', 'Files the index thread could not encode (it did not start or died): their sidecar was encoded on the event loop, or the file read back; after 3 in a row the thread is not used again.', [], (emit) => emit({}, view.index.encoding.threadFailures));
   counter('queries_total', 'Queries (/api/query) by how they ended: ok, refused (429, max-queries), aborted (client went away), bad_request.', ['result'], (emit) => {
     for (const [result, n] of Object.entries(view.queries.ended)) emit({ result }, n);
   });

@@ -1,6 +1,7 @@
 /**
  * Compression of finished capture files (--compress gzip|zstd), off the event loop: a bounded
- * pool of worker threads (compress-worker.ts), one file per thread at a time, the rest queued.
+ * pool of worker threads (worker-pool.ts running compress-worker.ts), one file per thread at a
+ * time, the rest queued.
  *
  *   compress(X.pcap) ──queue──▶ worker: X.pcap ──blocks──▶ X.pcap.gz.tmp ──fsync, rename──▶ X.pcap.gz
  *        ▲                                                                     │
@@ -19,12 +20,12 @@
 import { readdir, unlink } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { COMPRESSED_SUFFIX, TEMP_SUFFIX } from '../capture/naming.js';
 import { ConfigError } from '../config.js';
 import type { Block, Container } from '../pcap/blocks.js';
 import { ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL, zstd, zstdUnavailableReason } from '../pcap/zstd.js';
 import type { CompressJob, CompressReply } from './compress-worker.js';
+import { WorkerPool, type WorkerPoolError } from './worker-pool.js';
 
 export type CompressFormat = Container;
 
@@ -105,17 +106,6 @@ function defaultThreads(): number {
   return n <= 2 ? 1 : Math.min(4, Math.floor(n / 2));
 }
 
-interface Pending {
-  readonly job: CompressJob;
-  resolve(r: CompressResult): void;
-  reject(e: Error): void;
-}
-
-interface Slot {
-  readonly worker: Worker;
-  running: Pending | null;
-}
-
 export class Compressor {
   /** Files compressed, and their bytes before and after. */
   files = 0;
@@ -126,13 +116,11 @@ export class Compressor {
   /** Failed jobs by error code. */
   readonly failures = new Map<string, number>();
   private readonly settings: CompressSettings;
-  private readonly queue: Pending[] = [];
-  private readonly slots: Slot[] = [];
-  private nextId = 1;
-  private closed = false;
+  private readonly pool: WorkerPool<CompressJob, CompressReply>;
 
   constructor(opts: CompressOptions) {
     this.settings = compressSettings(opts);
+    this.pool = new WorkerPool(new URL('./compress-worker.js', import.meta.url), this.settings.threads, 'compression');
   }
 
   get format(): CompressFormat {
@@ -141,31 +129,38 @@ export class Compressor {
 
   /** Threads started (at most the settings' threads). */
   get threads(): number {
-    return this.slots.length;
+    return this.pool.started;
   }
 
   /** Files queued or being compressed. */
   get pending(): number {
-    return this.queue.length + this.slots.filter((s) => s.running !== null).length;
+    return this.pool.pending;
   }
 
   /** Compresses `path` to path + suffix; the original stays. Rejects with a CompressError. */
-  compress(path: string): Promise<CompressResult> {
-    if (this.closed) return Promise.reject(new CompressError('ERR_MIRRORCAP_COMPRESS_CLOSED', path, 'compressor closed'));
+  async compress(path: string): Promise<CompressResult> {
     const target = path + COMPRESS_SUFFIX[this.settings.format];
-    const job: CompressJob = {
-      id: this.nextId++,
-      source: path,
-      target,
-      temp: target + TEMP_SUFFIX,
-      container: this.settings.format,
-      level: this.settings.level,
-      blockSize: this.settings.blockSize,
-    };
-    return new Promise((resolve, reject) => {
-      this.queue.push({ job, resolve, reject });
-      this.dispatch();
-    });
+    let reply: CompressReply;
+    try {
+      reply = await this.pool.run({
+        source: path,
+        target,
+        temp: target + TEMP_SUFFIX,
+        container: this.settings.format,
+        level: this.settings.level,
+        blockSize: this.settings.blockSize,
+      });
+    } catch (err) {
+      const e = err as WorkerPoolError;
+      if (e.reason === 'closed') throw new CompressError('ERR_MIRRORCAP_COMPRESS_CLOSED', path, e.running ? 'compressor closed while compressing this file' : 'compressor closed before this file was compressed');
+      throw this.failure('ERR_MIRRORCAP_COMPRESS_THREAD', path, e.message);
+    }
+    if (!reply.ok) throw this.failure(reply.code, path, reply.message);
+    this.files++;
+    this.rawBytes += reply.rawSize;
+    this.packedBytes += reply.packedSize;
+    this.busyMs += reply.ms;
+    return { source: path, path: target, rawSize: reply.rawSize, packedSize: reply.packedSize, blocks: withOffsets(reply.blocks), ms: reply.ms };
   }
 
   /**
@@ -173,76 +168,14 @@ export class Compressor {
    * files being compressed get `graceMs` to finish, then their threads are stopped (leaving a
    * .tmp at most). Idempotent.
    */
-  async close(graceMs = 0): Promise<void> {
-    this.closed = true;
-    for (const p of this.queue.splice(0)) p.reject(new CompressError('ERR_MIRRORCAP_COMPRESS_CLOSED', p.job.source, 'compressor closed before this file was compressed'));
-    const deadline = Date.now() + graceMs;
-    while (this.slots.some((s) => s.running !== null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    await Promise.all(
-      this.slots.splice(0).map(async (s) => {
-        s.running?.reject(new CompressError('ERR_MIRRORCAP_COMPRESS_CLOSED', s.running.job.source, 'compressor closed while compressing this file'));
-        s.running = null;
-        await s.worker.terminate();
-      }),
-    );
+  close(graceMs = 0): Promise<void> {
+    return this.pool.close(graceMs);
   }
 
-  private dispatch(): void {
-    while (this.queue.length > 0) {
-      let slot = this.slots.find((s) => s.running === null);
-      if (slot === undefined) {
-        if (this.slots.length >= this.settings.threads) return;
-        slot = this.spawn();
-      }
-      const p = this.queue.shift()!;
-      slot.running = p;
-      // A thread at work keeps the process alive (its caller awaits it); an idle one does not.
-      slot.worker.ref();
-      slot.worker.postMessage(p.job);
-    }
-  }
-
-  private spawn(): Slot {
-    const worker = new Worker(new URL('./compress-worker.js', import.meta.url));
-    const slot: Slot = { worker, running: null };
-    worker.on('message', (reply: CompressReply) => {
-      const p = slot.running;
-      if (p === null || p.job.id !== reply.id) return;
-      slot.running = null;
-      worker.unref();
-      if (reply.ok) {
-        this.files++;
-        this.rawBytes += reply.rawSize;
-        this.packedBytes += reply.packedSize;
-        this.busyMs += reply.ms;
-        p.resolve({ source: p.job.source, path: p.job.target, rawSize: reply.rawSize, packedSize: reply.packedSize, blocks: withOffsets(reply.blocks), ms: reply.ms });
-      } else {
-        this.fail(p, reply.code, reply.message);
-      }
-      this.dispatch();
-    });
-    // A thread that dies (out of memory, a crash in the binding) fails its file, not the process.
-    worker.on('error', (err) => this.lost(slot, err));
-    worker.on('exit', (code) => {
-      if (!this.closed) this.lost(slot, new Error(`compression thread exited with code ${code}`));
-    });
-    this.slots.push(slot);
-    return slot;
-  }
-
-  private lost(slot: Slot, err: Error): void {
-    const i = this.slots.indexOf(slot);
-    if (i < 0) return;
-    this.slots.splice(i, 1);
-    void slot.worker.terminate();
-    if (slot.running !== null) this.fail(slot.running, 'ERR_MIRRORCAP_COMPRESS_THREAD', err.message);
-    slot.running = null;
-    this.dispatch();
-  }
-
-  private fail(p: Pending, code: string, message: string): void {
+  /** Counted by code. */
+  private failure(code: string, path: string, message: string): CompressError {
     this.failures.set(code, (this.failures.get(code) ?? 0) + 1);
-    p.reject(new CompressError(code, p.job.source, message));
+    return new CompressError(code, path, message);
   }
 }
 

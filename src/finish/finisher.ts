@@ -36,6 +36,18 @@ export interface FinishStep {
   readonly capturesOnly?: boolean;
 }
 
+/** Until `p` settles or `deadline` (epoch ms; Infinity: until `p` settles) passes, whichever comes first. */
+export async function untilDeadline(p: Promise<unknown>, deadline: number): Promise<void> {
+  const settled = p.then(
+    () => undefined,
+    () => undefined,
+  );
+  if (!Number.isFinite(deadline)) return settled;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([settled, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+  clearTimeout(timer);
+}
+
 export interface FinisherEvents {
   /** `step` was not run on `path` because we were stopping. */
   skipped(path: string, step: string): void;
@@ -89,12 +101,7 @@ export class Finisher {
    * but for steps still running (a post-rotate command goes on by itself).
    */
   async stop(deadline = Infinity): Promise<void> {
-    const all = Promise.allSettled([...this.chains.keys()]).then(() => undefined);
-    if (Number.isFinite(deadline)) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
-      clearTimeout(timer);
-    } else await all;
+    await untilDeadline(Promise.allSettled([...this.chains.keys()]), deadline);
     this.stopping = true;
     for (const step of this.steps) await step.stop?.(deadline);
     // A step that stop() released resolves on a later turn: let its file leave the step first.

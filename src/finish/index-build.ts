@@ -14,7 +14,7 @@
  *   SessionWriter.append ──────────────────────────────────────────┐ (while written)
  *   X.pcap[ng][.gz|.zst] ──read (decompressed) 4 MiB at a time──▶ layout.walk ──▶ IndexBuilder.add: groups of N records: offset, min/max time
  *                                         └──frameKeys──▶ key → groups it occurs in
- *   ──encodeIndex──▶ X.pcap.idx.tmp ──rename──▶ X.pcap.idx   (a kill leaves a .tmp, never half an index)
+ *   ──encode (index-encode.ts: on the loop, or on the index thread)──▶ X.pcap.idx.tmp ──rename──▶ X.pcap.idx   (a kill leaves a .tmp, never half an index)
  *
  * The capture is stat'ed before and after: if it changed while being read the index is
  * thrown away (it would be stale at once). A builder fed while writing is used only when it
@@ -29,7 +29,9 @@ import { openByteSource } from '../pcap/compressed.js';
 import { CaptureError } from '../pcap/errors.js';
 import { COMPRESSED_SUFFIX, INDEX_SUFFIX } from '../capture/naming.js';
 import type { RecordTap } from '../capture/writer.js';
-import { before, encodeIndex, IndexReader, matchesCapture, readSummary, rebindHead, HEADER_LEN, type IndexProblem } from './index-format.js';
+import { codedError, ErrorCode } from '../errors.js';
+import { encodeParts, type IndexParts } from './index-encode.js';
+import { IndexReader, matchesCapture, readSummary, rebindHead, HEADER_LEN, type IndexProblem } from './index-format.js';
 import { frameKeys } from './index-keys.js';
 import { KeyTable } from './key-table.js';
 
@@ -72,7 +74,8 @@ export class IndexBuilder implements RecordTap {
   private readonly withKeys: boolean;
   private readonly captureHeader: Buffer;
   private inGroup = 0;
-  private readonly offsets: number[] = [];
+  /** Per group: file offset of its first record. */
+  private offsets = new Float64Array(256);
   /** Per group: min sec, nsec, max sec, nsec; the open group's are in the fields below until it closes. */
   private times: Uint32Array = new Uint32Array(1024);
   private readonly keys = new KeyTable();
@@ -91,7 +94,9 @@ export class IndexBuilder implements RecordTap {
     this.withKeys = linkType === LINKTYPE_ETHERNET;
     // Kept in the index so that a query of a compressed classic capture need not open it; a
     // pcapng header is longer, and the query reads it from the file (see query/file-source.ts).
-    this.captureHeader = Buffer.from(header.subarray(0, FILE_HEADER_LEN));
+    // Its own memory (not the pool's), so that it can go to the index thread as it is.
+    this.captureHeader = Buffer.alloc(Math.min(FILE_HEADER_LEN, header.length));
+    header.copy(this.captureHeader, 0, 0, this.captureHeader.length);
   }
 
   add(buf: Buffer, off: number, capLen: number, _origLen: number, sec: number, nsec: number, fileOffset: number): void {
@@ -112,7 +117,12 @@ export class IndexBuilder implements RecordTap {
     if (this.group >= 0) this.closeGroup();
     this.group++;
     this.keys.group = this.group;
-    this.offsets.push(fileOffset);
+    if (this.group === this.offsets.length) {
+      const grown = new Float64Array(this.offsets.length * 2);
+      grown.set(this.offsets);
+      this.offsets = grown;
+    }
+    this.offsets[this.group] = fileOffset;
     this.minSec = this.maxSec = sec;
     this.minNsec = this.maxNsec = nsec;
   }
@@ -137,43 +147,52 @@ export class IndexBuilder implements RecordTap {
     this.covered = bytes;
   }
 
-  encode(captureSize: number, captureMtimeMs: number): Buffer {
+  /**
+   * What encodeParts needs, as the builder holds it (not copied): the builder is done once the
+   * file has ended. Handed to the index thread, its memory goes there (spent turns true).
+   */
+  parts(): IndexParts {
+    if (this.spent) throw codedError(ErrorCode.INVALID_STATE, 'the index builder\'s memory went to the index thread');
     if (this.group >= 0) this.closeGroup();
-    const groups = this.offsets.length;
-    const t = this.times;
-    const min: [number, number] = [0, 0];
-    const max: [number, number] = [0, 0];
-    for (let g = 0; g < groups; g++) {
-      const at = g * 4;
-      if (g === 0 || before(t[at]!, t[at + 1]!, min[0], min[1])) {
-        min[0] = t[at]!;
-        min[1] = t[at + 1]!;
-      }
-      if (g === 0 || before(max[0], max[1], t[at + 2]!, t[at + 3]!)) {
-        max[0] = t[at + 2]!;
-        max[1] = t[at + 3]!;
-      }
-    }
-    return encodeIndex({
+    return {
       captureHeader: this.captureHeader,
-      captureSize,
-      captureMtimeMs,
-      covered: this.covered,
-      packets: this.packets,
-      min,
-      max,
       linkType: this.linkType,
       groupPackets: this.groupPackets,
-      groupOffsets: this.offsets,
-      groupTimes: this.times.subarray(0, this.offsets.length * 4),
-      postings: this.withKeys ? this.keys.encode() : null,
-    });
+      packets: this.packets,
+      covered: this.covered,
+      groups: this.group + 1,
+      offsets: this.offsets,
+      times: this.times,
+      keys: this.withKeys ? this.keys.logs() : null,
+    };
+  }
+
+  /** How much encoding there is: groups and key log entries (the radix sort and postings run over those). */
+  get entries(): number {
+    return this.group + 1 + this.keys.entries;
+  }
+
+  /** Its parts were transferred to a thread (their memory detached here: never empty otherwise). */
+  get spent(): boolean {
+    return this.times.length === 0;
+  }
+
+  /** The sidecar, encoded on this thread. */
+  encode(captureSize: number, captureMtimeMs: number): Buffer {
+    return encodeParts(this.parts(), captureSize, captureMtimeMs);
   }
 }
+
+/** Makes the sidecar's bytes of a builder for the capture's size and mtime: on the loop (IndexBuilder.encode) or on the index thread. */
+export type SidecarEncoder = (builder: IndexBuilder, captureSize: number, captureMtimeMs: number) => Buffer | Promise<Buffer>;
+
+const onLoop: SidecarEncoder = (builder, size, mtimeMs) => builder.encode(size, mtimeMs);
 
 export interface BuildOptions {
   /** Checked between reads: true abandons the build (no sidecar is written). */
   readonly aborted?: () => boolean;
+  /** How the sidecar is encoded once the file is walked; default on the event loop. */
+  readonly encode?: SidecarEncoder;
 }
 
 /**
@@ -218,7 +237,7 @@ export async function buildIndex(path: string, options: BuildOptions = {}): Prom
   } finally {
     await source.close();
   }
-  return writeSidecar(path, builder, before);
+  return writeSidecar(path, builder, before, options.encode ?? onLoop);
 }
 
 /**
@@ -226,16 +245,17 @@ export async function buildIndex(path: string, options: BuildOptions = {}): Prom
  * it. Null when that builder did not see the file as it is now (a write error cut it back,
  * something changed it since): then buildIndex reads it back.
  */
-export async function writeBuiltIndex(path: string, builder: IndexBuilder): Promise<BuiltIndex | null> {
+export async function writeBuiltIndex(path: string, builder: IndexBuilder, encode: SidecarEncoder = onLoop): Promise<BuiltIndex | null> {
   const before = await stat(path);
   if (builder.covered !== before.size) return null;
-  return writeSidecar(path, builder, before);
+  return writeSidecar(path, builder, before, encode);
 }
 
 /** The sidecar encoded for the capture as `before` found it, written beside it (tmp, rename); null if the capture changed meanwhile. */
-async function writeSidecar(path: string, builder: IndexBuilder, before: Stats): Promise<BuiltIndex | null> {
+async function writeSidecar(path: string, builder: IndexBuilder, before: Stats, encode: SidecarEncoder): Promise<BuiltIndex | null> {
   const tmp = `${indexPathOf(path)}.tmp`;
-  const body = builder.encode(before.size, before.mtimeMs);
+  const packets = builder.packets;
+  const body = await encode(builder, before.size, before.mtimeMs);
   await writeFile(tmp, body);
   const after = await stat(path).catch(() => null);
   if (after === null || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
@@ -243,7 +263,7 @@ async function writeSidecar(path: string, builder: IndexBuilder, before: Stats):
     return null;
   }
   await rename(tmp, indexPathOf(path));
-  return { packets: builder.packets, groups: Math.ceil(builder.packets / GROUP_PACKETS), bytes: body.length };
+  return { packets, groups: Math.ceil(packets / GROUP_PACKETS), bytes: body.length };
 }
 
 /**

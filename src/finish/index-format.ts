@@ -68,7 +68,7 @@ export interface IndexSummary {
 export interface IndexContent extends IndexSummary {
   readonly groupPackets: number;
   /** Per group: file offset of its first record, min and max timestamp. */
-  readonly groupOffsets: readonly number[];
+  readonly groupOffsets: ArrayLike<number>;
   readonly groupTimes: Uint32Array;
   /** Null: no keys (not an Ethernet capture): only time narrows. */
   readonly postings: EncodedPostings | null;

@@ -7,20 +7,28 @@
  * is missing, of another version, stale or with a broken header, indexed at start (`needed`);
  * those recovered from .part files after a crash are among them, and compressed files
  * (X.pcap.gz, .zst) whose sidecar was not rebound by the compress step.
+ * Either way the sidecar is encoded (key logs sorted, postings written: 100-400 ms for a
+ * 64 MiB file of many flows) on the index thread (index-encoder.ts), not on the event loop
+ * that receives the datagrams. If that thread fails, the file is encoded on the loop, or read
+ * back when the thread took the builder's memory with it; at stop, an encoding still under
+ * way at the deadline is abandoned (no sidecar: the next start indexes the file).
  *
  *   writer ─tap()─▶ IndexBuilder ─tapped(file)─┐
- *   finisher ─run(file)─▶ queue ─▶ writeBuiltIndex(file.path, builder) ─▶ X.pcap.idx  (ok / failed / skipped counted)
+ *   finisher ─run(file)─▶ queue ─▶ writeBuiltIndex(file.path, builder) ─(index thread)─▶ X.pcap.idx  (ok / failed counted)
  *                                  └ none, or not the file as it is ─▶ buildIndex(file.path) (read back, counted)
  */
 import type { FinishedFile } from '../capture/catalog.js';
 import { isIndexablePath } from '../capture/naming.js';
 import type { RecordTap } from '../capture/writer.js';
 import { buildIndex, IndexBuilder, indexProblem, NotIndexable, writeBuiltIndex, type BuiltIndex } from './index-build.js';
-import type { FinishStep } from './finisher.js';
+import { EncodeClosed, EncodeLost, IndexEncoder, type IndexEncoderEvents, type IndexEncoderOptions } from './index-encoder.js';
+import { untilDeadline, type FinishStep } from './finisher.js';
 
-export interface IndexStepEvents {
+export interface IndexStepEvents extends IndexEncoderEvents {
   indexed(path: string, packets: number, bytes: number, ms: number): void;
   failed(path: string, why: string): void;
+  /** Stopping: the encoding of `path`'s sidecar was under way at the deadline; the next start indexes it. */
+  abandoned(path: string): void;
 }
 
 
@@ -40,7 +48,19 @@ export class IndexStep implements FinishStep {
   /** Builders fed while each new file was written, until its step runs (weak: a file whose step never runs lets go of its builder). */
   private readonly fed = new WeakMap<FinishedFile, IndexBuilder>();
 
-  constructor(private readonly events: IndexStepEvents) {}
+  private readonly encoder: IndexEncoder;
+
+  constructor(
+    private readonly events: IndexStepEvents,
+    encoder: IndexEncoderOptions = {},
+  ) {
+    this.encoder = new IndexEncoder(events, encoder);
+  }
+
+  /** Sidecars encoded on the index thread and on the loop, and files the thread failed (encoded on the loop or read back instead): for the metrics. */
+  get encoding(): Pick<IndexEncoder, 'encoded' | 'threadFailures'> {
+    return this.encoder;
+  }
 
   /** A new capture file's tap (the writer's option): the builder that sees its records as they are written. */
   readonly tap = (header: Buffer, linkType: number): RecordTap => new IndexBuilder(header, linkType);
@@ -62,20 +82,31 @@ export class IndexStep implements FinishStep {
     return isIndexablePath(file.path) && (await indexProblem(file.path)) !== null;
   }
 
-  /** A build under way gives up at the deadline; the file is indexed again at the next start. */
+  /** A build under way gives up at the deadline (its encoding abandoned); the file is indexed again at the next start. */
   async stop(deadline: number): Promise<void> {
     this.deadline = deadline;
+    await untilDeadline(this.tail, deadline);
+    await this.encoder.close();
     await this.tail;
   }
 
   private async build(path: string, fed: IndexBuilder | undefined): Promise<void> {
     if (Date.now() >= this.deadline) return;
     const t0 = Date.now();
+    const aborted = (): boolean => Date.now() >= this.deadline;
     try {
-      let r: BuiltIndex | null = fed === undefined ? null : await writeBuiltIndex(path, fed);
-      if (r === null) {
+      let r: BuiltIndex | null;
+      try {
+        r = fed === undefined ? null : await writeBuiltIndex(path, fed, this.encoder.encode);
+        if (r === null) {
+          this.readBack++;
+          r = await buildIndex(path, { aborted, encode: this.encoder.encode });
+        }
+      } catch (err) {
+        if (!(err instanceof EncodeLost)) throw err;
+        // The thread died with the builder's memory: read the capture back, encoded on the loop.
         this.readBack++;
-        r = await buildIndex(path, { aborted: () => Date.now() >= this.deadline });
+        r = await buildIndex(path, { aborted, encode: this.encoder.onLoop });
       }
       if (r === null) {
         if (Date.now() < this.deadline) this.fail(path, 'the capture changed while it was indexed');
@@ -85,7 +116,8 @@ export class IndexStep implements FinishStep {
       this.bytes += r.bytes;
       this.events.indexed(path, r.packets, r.bytes, Date.now() - t0);
     } catch (err) {
-      this.fail(path, err instanceof NotIndexable ? err.message : `${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.trim());
+      if (err instanceof EncodeClosed) this.events.abandoned(path);
+      else this.fail(path, err instanceof NotIndexable ? err.message : `${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.trim());
     }
   }
 

@@ -3,12 +3,14 @@
  * appends, so adding a key touches no memory that grows with the traffic: no hash table of
  * every key seen (with tens of thousands of flows each lookup there missed the cache, ~1 µs a
  * record). A key is appended, with its group, to its kind's log; a small direct-mapped cache
- * of (kind, value, group) drops the repeats within a group, which are most of them. encode()
- * sorts each log by value (LSD radix, stable: the groups of a value stay ascending), drops
- * what the cache let through twice, and writes the postings once.
+ * of (kind, value, group) drops the repeats within a group, which are most of them.
+ * encodePostings() sorts each log by value (LSD radix, stable: the groups of a value stay
+ * ascending), drops what the cache let through twice, and writes the postings once; it takes
+ * the logs alone (logs(): typed arrays, each its own memory), so that it can run on the index
+ * thread (index-worker.ts) with the logs transferred there, not copied.
  *
  *   add(kind, value) ──seen in this group? (cache, 4096 slots)──no──▶ log[kind]: values[], groups[] (appended, grown by doubling)
- *   encode: per kind, radix sort by value ─▶ keys (kind, value) ascending, postings: LEB128 gaps of distinct groups
+ *   encodePostings: per kind, radix sort by value ─▶ keys (kind, value) ascending, postings: LEB128 gaps of distinct groups
  */
 import { key, KINDS, type KeySink } from './index-keys.js';
 
@@ -29,6 +31,13 @@ export interface EncodedPostings {
   readonly keys: Float64Array;
   readonly starts: Uint32Array;
   readonly bytes: Buffer;
+}
+
+/** A KeyTable's logs: per kind its values and their groups (the first lengths[kind] of each are used). */
+export interface KeyLogs {
+  readonly values: readonly Int32Array[];
+  readonly groups: readonly Int32Array[];
+  readonly lengths: Int32Array;
 }
 
 export class KeyTable implements KeySink {
@@ -64,42 +73,16 @@ export class KeyTable implements KeySink {
     this.lengths[kind] = n + 1;
   }
 
-  encode(): EncodedPostings {
-    let total = 0;
-    for (let k = 0; k < KINDS; k++) total += this.lengths[k]!;
-    const keys = new Float64Array(total);
-    const starts = new Uint32Array(total);
-    let out = Buffer.allocUnsafe(total * 2 + 16);
-    let at = 0;
-    let count = 0;
-    for (let kind = 0; kind < KINDS; kind++) {
-      const n = this.lengths[kind]!;
-      if (n === 0) continue;
-      const [values, groups] = sortByValue(this.values[kind]!.subarray(0, n), this.groups[kind]!.subarray(0, n));
-      for (let i = 0; i < n; ) {
-        const v = values[i]!;
-        keys[count] = key(kind, v >>> 0);
-        starts[count++] = at;
-        let prev = -1;
-        for (; i < n && values[i] === v; i++) {
-          const g = groups[i]!;
-          if (g === prev) continue; // a repeat the cache let through
-          if (out.length - at < 5) {
-            const grown = Buffer.allocUnsafe(out.length * 2);
-            out.copy(grown, 0, 0, at);
-            out = grown;
-          }
-          let gap = g - prev - 1;
-          prev = g;
-          while (gap >= 0x80) {
-            out[at++] = (gap & 0x7f) | 0x80;
-            gap >>>= 7;
-          }
-          out[at++] = gap;
-        }
-      }
-    }
-    return { keys: keys.subarray(0, count), starts: starts.subarray(0, count), bytes: out.subarray(0, at) };
+  /** Entries in all logs. */
+  get entries(): number {
+    let n = 0;
+    for (let k = 0; k < KINDS; k++) n += this.lengths[k]!;
+    return n;
+  }
+
+  /** The logs as they are (not copied): the table is done with them once they are handed on. */
+  logs(): KeyLogs {
+    return { values: this.values, groups: this.groups, lengths: this.lengths };
   }
 
   private grow(kind: number): void {
@@ -110,6 +93,45 @@ export class KeyTable implements KeySink {
     this.values[kind] = v;
     this.groups[kind] = g;
   }
+}
+
+/** The keys of `logs` sorted, with their postings. The logs are only read. */
+export function encodePostings(logs: KeyLogs): EncodedPostings {
+  let total = 0;
+  for (let k = 0; k < KINDS; k++) total += logs.lengths[k]!;
+  const keys = new Float64Array(total);
+  const starts = new Uint32Array(total);
+  let out = Buffer.allocUnsafe(total * 2 + 16);
+  let at = 0;
+  let count = 0;
+  for (let kind = 0; kind < KINDS; kind++) {
+    const n = logs.lengths[kind]!;
+    if (n === 0) continue;
+    const [values, groups] = sortByValue(logs.values[kind]!.subarray(0, n), logs.groups[kind]!.subarray(0, n));
+    for (let i = 0; i < n; ) {
+      const v = values[i]!;
+      keys[count] = key(kind, v >>> 0);
+      starts[count++] = at;
+      let prev = -1;
+      for (; i < n && values[i] === v; i++) {
+        const g = groups[i]!;
+        if (g === prev) continue; // a repeat the cache let through
+        if (out.length - at < 5) {
+          const grown = Buffer.allocUnsafe(out.length * 2);
+          out.copy(grown, 0, 0, at);
+          out = grown;
+        }
+        let gap = g - prev - 1;
+        prev = g;
+        while (gap >= 0x80) {
+          out[at++] = (gap & 0x7f) | 0x80;
+          gap >>>= 7;
+        }
+        out[at++] = gap;
+      }
+    }
+  }
+  return { keys: keys.subarray(0, count), starts: starts.subarray(0, count), bytes: out.subarray(0, at) };
 }
 
 /**

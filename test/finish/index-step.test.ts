@@ -9,19 +9,25 @@
  * byte for byte what buildIndex makes by reading the finished file back, for classic pcap and
  * pcapng, the real corpus and generated VLAN/IPv6/ARP/fragment frames cut by a snaplen,
  * across rotated files of two sessions; and a builder that does not cover the file as it is
- * (a write error cut it back) is not used: the file is read back instead.
+ * (a write error cut it back) is not used: the file is read back instead. Encoded on the index
+ * thread or on the loop, the bytes are the same.
+ *
+ * The index thread failing: one that cannot be handed the job (the sidecar is encoded on the
+ * loop; given up after 3 in a row), one that dies with the builder's memory (the file is read
+ * back), one that never answers when the step stops (abandoned: no sidecar, no .tmp, the file
+ * still needed at the next start).
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { Catalog } from '../../src/capture/catalog.js';
+import { Catalog, type FinishedFile } from '../../src/capture/catalog.js';
 import { captureFileName } from '../../src/capture/naming.js';
 import { resolveConfig } from '../../src/config.js';
 import { Finisher } from '../../src/finish/finisher.js';
 import { buildIndex, indexChecked, indexPathOf } from '../../src/finish/index-build.js';
 import { readSummary } from '../../src/finish/index-format.js';
-import { IndexStep } from '../../src/finish/index-step.js';
+import { IndexStep, type IndexStepEvents } from '../../src/finish/index-step.js';
 import { createLogger } from '../../src/log.js';
 import { layoutOf } from '../../src/pcap/layout.js';
 import { Recorder } from '../../src/recorder.js';
@@ -31,6 +37,9 @@ import { arp, ether, fragment, ipv4, ipv6, tcp, udp, udpFrame, vxlan } from '../
 
 const T0 = 1_790_000_000;
 
+/** The step's events, none of them looked at. */
+const QUIET: IndexStepEvents = { indexed: () => undefined, failed: () => undefined, abandoned: () => undefined, threadFailed: () => undefined };
+
 /** Until every file's steps have ended and the catalog has settled (stop() would end the finisher). */
 async function settled(finisher: Finisher, catalog: Catalog): Promise<void> {
   while (finisher.pending > 0) await new Promise((r) => setTimeout(r, 5));
@@ -38,12 +47,20 @@ async function settled(finisher: Finisher, catalog: Catalog): Promise<void> {
 }
 
 /** An output folder with session folder s1, and an index step run by a finisher over a catalog of it. */
-async function rig(t: Test): Promise<{ out: string; dir: string; step: IndexStep; catalog: Catalog; finisher: Finisher }> {
+interface Rig {
+  out: string;
+  dir: string;
+  step: IndexStep;
+  catalog: Catalog;
+  finisher: Finisher;
+}
+
+async function rig(t: Test): Promise<Rig> {
   const out = await mkdtemp(join(tmpdir(), 'mirrorcap-index-step-'));
   t.teardown(() => rm(out, { recursive: true, force: true }));
   const dir = join(out, 's1');
   await mkdir(dir);
-  const step = new IndexStep({ indexed: () => undefined, failed: () => undefined });
+  const step = new IndexStep(QUIET);
   const catalog = new Catalog(out, 0, { deleted: () => undefined, deleteFailed: () => undefined });
   return { out, dir, step, catalog, finisher: new Finisher([step], catalog, { skipped: () => undefined }) };
 }
@@ -54,7 +71,7 @@ t.test('a sidecar is an artefact of its capture: listed and counted with it', as
   const dir = join(out, 's1');
   await mkdir(dir);
   const failures: string[] = [];
-  const step = new IndexStep({ indexed: () => undefined, failed: (path) => failures.push(path) });
+  const step = new IndexStep({ ...QUIET, failed: (path) => failures.push(path) });
   const deleted: string[] = [];
   const catalog = new Catalog(out, 0, { deleted: (f) => deleted.push(...f.artefacts), deleteFailed: () => undefined });
   const finisher = new Finisher([step], catalog, { skipped: () => undefined });
@@ -97,7 +114,7 @@ t.test('the ring deletes a sidecar with its capture; a restart resumes only what
   await unlink(`${paths[2]!}.idx`);
   const again = new Catalog(out, 0, { deleted: () => undefined, deleteFailed: () => undefined });
   await again.scan();
-  const step2 = new IndexStep({ indexed: () => undefined, failed: () => undefined });
+  const step2 = new IndexStep(QUIET);
   const needed: string[] = [];
   for (const f of again.all()) if (await step2.needed(f)) needed.push(f.path);
   t.same(needed, [paths[1], paths[2], paths[3]], 'stale, missing, and the one that never had one');
@@ -140,7 +157,9 @@ t.test('a sidecar built while the file is written is the one read back would bui
     const out = await mkdtemp(join(tmpdir(), 'mirrorcap-index-written-'));
     t.teardown(() => rm(out, { recursive: true, force: true }));
     const flags = new Map(Object.entries({ out, format, snaplen: String(SNAPLEN), 'rotate-packets': '300' }).map(([k, v]) => [k, { value: v, origin: `--${k}` }]));
-    const recorder = new Recorder(resolveConfig(flags, {}), createLogger('silent'), { guardDisk: false, clampTime: false, wallClock: false, ship: false, application: 'mirrorcap test' });
+    // pcap's sidecars are all encoded on the index thread; pcapng's, small, on the loop (the default).
+    const indexEncoder = format === 'pcap' ? { threadFrom: 0 } : {};
+    const recorder = new Recorder(resolveConfig(flags, {}), createLogger('silent'), { guardDisk: false, clampTime: false, wallClock: false, ship: false, application: 'mirrorcap test', indexEncoder });
     await recorder.start();
     for (let i = 0; i < frames.length; i++) {
       // Two sessions (VNI 5 and 6); times with every nanosecond digit used, a step back now and then.
@@ -159,6 +178,8 @@ t.test('a sidecar built while the file is written is the one read back would bui
     t.ok(files.length >= 4, `${format}: ${files.length} files in two sessions`);
     t.equal(recorder.index.built, files.length, `${format}: every file indexed`);
     t.equal(recorder.index.readBack, 0, `${format}: none of them read back`);
+    t.same(recorder.index.encoding.encoded, format === 'pcap' ? { thread: files.length, loop: 0 } : { thread: 0, loop: files.length }, `${format}: encoded on the ${format === 'pcap' ? 'index thread' : 'loop'}`);
+    t.equal(recorder.index.encoding.threadFailures, 0);
     let packets = 0;
     for (const path of files) {
       const written = await readFile(indexPathOf(path));
@@ -188,4 +209,83 @@ t.test('a builder that did not see the file as it is (cut back by a write error)
   t.equal(step.readBack, 1, 'read back');
   t.equal(await indexChecked(path), null, 'the sidecar matches the file');
   t.equal(readSummary(await readFile(indexPathOf(path)))!.packets, 40, 'and counts the 40 records it holds');
+});
+
+/** A capture of `n` records in `dir`, fed to `step`'s tap as its writer would, handed to the finisher. */
+async function fedFile(rig: Rig, seq: number, n = 50): Promise<{ path: string; entry: FinishedFile }> {
+  const { dir, step, catalog, finisher } = rig;
+  const data = buildPcap({ ns: true, snaplen: 65535, records: Array.from({ length: n }, (_, i) => ({ sec: T0 + seq, frac: i, data: udpFrame(200, seq, i) })) });
+  const tap = step.tap(data, 1);
+  layoutOf(data)!.walk(data, 24, data.length, 0, (...record) => tap.add(...record));
+  tap.end(data.length);
+  const path = join(dir, captureFileName('s1', T0 + seq, seq));
+  await writeFile(path, data);
+  const entry = catalog.add({ session: 's1', seq, path, bytes: data.length, packets: n, firstSec: T0 + seq, firstNsec: 0, lastSec: T0 + seq, lastNsec: 0 }, 0, finisher.names);
+  step.tapped(entry, tap);
+  finisher.add(entry);
+  return { path, entry };
+}
+
+/** The sidecar of `path` equals what reading the capture back builds (on the loop). */
+async function sameAsReadBack(t: Test, path: string, what: string): Promise<void> {
+  const written = await readFile(indexPathOf(path));
+  await unlink(indexPathOf(path));
+  await buildIndex(path);
+  t.ok((await readFile(indexPathOf(path))).equals(written), `${what}: the sidecar read back would build`);
+}
+
+/** A rig whose step sends every sidecar to the index thread `script`, its thread failures recorded. */
+async function threadRig(t: Test, script: URL | undefined, events: Partial<IndexStepEvents> = {}): Promise<Rig> {
+  const r = await rig(t);
+  const step = new IndexStep({ ...QUIET, ...events }, { threadFrom: 0, ...(script !== undefined && { script }) });
+  return { ...r, step, finisher: new Finisher([step], r.catalog, { skipped: () => undefined }) };
+}
+
+t.test('an index thread that cannot be handed the job: encoded on the loop, given up after 3 in a row', async (t) => {
+  const failed: boolean[] = [];
+  // Not a module a thread can load from: new Worker throws at once, the builder keeps its memory.
+  const r = await threadRig(t, new URL('http://127.0.0.1:9/index-worker.js'), { threadFailed: (_why, givenUp) => failed.push(givenUp) });
+  const paths: string[] = [];
+  for (let seq = 0; seq < 4; seq++) {
+    paths.push((await fedFile(r, seq)).path);
+    await settled(r.finisher, r.catalog);
+  }
+  t.same(failed, [false, false, true], 'three failures told, the third gives the thread up');
+  t.equal(r.step.encoding.threadFailures, 3);
+  t.same(r.step.encoding.encoded, { thread: 0, loop: 4 }, 'every sidecar encoded on the loop');
+  t.equal(r.step.readBack, 0, 'none read back: the builders kept their memory');
+  t.equal(r.step.built, 4);
+  for (const path of paths) await sameAsReadBack(t, path, path.slice(r.dir.length));
+});
+
+t.test('an index thread that dies with the builder: the file is read back, its sidecar exact', async (t) => {
+  const dies = new URL(`data:text/javascript,${encodeURIComponent("import { parentPort } from 'node:worker_threads'; parentPort.on('message', () => process.exit(7));")}`);
+  const why: string[] = [];
+  const r = await threadRig(t, dies, { threadFailed: (w) => why.push(w) });
+  const { path } = await fedFile(r, 0, 100);
+  await settled(r.finisher, r.catalog);
+  t.match(why, [/exited with code 7/], 'the death is told');
+  t.equal(r.step.encoding.threadFailures, 1);
+  t.equal(r.step.readBack, 1, 'read back: the thread took the builder\'s memory');
+  t.same(r.step.encoding.encoded, { thread: 0, loop: 1 });
+  t.equal(r.step.built, 1);
+  t.equal(readSummary(await readFile(indexPathOf(path)))!.packets, 100);
+  await sameAsReadBack(t, path, 'read back');
+  await r.finisher.stop();
+});
+
+t.test('stopping while the index thread encodes: abandoned at the deadline, nothing half-written, indexed at the next start', async (t) => {
+  const silent = new URL(`data:text/javascript,${encodeURIComponent("import { parentPort } from 'node:worker_threads'; parentPort.on('message', () => {});")}`);
+  const abandoned: string[] = [];
+  const r = await threadRig(t, silent, { abandoned: (p) => abandoned.push(p) });
+  const { path, entry } = await fedFile(r, 0);
+  const t0 = Date.now();
+  await r.finisher.stop(Date.now() + 300);
+  const ms = Date.now() - t0;
+  t.ok(ms < 3000, `stop returned at its deadline (${ms} ms)`);
+  t.same(abandoned, [path], 'the file is told abandoned');
+  t.equal(r.step.built, 0);
+  t.equal(r.step.failed, 0, 'not a failure');
+  t.same((await readdir(r.dir)).filter((n) => n.includes('.idx')), [], 'no sidecar, no .tmp');
+  t.ok(await r.step.needed(entry), 'the next start indexes it');
 });
