@@ -31,3 +31,30 @@ t.test('record: header fields then the frame bytes, nothing else touched', async
   t.same([...b.subarray(16, 20)], [3, 4, 5, 6], 'frame bytes from the given offset');
   t.same([...b.subarray(20)], [0xa5, 0xa5, 0xa5, 0xa5], 'bytes after the record untouched');
 });
+
+t.test('record frames of every small size, from and to any offset of many buffers, byte for byte', async (t) => {
+  // Sizes on both sides of the small-frame copy, buffers sharing one ArrayBuffer (pool slices) and
+  // more buffers than the copy keeps views of, so every path of its view cache is taken.
+  const pooled = Array.from({ length: 6 }, () => Buffer.from('pooled slice of shared memory'.repeat(12)));
+  const sources = [...pooled, ...Array.from({ length: 10 }, (_, k) => Buffer.from(Array.from({ length: 400 }, (_, i) => (i * 31 + k * 7) & 0xff)))];
+  const dests = Array.from({ length: 12 }, () => Buffer.alloc(600, 0xee));
+  let bad = 0;
+  let n = 0;
+  for (let len = 0; len <= 130; len++) {
+    const src = sources[len % sources.length]!;
+    const dst = dests[(len * 5) % dests.length]!;
+    const srcOff = (len * 13) % Math.max(1, src.length - len);
+    const off = (len * 7) % 200;
+    dst.fill(0xee);
+    const end = writeRecord(dst, off, src, srcOff, len, len + 3, 1, 2);
+    const want = Buffer.alloc(600, 0xee);
+    want.writeUInt32LE(1, off);
+    want.writeUInt32LE(2, off + 4);
+    want.writeUInt32LE(len, off + 8);
+    want.writeUInt32LE(len + 3, off + 12);
+    src.copy(want, off + RECORD_HEADER_LEN, srcOff, srcOff + len);
+    if (end !== off + RECORD_HEADER_LEN + len || !dst.equals(want)) bad++;
+    n++;
+  }
+  t.equal(bad, 0, `${n} records, each the header and exactly its frame, nothing around it touched`);
+});
