@@ -249,7 +249,7 @@ export class SessionFlowLog implements FlowOutput {
    * = its end, when the packets' own time is the clock), then waits for every file.
    */
   async close(nowSec: number): Promise<void> {
-    this.table.flush(Math.floor(nowSec));
+    this.table.stop(Math.floor(nowSec));
     await this.idle();
   }
 

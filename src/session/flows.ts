@@ -7,7 +7,7 @@
  *     (hot path: no allocation,   read straight from the frame              open addressing,  counters,
  *      no event, no I/O)                                                     linear probing    first/last, flags
  *
- *   interval [start, start + I) ──packet at or past its end, tick() past end + grace, flush()──▶ seal
+ *   interval [start, start + I) ──packet at or past its end, tick() past end + grace, flush(), stop()──▶ seal
  *        │                                                                                         │
  *        └─ the table swaps in empty slots; the sealed interval goes to `sealed(interval)`  ◀──────┘
  *           (the flow-log writer), which hands it back with recycle() once written
@@ -270,7 +270,7 @@ export interface FlowInterval {
   readonly end: number;
   /** When it was sealed, Unix seconds: `end` unless flushed early (`partial`). */
   readonly closedAt: number;
-  /** Sealed before its end by flush() (shutdown): the records cover [start, closedAt). */
+  /** Sealed before its end by flush() or stop() (a reload, shutdown): the records cover [start, closedAt). */
   readonly partial: boolean;
   /** Packets of new flows not counted: the flow budget was spent, or the table held MAX_TABLE_FLOWS (SKIPDATA). */
   readonly skippedPackets: number;
@@ -282,7 +282,7 @@ export interface FlowTableOptions {
   /** Aggregation interval in whole seconds (AWS: 60 or 600). */
   readonly intervalSec: number;
   readonly budget: FlowBudget;
-  /** Receives each sealed interval, synchronously (from add(), tick() or flush()); give it back with recycle(). */
+  /** Receives each sealed interval, synchronously (from add(), tick(), flush() or stop()); give it back with recycle(). */
   readonly sealed: (interval: FlowInterval) => void;
   /** The session's per-reason drop counters: an increase between two seals marks the interval SKIPDATA. */
   readonly drops?: Float64Array;
@@ -451,24 +451,29 @@ export class FlowTable {
     }
   }
 
-  /**
-   * Seals the open interval now (shutdown): its records cover [start, nowSec). An open interval
-   * already past its end (its grace not over, so no tick has sealed it) is sealed whole, and the
-   * current one follows as partial up to nowSec, so a stop leaves no second of the run without
-   * a record (NODATA when quiet). Infinity (offline: the packets' time is the clock) seals the
-   * open one whole. The next packet or tick opens a new one.
-   */
+  /** Seals the open interval now (a reload, a retired session): its records cover [start, nowSec). The next packet or tick opens a new one. */
   flush(nowSec: number): void {
     this.release();
     if (!this.open) return;
-    if (Number.isFinite(nowSec) && nowSec > this.end) {
-      this.seal(this.end);
-      this.openAt(nowSec);
-    }
     this.seal(Math.max(this.start, Math.min(this.end, nowSec)));
     this.open = false;
     this.start = 0;
     this.end = 0;
+  }
+
+  /**
+   * Shutdown at wall-clock nowSec: like flush(), but an open interval already past its end (in
+   * its grace second, so no tick has sealed it) is sealed whole and the current one follows as
+   * partial up to nowSec, so no second of the run is left without a record (NODATA when quiet).
+   * Infinity (offline: the packets' time is the clock) seals the open one whole.
+   */
+  stop(nowSec: number): void {
+    this.release();
+    if (this.open && Number.isFinite(nowSec) && nowSec > this.end) {
+      this.seal(this.end);
+      this.openAt(nowSec);
+    }
+    this.flush(nowSec);
   }
 
   /** Takes back a sealed interval once it has been written (or has failed for good): its flows leave the budget. */

@@ -275,26 +275,32 @@ t.test('tick seals quiet intervals (NODATA material) after the grace and opens t
   t.equal(sealed.length, 3, 'nothing open: flush does nothing');
 });
 
-t.test('flush within the grace: the ended interval sealed whole, the current one partial up to now', async (t) => {
+t.test('stop within the grace: the ended interval sealed whole, the current one partial up to now', async (t) => {
   const { table, sealed, feed } = setup({ interval: 60, grace: 2 });
   feed(v4tcp('10.0.0.1', '10.0.0.2', 1, 2, ACK), MIN0 + 5);
   table.tick(MIN0 + 61);
   t.equal(sealed.length, 0, 'the grace is not over: no tick has sealed it');
-  table.flush(MIN0 + 61);
+  table.stop(MIN0 + 61);
   t.equal(sealed.length, 2);
   t.match(sealed[0], { start: MIN0, end: MIN0 + 60, closedAt: MIN0 + 60, partial: false, count: 1 });
   t.match(sealed[1], { start: MIN0 + 60, end: MIN0 + 120, closedAt: MIN0 + 61, partial: true, count: 0 }, 'the second since the boundary: NODATA material');
   t.equal(table.openInterval, null);
+  // A reload's flush at the same moment seals only the open interval.
+  const r = setup({ interval: 60, grace: 2 });
+  r.table.tick(MIN0 + 1);
+  r.table.flush(MIN0 + 61);
+  t.equal(r.sealed.length, 1);
+  t.match(r.sealed[0], { start: MIN0, closedAt: MIN0 + 60, partial: false });
   // Stopping right on the boundary: nothing of the next interval has passed.
   const b = setup({ interval: 60, grace: 2 });
   b.table.tick(MIN0 + 1);
-  b.table.flush(MIN0 + 60);
+  b.table.stop(MIN0 + 60);
   t.equal(b.sealed.length, 1);
   t.match(b.sealed[0], { start: MIN0, closedAt: MIN0 + 60, partial: false });
   // Offline (the packets' time is the clock): the open interval whole, nothing after it.
   const c = setup({ interval: 60 });
   c.feed(v4tcp('10.0.0.1', '10.0.0.2', 1, 2, ACK), MIN0 + 5);
-  c.table.flush(Infinity);
+  c.table.stop(Infinity);
   t.equal(c.sealed.length, 1);
   t.match(c.sealed[0], { start: MIN0, closedAt: MIN0 + 60, partial: false, count: 1 });
 });
