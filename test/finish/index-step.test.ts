@@ -25,7 +25,8 @@ import { Catalog, type FinishedFile } from '../../src/capture/catalog.js';
 import { captureFileName } from '../../src/capture/naming.js';
 import { resolveConfig } from '../../src/config.js';
 import { Finisher } from '../../src/finish/finisher.js';
-import { buildIndex, indexChecked, indexPathOf } from '../../src/finish/index-build.js';
+import { buildIndex, indexChecked, IndexBuilder, indexPathOf } from '../../src/finish/index-build.js';
+import { frameKeys } from '../../src/finish/index-keys.js';
 import { readSummary } from '../../src/finish/index-format.js';
 import { IndexStep, type IndexStepEvents } from '../../src/finish/index-step.js';
 import { createLogger } from '../../src/log.js';
@@ -288,4 +289,48 @@ t.test('stopping while the index thread encodes: abandoned at the deadline, noth
   t.equal(r.step.failed, 0, 'not a failure');
   t.same((await readdir(r.dir)).filter((n) => n.includes('.idx')), [], 'no sidecar, no .tmp');
   t.ok(await r.step.needed(entry), 'the next start indexes it');
+});
+
+t.test('the builder holds exactly the keys frameKeys finds in each group, through runs of one flow and every other frame', async (t) => {
+  const flowA = (sport: number, payload = 10): Buffer => ether(0x0800, ipv4(17, udp(sport, 53, Buffer.alloc(payload)), { src: '10.1.0.1', dst: '10.1.0.2' }));
+  const kinds: Buffer[] = [
+    flowA(1000),
+    flowA(1000, 200), // same flow, another size
+    flowA(1001), // one port differs
+    ether(0x0800, ipv4(6, tcp({ sport: 1000, dport: 53 }), { src: '10.1.0.1', dst: '10.1.0.2' })), // same ports, TCP
+    ether(0x0800, ipv4(17, udp(1000, 53, Buffer.alloc(10)), { src: '10.1.0.1', dst: '10.1.0.3' })), // another destination
+    ether(0x0800, ipv4(17, udp(1000, 53, Buffer.alloc(10)), { src: '10.1.0.1', dst: '10.1.0.2', mf: true })), // first fragment: ports
+    ether(0x0800, ipv4(17, Buffer.from('later fragment, no ports here'), { src: '10.1.0.1', dst: '10.1.0.2', fragOffset: 8 })),
+    ether(0x0800, ipv4(17, udp(1000, 53, Buffer.alloc(10)), { src: '10.1.0.1', dst: '10.1.0.2', options: Buffer.from([1, 1, 1, 0]) })), // IHL 6
+    ether(0x0800, ipv4(1, Buffer.alloc(40), { src: '10.1.0.1', dst: '10.1.0.2' })), // ICMP: no ports
+    ether(0x0800, ipv4(17, udp(1000, 53, Buffer.alloc(10)), { src: '10.1.0.1', dst: '10.1.0.2' }), { tags: [[0x8100, 7]] }),
+    ether(0x86dd, ipv6(17, udp(1000, 53, Buffer.alloc(10)), { src: '2001:db8::1', dst: '2001:db8::2' })),
+    ether(0x0806, arp(1, '02:00:00:00:00:01', '10.1.0.1', '00:00:00:00:00:00', '10.1.0.2')),
+  ];
+  // Runs of one frame, and interleavings, across group boundaries; some frames cut short.
+  const frames: { buf: Buffer; capLen: number }[] = [];
+  let seed = 7;
+  const next = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16) % n;
+  for (let i = 0; i < 3000; i++) {
+    const f = kinds[next(4) === 0 ? next(kinds.length) : next(3)]!;
+    const capLen = next(10) === 0 ? Math.min(f.length, 30 + next(12)) : f.length;
+    const run = 1 + next(40);
+    for (let k = 0; k < run; k++) frames.push({ buf: f, capLen });
+  }
+  const b = new IndexBuilder(Buffer.alloc(24), 1);
+  const want = new Set<string>();
+  let group = 0;
+  frames.forEach(({ buf, capLen }, i) => {
+    b.add(buf, 0, capLen, buf.length, 1_700_000_000, i, 24 + i);
+    group = Math.floor(i / 32);
+    frameKeys(buf, 0, capLen, { add: (kind, value) => want.add(`${kind}:${value | 0}:${group}`) });
+  });
+  const logs = b.parts().keys!;
+  const got = new Set<string>();
+  for (let kind = 0; kind < logs.lengths.length; kind++) {
+    for (let j = 0; j < logs.lengths[kind]!; j++) got.add(`${kind}:${logs.values[kind]![j]!}:${logs.groups[kind]![j]!}`);
+  }
+  t.equal(got.size, want.size, `${frames.length} records in ${group + 1} groups: ${want.size} (key, group) pairs`);
+  t.same([...want].filter((k) => !got.has(k)), [], 'none missing');
+  t.same([...got].filter((k) => !want.has(k)), [], 'none extra');
 });
