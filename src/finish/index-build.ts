@@ -32,8 +32,7 @@ import type { RecordTap } from '../capture/writer.js';
 import { codedError, ErrorCode } from '../errors.js';
 import { encodeParts, type IndexParts } from './index-encode.js';
 import { IndexReader, matchesCapture, readSummary, rebindHead, HEADER_LEN, type IndexProblem } from './index-format.js';
-import { u16, u32 } from '../decode/view.js';
-import { frameKeys } from './index-keys.js';
+import { KeyFeed } from './index-keys.js';
 import { KeyTable } from './key-table.js';
 
 /** Records per group: what a query reads at least around one match (about 11 KiB at IMIX). */
@@ -66,7 +65,7 @@ export class NotIndexable extends Error {
  * RecordTap) or by the walk of buildIndex. add() allocates nothing but when a group opens
  * (its offset pushed, the times grown by doubling) or a key first occurs in a group. The
  * open group's times are kept in plain fields and the file's range is taken from the groups
- * at encode(): per record, add() compares two times and hands the frame to frameKeys.
+ * at encode(): per record, add() compares two times and hands the frame to its KeyFeed (frameKeys).
  */
 export class IndexBuilder implements RecordTap {
   packets = 0;
@@ -80,24 +79,12 @@ export class IndexBuilder implements RecordTap {
   /** Per group: min sec, nsec, max sec, nsec; the open group's are in the fields below until it closes. */
   private times: Uint32Array = new Uint32Array(1024);
   private readonly keys = new KeyTable();
+  private readonly feed = new KeyFeed(this.keys);
   private group = -1;
   private minSec = 0;
   private minNsec = 0;
   private maxSec = 0;
   private maxNsec = 0;
-  /**
-   * The last IPv4 frame's keys (header of 20 bytes, ports captured): the group they were added
-   * in (-1: none), protocol, addresses and the word of the two ports. A record of the same flow
-   * in the same group adds nothing new, so its keys are not looked up again: most records
-   * follow one of their flow in a session's file (a burst, a transfer), and looking up six keys
-   * was most of the index's cost per record.
-   */
-  private flowGroup = -1;
-  private flowProto = 0;
-  private flowSrc = 0;
-  private flowDst = 0;
-  private flowPorts = 0;
-
   /** `header`: the capture's first bytes (the sidecar keeps its first 24), `linkType` its link type. */
   constructor(
     header: Buffer,
@@ -123,29 +110,7 @@ export class IndexBuilder implements RecordTap {
     }
     if (++this.inGroup === this.groupPackets) this.inGroup = 0;
     this.packets++;
-    if (this.withKeys) this.addKeys(buf, off, capLen);
-  }
-
-  /** frameKeys, unless the frame is IPv4 of the flow whose keys this group has just had (see flowGroup). */
-  private addKeys(buf: Buffer, off: number, capLen: number): void {
-    // IPv4 with a 20-byte header and both ports captured: every key frameKeys reads lies in [12, 38).
-    if (capLen >= 38 && buf[off + 12] === 0x08 && buf[off + 13] === 0x00 && buf[off + 14] === 0x45) {
-      const proto = buf[off + 23]!;
-      const src = u32(buf, off + 26);
-      const dst = u32(buf, off + 30);
-      // A later fragment has no ports (frameKeys adds none): its port word must not match a first one's.
-      const ports = (u16(buf, off + 20) & 0x1fff) === 0 ? u32(buf, off + 34) : -1;
-      const group = this.group;
-      if (group === this.flowGroup && proto === this.flowProto && src === this.flowSrc && dst === this.flowDst && ports === this.flowPorts) return;
-      frameKeys(buf, off, capLen, this.keys);
-      this.flowGroup = group;
-      this.flowProto = proto;
-      this.flowSrc = src;
-      this.flowDst = dst;
-      this.flowPorts = ports;
-      return;
-    }
-    frameKeys(buf, off, capLen, this.keys);
+    if (this.withKeys) this.feed.add(buf, off, capLen, this.group);
   }
 
   private openGroup(fileOffset: number, sec: number, nsec: number): void {

@@ -103,3 +103,38 @@ export function frameKeys(buf: Buffer, off: number, capLen: number, sink: KeySin
     if (capLen >= 42) sink.add(KEY_V4, u32(buf, off + 38));
   }
 }
+
+/**
+ * Hands a builder's records to frameKeys, skipping an IPv4 record of the flow whose keys were
+ * just added in the same group: with a 20-byte header and both ports captured, its keys are its
+ * protocol, addresses and ports, all already there, so the six lookups would add nothing. Most
+ * records follow one of their flow in a session's file (a burst, a transfer).
+ */
+export class KeyFeed {
+  /** The group the last IPv4 flow's keys went to (-1: none), and that flow. */
+  private group = -1;
+  private proto = 0;
+  private src = 0;
+  private dst = 0;
+  /** The two ports as one word; -1 for a later fragment, which has none (frameKeys adds none). */
+  private ports = 0;
+
+  constructor(private readonly sink: KeySink) {}
+
+  add(buf: Buffer, off: number, capLen: number, group: number): void {
+    // IPv4 with a 20-byte header and both ports captured: every key frameKeys reads lies in [12, 38).
+    if (capLen >= 38 && buf[off + 12] === 0x08 && buf[off + 13] === 0x00 && buf[off + 14] === 0x45) {
+      const proto = buf[off + 23]!;
+      const src = u32(buf, off + 26);
+      const dst = u32(buf, off + 30);
+      const ports = (u16(buf, off + 20) & 0x1fff) === 0 ? u32(buf, off + 34) : -1;
+      if (group === this.group && proto === this.proto && src === this.src && dst === this.dst && ports === this.ports) return;
+      this.group = group;
+      this.proto = proto;
+      this.src = src;
+      this.dst = dst;
+      this.ports = ports;
+    }
+    frameKeys(buf, off, capLen, this.sink);
+  }
+}
