@@ -468,7 +468,6 @@ export class FlowTable {
    * Infinity (offline: the packets' time is the clock) seals the open one whole.
    */
   stop(nowSec: number): void {
-    this.release();
     if (this.open && Number.isFinite(nowSec) && nowSec > this.end) {
       this.seal(this.end);
       this.openAt(nowSec);
