@@ -20,7 +20,7 @@
  * thrown away (it would be stale at once). A builder fed while writing is used only when it
  * covered exactly the bytes the finished file holds.
  */
-import type { Stats } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { FILE_HEADER_LEN, LINKTYPE_ETHERNET } from '../pcap/pcap.js';
 import type { ClassicSink } from '../pcap/classic.js';
@@ -35,12 +35,21 @@ import { IndexReader, matchesCapture, readSummary, rebindHead, HEADER_LEN, type 
 import { KeyFeed } from './index-keys.js';
 import { KeyTable } from './key-table.js';
 
-/** Records per group: what a query reads at least around one match (about 11 KiB at IMIX). */
-export const GROUP_PACKETS = 32;
+/**
+ * Records per group: what a query reads at least around one match (about 6 KiB at IMIX). A
+ * query reads every file's group table whole (24 bytes a group) and each group a lookup
+ * names: for a flow of under 0.1 % of the packets the two weigh the same near 10 records a
+ * group; 16 reads a third fewer bytes than 32 did, for an index about 0.2 % of the capture
+ * larger (docs/performance.md).
+ */
+export const GROUP_PACKETS = 16;
 const CHUNK = 4 << 20;
 
-/** First bytes a query reads of a sidecar: the head of a 64 MiB capture's (about 140 KiB) fits. */
-const FIRST_READ = 256 << 10;
+/**
+ * First bytes a query reads of a sidecar: its header and, for a small capture, all of it; the
+ * rest of a larger one's head (about 270 KiB for a 64 MiB capture) is read next, no more.
+ */
+const FIRST_READ = 16 << 10;
 
 /** X.pcap.idx, for X.pcap and for its compressed twins X.pcap.gz and X.pcap.zst alike. */
 export function indexPathOf(capture: string): string {
@@ -89,7 +98,7 @@ export class IndexBuilder implements RecordTap {
   constructor(
     header: Buffer,
     private readonly linkType: number,
-    private readonly groupPackets = GROUP_PACKETS,
+    readonly groupPackets = GROUP_PACKETS,
   ) {
     this.withKeys = linkType === LINKTYPE_ETHERNET;
     // Kept in the index so that a query of a compressed classic capture need not open it; a
@@ -263,7 +272,7 @@ async function writeSidecar(path: string, builder: IndexBuilder, before: Stats, 
     return null;
   }
   await rename(tmp, indexPathOf(path));
-  return { packets, groups: Math.ceil(packets / GROUP_PACKETS), bytes: body.length };
+  return { packets, groups: Math.ceil(packets / builder.groupPackets), bytes: body.length };
 }
 
 /**
@@ -285,37 +294,58 @@ export async function rebindIndex(capture: string, compressed: string): Promise<
 /**
  * The sidecar of `path`, its head read and checked against the capture as it is now; or why
  * not. Key and postings pages are read when a lookup needs them (opening the sidecar again:
- * nothing stays open), and checked then.
+ * nothing stays open), and checked then. `sync`: with synchronous calls, for `mirrorcap
+ * query`, which has no event loop to keep free: a selective query opens every file's sidecar
+ * and a few of its pages, and each thread-pool round trip would cost more than the read.
  */
-export async function loadIndex(path: string, size: number, mtimeMs: number): Promise<IndexReader | IndexProblem> {
+export async function loadIndex(path: string, size: number, mtimeMs: number, sync = false): Promise<IndexReader | IndexProblem> {
   const idx = indexPathOf(path);
+  const readAt = sync ? syncReadAt(idx) : asyncReadAt(idx);
   let first: Buffer;
   let total: number;
   try {
-    const fh = await open(idx, 'r');
-    try {
-      total = (await fh.stat()).size;
-      first = Buffer.allocUnsafe(Math.min(total, FIRST_READ));
-      first = first.subarray(0, (await fh.read(first, 0, first.length, 0)).bytesRead);
-    } finally {
-      await fh.close();
-    }
+    ({ first, total } = await readAt(0, FIRST_READ, true));
   } catch {
     return 'missing';
   }
-  const readAt = async (position: number, length: number): Promise<Buffer> => {
+  const r = await IndexReader.open(first, total, async (position, length) => (await readAt(position, length, false)).first);
+  if (typeof r === 'string') return r;
+  return matchesCapture(r.summary, size, mtimeMs) ? r : 'stale';
+}
+
+/** Up to `length` bytes of `idx` at `position` (fewer at its end), and its size when `sized` (else -1). */
+type SidecarRead = (position: number, length: number, sized: boolean) => Promise<{ first: Buffer; total: number }>;
+
+function asyncReadAt(idx: string): SidecarRead {
+  return async (position, length, sized) => {
     const fh = await open(idx, 'r');
     try {
-      const b = Buffer.allocUnsafe(length);
-      return b.subarray(0, (await fh.read(b, 0, length, position)).bytesRead);
+      const total = sized ? (await fh.stat()).size : -1;
+      const b = Buffer.allocUnsafe(sized ? Math.min(length, total) : length);
+      return { first: b.subarray(0, (await fh.read(b, 0, b.length, position)).bytesRead), total };
     } finally {
       await fh.close();
     }
   };
-  const r = await IndexReader.open(first, total, readAt);
-  if (typeof r === 'string') return r;
-  return matchesCapture(r.summary, size, mtimeMs) ? r : 'stale';
 }
+
+function syncReadAt(idx: string): SidecarRead {
+  return (position, length, sized) => {
+    try {
+      const fd = openSync(idx, 'r');
+      try {
+        const total = sized ? fstatSync(fd).size : -1;
+        const b = Buffer.allocUnsafe(sized ? Math.min(length, total) : length);
+        return Promise.resolve({ first: b.subarray(0, readSync(fd, b, 0, b.length, position)), total });
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  };
+}
+
 /** Full check (`mirrorcap index`): the whole sidecar read, every page's CRC, against the capture as it is now. */
 export async function indexChecked(path: string): Promise<IndexProblem | null> {
   const [cap, b] = await Promise.all([stat(path).catch(() => null), readFile(indexPathOf(path)).catch(() => null)]);

@@ -16,6 +16,7 @@
  * blocks.ts) begins decompressing at that block, the source's offset then being the block's
  * uncompressed offset. A .zst file (one frame) is read from its start.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import type { Transform } from 'node:stream';
@@ -68,6 +69,39 @@ export async function openByteSource(path: string, start?: Block): Promise<Opene
     await fh.close();
     throw err;
   }
+}
+
+/**
+ * `path` opened with synchronous calls when it is not compressed: a source whose reads are
+ * synchronous preads, and its descriptor; null for a compressed file (closed again: it is read
+ * through openRangeSource). For a process with nothing else to do meanwhile (`mirrorcap query`).
+ */
+export function openPlainSync(path: string): { source: ByteSource; fd: number } | null {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    if (containerOf(head.subarray(0, readSync(fd, head, 0, 4, 0))) !== null) {
+      closeSync(fd);
+      return null;
+    }
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  const source: ByteSource = {
+    read: (buffer, offset, length, position) => {
+      try {
+        return Promise.resolve({ bytesRead: readSync(fd, buffer, offset, length, position) });
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+    },
+    close: () => {
+      closeSync(fd);
+      return Promise.resolve();
+    },
+  };
+  return { source, fd };
 }
 
 /**

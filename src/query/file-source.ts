@@ -10,14 +10,14 @@
  *
  *   ranges [start, end) ──pread ≤ 1 MiB──▶ layout.walk ──window, filter.match──▶ push() ──▶ merge
  */
-import { readSync } from 'node:fs';
+import { readSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { compileFilter, type CompiledFilter, type LinkType } from '../filter/index.js';
 import { before, IndexCorrupt, type IndexProblem, type IndexReader } from '../finish/index-format.js';
 import { loadIndex } from '../finish/index-build.js';
 import type { ClassicSink } from '../pcap/classic.js';
 import { layoutOf, readLayout, type RecordLayout } from '../pcap/layout.js';
-import { openRangeSource, type ByteSource } from '../pcap/compressed.js';
+import { openPlainSync, openRangeSource, type ByteSource } from '../pcap/compressed.js';
 import { RecordSource } from './merge.js';
 import { planGroups } from './planner.js';
 
@@ -149,10 +149,17 @@ export class FileSource extends RecordSource {
     if (plan === null) return null;
     let src: ByteSource;
     let compressed: boolean;
+    let syncFd: number | null = null;
     try {
-      const opened = await openRangeSource(path);
-      src = opened.source;
-      compressed = opened.container !== null;
+      const plain = o.syncReads === true ? openPlainSync(path) : null;
+      if (plain !== null) {
+        ({ source: src, fd: syncFd } = plain);
+        compressed = false;
+      } else {
+        const opened = await openRangeSource(path);
+        src = opened.source;
+        compressed = opened.container !== null;
+      }
     } catch (err) {
       stats.errors.push(`${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       return null;
@@ -173,8 +180,7 @@ export class FileSource extends RecordSource {
       keep = true;
       // A compressed file is scanned to its (uncompressed) end, whatever that is.
       const ranges = plan.ranges ?? [header.dataStart, compressed ? Number.MAX_SAFE_INTEGER : plan.size];
-      const fd = o.syncReads === true && !compressed ? (src as { fd?: number }).fd ?? null : null;
-      return new FileSource(path, order, src, header, ranges, plan.low, stats, filter, o.window, part, plan.ranges !== null, !compressed, fd);
+      return new FileSource(path, order, src, header, ranges, plan.low, stats, filter, o.window, part, plan.ranges !== null, !compressed, syncFd);
     } catch (err) {
       stats.errors.push(`${path}: ${(err as Error).message}`);
       return null;
@@ -190,13 +196,13 @@ export class FileSource extends RecordSource {
    */
   private static async plan(path: string, part: boolean, o: OpenOptions): Promise<Plan | null> {
     const { stats, window } = o;
-    const st = await stat(path);
+    const st = o.syncReads === true ? statSync(path) : await stat(path);
     const scan: Plan = { size: st.size, header: null, ranges: null, low: null };
     if (part) {
       stats.scanned.part++;
       return scan;
     }
-    const index = await loadIndex(path, st.size, st.mtimeMs);
+    const index = await loadIndex(path, st.size, st.mtimeMs, o.syncReads === true);
     // A classic header is whole in the index; a pcapng one is read from the file when it is opened.
     const header = typeof index === 'string' ? null : layoutOf(index.summary.captureHeader);
     let ranges: number[] | null = null;

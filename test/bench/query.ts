@@ -201,7 +201,7 @@ export async function run({ quick }: { quick: boolean }): Promise<void> {
     const at = (bytes: number): number => Math.max(b.s, b.s + slope * (bytes - b.bytes));
     console.log(
       `one-flow latency: ${a.s.toFixed(3)} s at ${(a.bytes / GiB).toFixed(2)} GiB, ${b.s.toFixed(3)} s at ${(b.bytes / GiB).toFixed(2)} GiB measured; ` +
-        `extrapolated linearly from those two: ${at(10 * GiB).toFixed(2)} s at 10 GiB, ${at(100 * GiB).toFixed(1)} s at 100 GiB`,
+        `extrapolated linearly from those two: ${at(10 * GiB).toPrecision(2)} s at 10 GiB, ${at(100 * GiB).toPrecision(2)} s at 100 GiB`,
     );
   } finally {
     await rm(dir, { recursive: true, force: true });

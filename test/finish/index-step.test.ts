@@ -25,7 +25,7 @@ import { Catalog, type FinishedFile } from '../../src/capture/catalog.js';
 import { captureFileName } from '../../src/capture/naming.js';
 import { resolveConfig } from '../../src/config.js';
 import { Finisher } from '../../src/finish/finisher.js';
-import { buildIndex, indexChecked, IndexBuilder, indexPathOf } from '../../src/finish/index-build.js';
+import { buildIndex, GROUP_PACKETS, indexChecked, IndexBuilder, indexPathOf, loadIndex } from '../../src/finish/index-build.js';
 import { frameKeys } from '../../src/finish/index-keys.js';
 import { readSummary } from '../../src/finish/index-format.js';
 import { IndexStep, type IndexStepEvents } from '../../src/finish/index-step.js';
@@ -322,7 +322,7 @@ t.test('the builder holds exactly the keys frameKeys finds in each group, throug
   let group = 0;
   frames.forEach(({ buf, capLen }, i) => {
     b.add(buf, 0, capLen, buf.length, 1_700_000_000, i, 24 + i);
-    group = Math.floor(i / 32);
+    group = Math.floor(i / GROUP_PACKETS);
     frameKeys(buf, 0, capLen, { add: (kind, value) => want.add(`${kind}:${value | 0}:${group}`) });
   });
   const logs = b.parts().keys!;
@@ -333,4 +333,38 @@ t.test('the builder holds exactly the keys frameKeys finds in each group, throug
   t.equal(got.size, want.size, `${frames.length} records in ${group + 1} groups: ${want.size} (key, group) pairs`);
   t.same([...want].filter((k) => !got.has(k)), [], 'none missing');
   t.same([...got].filter((k) => !want.has(k)), [], 'none extra');
+});
+
+t.test('a sidecar whose head is larger than the first read: read and checked alike with synchronous and pooled reads', async (t) => {
+  const out = await mkdtemp(join(tmpdir(), 'mirrorcap-index-head-'));
+  t.teardown(() => rm(out, { recursive: true, force: true }));
+  const path = join(out, 'big.pcap');
+  // 2,000 groups: a head of about 48 KiB, three times the first read.
+  const records = Array.from({ length: 2000 * GROUP_PACKETS }, (_, i) => ({ sec: T0 + (i >> 10), frac: i & 1023, data: udpFrame(60 + (i % 7), i % 13, i) }));
+  await writeFile(path, buildPcap({ records }));
+  t.ok(await buildIndex(path));
+  const st = await stat(path);
+  const offsets: number[] = [];
+  let at = 24;
+  for (const [i, r] of records.entries()) {
+    if (i % GROUP_PACKETS === 0) offsets.push(at);
+    at += 16 + r.data.length;
+  }
+  for (const sync of [true, false]) {
+    const r = await loadIndex(path, st.size, st.mtimeMs, sync);
+    if (typeof r === 'string') {
+      t.fail(`sync ${sync}: ${r}`);
+      continue;
+    }
+    t.equal(r.groups, 2000, `sync ${sync}: every group`);
+    t.same(Array.from({ length: r.groups }, (_, g) => r.groupOffset(g)), offsets, `sync ${sync}: each group's offset`);
+    t.equal(r.groupEnd(r.groups - 1), st.size, `sync ${sync}: the last group ends at the file's end`);
+  }
+  // A byte of the head past the first read flipped: its CRC fails, whichever the reads.
+  const idx = await readFile(indexPathOf(path));
+  idx[40_000] ^= 0xff;
+  await writeFile(indexPathOf(path), idx);
+  for (const sync of [true, false]) t.equal(await loadIndex(path, st.size, st.mtimeMs, sync), 'corrupt', `sync ${sync}: corrupt`);
+  await unlink(indexPathOf(path));
+  for (const sync of [true, false]) t.equal(await loadIndex(path, st.size, st.mtimeMs, sync), 'missing', `sync ${sync}: missing`);
 });

@@ -56,10 +56,10 @@ const HAND_WRITTEN = [
   'ip[6:2] & 0x1fff != 0',
 ];
 
-/** Runs a query into memory. */
-async function query(store: Store, filter: string, since: Time | null, until: Time | null, limit = 0): Promise<{ bytes: Buffer; stats: QueryStats }> {
+/** Runs a query into memory; `syncReads` as `mirrorcap query` reads (synchronous calls), else as /api/query (the thread pool). */
+async function query(store: Store, filter: string, since: Time | null, until: Time | null, limit = 0, syncReads = false): Promise<{ bytes: Buffer; stats: QueryStats }> {
   const chunks: Buffer[] = [];
-  const stats = await runQuery({ out: store.out, sessions: [], filter, since, until, limit }, async (c) => void chunks.push(Buffer.from(c)));
+  const stats = await runQuery({ out: store.out, sessions: [], filter, since, until, limit }, async (c) => void chunks.push(Buffer.from(c)), { syncReads });
   return { bytes: Buffer.concat(chunks), stats };
 }
 
@@ -109,17 +109,19 @@ t.test('query answers equal tcpdump -r, with and without a time window', { skip 
     let mismatches = 0;
     let matched = 0;
     let narrowed = 0;
-    await mapLimit(exprs, 3, async (e) => {
+    await mapLimit(exprs, 3, async (e, i) => {
+      // Every other expression read as the command reads, the others as the appliance does.
+      const syncReads = i % 2 === 0;
       const all = await tcpdump(store.all, e);
       const windows: Array<[Time | null, Time | null]> = [[null, null]];
       const a = BASE_SEC + random.below(span);
       windows.push([[a, random.below(1e9)], [a + 1 + random.below(Math.floor(span / 4) + 1), 0]]);
       for (const [since, until] of windows) {
         const want = expected(all, since, until);
-        const got = await query(store, e, since, until);
+        const got = await query(store, e, since, until, 0, syncReads);
         if (!got.bytes.subarray(24).equals(want)) {
           mismatches++;
-          t.fail(`"${e}" window ${JSON.stringify([since, until])}: ${splitRecords(got.bytes).length} records, tcpdump ${splitRecords(Buffer.concat([Buffer.alloc(24), want])).length}`);
+          t.fail(`"${e}" (sync reads ${syncReads}) window ${JSON.stringify([since, until])}: ${splitRecords(got.bytes).length} records, tcpdump ${splitRecords(Buffer.concat([Buffer.alloc(24), want])).length}`);
         }
         if (want.length > 0) matched++;
         if (got.stats.bytesRead < store.records * 16) narrowed++;
@@ -158,9 +160,11 @@ t.test('broken indexes are never trusted: the file is scanned, the answer stays 
       t.not(await indexProblem(path!), null, `${what}: the index step's start check says it is needed`);
     }
     for (const e of ['', 'udp port 53', 'host 10.0.0.1 or arp', 'tcp and not port 80']) {
-      const got = await query(store, e, null, null);
-      t.ok(got.bytes.subarray(24).equals(expected(await tcpdump(store.all, e), null, null)), `"${e}" exact`);
-      t.same(got.stats.scanned, { missing: 1, corrupt: 2, version: 1, stale: 1, part: 1 }, `"${e}": each broken index counted as a scan`);
+      for (const syncReads of [false, true]) {
+        const got = await query(store, e, null, null, 0, syncReads);
+        t.ok(got.bytes.subarray(24).equals(expected(await tcpdump(store.all, e), null, null)), `"${e}" exact (sync reads ${syncReads})`);
+        t.same(got.stats.scanned, { missing: 1, corrupt: 2, version: 1, stale: 1, part: 1 }, `"${e}": each broken index counted as a scan (sync reads ${syncReads})`);
+      }
     }
   });
 });
