@@ -30,7 +30,7 @@ export interface IndexParts {
 
 /** The memory of `parts` that can move to a thread (everything but the small header, which is copied). */
 export function transferOf(parts: IndexParts): ArrayBuffer[] {
-  const typed = [parts.offsets, parts.times, ...(parts.keys === null ? [] : [...parts.keys.values, ...parts.keys.groups, parts.keys.lengths])];
+  const typed = [parts.offsets, parts.times, ...(parts.keys === null ? [] : [...parts.keys.values, ...parts.keys.groups, parts.keys.lengths, parts.keys.flowLog])];
   return typed.map((a) => a.buffer as ArrayBuffer);
 }
 

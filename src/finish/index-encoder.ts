@@ -6,8 +6,11 @@
  * indexes one file at a time.
  *
  * A small sidecar is encoded on the loop: under THREAD_FROM entries (key log entries and groups:
- * a file of about 1 MiB of many flows) it takes under a millisecond, so a process that writes
- * only small files (low traffic, tests) never starts the thread.
+ * a file of about 2 MiB of many flows, or 16 MiB of a few) it takes 1-2 ms, so a process that
+ * writes only small files (low traffic, tests) never starts the thread. Below that the thread
+ * costs more CPU than it saves the loop: it is handed a few files a second, too few for V8 to
+ * optimise its code as the loop's is (there, 1.5 ms a sidecar of 16 MiB of one flow; on the
+ * thread 2-10 ms, measured in the appliance).
  *
  *   encode(builder) ──parts (transferred, not copied)──▶ index thread ──bytes (transferred back)──▶ resolves
  *     │ small ──▶ encoded on the loop
@@ -24,8 +27,8 @@ import { WorkerPool, WorkerPoolError } from './worker-pool.js';
 
 /** Thread failures in a row after which the thread is not tried again. */
 const GIVE_UP = 3;
-/** Entries (key log entries and groups) from which a sidecar is encoded on the thread: 0.6-0.8 ms of work on the loop here. */
-export const THREAD_FROM = 1 << 13;
+/** Entries (key log entries, flows as six, and groups) from which a sidecar is encoded on the thread: 1-2 ms of work on the loop here. */
+export const THREAD_FROM = 1 << 15;
 
 /** The thread died with the builder's memory: the sidecar can only be made by reading the capture back. */
 export class EncodeLost extends Error {

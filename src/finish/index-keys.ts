@@ -65,6 +65,32 @@ export interface KeySink {
   add(kind: number, value: number): void;
 }
 
+/** Flags of an IPv4 flow's protocol word (ipv4Keys): a later fragment, which has no ports. */
+export const LATER_FRAGMENT = 0x100;
+
+/**
+ * Where KeyFeed puts what it sees: a frame's keys one by one (KeySink), or an IPv4 flow whole,
+ * its keys to be made by ipv4Keys later (on the index thread): one append on the hot path
+ * instead of six lookups into the key table's memory, which the traffic between two groups
+ * has pushed out of the CPU's cache.
+ */
+export interface FlowSink extends KeySink {
+  /** `proto`: the protocol, | LATER_FRAGMENT for a later fragment; `ports`: both as one word (0 for a later fragment). */
+  addIpv4(group: number, proto: number, src: number, dst: number, ports: number): void;
+}
+
+/** The keys frameKeys finds in an IPv4 frame with a 20-byte header whose first 38 bytes are captured (see FlowSink). */
+export function ipv4Keys(proto: number, src: number, dst: number, ports: number, sink: KeySink): void {
+  const p = proto & 0xff;
+  sink.add(KEY_ETHER, ETHER_IPV4);
+  sink.add(KEY_PROTO4, p);
+  sink.add(KEY_V4, src >>> 0);
+  sink.add(KEY_V4, dst >>> 0);
+  if (!isPortProto(p) || (proto & LATER_FRAGMENT) !== 0) return;
+  sink.add(KEY_PORT, ports >>> 16);
+  sink.add(KEY_PORT, ports & 0xffff);
+}
+
 /**
  * Hands `sink` every key (kind, value) of the Ethernet frame buf[off, off + capLen). Allocates
  * nothing; every length is checked before the read (decode/view.ts's unchecked u16, u32).
@@ -105,10 +131,11 @@ export function frameKeys(buf: Buffer, off: number, capLen: number, sink: KeySin
 }
 
 /**
- * Hands a builder's records to frameKeys, skipping an IPv4 record of the flow whose keys were
- * just added in the same group: with a 20-byte header and both ports captured, its keys are its
- * protocol, addresses and ports, all already there, so the six lookups would add nothing. Most
- * records follow one of their flow in a session's file (a burst, a transfer).
+ * Hands a builder's records to its key table. An IPv4 record with a 20-byte header and both
+ * ports captured has for keys its protocol, addresses and ports (ipv4Keys): its flow goes to
+ * the table whole (FlowSink), and not at all when it is the flow just handed over for the same
+ * group, whose keys would add nothing. Most records follow one of their flow in a session's
+ * file (a burst, a transfer). Any other record goes through frameKeys.
  */
 export class KeyFeed {
   /** The group the last IPv4 flow's keys went to (-1: none), and that flow. */
@@ -119,7 +146,7 @@ export class KeyFeed {
   /** The two ports as one word; -1 for a later fragment, which has none (frameKeys adds none). */
   private ports = 0;
 
-  constructor(private readonly sink: KeySink) {}
+  constructor(private readonly sink: FlowSink) {}
 
   add(buf: Buffer, off: number, capLen: number, group: number): void {
     // IPv4 with a 20-byte header and both ports captured: every key frameKeys reads lies in [12, 38).
@@ -134,6 +161,9 @@ export class KeyFeed {
       this.src = src;
       this.dst = dst;
       this.ports = ports;
+      if (ports === -1) this.sink.addIpv4(group, proto | LATER_FRAGMENT, src, dst, 0);
+      else this.sink.addIpv4(group, proto, src, dst, ports);
+      return;
     }
     frameKeys(buf, off, capLen, this.sink);
   }

@@ -12,7 +12,7 @@
  *   add(kind, value) ──seen in this group? (cache, 4096 slots)──no──▶ log[kind]: values[], groups[] (appended, grown by doubling)
  *   encodePostings: per kind, radix sort by value ─▶ keys (kind, value) ascending, postings: LEB128 gaps of distinct groups
  */
-import { key, KINDS, type KeySink } from './index-keys.js';
+import { ipv4Keys, key, KEY_ETHER, KEY_PORT, KEY_PROTO4, KEY_V4, KINDS, type FlowSink } from './index-keys.js';
 
 /** Slots of the repeat cache (a power of two): small enough to stay in the CPU's cache. */
 const SEEN = 4096;
@@ -33,14 +33,23 @@ export interface EncodedPostings {
   readonly bytes: Buffer;
 }
 
-/** A KeyTable's logs: per kind its values and their groups (the first lengths[kind] of each are used). */
+/**
+ * A KeyTable's logs: per kind its values and their groups (the first lengths[kind] of each are
+ * used); and the IPv4 flows handed over whole, FLOW ints each (group, protocol word, source,
+ * destination, ports: FlowSink), the first `flows` of them used.
+ */
 export interface KeyLogs {
   readonly values: readonly Int32Array[];
   readonly groups: readonly Int32Array[];
   readonly lengths: Int32Array;
+  readonly flowLog: Int32Array;
+  readonly flows: number;
 }
 
-export class KeyTable implements KeySink {
+/** Ints per flow in the flow log. */
+const FLOW = 5;
+
+export class KeyTable implements FlowSink {
   /** The group keys are added to now. */
   group = 0;
   /** Per kind, its log: values (as int32) and the group of each, lengths[kind] long. */
@@ -50,6 +59,8 @@ export class KeyTable implements KeySink {
   private readonly seenKind = new Uint8Array(SEEN);
   private readonly seenValue = new Int32Array(SEEN);
   private readonly seenGroup = new Int32Array(SEEN).fill(-1);
+  private flowLog = new Int32Array(FLOW * 1024);
+  private flows = 0;
 
   constructor() {
     for (let k = 0; k < KINDS; k++) {
@@ -73,16 +84,33 @@ export class KeyTable implements KeySink {
     this.lengths[kind] = n + 1;
   }
 
-  /** Entries in all logs. */
+  /** Appends a flow to the flow log: its keys are made when the logs are encoded (withFlows). */
+  addIpv4(group: number, proto: number, src: number, dst: number, ports: number): void {
+    let at = this.flows * FLOW;
+    if (at === this.flowLog.length) {
+      const grown = new Int32Array(at * 2);
+      grown.set(this.flowLog);
+      this.flowLog = grown;
+    }
+    const f = this.flowLog;
+    f[at++] = group;
+    f[at++] = proto;
+    f[at++] = src;
+    f[at++] = dst;
+    f[at] = ports;
+    this.flows++;
+  }
+
+  /** Entries in all logs, a flow counted as its (up to) six keys. */
   get entries(): number {
-    let n = 0;
+    let n = this.flows * 6;
     for (let k = 0; k < KINDS; k++) n += this.lengths[k]!;
     return n;
   }
 
   /** The logs as they are (not copied): the table is done with them once they are handed on. */
   logs(): KeyLogs {
-    return { values: this.values, groups: this.groups, lengths: this.lengths };
+    return { values: this.values, groups: this.groups, lengths: this.lengths, flowLog: this.flowLog, flows: this.flows };
   }
 
   private grow(kind: number): void {
@@ -95,8 +123,51 @@ export class KeyTable implements KeySink {
   }
 }
 
+/**
+ * The logs with the flow log's keys (ipv4Keys) appended to their kinds' logs, and no flows.
+ * A kind's log then holds two runs each ascending by group, which encodePostings sorts by group
+ * before it sorts by value. The logs are only read.
+ */
+export function withFlows(logs: KeyLogs): KeyLogs {
+  const n = logs.flows;
+  if (n === 0) return logs;
+  const extra = new Int32Array(KINDS);
+  extra[KEY_ETHER] = n;
+  extra[KEY_PROTO4] = n;
+  extra[KEY_V4] = 2 * n;
+  extra[KEY_PORT] = 2 * n;
+  const lengths = Int32Array.from(logs.lengths);
+  const values: Int32Array[] = [];
+  const groups: Int32Array[] = [];
+  for (let k = 0; k < KINDS; k++) {
+    const v = new Int32Array(lengths[k]! + extra[k]!);
+    const g = new Int32Array(v.length);
+    v.set(logs.values[k]!.subarray(0, lengths[k]!));
+    g.set(logs.groups[k]!.subarray(0, lengths[k]!));
+    values.push(v);
+    groups.push(g);
+  }
+  let group = 0;
+  const sink = {
+    add(kind: number, value: number): void {
+      const at = lengths[kind]!++;
+      values[kind]![at] = value;
+      groups[kind]![at] = group;
+    },
+  };
+  const f = logs.flowLog;
+  for (let i = 0; i < n * FLOW; i += FLOW) {
+    group = f[i]!;
+    ipv4Keys(f[i + 1]!, f[i + 2]!, f[i + 3]!, f[i + 4]!, sink);
+  }
+  return { values, groups, lengths, flowLog: new Int32Array(0), flows: 0 };
+}
+
 /** The keys of `logs` sorted, with their postings. The logs are only read. */
-export function encodePostings(logs: KeyLogs): EncodedPostings {
+export function encodePostings(given: KeyLogs): EncodedPostings {
+  // With flows, a kind's log is two runs ascending by group: sorted by group first, the (stable) sort by value keeps each value's groups ascending.
+  const byGroup = given.flows > 0;
+  const logs = withFlows(given);
   let total = 0;
   for (let k = 0; k < KINDS; k++) total += logs.lengths[k]!;
   const keys = new Float64Array(total);
@@ -107,7 +178,9 @@ export function encodePostings(logs: KeyLogs): EncodedPostings {
   for (let kind = 0; kind < KINDS; kind++) {
     const n = logs.lengths[kind]!;
     if (n === 0) continue;
-    const [values, groups] = sortByValue(logs.values[kind]!.subarray(0, n), logs.groups[kind]!.subarray(0, n));
+    let [values, groups] = [logs.values[kind]!.subarray(0, n), logs.groups[kind]!.subarray(0, n)];
+    if (byGroup) [groups, values] = sortByValue(groups, values);
+    [values, groups] = sortByValue(values, groups);
     for (let i = 0; i < n; ) {
       const v = values[i]!;
       keys[count] = key(kind, v >>> 0);

@@ -27,6 +27,7 @@ import { resolveConfig } from '../../src/config.js';
 import { Finisher } from '../../src/finish/finisher.js';
 import { buildIndex, GROUP_PACKETS, indexChecked, IndexBuilder, indexPathOf, loadIndex } from '../../src/finish/index-build.js';
 import { frameKeys } from '../../src/finish/index-keys.js';
+import { withFlows } from '../../src/finish/key-table.js';
 import { readSummary } from '../../src/finish/index-format.js';
 import { IndexStep, type IndexStepEvents } from '../../src/finish/index-step.js';
 import { createLogger } from '../../src/log.js';
@@ -325,7 +326,7 @@ t.test('the builder holds exactly the keys frameKeys finds in each group, throug
     group = Math.floor(i / GROUP_PACKETS);
     frameKeys(buf, 0, capLen, { add: (kind, value) => want.add(`${kind}:${value | 0}:${group}`) });
   });
-  const logs = b.parts().keys!;
+  const logs = withFlows(b.parts().keys!);
   const got = new Set<string>();
   for (let kind = 0; kind < logs.lengths.length; kind++) {
     for (let j = 0; j < logs.lengths[kind]!; j++) got.add(`${kind}:${logs.values[kind]![j]!}:${logs.groups[kind]![j]!}`);
