@@ -165,8 +165,6 @@ export function withFlows(logs: KeyLogs): KeyLogs {
 
 /** The keys of `logs` sorted, with their postings. The logs are only read. */
 export function encodePostings(given: KeyLogs): EncodedPostings {
-  // With flows, a kind's log is two runs ascending by group: sorted by group first, the (stable) sort by value keeps each value's groups ascending.
-  const byGroup = given.flows > 0;
   const logs = withFlows(given);
   let total = 0;
   for (let k = 0; k < KINDS; k++) total += logs.lengths[k]!;
@@ -179,7 +177,9 @@ export function encodePostings(given: KeyLogs): EncodedPostings {
     const n = logs.lengths[kind]!;
     if (n === 0) continue;
     let [values, groups] = [logs.values[kind]!.subarray(0, n), logs.groups[kind]!.subarray(0, n)];
-    if (byGroup) [groups, values] = sortByValue(groups, values);
+    // A kind's log that holds keys of both kinds of entry is two runs ascending by group: sorted
+    // by group first, the (stable) sort by value keeps each value's groups ascending.
+    if (given.lengths[kind]! > 0 && n > given.lengths[kind]!) [groups, values] = sortByValue(groups, values);
     [values, groups] = sortByValue(values, groups);
     for (let i = 0; i < n; ) {
       const v = values[i]!;
