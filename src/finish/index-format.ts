@@ -24,8 +24,8 @@
  *
  * A group is `packets per group` consecutive records (the last may have fewer); it ends where
  * the next begins, the last at `covered` (the end of the last whole record when indexed).
- * A query reads the head (groups and times: about 0.2 % of the capture) and only the key and
- * postings pages its lookups need, not the whole sidecar (about 1.7 %): each part is checked
+ * A query reads the head (groups and times: about 0.4 % of the capture) and only the key and
+ * postings pages its lookups need, not the whole sidecar (about 2.1 %): each part is checked
  * by its own CRC when read. The sidecar is trusted only when its magic, version and lengths
  * hold, the head's CRC holds, and the capture's size and mtime are those it records; a page
  * whose CRC fails makes the whole index untrusted (the file is scanned instead).
