@@ -138,12 +138,11 @@ export function frameKeys(buf: Buffer, off: number, capLen: number, sink: KeySin
  * file (a burst, a transfer). Any other record goes through frameKeys.
  */
 export class KeyFeed {
-  /** The group the last IPv4 flow's keys went to (-1: none), and that flow. */
+  /** The group the last IPv4 flow went to (-1: none), and that flow as FlowSink.addIpv4 takes it. */
   private group = -1;
   private proto = 0;
   private src = 0;
   private dst = 0;
-  /** The two ports as one word; -1 for a later fragment, which has none (frameKeys adds none). */
   private ports = 0;
 
   constructor(private readonly sink: FlowSink) {}
@@ -151,18 +150,19 @@ export class KeyFeed {
   add(buf: Buffer, off: number, capLen: number, group: number): void {
     // IPv4 with a 20-byte header and both ports captured: every key frameKeys reads lies in [12, 38).
     if (capLen >= 38 && buf[off + 12] === 0x08 && buf[off + 13] === 0x00 && buf[off + 14] === 0x45) {
-      const proto = buf[off + 23]!;
+      // A later fragment has no ports (frameKeys adds none): flagged in the protocol word, its port word 0.
+      const first = (u16(buf, off + 20) & 0x1fff) === 0;
+      const proto = first ? buf[off + 23]! : buf[off + 23]! | LATER_FRAGMENT;
       const src = u32(buf, off + 26);
       const dst = u32(buf, off + 30);
-      const ports = (u16(buf, off + 20) & 0x1fff) === 0 ? u32(buf, off + 34) : -1;
+      const ports = first ? u32(buf, off + 34) : 0;
       if (group === this.group && proto === this.proto && src === this.src && dst === this.dst && ports === this.ports) return;
       this.group = group;
       this.proto = proto;
       this.src = src;
       this.dst = dst;
       this.ports = ports;
-      if (ports === -1) this.sink.addIpv4(group, proto | LATER_FRAGMENT, src, dst, 0);
-      else this.sink.addIpv4(group, proto, src, dst, ports);
+      this.sink.addIpv4(group, proto, src, dst, ports);
       return;
     }
     frameKeys(buf, off, capLen, this.sink);
