@@ -33,6 +33,7 @@ import { codedError, ErrorCode } from '../errors.js';
 import { encodeParts, type IndexParts } from './index-encode.js';
 import { IndexReader, matchesCapture, readSummary, rebindHead, HEADER_LEN, type IndexProblem } from './index-format.js';
 import { KeyFeed } from './index-keys.js';
+import { indexMemory } from './index-memory.js';
 import { KeyTable } from './key-table.js';
 
 /**
@@ -84,9 +85,9 @@ export class IndexBuilder implements RecordTap {
   private readonly captureHeader: Buffer;
   private inGroup = 0;
   /** Per group: file offset of its first record. */
-  private offsets = new Float64Array(256);
+  private offsets = indexMemory.float64(512);
   /** Per group: min sec, nsec, max sec, nsec; the open group's are in the fields below until it closes. */
-  private times: Uint32Array = new Uint32Array(1024);
+  private times = indexMemory.uint32(2048);
   private readonly keys = new KeyTable();
   private readonly feed = new KeyFeed(this.keys);
   private group = -1;
@@ -127,8 +128,9 @@ export class IndexBuilder implements RecordTap {
     this.group++;
     this.keys.group = this.group;
     if (this.group === this.offsets.length) {
-      const grown = new Float64Array(this.offsets.length * 2);
+      const grown = indexMemory.float64(this.offsets.length * 2);
       grown.set(this.offsets);
+      indexMemory.give(this.offsets.buffer as ArrayBuffer);
       this.offsets = grown;
     }
     this.offsets[this.group] = fileOffset;
@@ -139,8 +141,9 @@ export class IndexBuilder implements RecordTap {
   /** The open group's times into `times`. */
   private closeGroup(): void {
     if (this.times.length < (this.group + 1) * 4) {
-      const grown = new Uint32Array(this.times.length * 2);
+      const grown = indexMemory.uint32(this.times.length * 2);
       grown.set(this.times);
+      indexMemory.give(this.times.buffer as ArrayBuffer);
       this.times = grown;
     }
     const t = this.times;
@@ -181,14 +184,25 @@ export class IndexBuilder implements RecordTap {
     return this.group + 1 + this.keys.entries;
   }
 
-  /** Its parts were transferred to a thread (their memory detached here: never empty otherwise). */
+  /** Its parts were transferred to a thread (their memory detached here) or encoded here (released): never empty otherwise. */
   get spent(): boolean {
     return this.times.length === 0;
   }
 
-  /** The sidecar, encoded on this thread. */
+  /** The sidecar, encoded on this thread; the builder's memory goes back to indexMemory. */
   encode(captureSize: number, captureMtimeMs: number): Buffer {
-    return encodeParts(this.parts(), captureSize, captureMtimeMs);
+    const body = encodeParts(this.parts(), captureSize, captureMtimeMs);
+    this.release();
+    return body;
+  }
+
+  /** Gives its memory back to indexMemory (encode() does): the builder holds nothing afterwards. */
+  private release(): void {
+    indexMemory.give(this.offsets.buffer as ArrayBuffer);
+    indexMemory.give(this.times.buffer as ArrayBuffer);
+    this.keys.release();
+    this.offsets = new Float64Array(0);
+    this.times = new Uint32Array(0);
   }
 }
 
@@ -219,10 +233,11 @@ export async function buildIndex(path: string, options: BuildOptions = {}): Prom
   }
   const source = opened.source;
   let builder: IndexBuilder;
+  let buf: Buffer | null = null;
   try {
     const { layout: h, head } = await readLayout(async (b, off, len, pos) => (await source.read(b, off, len, pos)).bytesRead);
     if (h === null) throw new NotIndexable(`${path} is neither classic pcap nor pcapng of one interface`);
-    const buf = Buffer.allocUnsafe(CHUNK);
+    buf = Buffer.from(indexMemory.take(CHUNK), 0, CHUNK);
     const b = new IndexBuilder(head, h.linkType);
     builder = b;
     const add: ClassicSink = (frame, off, capLen, origLen, sec, nsec, fileOffset) => b.add(frame, off, capLen, origLen, sec, nsec, fileOffset);
@@ -245,6 +260,7 @@ export async function buildIndex(path: string, options: BuildOptions = {}): Prom
     builder.end(base);
   } finally {
     await source.close();
+    if (buf !== null) indexMemory.give(buf.buffer as ArrayBuffer);
   }
   return writeSidecar(path, builder, before, options.encode ?? onLoop);
 }
@@ -265,7 +281,12 @@ async function writeSidecar(path: string, builder: IndexBuilder, before: Stats, 
   const tmp = `${indexPathOf(path)}.tmp`;
   const packets = builder.packets;
   const body = await encode(builder, before.size, before.mtimeMs);
-  await writeFile(tmp, body);
+  try {
+    await writeFile(tmp, body);
+  } finally {
+    // Written (or not): its memory serves the next sidecar (a body indexMemory did not make is left alone).
+    indexMemory.give(body.buffer as ArrayBuffer);
+  }
   const after = await stat(path).catch(() => null);
   if (after === null || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
     await unlink(tmp).catch(() => {});

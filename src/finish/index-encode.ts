@@ -9,6 +9,7 @@
  *          ─▶ encodePostings (radix sort of the key logs, LEB128) ─┴▶ encodeIndex ─▶ sidecar bytes
  */
 import { before, encodeIndex } from './index-format.js';
+import { indexMemory } from './index-memory.js';
 import { encodePostings, type KeyLogs } from './key-table.js';
 
 export interface IndexParts {
@@ -34,6 +35,7 @@ export function transferOf(parts: IndexParts): ArrayBuffer[] {
   return typed.map((a) => a.buffer as ArrayBuffer);
 }
 
+/** The sidecar's bytes (indexMemory's: give them back once written); its scratch is leased and given back before it returns. */
 export function encodeParts(p: IndexParts, captureSize: number, captureMtimeMs: number): Buffer {
   const t = p.times;
   const min: [number, number] = [0, 0];
@@ -49,18 +51,23 @@ export function encodeParts(p: IndexParts, captureSize: number, captureMtimeMs: 
       max[1] = t[at + 3]!;
     }
   }
-  return encodeIndex({
-    captureHeader: Buffer.from(p.captureHeader.buffer, p.captureHeader.byteOffset, p.captureHeader.byteLength),
-    captureSize,
-    captureMtimeMs,
-    covered: p.covered,
-    packets: p.packets,
-    min,
-    max,
-    linkType: p.linkType,
-    groupPackets: p.groupPackets,
-    groupOffsets: p.offsets.subarray(0, p.groups),
-    groupTimes: p.times.subarray(0, p.groups * 4),
-    postings: p.keys === null ? null : encodePostings(p.keys),
-  });
+  const lease = indexMemory.lease();
+  try {
+    return encodeIndex({
+      captureHeader: Buffer.from(p.captureHeader.buffer, p.captureHeader.byteOffset, p.captureHeader.byteLength),
+      captureSize,
+      captureMtimeMs,
+      covered: p.covered,
+      packets: p.packets,
+      min,
+      max,
+      linkType: p.linkType,
+      groupPackets: p.groupPackets,
+      groupOffsets: p.offsets.subarray(0, p.groups),
+      groupTimes: p.times.subarray(0, p.groups * 4),
+      postings: p.keys === null ? null : encodePostings(p.keys, lease),
+    });
+  } finally {
+    lease.end();
+  }
 }

@@ -12,7 +12,7 @@
  * optimise its code as the loop's is (there, 1.5 ms a sidecar of 16 MiB of one flow; on the
  * thread 2-10 ms, measured in the appliance).
  *
- *   encode(builder) ──parts (transferred, not copied)──▶ index thread ──bytes (transferred back)──▶ resolves
+ *   encode(builder) ──parts (transferred, not copied)──▶ index thread ──bytes and the parts' memory (transferred back)──▶ resolves
  *     │ small ──▶ encoded on the loop
  *     │ the thread could not start or died (counted, told):
  *     │   the builder's memory still here ──▶ encoded on the loop
@@ -22,6 +22,7 @@
  */
 import type { IndexBuilder } from './index-build.js';
 import { transferOf } from './index-encode.js';
+import { indexMemory } from './index-memory.js';
 import type { EncodeJob, EncodeReply } from './index-worker.js';
 import { WorkerPool, WorkerPoolError } from './worker-pool.js';
 
@@ -95,6 +96,12 @@ export class IndexEncoder {
     this.failuresInARow = 0;
     if (!reply.ok) throw Object.assign(new Error(reply.message), { code: reply.code });
     this.encoded.thread++;
+    // Both came here whole (transferred): this thread's indexMemory takes the builder's memory now, the bytes' once written.
+    for (const b of reply.returned) {
+      indexMemory.claim(b);
+      indexMemory.give(b);
+    }
+    indexMemory.claim(reply.body.buffer as ArrayBuffer);
     return Buffer.from(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength);
   };
 

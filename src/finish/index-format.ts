@@ -33,6 +33,7 @@
 import { endianness } from 'node:os';
 import { crc32 } from 'node:zlib';
 import { KINDS, keyKind, keyValue } from './index-keys.js';
+import { indexMemory } from './index-memory.js';
 import type { EncodedPostings } from './key-table.js';
 export const INDEX_VERSION = 2;
 const MAGIC = Buffer.from('MCAPIDX\n', 'latin1');
@@ -87,7 +88,9 @@ export function encodeIndex(c: IndexContent): Buffer {
   const keyPages = Math.ceil(keyCount / KEY_PAGE);
   const postingsPages = Math.ceil(postingsLen / POSTINGS_PAGE);
   const headLen = HEADER_LEN + groups * GROUP_LEN + KINDS_LEN + keyPages * KEY_PAGE_ENTRY + postingsPages * 4 + 4;
-  const b = Buffer.alloc(headLen + keyCount * KEY_LEN + postingsLen);
+  const len = headLen + keyCount * KEY_LEN + postingsLen;
+  // Reused memory (index-memory.ts): zeroed, for the bytes left zero (reserved, no kinds).
+  const b = Buffer.from(indexMemory.take(len), 0, len).fill(0);
   MAGIC.copy(b, 0);
   b.writeUInt32LE(INDEX_VERSION, 8);
   b.writeUInt32LE(HEADER_LEN, 12);

@@ -1,13 +1,13 @@
 /**
  * The index thread (index-encoder.ts starts it): takes a builder's parts, their memory
- * transferred here, and answers with the sidecar's bytes, transferred back. Sorting the key
+ * transferred here, and answers with the sidecar's bytes and that memory, transferred back. Sorting the key
  * logs and encoding is all it does, so the event loop, which receives the datagrams, never
  * waits for it (100-400 ms for a 64 MiB file of 50,000 flows).
  *
- *   { id, parts, captureSize, captureMtimeMs } ──encodeParts──▶ { id, ok, body, ms }
+ *   { id, parts, captureSize, captureMtimeMs } ──encodeParts──▶ { id, ok, body, returned (the parts' memory), ms }
  */
 import { parentPort } from 'node:worker_threads';
-import { encodeParts, type IndexParts } from './index-encode.js';
+import { encodeParts, transferOf, type IndexParts } from './index-encode.js';
 
 export interface EncodeJob {
   readonly id: number;
@@ -17,7 +17,8 @@ export interface EncodeJob {
 }
 
 export type EncodeReply =
-  | { readonly id: number; readonly ok: true; readonly body: Uint8Array; readonly ms: number }
+  /** `returned`: the builder's memory, back for the loop's indexMemory. */
+  | { readonly id: number; readonly ok: true; readonly body: Uint8Array; readonly returned: readonly ArrayBuffer[]; readonly ms: number }
   | { readonly id: number; readonly ok: false; readonly code: string; readonly message: string };
 
 if (parentPort !== null) {
@@ -32,8 +33,10 @@ if (parentPort !== null) {
       port.postMessage({ id: job.id, ok: false, code: e.code ?? 'ERR_MIRRORCAP_INTERNAL', message: e.message } satisfies EncodeReply);
       return;
     }
-    // Moved back whole when the bytes have their memory to themselves (Buffer.alloc's do), else copied.
-    const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength ? body : new Uint8Array(body);
-    port.postMessage({ id: job.id, ok: true, body: own, ms: performance.now() - started } satisfies EncodeReply, [own.buffer as ArrayBuffer]);
+    // The bytes have their memory to themselves (indexMemory made it for them): it moves whole. So
+    // does the builder's, done with, back to the loop, whose next builders reuse it.
+    const returned = transferOf(job.parts);
+    const reply: EncodeReply = { id: job.id, ok: true, body, returned, ms: performance.now() - started };
+    port.postMessage(reply, [body.buffer as ArrayBuffer, ...returned]);
   });
 }

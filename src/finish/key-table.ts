@@ -7,12 +7,15 @@
  * encodePostings() sorts each log by value (LSD radix, stable: the groups of a value stay
  * ascending), drops what the cache let through twice, and writes the postings once; it takes
  * the logs alone (logs(): typed arrays, each its own memory), so that it can run on the index
- * thread (index-worker.ts) with the logs transferred there, not copied.
+ * thread (index-worker.ts) with the logs transferred there, not copied. The table's arrays and
+ * the encoding's scratch come from this thread's indexMemory and go back to it (release(),
+ * the encoding's lease), so that each file does not touch new pages (index-memory.ts).
  *
  *   add(kind, value) ──seen in this group? (cache, 4096 slots)──no──▶ log[kind]: values[], groups[] (appended, grown by doubling)
  *   encodePostings: per kind, radix sort by value ─▶ keys (kind, value) ascending, postings: LEB128 gaps of distinct groups
  */
 import { ipv4Keys, key, KEY_ETHER, KEY_PORT, KEY_PROTO4, KEY_V4, KINDS, type FlowSink } from './index-keys.js';
+import { indexMemory, type Lease } from './index-memory.js';
 
 /** Slots of the repeat cache (a power of two): small enough to stay in the CPU's cache. */
 const SEEN = 4096;
@@ -56,16 +59,17 @@ export class KeyTable implements FlowSink {
   private readonly values: Int32Array[] = [];
   private readonly groups: Int32Array[] = [];
   private readonly lengths = new Int32Array(KINDS);
-  private readonly seenKind = new Uint8Array(SEEN);
-  private readonly seenValue = new Int32Array(SEEN);
-  private readonly seenGroup = new Int32Array(SEEN).fill(-1);
-  private flowLog = new Int32Array(FLOW * 1024);
+  private seenKind = indexMemory.uint8(SEEN);
+  private seenValue = indexMemory.int32(SEEN);
+  /** Reused memory: filled, so that no slot holds a group of this table before it is written. */
+  private seenGroup = indexMemory.int32(SEEN).fill(-1);
+  private flowLog = indexMemory.int32(FLOW * 1024);
   private flows = 0;
 
   constructor() {
     for (let k = 0; k < KINDS; k++) {
-      this.values.push(new Int32Array(1024));
-      this.groups.push(new Int32Array(1024));
+      this.values.push(indexMemory.int32(1024));
+      this.groups.push(indexMemory.int32(1024));
     }
   }
 
@@ -87,9 +91,10 @@ export class KeyTable implements FlowSink {
   /** Appends a flow to the flow log: its keys are made when the logs are encoded (withFlows). */
   addIpv4(group: number, proto: number, src: number, dst: number, ports: number): void {
     let at = this.flows * FLOW;
-    if (at === this.flowLog.length) {
-      const grown = new Int32Array(at * 2);
+    if (at + FLOW > this.flowLog.length) {
+      const grown = indexMemory.int32(this.flowLog.length * 2);
       grown.set(this.flowLog);
+      indexMemory.give(this.flowLog.buffer as ArrayBuffer);
       this.flowLog = grown;
     }
     const f = this.flowLog;
@@ -113,11 +118,32 @@ export class KeyTable implements FlowSink {
     return { values: this.values, groups: this.groups, lengths: this.lengths, flowLog: this.flowLog, flows: this.flows };
   }
 
+  /**
+   * Gives the table's memory back to indexMemory: after its logs were encoded on this thread
+   * (memory that went to the index thread comes back through IndexEncoder). The table holds
+   * nothing afterwards.
+   */
+  release(): void {
+    const arrays = [...this.values, ...this.groups, this.flowLog, this.seenKind, this.seenValue, this.seenGroup];
+    for (const a of arrays) indexMemory.give(a.buffer as ArrayBuffer);
+    const none = new Int32Array(0);
+    this.values.fill(none);
+    this.groups.fill(none);
+    this.lengths.fill(0);
+    this.flowLog = none;
+    this.flows = 0;
+    this.seenKind = new Uint8Array(0);
+    this.seenValue = none;
+    this.seenGroup = none;
+  }
+
   private grow(kind: number): void {
-    const v = new Int32Array(this.values[kind]!.length * 2);
-    const g = new Int32Array(v.length);
+    const v = indexMemory.int32(this.values[kind]!.length * 2);
+    const g = indexMemory.int32(v.length);
     v.set(this.values[kind]!);
     g.set(this.groups[kind]!);
+    indexMemory.give(this.values[kind]!.buffer as ArrayBuffer);
+    indexMemory.give(this.groups[kind]!.buffer as ArrayBuffer);
     this.values[kind] = v;
     this.groups[kind] = g;
   }
@@ -126,9 +152,9 @@ export class KeyTable implements FlowSink {
 /**
  * The logs with the flow log's keys (ipv4Keys) appended to their kinds' logs, and no flows.
  * A kind's log then holds two runs each ascending by group, which encodePostings sorts by group
- * before it sorts by value. The logs are only read.
+ * before it sorts by value. The logs are only read; the new ones are the lease's.
  */
-export function withFlows(logs: KeyLogs): KeyLogs {
+export function withFlows(logs: KeyLogs, lease: Lease): KeyLogs {
   const n = logs.flows;
   if (n === 0) return logs;
   const extra = new Int32Array(KINDS);
@@ -140,8 +166,8 @@ export function withFlows(logs: KeyLogs): KeyLogs {
   const values: Int32Array[] = [];
   const groups: Int32Array[] = [];
   for (let k = 0; k < KINDS; k++) {
-    const v = new Int32Array(lengths[k]! + extra[k]!);
-    const g = new Int32Array(v.length);
+    const v = lease.int32(lengths[k]! + extra[k]!);
+    const g = lease.int32(v.length);
     v.set(logs.values[k]!.subarray(0, lengths[k]!));
     g.set(logs.groups[k]!.subarray(0, lengths[k]!));
     values.push(v);
@@ -163,14 +189,14 @@ export function withFlows(logs: KeyLogs): KeyLogs {
   return { values, groups, lengths, flowLog: new Int32Array(0), flows: 0 };
 }
 
-/** The keys of `logs` sorted, with their postings. The logs are only read. */
-export function encodePostings(given: KeyLogs): EncodedPostings {
-  const logs = withFlows(given);
+/** The keys of `logs` sorted, with their postings: the lease's memory, to be used before it ends. The logs are only read. */
+export function encodePostings(given: KeyLogs, lease: Lease): EncodedPostings {
+  const logs = withFlows(given, lease);
   let total = 0;
   for (let k = 0; k < KINDS; k++) total += logs.lengths[k]!;
-  const keys = new Float64Array(total);
-  const starts = new Uint32Array(total);
-  let out = Buffer.allocUnsafe(total * 2 + 16);
+  const keys = lease.float64(total);
+  const starts = lease.uint32(total);
+  let out = lease.buffer(total * 2 + 16);
   let at = 0;
   let count = 0;
   for (let kind = 0; kind < KINDS; kind++) {
@@ -179,8 +205,8 @@ export function encodePostings(given: KeyLogs): EncodedPostings {
     let [values, groups] = [logs.values[kind]!.subarray(0, n), logs.groups[kind]!.subarray(0, n)];
     // A kind's log that holds keys of both kinds of entry is two runs ascending by group: sorted
     // by group first, the (stable) sort by value keeps each value's groups ascending.
-    if (given.lengths[kind]! > 0 && n > given.lengths[kind]!) [groups, values] = sortByValue(groups, values);
-    [values, groups] = sortByValue(values, groups);
+    if (given.lengths[kind]! > 0 && n > given.lengths[kind]!) [groups, values] = sortByValue(groups, values, lease);
+    [values, groups] = sortByValue(values, groups, lease);
     for (let i = 0; i < n; ) {
       const v = values[i]!;
       keys[count] = key(kind, v >>> 0);
@@ -190,7 +216,7 @@ export function encodePostings(given: KeyLogs): EncodedPostings {
         const g = groups[i]!;
         if (g === prev) continue; // a repeat the cache let through
         if (out.length - at < 5) {
-          const grown = Buffer.allocUnsafe(out.length * 2);
+          const grown = lease.buffer(out.length * 2);
           out.copy(grown, 0, 0, at);
           out = grown;
         }
@@ -209,15 +235,15 @@ export function encodePostings(given: KeyLogs): EncodedPostings {
 
 /**
  * The pairs (values[i], groups[i]) sorted by value as unsigned 32 bits, stable (LSD radix, a
- * pass skipped when every value has the same digit there). Returns new arrays or the inputs.
+ * pass skipped when every value has the same digit there): the lease's arrays or the inputs, n long.
  */
-function sortByValue(values: Int32Array, groups: Int32Array): [Int32Array, Int32Array] {
+function sortByValue(values: Int32Array, groups: Int32Array, lease: Lease): [Int32Array, Int32Array] {
   const n = values.length;
   let v = values;
   let g = groups;
   let v2: Int32Array | null = null;
   let g2: Int32Array | null = null;
-  const counts = new Int32Array(BUCKETS);
+  const counts = lease.int32(BUCKETS);
   for (let shift = 0; shift < 32; shift += DIGIT) {
     counts.fill(0);
     for (let i = 0; i < n; i++) counts[(v[i]! >>> shift) & (BUCKETS - 1)]!++;
@@ -228,8 +254,8 @@ function sortByValue(values: Int32Array, groups: Int32Array): [Int32Array, Int32
       counts[b] = sum;
       sum += c;
     }
-    v2 ??= new Int32Array(n);
-    g2 ??= new Int32Array(n);
+    v2 ??= lease.int32(n).subarray(0, n);
+    g2 ??= lease.int32(n).subarray(0, n);
     for (let i = 0; i < n; i++) {
       const x = v[i]!;
       const to = counts[(x >>> shift) & (BUCKETS - 1)]!++;

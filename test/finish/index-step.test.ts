@@ -26,7 +26,8 @@ import { captureFileName } from '../../src/capture/naming.js';
 import { resolveConfig } from '../../src/config.js';
 import { Finisher } from '../../src/finish/finisher.js';
 import { buildIndex, GROUP_PACKETS, indexChecked, IndexBuilder, indexPathOf, loadIndex } from '../../src/finish/index-build.js';
-import { frameKeys } from '../../src/finish/index-keys.js';
+import { frameKeys, KEY_PORT } from '../../src/finish/index-keys.js';
+import { indexMemory } from '../../src/finish/index-memory.js';
 import { withFlows } from '../../src/finish/key-table.js';
 import { readSummary } from '../../src/finish/index-format.js';
 import { IndexStep, type IndexStepEvents } from '../../src/finish/index-step.js';
@@ -326,14 +327,66 @@ t.test('the builder holds exactly the keys frameKeys finds in each group, throug
     group = Math.floor(i / GROUP_PACKETS);
     frameKeys(buf, 0, capLen, { add: (kind, value) => want.add(`${kind}:${value | 0}:${group}`) });
   });
-  const logs = withFlows(b.parts().keys!);
+  const lease = indexMemory.lease();
+  const logs = withFlows(b.parts().keys!, lease);
   const got = new Set<string>();
   for (let kind = 0; kind < logs.lengths.length; kind++) {
     for (let j = 0; j < logs.lengths[kind]!; j++) got.add(`${kind}:${logs.values[kind]![j]!}:${logs.groups[kind]![j]!}`);
   }
+  lease.end();
   t.equal(got.size, want.size, `${frames.length} records in ${group + 1} groups: ${want.size} (key, group) pairs`);
   t.same([...want].filter((k) => !got.has(k)), [], 'none missing');
   t.same([...got].filter((k) => !want.has(k)), [], 'none extra');
+});
+
+t.test('a sidecar encoded in memory earlier files left dirty: the same bytes as the first time', async (t) => {
+  // Records of 300 flows (every frame kind the key table logs) in an order and number of its own.
+  const flowSeed = 11;
+  const fed = (seed: number, n: number): IndexBuilder => {
+    let s = flowSeed;
+    const next = (m: number): number => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % m;
+    const flows = Array.from({ length: 300 }, (_, i) =>
+      i % 5 === 4
+        ? ether(0x86dd, ipv6(17, udp(next(65536), 53, Buffer.alloc(10)), { src: `2001:db8::${next(65536).toString(16)}`, dst: '2001:db8::2' }))
+        : ether(0x0800, ipv4(i % 2 === 0 ? 6 : 17, i % 2 === 0 ? tcp({ sport: next(65536), dport: 443 }) : udp(next(65536), 53, Buffer.alloc(10)), { src: `10.${next(256)}.${next(256)}.1`, dst: '10.9.0.2' }), i % 7 === 3 ? { tags: [[0x8100, next(4096)]] } : {}),
+    );
+    // First, IPv6 to port 0: a key the poison below looks like.
+    const port0 = ether(0x86dd, ipv6(17, udp(0, 53, Buffer.alloc(10)), { src: '2001:db8::1', dst: '2001:db8::2' }));
+    s = seed;
+    const b = new IndexBuilder(Buffer.alloc(24), 1);
+    let off = 24;
+    for (let i = 0; i < n; i++) {
+      const f = i === 0 ? port0 : flows[next(flows.length)]!;
+      b.add(f, 0, f.length, f.length, 1_790_000_000 + (i >> 12), next(1e9), off);
+      off += 16 + f.length;
+    }
+    b.end(off);
+    return b;
+  };
+  // As the index step does: the bytes given back once written.
+  const encoded = (b: IndexBuilder): Buffer => {
+    const body = b.encode(1e6, 5);
+    const copy = Buffer.from(body);
+    indexMemory.give(body.buffer as ArrayBuffer);
+    return copy;
+  };
+  const first = encoded(fed(1, 20_000));
+  // Other files of the same flows, then every size class filled with what looks like a key
+  // (bytes of KEY_PORT, words of 0: port 0 in group 0, in the repeat cache's every slot):
+  // whatever a builder or encoding takes next is dirty.
+  for (let k = 0; k < 4; k++) t.ok(encoded(fed(100 + k, 5_000 + 20_000 * k)).length > 0);
+  for (let size = 4096; size <= 4 << 20; size *= 2) {
+    const taken = Array.from({ length: 4 }, () => indexMemory.take(size));
+    for (const b of taken) (size === 4096 ? new Uint8Array(b).fill(KEY_PORT) : new Int32Array(b).fill(0));
+    for (const b of taken) indexMemory.give(b);
+  }
+  const kept = indexMemory.kept;
+  t.ok(kept > 1 << 20, `${(kept / 2 ** 20).toFixed(1)} MiB kept for reuse`);
+  const again = fed(1, 20_000);
+  t.ok(indexMemory.kept < kept, 'the builder took kept memory');
+  t.ok(encoded(again).equals(first), `${first.length} bytes, identical`);
+  t.ok(again.spent, 'an encoded builder holds no memory');
+  t.throws(() => again.encode(1e6, 5), { code: 'ERR_MIRRORCAP_INVALID_STATE' }, 'and cannot encode again');
 });
 
 t.test('a sidecar whose head is larger than the first read: read and checked alike with synchronous and pooled reads', async (t) => {
