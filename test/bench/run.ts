@@ -19,6 +19,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['query', () => import('./query.js')],
   ['writer', () => import('./writer.js')],
   ['appliance', () => import('./appliance.js')],
+  ['cpu-side', () => import('./cpu-side.js')],
   ['index-cost', () => import('./index-cost.js')],
   ['index-stall', () => import('./index-stall.js')],
   ['write-behind', () => import('./write-behind.js')],
