@@ -55,29 +55,31 @@ export function writeRecord(
 
 /** Below this many bytes copySmall beats Buffer.copy (64 B: about 35 against 70 ns; even at about 100). */
 const SMALL_COPY = 96;
-/** DataViews over the last few ArrayBuffers copied from or to (a batch's slab, the chunks of its sessions). */
+/**
+ * DataViews over the last few arrays copied from or to (a batch's slab, the chunks of its
+ * sessions), found by the array itself: its .buffer and .byteOffset are a call into the
+ * runtime each (~1.5 % of the afpacket appliance's CPU when read per packet).
+ */
 const VIEWS = 8;
-const viewBuffers: (ArrayBufferLike | null)[] = new Array<ArrayBufferLike | null>(VIEWS).fill(null);
+const viewArrays: (Uint8Array | null)[] = new Array<Uint8Array | null>(VIEWS).fill(null);
 const views: DataView[] = new Array<DataView>(VIEWS);
 let nextView = 0;
 
-function viewOf(b: ArrayBufferLike): DataView {
-  for (let i = 0; i < VIEWS; i++) if (viewBuffers[i] === b) return views[i]!;
-  const v = new DataView(b);
-  viewBuffers[nextView] = b;
+function viewOf(a: Uint8Array): DataView {
+  for (let i = 0; i < VIEWS; i++) if (viewArrays[i] === a) return views[i]!;
+  const v = new DataView(a.buffer, a.byteOffset, a.byteLength);
+  viewArrays[nextView] = a;
   views[nextView] = v;
   nextView = (nextView + 1) % VIEWS;
   return v;
 }
 
-/** `n` bytes from src[srcOff] to dst[dstOff], 4 at a time (both within their buffers: the caller checked). */
+/** `n` bytes from src[srcOff] to dst[dstOff], 4 at a time (both within their arrays: the caller checked). */
 function copySmall(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, n: number): void {
-  const sv = viewOf(src.buffer);
-  const dv = viewOf(dst.buffer);
-  const s = src.byteOffset + srcOff;
-  const d = dst.byteOffset + dstOff;
+  const sv = viewOf(src);
+  const dv = viewOf(dst);
   let i = 0;
-  for (; i + 4 <= n; i += 4) dv.setUint32(d + i, sv.getUint32(s + i));
+  for (; i + 4 <= n; i += 4) dv.setUint32(dstOff + i, sv.getUint32(srcOff + i));
   for (; i < n; i++) dst[dstOff + i] = src[srcOff + i]!;
 }
 

@@ -663,9 +663,12 @@ export const nsPerPacket = (s: Step): number => (1e9 * s.cpuSeconds) / Math.max(
 /** The receiver's CPU per second of sending, in % of a core, over the measured part of the run. */
 export const cpuPercent = (s: Step): number => (100 * s.cpuSeconds) / (s.gen.seconds * s.cpuShare);
 
+/**
+ * The fixed-rate table's goals. afpacket against tcpdump (issue 17) is the cpu-side section's:
+ * on lo a packet socket sees each packet twice and tcpdump writes it twice, and receivers
+ * measured one after another see this VM's drift; cpu-side feeds them in turn through a veth.
+ */
 function fixedRateGoals(steps: ReadonlyMap<string, Step>): Verdict[] {
-  const afpacket = steps.get('afpacket:lo');
-  const tcpdump = steps.get(tcpdumpReceiver.name);
   const native = steps.get('native');
   const geneve = steps.get(GENEVE);
   const verdicts: Verdict[] = [];
@@ -676,16 +679,7 @@ function fixedRateGoals(steps: ReadonlyMap<string, Step>): Verdict[] {
       `64 B at ${int(FIXED_RATE_PPS)} pps, CPU per packet of VXLAN inside a GWLB's GENEVE within 10 % of plain VXLAN: ${nsPerPacket(geneve).toFixed(0)} vs ${nsPerPacket(native).toFixed(0)} ns = ${(100 * ratio).toFixed(0)} % (loss ${pct(geneve.seq.lost, geneve.gen.sent)})`,
     ]);
   }
-  if (afpacket === undefined || tcpdump === undefined) return verdicts;
-  const ratio = nsPerPacket(afpacket) / nsPerPacket(tcpdump);
-  const text = (s: Step | undefined, name: string): string => (s === undefined ? '' : `${name} ${nsPerPacket(s).toFixed(0)} ns (loss ${pct(s.seq.lost, s.gen.sent)})`);
-  return [
-    ...verdicts,
-    [
-      ratio <= 2 && afpacket.seq.lost === 0,
-      `64 B at ${int(FIXED_RATE_PPS)} pps, CPU per packet afpacket <= 2x tcpdump -w: ${[text(afpacket, 'afpacket'), text(tcpdump, 'tcpdump'), text(native, 'native')].filter((x) => x).join(', ')} = ${ratio.toFixed(1)}x`,
-    ],
-  ];
+  return verdicts;
 }
 
 interface Table {
