@@ -26,7 +26,24 @@ function sizeClass(bytes: number): number {
   return bytes <= MIN_BYTES ? MIN_BYTES : 2 ** Math.ceil(Math.log2(bytes));
 }
 
-export class Recycler {
+/** Typed arrays over whole buffers taken (their length at least n): a Recycler's, or a Lease's. */
+abstract class Taker {
+  abstract take(bytes: number): ArrayBuffer;
+
+  int32(n: number): Int32Array {
+    return new Int32Array(this.take(n * 4));
+  }
+
+  uint32(n: number): Uint32Array {
+    return new Uint32Array(this.take(n * 4));
+  }
+
+  float64(n: number): Float64Array {
+    return new Float64Array(this.take(n * 8));
+  }
+}
+
+export class Recycler extends Taker {
   /** Bytes in the free lists. */
   kept = 0;
   /** Per size class, the buffers free to take; and all of them, to know one given twice. */
@@ -35,7 +52,9 @@ export class Recycler {
   /** Every buffer this recycler made or claimed: the only ones it takes back. */
   private readonly mine = new WeakSet<ArrayBuffer>();
 
-  constructor(private readonly maxKept = KEPT_BYTES) {}
+  constructor(private readonly maxKept = KEPT_BYTES) {
+    super();
+  }
 
   /** A buffer of at least `bytes` (a power of two), its contents whatever the last user left. */
   take(bytes: number): ArrayBuffer {
@@ -72,18 +91,6 @@ export class Recycler {
     return new Lease(this);
   }
 
-  int32(n: number): Int32Array {
-    return new Int32Array(this.take(n * 4));
-  }
-
-  uint32(n: number): Uint32Array {
-    return new Uint32Array(this.take(n * 4));
-  }
-
-  float64(n: number): Float64Array {
-    return new Float64Array(this.take(n * 8));
-  }
-
   uint8(n: number): Uint8Array {
     return new Uint8Array(this.take(n));
   }
@@ -93,27 +100,17 @@ export class Recycler {
  * Scratch memory of one computation (an encoding): each array spans its whole buffer (length
  * at least n); end() gives every one back, so nothing taken through it may outlive the call.
  */
-export class Lease {
+export class Lease extends Taker {
   private readonly held: ArrayBuffer[] = [];
 
-  constructor(private readonly from: Recycler) {}
+  constructor(private readonly from: Recycler) {
+    super();
+  }
 
-  private take(bytes: number): ArrayBuffer {
+  take(bytes: number): ArrayBuffer {
     const b = this.from.take(bytes);
     this.held.push(b);
     return b;
-  }
-
-  int32(n: number): Int32Array {
-    return new Int32Array(this.take(n * 4));
-  }
-
-  uint32(n: number): Uint32Array {
-    return new Uint32Array(this.take(n * 4));
-  }
-
-  float64(n: number): Float64Array {
-    return new Float64Array(this.take(n * 8));
   }
 
   buffer(n: number): Buffer {
