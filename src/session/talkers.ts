@@ -17,9 +17,17 @@
  *   heap     slot numbers as a min-heap on counts; where[s] is s's heap position:
  *            the eviction victim is heap[0]
  *
- * add() allocates nothing and costs O(address length + log capacity); top()
- * allocates its answer when called. Both are synchronous and never throw on
- * input from the wire (a bad address length is ignored).
+ *   runs     the last two addresses added, with the bytes added to them since:
+ *            a flow's packets come in bursts and each adds its source and its
+ *            destination, so most add() calls only add to a run; a run enters the
+ *            table when a third address needs its place, or before the table is
+ *            read (top, size). Space-saving holds for a weighted item as for its
+ *            parts, in any order: the guarantees stay.
+ *
+ * add() allocates nothing and costs O(address length), O(log capacity) when a
+ * run enters the table; top() allocates its answer when called. Both are
+ * synchronous and never throw on input from the wire (a bad address length is
+ * ignored).
  */
 import { formatIpv4 } from '../decode/ipv4.js';
 import { formatIpv6 } from '../decode/ipv6.js';
@@ -48,6 +56,11 @@ export class TopTalkers {
   private readonly heap: Uint32Array;
   private readonly where: Uint32Array;
   private used = 0;
+  /** The two runs: address bytes, length (0: none), bytes not yet in the table; `older` is the one a new address replaces. */
+  private readonly runKeys = new Uint8Array(2 * KEY_BYTES);
+  private readonly runLen = new Uint8Array(2);
+  private readonly runBytes = new Float64Array(2);
+  private older = 0;
 
   constructor(readonly capacity = 64) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 65536) {
@@ -68,12 +81,45 @@ export class TopTalkers {
   }
 
   get size(): number {
+    this.settle();
     return this.used;
   }
 
   /** Counts `bytes` for the address at buf[addrOff .. addrOff + addrLen); addrLen is 4 or 16. */
   add(buf: Uint8Array, addrOff: number, addrLen: number, bytes: number): void {
     if ((addrLen !== 4 && addrLen !== 16) || !(bytes > 0)) return;
+    const keys = this.runKeys;
+    for (let r = 0; r < 2; r++) {
+      if (this.runLen[r] !== addrLen) continue;
+      const base = r * KEY_BYTES;
+      let i = 0;
+      while (i < addrLen && keys[base + i] === buf[addrOff + i]) i++;
+      if (i === addrLen) {
+        this.runBytes[r] += bytes;
+        // The other run is now the older.
+        this.older = r ^ 1;
+        return;
+      }
+    }
+    const r = this.older;
+    this.older = r ^ 1;
+    if (this.runLen[r] !== 0) this.count(keys, r * KEY_BYTES, this.runLen[r], this.runBytes[r]);
+    for (let i = 0; i < addrLen; i++) keys[r * KEY_BYTES + i] = buf[addrOff + i];
+    this.runLen[r] = addrLen;
+    this.runBytes[r] = bytes;
+  }
+
+  /** The runs into the table. */
+  private settle(): void {
+    for (let r = 0; r < 2; r++) {
+      if (this.runLen[r] === 0) continue;
+      this.count(this.runKeys, r * KEY_BYTES, this.runLen[r], this.runBytes[r]);
+      this.runLen[r] = 0;
+    }
+  }
+
+  /** Counts `bytes` for the address at buf[addrOff .. addrOff + addrLen) in the table (space-saving). */
+  private count(buf: Uint8Array, addrOff: number, addrLen: number, bytes: number): void {
     let h = FNV_OFFSET ^ addrLen;
     for (let i = 0; i < addrLen; i++) h = Math.imul(h ^ buf[addrOff + i], FNV_PRIME);
     h >>>= 0;
@@ -112,6 +158,7 @@ export class TopTalkers {
 
   /** The n heaviest addresses, heaviest first (ties by address text). Allocates. */
   top(n: number): Talker[] {
+    this.settle();
     const out: Talker[] = [];
     for (let s = 0; s < this.used; s++) {
       const off = s * KEY_BYTES;
@@ -126,6 +173,7 @@ export class TopTalkers {
   }
 
   reset(): void {
+    this.runLen.fill(0);
     this.used = 0;
     this.index.fill(0);
   }

@@ -84,6 +84,39 @@ t.test('space-saving guarantees on a skewed stream (10k addresses, 64 slots)', a
   );
 });
 
+t.test('bursts of flows, source and destination in turn (the runs): exact when they fit, the guarantees when not, read any time', async (t) => {
+  for (const capacity of [4096, 64]) {
+    const tt = new TopTalkers(capacity);
+    const exact = new Map<string, number>();
+    const r = new Random(4242 + capacity);
+    let total = 0;
+    for (let burst = 0; burst < 20_000; burst++) {
+      const a = Math.floor(2_000 ** (r.next() / 0x100000000)) - 1;
+      const b = 2_000 + r.below(2_000);
+      for (let k = 1 + r.below(20); k > 0; k--) {
+        const bytes = 60 + r.below(1400);
+        for (const i of [a, b]) {
+          tt.add(v4(i), 0, 4, bytes);
+          exact.set(text4(i), (exact.get(text4(i)) ?? 0) + bytes);
+          total += bytes;
+        }
+      }
+      // Read now and then, as /api/sessions does: the runs enter the table first.
+      if (burst % 997 === 0) t.ok(tt.size > 0);
+    }
+    const all = tt.top(capacity);
+    t.equal(all.reduce((sum, x) => sum + x.bytes, 0), total, `${capacity} slots: the counts add up to every byte seen`);
+    if (capacity >= exact.size) {
+      t.same(new Map(all.map((x) => [x.address, x.bytes])), exact, `${capacity} slots: every address exact`);
+      t.ok(all.every((x) => x.error === 0));
+    } else {
+      t.ok(all.every((x) => x.bytes >= exact.get(x.address)! && x.bytes - x.error <= exact.get(x.address)!), `${capacity} slots: truth within [bytes - error, bytes] for every slot`);
+      const heavy = [...exact].filter(([, n]) => n > total / capacity);
+      t.ok(heavy.length > 0 && heavy.every(([addr]) => all.some((x) => x.address === addr)), `${capacity} slots: all ${heavy.length} addresses above total/capacity present`);
+    }
+  }
+});
+
 t.test('the index survives churn: every present address is found again, none is duplicated', async (t) => {
   const tt = new TopTalkers(8);
   const r = new Random(999);
