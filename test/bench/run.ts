@@ -20,6 +20,7 @@ const SECTIONS: [string, () => Promise<Section>][] = [
   ['writer', () => import('./writer.js')],
   ['appliance', () => import('./appliance.js')],
   ['cpu-side', () => import('./cpu-side.js')],
+  ['jumbo-side', () => import('./jumbo-side.js')],
   ['index-cost', () => import('./index-cost.js')],
   ['index-stall', () => import('./index-stall.js')],
   ['write-behind', () => import('./write-behind.js')],
