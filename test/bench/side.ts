@@ -194,6 +194,8 @@ async function tcpdumpSide(file: string, cpu: number): Promise<Side> {
     'tcpdump',
     proc.pid!,
     async (side) => {
+      // Its ring hands a block over within its timeout (tcpdump's: 1 s): what reached the ring belongs in its file, as in ours.
+      await sleep(1200);
       proc.kill('SIGINT');
       const code = await exited;
       if (holder.exitCode === null) holder.kill('SIGKILL');
