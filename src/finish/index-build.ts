@@ -127,12 +127,7 @@ export class IndexBuilder implements RecordTap {
     if (this.group >= 0) this.closeGroup();
     this.group++;
     this.keys.group = this.group;
-    if (this.group === this.offsets.length) {
-      const grown = indexMemory.float64(this.offsets.length * 2);
-      grown.set(this.offsets);
-      indexMemory.give(this.offsets.buffer as ArrayBuffer);
-      this.offsets = grown;
-    }
+    if (this.group === this.offsets.length) this.offsets = indexMemory.grow(this.offsets);
     this.offsets[this.group] = fileOffset;
     this.minSec = this.maxSec = sec;
     this.minNsec = this.maxNsec = nsec;
@@ -140,12 +135,7 @@ export class IndexBuilder implements RecordTap {
 
   /** The open group's times into `times`. */
   private closeGroup(): void {
-    if (this.times.length < (this.group + 1) * 4) {
-      const grown = indexMemory.uint32(this.times.length * 2);
-      grown.set(this.times);
-      indexMemory.give(this.times.buffer as ArrayBuffer);
-      this.times = grown;
-    }
+    if (this.times.length < (this.group + 1) * 4) this.times = indexMemory.grow(this.times);
     const t = this.times;
     const at = this.group * 4;
     t[at] = this.minSec;

@@ -14,6 +14,7 @@
  * enter it, and keeps at most `maxKept` bytes: the rest is left to the garbage collector.
  *
  *   take(bytes) ──a kept buffer of that size class, else a new one──▶ the builder / encoder
+ *   grow(array) ──twice the size, copied; the old one given back──▶ a builder's growing log
  *   give(buffer) ◀── its file encoded (IndexBuilder.release, the encode's Lease, the sidecar written)
  *   claim(buffer) ◀── a builder's memory back from the index thread, a sidecar's bytes from it
  */
@@ -84,6 +85,14 @@ export class Recycler extends Taker {
   /** Makes a buffer that was transferred to this thread whole (so only its receiver sees it) one that give() takes back. */
   claim(b: ArrayBuffer): void {
     this.mine.add(b);
+  }
+
+  /** `a` in a buffer twice its size, its contents copied; its own buffer given back (the caller holds only the copy). */
+  grow<T extends Int32Array | Uint32Array | Float64Array>(a: T): T {
+    const grown = new (a.constructor as new (buffer: ArrayBuffer) => T)(this.take(a.byteLength * 2));
+    grown.set(a);
+    this.give(a.buffer as ArrayBuffer);
+    return grown;
   }
 
   /** A scratch lease: what it takes goes back at once with end(). */

@@ -91,12 +91,7 @@ export class KeyTable implements FlowSink {
   /** Appends a flow to the flow log: its keys are made when the logs are encoded (withFlows). */
   addIpv4(group: number, proto: number, src: number, dst: number, ports: number): void {
     let at = this.flows * FLOW;
-    if (at + FLOW > this.flowLog.length) {
-      const grown = indexMemory.int32(this.flowLog.length * 2);
-      grown.set(this.flowLog);
-      indexMemory.give(this.flowLog.buffer as ArrayBuffer);
-      this.flowLog = grown;
-    }
+    if (at + FLOW > this.flowLog.length) this.flowLog = indexMemory.grow(this.flowLog);
     const f = this.flowLog;
     f[at++] = group;
     f[at++] = proto;
@@ -137,15 +132,10 @@ export class KeyTable implements FlowSink {
     this.seenGroup = none;
   }
 
+  /** A kind's log twice as long (off the hot path of add(): rare). */
   private grow(kind: number): void {
-    const v = indexMemory.int32(this.values[kind]!.length * 2);
-    const g = indexMemory.int32(v.length);
-    v.set(this.values[kind]!);
-    g.set(this.groups[kind]!);
-    indexMemory.give(this.values[kind]!.buffer as ArrayBuffer);
-    indexMemory.give(this.groups[kind]!.buffer as ArrayBuffer);
-    this.values[kind] = v;
-    this.groups[kind] = g;
+    this.values[kind] = indexMemory.grow(this.values[kind]!);
+    this.groups[kind] = indexMemory.grow(this.groups[kind]!);
   }
 }
 

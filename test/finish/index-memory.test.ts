@@ -56,3 +56,18 @@ t.test('a lease gives back everything taken through it, once', async (t) => {
   lease.end();
   t.equal(r.kept, a.buffer.byteLength + b.buffer.byteLength + c.buffer.byteLength, 'a second end() gives nothing twice');
 });
+
+t.test('grow: twice the size, the same kind of array, its contents copied, the old buffer given back', async (t) => {
+  const r = new Recycler(1 << 20);
+  const a = r.float64(512);
+  a[0] = 1.5;
+  a[511] = -2;
+  const b = r.grow(a);
+  t.ok(b instanceof Float64Array);
+  t.equal(b.length, 1024);
+  t.same([b[0], b[511]], [1.5, -2], 'contents copied');
+  t.equal(r.kept, 4096, "the old buffer is kept for reuse");
+  t.equal(r.take(4096), a.buffer, 'and taken again');
+  const i = r.grow(r.int32(1024));
+  t.ok(i instanceof Int32Array && i.length === 2048);
+});
