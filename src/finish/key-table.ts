@@ -14,7 +14,7 @@
  *   add(kind, value) ──seen in this group? (cache, 4096 slots)──no──▶ log[kind]: values[], groups[] (appended, grown by doubling)
  *   encodePostings: per kind, radix sort by value ─▶ keys (kind, value) ascending, postings: LEB128 gaps of distinct groups
  */
-import { ipv4Keys, key, KEY_ETHER, KEY_PORT, KEY_PROTO4, KEY_V4, KINDS, type FlowSink } from './index-keys.js';
+import { ipv4Keys, key, KINDS, type FlowSink } from './index-keys.js';
 import { indexMemory, type Lease } from './index-memory.js';
 
 /** Slots of the repeat cache (a power of two): small enough to stay in the CPU's cache. */
@@ -51,6 +51,10 @@ export interface KeyLogs {
 
 /** Ints per flow in the flow log. */
 const FLOW = 5;
+/** Keys per kind an IPv4 flow has at most: a TCP flow's, as ipv4Keys makes them (so withFlows's room follows it). */
+const FLOW_KEYS = new Int32Array(KINDS);
+ipv4Keys(6, 0, 0, 0, { add: (kind) => void FLOW_KEYS[kind]!++ });
+const KEYS_PER_FLOW = FLOW_KEYS.reduce((a, b) => a + b, 0);
 
 export class KeyTable implements FlowSink {
   /** The group keys are added to now. */
@@ -101,9 +105,9 @@ export class KeyTable implements FlowSink {
     this.flows++;
   }
 
-  /** Entries in all logs, a flow counted as its (up to) six keys. */
+  /** Entries in all logs, a flow counted as its keys (at most KEYS_PER_FLOW). */
   get entries(): number {
-    let n = this.flows * 6;
+    let n = this.flows * KEYS_PER_FLOW;
     for (let k = 0; k < KINDS; k++) n += this.lengths[k]!;
     return n;
   }
@@ -147,16 +151,11 @@ export class KeyTable implements FlowSink {
 export function withFlows(logs: KeyLogs, lease: Lease): KeyLogs {
   const n = logs.flows;
   if (n === 0) return logs;
-  const extra = new Int32Array(KINDS);
-  extra[KEY_ETHER] = n;
-  extra[KEY_PROTO4] = n;
-  extra[KEY_V4] = 2 * n;
-  extra[KEY_PORT] = 2 * n;
   const lengths = Int32Array.from(logs.lengths);
   const values: Int32Array[] = [];
   const groups: Int32Array[] = [];
   for (let k = 0; k < KINDS; k++) {
-    const v = lease.int32(lengths[k]! + extra[k]!);
+    const v = lease.int32(lengths[k]! + n * FLOW_KEYS[k]!);
     const g = lease.int32(v.length);
     v.set(logs.values[k]!.subarray(0, lengths[k]!));
     g.set(logs.groups[k]!.subarray(0, lengths[k]!));
