@@ -39,7 +39,7 @@ import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { makeFolder } from './folder.js';
 import { captureFileName, captureSuffix, PART_SUFFIX } from './naming.js';
 import { rotationEnd, rotationOf, type Rotation } from './rotation.js';
-import { FILE_HEADER_LEN, LINKTYPE_ETHERNET, RECORD_HEADER_LEN, writeFileHeader, writeRecord, writeRecordHeader } from '../pcap/pcap.js';
+import { dataViewOf, FILE_HEADER_LEN, LINKTYPE_ETHERNET, RECORD_HEADER_LEN, writeFileHeader, writeRecord, writeRecordHeader, writeRecordViews } from '../pcap/pcap.js';
 import { epbLength, fileHeader, NG_ISB_LEN, statisticsBlock, writeEpb, type SectionInfo } from '../pcap/pcapng-write.js';
 import type { NativeBinding } from '../native/addon.js';
 import type { ClassicSink } from '../pcap/classic.js';
@@ -228,6 +228,8 @@ export class SessionWriter implements SessionOutput {
 
   private file: OpenFile | null = null;
   private chunk: Buffer | null = null;
+  /** A DataView of the chunk (writeRecordViews), made when the chunk is taken, not per record. */
+  private chunkView: DataView | null = null;
   private chunkLen = 0;
   /** Records in the op being gathered (in the chunk or held). */
   private chunkPackets = 0;
@@ -293,9 +295,10 @@ export class SessionWriter implements SessionOutput {
 
   /**
    * Appends one frame. `len` bytes are available at src[off]; `origLen` is the frame's
-   * real length on the wire. Returns false when the packet was dropped (counted).
+   * real length on the wire. Returns false when the packet was dropped (counted). `srcView`:
+   * a DataView of all of src (the pipeline's Batch.view), or null to have one found.
    */
-  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number, hold: RecordHold | null = null): boolean {
+  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number, hold: RecordHold | null = null, srcView: DataView | null = null): boolean {
     if (this.closed) {
       this.opts.drops[DROP_WRITE_ERROR]!++;
       return false;
@@ -362,7 +365,9 @@ export class SessionWriter implements SessionOutput {
     else {
       this.chunkLen = ng
         ? writeEpb(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec)
-        : writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
+        : srcView !== null
+          ? writeRecordViews(chunk, this.chunkView!, this.chunkLen, src, srcView, off, incl, origLen > len ? origLen : len, sec, nsec)
+          : writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
     }
     this.chunkPackets++;
     const tap = f.tap;
@@ -414,7 +419,7 @@ export class SessionWriter implements SessionOutput {
       const dst = this.copyOut(p, this.chunk, len);
       if (dst === null) this.queueChunk();
       else {
-        this.chunk = dst;
+        this.setChunk(dst);
         this.chunkLen = len;
         this.pieces = null;
         this.pieceStart = 0;
@@ -622,18 +627,23 @@ export class SessionWriter implements SessionOutput {
         this.queueChunk();
       } else {
         this.giveBack(this.chunk); // empty but too small for this record
-        this.chunk = null;
+        this.setChunk(null);
       }
     }
     const size = this.busy || need > SMALL_CHUNK ? LARGE_CHUNK : SMALL_CHUNK;
     if (this.held + size > this.opts.queueSize) return false;
     const chunk = this.opts.pool.take(size);
     if (chunk === null) return false;
-    this.chunk = chunk;
+    this.setChunk(chunk);
     this.held += size;
     // chunkPackets stays: the op being gathered may hold records outside the chunk (ZERO-COPY).
     this.chunkLen = 0;
     return true;
+  }
+
+  private setChunk(chunk: Buffer | null): void {
+    this.chunk = chunk;
+    this.chunkView = chunk === null ? null : dataViewOf(chunk);
   }
 
   private queueChunk(): void {
@@ -647,7 +657,7 @@ export class SessionWriter implements SessionOutput {
     }
     this.ops.push({ kind: WRITE, file: this.file!, chunk, len, packets: this.chunkPackets, pieces: p });
     if (p !== null) this.heldQueued++;
-    if (chunk !== null) this.chunk = null;
+    if (chunk !== null) this.setChunk(null);
     this.chunkLen = 0;
     this.chunkPackets = 0;
     this.pieces = null;

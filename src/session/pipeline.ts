@@ -89,6 +89,8 @@ export class Pipeline {
   private refused = 0;
   /** The tap while anyone listens, read once per batch. */
   private batchTap: PacketTap | null = null;
+  /** The batch's Batch.view, read once per batch. */
+  private slabView: DataView | null = null;
 
   constructor(
     private readonly router: Router,
@@ -111,6 +113,7 @@ export class Pipeline {
     const n = batch.count;
     const allow = this.allow;
     this.batchTap = this.tap !== null && this.tap.active ? this.tap : null;
+    this.slabView = batch.view;
     this.refused = 0;
     this.datagrams += n;
     for (let i = 0; i < n; i++) {
@@ -143,6 +146,7 @@ export class Pipeline {
     this.decoder.release();
     this.inner.release();
     this.geneve.buf = EMPTY;
+    this.slabView = null;
     if (this.batchTap !== null) this.batchTap.flush();
     // Saturated when most of what was just read had to be dropped for want of queue memory:
     // reading on would only burn the CPU the writers need. One hot session among quiet ones
@@ -249,7 +253,7 @@ export class Pipeline {
     const flows = session.flows;
     if (flows !== null) flows.add(d, batch.tsSec, i);
     const out = session.output;
-    if (!out.append(slab, frameOff, frameLen, origLen, sec, nsec, batch.hold) && out.saturated) this.refused++;
+    if (!out.append(slab, frameOff, frameLen, origLen, sec, nsec, batch.hold, this.slabView) && out.saturated) this.refused++;
     const tap = this.batchTap;
     if (tap !== null) tap.packet(session, slab, frameOff, capLen, origLen, sec, nsec);
   }

@@ -55,8 +55,9 @@ export interface SessionOutput {
    * Appends one frame: `len` bytes at src[off]; `origLen` is its length on the wire.
    * Returns false when the packet was dropped (the output counts why in the session's drops).
    * With a `hold` (the batch's), the frame may stay in src until written (see RecordHold).
+   * `srcView`, a DataView of all of src (Batch.view), spares the output finding one per packet.
    */
-  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number, hold?: RecordHold | null): boolean;
+  append(src: Buffer, off: number, len: number, origLen: number, sec: number, nsec: number, hold?: RecordHold | null, srcView?: DataView | null): boolean;
   /** A packet was refused for want of memory, and nothing has been written since. */
   readonly saturated: boolean;
   stats(): OutputStats;

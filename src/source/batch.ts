@@ -66,6 +66,9 @@ export class Batch {
   readonly geneve: Uint8Array;
   /** Set when the frames may stay in the slab until written (see RecordHold); null: copy them. */
   hold: RecordHold | null = null;
+  /** The slab `slabView` views (a source may swap the slab between batches). */
+  private viewed: Buffer | null = null;
+  private slabView: DataView | null = null;
 
   constructor(
     readonly capacity: number,
@@ -93,6 +96,15 @@ export class Batch {
     this.srcPort = new Uint16Array(b, 20 * t + 2 * f, capacity);
     this.srcAddr = new Uint8Array(b, 22 * t + ADDR_BYTES * f, capacity * ADDR_BYTES);
     this.geneve = new Uint8Array(b, 38 * t + f, capacity);
+  }
+
+  /** A DataView of the slab, made anew only when the slab is another one: writers copy small records through it. */
+  get view(): DataView {
+    if (this.viewed !== this.slab || this.slabView === null) {
+      this.viewed = this.slab;
+      this.slabView = new DataView(this.slab.buffer, this.slab.byteOffset, this.slab.byteLength);
+    }
+    return this.slabView;
   }
 }
 

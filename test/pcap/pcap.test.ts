@@ -1,5 +1,5 @@
 import t from 'tap';
-import { writeFileHeader, writeRecord, FILE_HEADER_LEN, RECORD_HEADER_LEN } from '../../src/pcap/pcap.js';
+import { dataViewOf, writeFileHeader, writeRecord, writeRecordViews, FILE_HEADER_LEN, RECORD_HEADER_LEN } from '../../src/pcap/pcap.js';
 
 t.test('file header: nanosecond magic, version 2.4, snaplen, LINKTYPE_ETHERNET', async (t) => {
   const b = Buffer.alloc(32, 0xa5);
@@ -39,22 +39,30 @@ t.test('record frames of every small size, from and to any offset of many buffer
   const sources = [...pooled, ...Array.from({ length: 10 }, (_, k) => Buffer.from(Array.from({ length: 400 }, (_, i) => (i * 31 + k * 7) & 0xff)))];
   const dests = Array.from({ length: 12 }, () => Buffer.alloc(600, 0xee));
   let bad = 0;
+  let badViews = 0;
   let n = 0;
   for (let len = 0; len <= 130; len++) {
     const src = sources[len % sources.length]!;
     const dst = dests[(len * 5) % dests.length]!;
     const srcOff = (len * 13) % Math.max(1, src.length - len);
     const off = (len * 7) % 200;
-    dst.fill(0xee);
-    const end = writeRecord(dst, off, src, srcOff, len, len + 3, 1, 2);
+    // Seconds past 2^31: stored unsigned.
+    const sec = 0xfedcba98 - len;
     const want = Buffer.alloc(600, 0xee);
-    want.writeUInt32LE(1, off);
+    want.writeUInt32LE(sec, off);
     want.writeUInt32LE(2, off + 4);
     want.writeUInt32LE(len, off + 8);
     want.writeUInt32LE(len + 3, off + 12);
     src.copy(want, off + RECORD_HEADER_LEN, srcOff, srcOff + len);
+    dst.fill(0xee);
+    let end = writeRecord(dst, off, src, srcOff, len, len + 3, sec, 2);
     if (end !== off + RECORD_HEADER_LEN + len || !dst.equals(want)) bad++;
+    // The same through views the caller keeps (the writer's chunk, the batch's slab).
+    dst.fill(0xee);
+    end = writeRecordViews(dst, dataViewOf(dst), off, src, dataViewOf(src), srcOff, len, len + 3, sec, 2);
+    if (end !== off + RECORD_HEADER_LEN + len || !dst.equals(want)) badViews++;
     n++;
   }
   t.equal(bad, 0, `${n} records, each the header and exactly its frame, nothing around it touched`);
+  t.equal(badViews, 0, `${n} records through the caller's views, the same`);
 });
