@@ -15,6 +15,7 @@
  *   generator (CPU 0) ──veth──▶ netns: native :P1, afpacket:mcside1 :P2, dgram :P3, tcpdump -w :P4 (CPU 1), fed in turn
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +23,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { loadNative } from '../../src/native/addon.js';
 import { launchAppliance, MAIN, type Appliance } from '../lib/appliance.js';
 import { haveTool } from '../lib/tools.js';
-import { cpuSeconds } from './appliance.js';
 import { runGeneratorProcess } from './generator.js';
 
 const NS = 'mcside';
@@ -39,6 +39,9 @@ export interface Side {
   sent: number;
   sentMeasured: number;
   cpu: number;
+  /** CPU seconds it spent while the others' slices were fed (timers, wake-ups), and how long those lasted. */
+  idleCpu: number;
+  idleSeconds: number;
   /** Packets in its files, known once stopped. */
   written: number;
   stop(): Promise<void>;
@@ -108,9 +111,22 @@ export async function sideBySide(names: readonly SideName[], feeding: Feeding, r
           return g.sent;
         };
         for (const s of sides) await feed(s, feeding.warm);
-        const at = sides.map((s) => cpuSeconds(s.pid));
-        for (let i = 0; i < feeding.slices; i++) for (const s of sides) s.sentMeasured += await feed(s, feeding.sliceSeconds);
-        sides.forEach((s, i) => (s.cpu = cpuSeconds(s.pid) - at[i]!));
+        for (let i = 0; i < feeding.slices; i++) {
+          for (const s of sides) {
+            const at = sides.map((x) => runSeconds(x.pid));
+            const t0 = performance.now();
+            s.sentMeasured += await feed(s, feeding.sliceSeconds);
+            const seconds = (performance.now() - t0) / 1000;
+            sides.forEach((x, k) => {
+              const used = runSeconds(x.pid) - at[k]!;
+              if (x === s) x.cpu += used;
+              else {
+                x.idleCpu += used;
+                x.idleSeconds += seconds;
+              }
+            });
+          }
+        }
         for (const s of sides) await s.stop();
         measured(sides, round);
       } finally {
@@ -125,6 +141,25 @@ export async function sideBySide(names: readonly SideName[], feeding: Feeding, r
     sh('ip', ['netns', 'del', NS]);
     await rm(root, { recursive: true, force: true });
   }
+}
+
+/**
+ * CPU seconds of every thread of a process, from the scheduler's own count of the time each
+ * ran (/proc/PID/task/TID/schedstat, nanoseconds), not utime + stime's 10 ms ticks: a slice of
+ * tcpdump at 50k pps is 25 ms of CPU, two or three ticks, and a tick is charged to whoever
+ * runs when it fires. A thread that ended is no longer counted; the receivers' threads live
+ * as long as they do.
+ */
+function runSeconds(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return ns / 1e9;
 }
 
 function pin(pid: number, cpus: string): void {
@@ -152,7 +187,7 @@ async function start(names: readonly SideName[], dir: string, cpu: number): Prom
 }
 
 function newSide(name: SideName, pid: number, stop: (side: Side) => Promise<void>, kill: () => void): Side {
-  const side: Side = { name, pid, sent: 0, sentMeasured: 0, cpu: 0, written: NaN, stop: () => stop(side), kill };
+  const side: Side = { name, pid, sent: 0, sentMeasured: 0, cpu: 0, idleCpu: 0, idleSeconds: 0, written: NaN, stop: () => stop(side), kill };
   return side;
 }
 
