@@ -294,6 +294,13 @@ t.test('the folder removed under an open file: nothing written is lost, the file
   for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0 + 1, i);
   writer.flush();
   await writer.idle();
+  // The name is looked for at most once a second while the file is written: the write just
+  // done came within the second of the first, so it is found at the next write after that.
+  t.same(errors, [], 'not looked for again within the second');
+  await new Promise((r) => setTimeout(r, 1100));
+  writer.append(f, 0, f.length, f.length, T0 + 1, 10);
+  writer.flush();
+  await writer.idle();
   t.same(errors, ['relink:ENOENT'], 'the event is reported once');
   for (let i = 0; i < 3; i++) writer.append(f, 0, f.length, f.length, T0 + 2, i);
   await rm(dir, { recursive: true }); // and again, between the last write and the close
@@ -301,7 +308,25 @@ t.test('the folder removed under an open file: nothing written is lost, the file
   t.equal(drops[DROP_WRITE_ERROR], 0, 'no packet lost');
   const left = await files(dir);
   t.equal(left.length, 1, `the file is back under its name (${left.join(', ')})`);
-  t.equal((await capinfos(join(dir, left[0]!))).packets, 23, 'with every packet');
+  t.equal((await capinfos(join(dir, left[0]!))).packets, 24, 'with every packet');
+});
+
+t.test('a file removed within the second before its close is rewritten at the close', async (t) => {
+  const { dir, writer, errors, drops } = await rig(t, {}, { expectErrors: true });
+  const f = udpFrame(500, 1, 1);
+  for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0, i);
+  writer.flush();
+  await writer.idle();
+  await rm(dir, { recursive: true });
+  for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0 + 1, i);
+  writer.flush();
+  await writer.idle();
+  await writer.stop();
+  t.same(errors, ['relink:ENOENT'], 'found at the close');
+  t.equal(drops[DROP_WRITE_ERROR], 0, 'no packet lost');
+  const left = await files(dir);
+  t.equal(left.length, 1, `the file is back under its name (${left.join(', ')})`);
+  t.equal((await capinfos(join(dir, left[0]!))).packets, 20, 'with every packet');
 });
 
 t.test('ENOSPC: the file is cut to its last whole record and renamed, drops are counted, writing resumes when space returns', async (t) => {
