@@ -54,7 +54,7 @@ const PCAP_RECORD_HEADER = 16;
 const START_FRACTION = 0.8;
 /** libpcap hands over a partly filled ring block only after its 1 s timeout; stopping sooner loses it. */
 const TCPDUMP_SETTLE_MS = 1500;
-/** What the ring still holds is handed over within its 50 ms retire timeout, and read at once. */
+/** What the ring still holds is handed over within its retire timeout (RETIRE_MS, 100 ms), and read at once. */
 const AFPACKET_SETTLE_MS = 300;
 /** The fixed rate of the CPU-per-packet table: every receiver holds it without loss on this machine. */
 const FIXED_RATE_PPS = 50_000;
@@ -179,7 +179,7 @@ export function applianceReceiver(
         pid: app.proc.pid!,
         ...(started === undefined ? {} : { workerTids: started.tids as number[] }),
         // The ring's UDP socket is never read (it only holds the port); a block is handed over
-        // within its retire timeout (50 ms), so a moment covers what is still in the ring.
+        // within its retire timeout (100 ms), so a moment covers what is still in the ring.
         settle: () => (source === 'afpacket:lo' ? sleep(AFPACKET_SETTLE_MS) : socketDrained(port)),
         async stop() {
           const metrics = (await httpGet(app.httpPort, '/metrics')).body;

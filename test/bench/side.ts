@@ -106,7 +106,7 @@ export async function sideBySide(names: readonly SideName[], feeding: Feeding, r
         const feed = async (s: Side, seconds: number): Promise<number> => {
           const g = await runGeneratorProcess({ host: HOST, port: PORTS[s.name], vnis: VNIS, size: feeding.size, ...(feeding.rate === undefined ? {} : { rate: feeding.rate }), durationSec: seconds });
           s.sent += g.sent;
-          // The packet ring hands a block over within its retire timeout (50 ms); the sockets drain.
+          // The packet ring hands a block over within its retire timeout (100 ms); the sockets drain.
           await sleep(150);
           return g.sent;
         };
