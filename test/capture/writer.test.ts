@@ -284,16 +284,22 @@ t.test('max-total-bytes: the oldest finished files go first, whatever their sess
   t.same(catalog.deleted, { ring: 0, budget: 0 });
 });
 
-t.test('the folder removed under an open file: nothing written is lost, the file is rewritten in place', async (t) => {
-  const { dir, writer, errors, drops } = await rig(t, {}, { expectErrors: true });
+/** Ten records written, the folder removed, ten more written: the file has no name left. */
+async function removedWhileOpen(t: Test): Promise<Awaited<ReturnType<typeof rig>> & { f: Buffer }> {
+  const r = await rig(t, {}, { expectErrors: true });
   const f = udpFrame(500, 1, 1);
-  for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0, i);
-  writer.flush();
-  await writer.idle();
-  await rm(dir, { recursive: true });
-  for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0 + 1, i);
-  writer.flush();
-  await writer.idle();
+  for (let i = 0; i < 10; i++) r.writer.append(f, 0, f.length, f.length, T0, i);
+  r.writer.flush();
+  await r.writer.idle();
+  await rm(r.dir, { recursive: true });
+  for (let i = 0; i < 10; i++) r.writer.append(f, 0, f.length, f.length, T0 + 1, i);
+  r.writer.flush();
+  await r.writer.idle();
+  return { ...r, f };
+}
+
+t.test('the folder removed under an open file: nothing written is lost, the file is rewritten in place', async (t) => {
+  const { dir, writer, errors, drops, f } = await removedWhileOpen(t);
   // The name is looked for at most once a second while the file is written: the write just
   // done came within the second of the first, so it is found at the next write after that.
   t.same(errors, [], 'not looked for again within the second');
@@ -312,15 +318,7 @@ t.test('the folder removed under an open file: nothing written is lost, the file
 });
 
 t.test('a file removed within the second before its close is rewritten at the close', async (t) => {
-  const { dir, writer, errors, drops } = await rig(t, {}, { expectErrors: true });
-  const f = udpFrame(500, 1, 1);
-  for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0, i);
-  writer.flush();
-  await writer.idle();
-  await rm(dir, { recursive: true });
-  for (let i = 0; i < 10; i++) writer.append(f, 0, f.length, f.length, T0 + 1, i);
-  writer.flush();
-  await writer.idle();
+  const { dir, writer, errors, drops } = await removedWhileOpen(t);
   await writer.stop();
   t.same(errors, ['relink:ENOENT'], 'found at the close');
   t.equal(drops[DROP_WRITE_ERROR], 0, 'no packet lost');
