@@ -39,7 +39,7 @@ import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { makeFolder } from './folder.js';
 import { captureFileName, captureSuffix, PART_SUFFIX } from './naming.js';
 import { rotationEnd, rotationOf, type Rotation } from './rotation.js';
-import { dataViewOf, FILE_HEADER_LEN, LINKTYPE_ETHERNET, RECORD_HEADER_LEN, writeFileHeader, writeRecord, writeRecordHeader, writeRecordViews } from '../pcap/pcap.js';
+import { dataViewOf, FILE_HEADER_LEN, LINKTYPE_ETHERNET, RECORD_HEADER_LEN, viewOf, writeFileHeader, writeRecord, writeRecordHeader, writeRecordViews } from '../pcap/pcap.js';
 import { epbLength, fileHeader, NG_ISB_LEN, statisticsBlock, writeEpb, type SectionInfo } from '../pcap/pcapng-write.js';
 import type { NativeBinding } from '../native/addon.js';
 import type { ClassicSink } from '../pcap/classic.js';
@@ -365,7 +365,7 @@ export class SessionWriter implements SessionOutput {
         nsec = f.lastNsec;
       } else latest = false;
     }
-    if (keep) this.holdRecord(hold, off, incl, origLen > len ? origLen : len, sec, nsec);
+    if (keep) this.holdRecord(hold, srcView ?? viewOf(src), off, incl, origLen > len ? origLen : len, sec, nsec);
     else {
       this.chunkLen = ng
         ? writeEpb(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec)
@@ -387,15 +387,15 @@ export class SessionWriter implements SessionOutput {
     return true;
   }
 
-  /** ZERO-COPY: the record header goes in front of the frame at hold.slab[off], and the record becomes the op's next piece. */
-  private holdRecord(hold: RecordHold, off: number, incl: number, origLen: number, sec: number, nsec: number): void {
+  /** ZERO-COPY: the record header goes in front of the frame at hold.slab[off] (`view` views the slab), and the record becomes the op's next piece. */
+  private holdRecord(hold: RecordHold, view: DataView, off: number, incl: number, origLen: number, sec: number, nsec: number): void {
     let p = this.pieces;
     if (p === null) p = this.pieces = this.sparePieces.pop() ?? new Pieces();
     this.closeChunkPiece(p);
     let k = p.holds.indexOf(hold);
     if (k < 0) k = p.holds.push(hold) - 1;
     const at = off - RECORD_HEADER_LEN;
-    writeRecordHeader(hold.slab, at, incl, origLen, sec, nsec);
+    writeRecordHeader(view, at, incl, origLen, sec, nsec);
     p.push(k + 1, at, RECORD_HEADER_LEN + incl, hold.retain(off));
     p.heldBytes += RECORD_HEADER_LEN + incl;
     this.held += RECORD_HEADER_LEN + incl;

@@ -45,10 +45,7 @@ export function writeRecord(dst: Buffer, off: number, src: Buffer, srcOff: numbe
 
 /** writeRecord with DataViews of dst and src (dataViewOf) the caller keeps. */
 export function writeRecordViews(dst: Buffer, dv: DataView, off: number, src: Buffer, sv: DataView, srcOff: number, inclLen: number, origLen: number, sec: number, nsec: number): number {
-  dv.setUint32(off, sec, true);
-  dv.setUint32(off + 4, nsec, true);
-  dv.setUint32(off + 8, inclLen, true);
-  dv.setUint32(off + 12, origLen, true);
+  writeRecordHeader(dv, off, inclLen, origLen, sec, nsec);
   const at = off + RECORD_HEADER_LEN;
   if (inclLen < SMALL_COPY) {
     let i = 0;
@@ -67,15 +64,16 @@ export function dataViewOf(a: Uint8Array): DataView {
 }
 
 /**
- * DataViews over the last few arrays writeRecord wrote from or to, found by the array itself:
- * its .buffer and .byteOffset are a call into the runtime each.
+ * A DataView of all of `a`, kept for the last few arrays asked for and found by the array
+ * itself (its .buffer and .byteOffset are a call into the runtime each): for callers that
+ * keep no view of their own.
  */
 const VIEWS = 8;
 const viewArrays: (Uint8Array | null)[] = new Array<Uint8Array | null>(VIEWS).fill(null);
 const views: DataView[] = new Array<DataView>(VIEWS);
 let nextView = 0;
 
-function viewOf(a: Uint8Array): DataView {
+export function viewOf(a: Uint8Array): DataView {
   for (let i = 0; i < VIEWS; i++) if (viewArrays[i] === a) return views[i]!;
   const v = dataViewOf(a);
   viewArrays[nextView] = a;
@@ -84,18 +82,13 @@ function viewOf(a: Uint8Array): DataView {
   return v;
 }
 
-/** Only the record header, at dst[off]: the frame follows it where it already lies (zero-copy writes). */
-export function writeRecordHeader(dst: Buffer, off: number, inclLen: number, origLen: number, sec: number, nsec: number): void {
-  putU32LE(dst, off, sec);
-  putU32LE(dst, off + 4, nsec);
-  putU32LE(dst, off + 8, inclLen);
-  putU32LE(dst, off + 12, origLen);
-}
-
-/** v (an unsigned 32-bit value) at dst[off], little-endian. */
-function putU32LE(dst: Buffer, off: number, v: number): void {
-  dst[off] = v;
-  dst[off + 1] = v >>> 8;
-  dst[off + 2] = v >>> 16;
-  dst[off + 3] = v >>> 24;
+/**
+ * Only the record header, at off in the bytes `dv` views: writeRecordViews's, and the
+ * zero-copy writes', whose frame follows it where it already lies.
+ */
+export function writeRecordHeader(dv: DataView, off: number, inclLen: number, origLen: number, sec: number, nsec: number): void {
+  dv.setUint32(off, sec, true);
+  dv.setUint32(off + 4, nsec, true);
+  dv.setUint32(off + 8, inclLen, true);
+  dv.setUint32(off + 12, origLen, true);
 }

@@ -7,7 +7,7 @@
  * V8 shrinking its heap) is not a cost per packet; it is printed beside, per second.
  */
 import { loadLine } from './appliance.js';
-import { sideBySide, sideUnavailable, type SideName } from './side.js';
+import { SETTLE_MS, sideBySide, sideUnavailable, type SideName } from './side.js';
 import { median, printTable } from './table.js';
 
 const RATE = 50_000;
@@ -38,7 +38,7 @@ export async function run({ quick }: { quick: boolean }): Promise<void> {
     rows.push([String(round), ns[0]!.toFixed(0), ns[1]!.toFixed(0), ns[2]!.toFixed(0), (ns[1]! / ns[2]!).toFixed(2), (ns[0]! / ns[2]!).toFixed(2), idle.join(' / '), loss.join(' / ')]);
   });
   console.log(
-    `${how}; ns/packet: the CPU of each process (all its threads, as the scheduler counts it) over its own slices and the 150 ms after each, per packet sent to it; idle: its CPU while the others were fed, per second; ${load}`,
+    `${how}; ns/packet: the CPU of each process (all its threads, as the scheduler counts it) over its own slices and the ${SETTLE_MS} ms after each, per packet sent to it; idle: its CPU while the others were fed, per second; ${load}`,
   );
   printTable(rows, [0]);
   const m = median(ratios);

@@ -21,6 +21,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadNative } from '../../src/native/addon.js';
+import { RETIRE_MS } from '../../src/source/afpacket.js';
 import { launchAppliance, MAIN, type Appliance } from '../lib/appliance.js';
 import { haveTool } from '../lib/tools.js';
 import { runGeneratorProcess } from './generator.js';
@@ -29,6 +30,8 @@ const NS = 'mcside';
 const HOST = '10.78.0.2';
 const IFACE = 'mcside1';
 const VNIS = 3;
+/** After each feeding: the packet ring hands a block over within its retire timeout, and the sockets drain. */
+export const SETTLE_MS = RETIRE_MS + 50;
 const PORTS = { native: 14_811, afpacket: 14_812, dgram: 14_813, tcpdump: 14_814 } as const;
 export type SideName = keyof typeof PORTS;
 
@@ -106,8 +109,7 @@ export async function sideBySide(names: readonly SideName[], feeding: Feeding, r
         const feed = async (s: Side, seconds: number): Promise<number> => {
           const g = await runGeneratorProcess({ host: HOST, port: PORTS[s.name], vnis: VNIS, size: feeding.size, ...(feeding.rate === undefined ? {} : { rate: feeding.rate }), durationSec: seconds });
           s.sent += g.sent;
-          // The packet ring hands a block over within its retire timeout (100 ms); the sockets drain.
-          await sleep(150);
+          await sleep(SETTLE_MS);
           return g.sent;
         };
         for (const s of sides) await feed(s, feeding.warm);
