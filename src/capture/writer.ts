@@ -39,7 +39,7 @@ import { LARGE_CHUNK, SMALL_CHUNK, type ChunkPool } from './chunks.js';
 import { makeFolder } from './folder.js';
 import { captureFileName, captureSuffix, PART_SUFFIX } from './naming.js';
 import { rotationEnd, rotationOf, type Rotation } from './rotation.js';
-import { dataViewOf, FILE_HEADER_LEN, LINKTYPE_ETHERNET, RECORD_HEADER_LEN, viewOf, writeFileHeader, writeRecord, writeRecordHeader, writeRecordViews } from '../pcap/pcap.js';
+import { dataViewOf, FILE_HEADER_LEN, LINKTYPE_ETHERNET, RECORD_HEADER_LEN, viewOf, writeFileHeader, writeRecordHeader, writeRecordViews } from '../pcap/pcap.js';
 import { epbLength, fileHeader, NG_ISB_LEN, statisticsBlock, writeEpb, type SectionInfo } from '../pcap/pcapng-write.js';
 import type { NativeBinding } from '../native/addon.js';
 import type { ClassicSink } from '../pcap/classic.js';
@@ -369,9 +369,7 @@ export class SessionWriter implements SessionOutput {
     else {
       this.chunkLen = ng
         ? writeEpb(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec)
-        : srcView !== null
-          ? writeRecordViews(chunk, this.chunkView!, this.chunkLen, src, srcView, off, incl, origLen > len ? origLen : len, sec, nsec)
-          : writeRecord(chunk, this.chunkLen, src, off, incl, origLen > len ? origLen : len, sec, nsec);
+        : writeRecordViews(chunk, this.chunkView!, this.chunkLen, src, srcView ?? viewOf(src), off, incl, origLen > len ? origLen : len, sec, nsec);
     }
     this.chunkPackets++;
     const tap = f.tap;
